@@ -1,0 +1,121 @@
+# agentd -- see README.md.
+#
+#   make            build ./agentd, the plugins and the test programs
+#   make test       install missing Debian deps, build, run every test
+#   make run        install missing Debian deps, build, run the offline demo
+#   make sanitize   build under ASan+UBSan into build/asan/ and run every test
+#   make valgrind   run every test under valgrind
+#   make install    PREFIX=/usr/local DESTDIR=
+#
+# Required flags live in AD_CFLAGS so that `make CFLAGS=-O0` cannot drop them.
+# Everything is built into the tree rooted at $(D) (empty: this folder;
+# build/asan/ for `make sanitize`), objects under $(D)build/obj.
+
+VERSION := 0.1.0
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WERROR  ?= -Werror
+SAN     ?=
+D       ?=
+
+PKGS    := libuv libcurl json-c
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+AD_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra $(WERROR) \
+             -Wshadow -Wstrict-prototypes -Wmissing-prototypes -MMD -MP \
+             -Iinclude -Iruntime -DAGENTD_VERSION='"$(VERSION)"' $(PKG_CFLAGS) $(SAN)
+LDLIBS  := $(PKG_LIBS) -ldl -lpthread -lm
+PLUGIN_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra $(WERROR) -Iinclude \
+                 -fPIC -fvisibility=hidden -shared $(SAN)
+# -z defs: a plugin that uses a host symbol fails to link. The static ASan
+# runtime leaves __asan_* undefined in shared objects, so not under SAN.
+PLUGIN_LDFLAGS := $(if $(SAN),,-Wl,-z,defs)
+
+OBJDIR  := $(D)build/obj
+SRC     := $(sort $(wildcard runtime/*.c))
+LIBSRC  := $(filter-out runtime/main.c,$(SRC))
+OBJ     := $(SRC:runtime/%.c=$(OBJDIR)/runtime/%.o)
+LIBOBJ  := $(LIBSRC:runtime/%.c=$(OBJDIR)/runtime/%.o)
+LIB     := $(OBJDIR)/libagentd.a
+
+PLUGINS      := $(patsubst %.c,$(D)%.so,$(wildcard plugins/*.c))
+TEST_PLUGINS := $(patsubst %.c,$(D)%.so,$(wildcard tests/plugins/*.c))
+UNIT_SRC     := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS    := $(UNIT_SRC:tests/unit/%.c=$(D)build/unit/%)
+TEST_PROGS   := $(patsubst tests/%.c,$(D)tests/%,$(wildcard tests/toml-decoder.c))
+
+all: $(D)agentd $(PLUGINS) $(TEST_PLUGINS) $(UNIT_BINS) $(TEST_PROGS)
+
+$(OBJDIR)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(AD_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIBOBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(D)agentd: $(OBJDIR)/runtime/main.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(D)plugins/%.so: plugins/%.c include/agentd/plugin.h
+	@mkdir -p $(@D)
+	$(CC) $(PLUGIN_CFLAGS) $(CFLAGS) $(PLUGIN_LDFLAGS) -o $@ $<
+
+# Test plugins may be deliberately broken; they are built without -z defs.
+$(D)tests/plugins/%.so: tests/plugins/%.c include/agentd/plugin.h
+	@mkdir -p $(@D)
+	$(CC) $(PLUGIN_CFLAGS) $(CFLAGS) -o $@ $<
+
+$(D)build/unit/%: $(OBJDIR)/tests/unit/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(D)tests/%: $(OBJDIR)/tests/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+deps:
+	@sh mk/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@sh tests/run.sh
+
+ASAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+sanitize: deps
+	@$(MAKE) --no-print-directory all D=build/asan/ SAN="$(ASAN_FLAGS)" CFLAGS="-O1 -g"
+	@AGENTD_DIR=build/asan AGENTD_SANITIZED=1 sh tests/run.sh
+
+valgrind: deps
+	@$(MAKE) --no-print-directory all
+	@AGENTD_WRAP="valgrind -q --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect" \
+	  sh tests/run.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@sh mk/demo.sh
+
+install: $(D)agentd $(PLUGINS)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/agentd \
+	           $(DESTDIR)$(PREFIX)/lib/agentd/plugins $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	           $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 $(D)agentd $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 include/agentd/plugin.h $(DESTDIR)$(PREFIX)/include/agentd/
+	install -m 0755 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/agentd/plugins/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' agentd-plugin.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/agentd-plugin.pc
+	if [ -f docs/agentd.1 ]; then install -m 0644 docs/agentd.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
+
+format:
+	clang-format -i runtime/*.c runtime/*.h include/agentd/*.h plugins/*.c tests/unit/*.c
+
+clean:
+	rm -rf build agentd plugins/*.so tests/plugins/*.so $(TEST_PROGS)
+
+.PHONY: all deps test sanitize valgrind run install format clean
+.SECONDARY:
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,76 @@
+/*
+ * tools.h -- the plugin host: loads tool plugins and runs tool calls.
+ *
+ * Plugins are shared objects exporting agentd_plugin_init_v1() (see
+ * include/agentd/plugin.h). ad_tools_load_dir() loads every regular "*.so"
+ * of a folder in sorted order with dlopen(RTLD_NOW | RTLD_LOCAL), checks the
+ * ABI, calls init and collects the tools it registers (deep copies). Any
+ * failure names the file and the reason, and stops loading.
+ *
+ * ad_tools_invoke() parses the arguments, validates them against the tool's
+ * schema and calls the plugin; every failure becomes an error result with a
+ * clear message, never a crash of the host. It may be called from worker
+ * threads for tools with AGENTD_TOOL_THREADSAFE (ad_tool_threadsafe()).
+ */
+#ifndef AD_TOOLS_H
+#define AD_TOOLS_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct ad_tools ad_tools;
+typedef struct ad_tool ad_tool;
+
+/* Returns the [plugins.config.STEM] table as JSON text for a plugin whose file
+ * is STEM.so, or NULL when there is none. Borrowed until load returns. */
+typedef const char *(*ad_tools_config_fn)(void *ud, const char *stem);
+
+typedef struct ad_tool_result {
+    char *content; /* owned (malloc), NUL-terminated, valid UTF-8 */
+    size_t len;
+    bool is_error;
+} ad_tool_result;
+
+ad_tools *ad_tools_new(void); /* NULL on ENOMEM; free with ad_tools_free() */
+/* Calls every tool's destroy(); dlcloses the plugins (skipped under ASan). */
+void ad_tools_free(ad_tools *t);
+
+/* Loads every *.so in dir (sorted). Returns 0 or a negative AD_E* with err
+ * set to "plugin FILE: reason". A missing or unreadable dir is an error. */
+int ad_tools_load_dir(ad_tools *t, const char *dir, ad_tools_config_fn cfg, void *ud, char *err,
+                      size_t errlen);
+/* Loads one plugin file; config_json may be NULL. */
+int ad_tools_load_file(ad_tools *t, const char *path, const char *config_json, char *err,
+                       size_t errlen);
+
+size_t ad_tools_count(const ad_tools *t);
+const ad_tool *ad_tools_at(const ad_tools *t, size_t i); /* registration order */
+const ad_tool *ad_tools_find(const ad_tools *t, const char *name); /* NULL if unknown */
+
+const char *ad_tool_name(const ad_tool *tool);
+const char *ad_tool_description(const ad_tool *tool);
+const json_object *ad_tool_parameters(const ad_tool *tool);
+const char *ad_tool_plugin(const ad_tool *tool); /* file name of its plugin, e.g. "add.so" */
+bool ad_tool_threadsafe(const ad_tool *tool);
+
+/* The request's "tools" array: [{"type":"function","function":{name,
+ * description, parameters}}...]. Returns a new reference; caller puts it. */
+json_object *ad_tools_openai_json(const ad_tools *t);
+
+/* Comma-separated tool names ("add, multiply"); caller frees. */
+char *ad_tools_names(const ad_tools *t);
+
+/*
+ * Runs the tool `name` with args (JSON text, args_len bytes; empty means {}).
+ * Always fills *out (caller frees out->content): unknown tool (message lists
+ * the available tools), unparsable arguments, arguments that are not an
+ * object or violate the schema, and plugin failures all give is_error = true
+ * with a message; the plugin is not called in the first three cases.
+ * Returns 0, or AD_ENOMEM.
+ */
+int ad_tools_invoke(const ad_tools *t, const char *name, const char *args, size_t args_len,
+                    ad_tool_result *out);
+void ad_tool_result_free(ad_tool_result *r);
+
+#endif /* AD_TOOLS_H */
