@@ -1,0 +1,873 @@
+/*
+ * agent.c -- the step state machine (see agent.h).
+ *
+ *   start_step ──► POST ──► on_data (SSE or JSON body) ──► on_http_done
+ *        ▲                                                     │
+ *        │        retry timer ◄── retryable failure ───────────┤
+ *        │                                                     ▼
+ *        └──── all tool results in ◄── dispatch ◄── response with tool calls
+ *                                                              │
+ *                                   response without calls ────┴──► finish
+ *
+ * Invariants:
+ *  - The loop continues because tool calls were collected, not because of the
+ *    finish_reason string; tools never run after "length", "content_filter"
+ *    or an error, and a response with no finish reason is an error.
+ *  - Every tool call of an appended assistant message gets exactly one tool
+ *    message, in call order, whatever order the calls finish in.
+ *  - Provider tool-call ids go back byte-exact; a missing or repeated id
+ *    gets a generated one (all of them with unique_tool_call_ids).
+ *  - Reasoning fields go back verbatim on the assistant message.
+ *  - Nothing is freed from inside a curl callback: on_data only parses and
+ *    flags; on_http_done runs after curl let go of the transfer.
+ */
+#include "agent.h"
+
+#include <ctype.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "sse.h"
+#include "stream.h"
+
+#define MAX_ERROR_BODY (64u << 10)
+#define MAX_RESPONSE_BODY (64u << 20)
+
+typedef struct call_slot {
+    ad_agent *agent;
+    uv_work_t work;
+    char *id;   /* owned: the id sent back to the provider */
+    char *name; /* borrowed from the response */
+    const char *args;
+    size_t args_len;
+    ad_tool_result result;
+    uint64_t t0, t1;
+    bool done;
+} call_slot;
+
+struct ad_agent {
+    uv_loop_t *loop;
+    ad_http *http;
+    const ad_config *cfg;
+    const ad_tools *tools;
+    ad_events *ev;
+    char *model; /* owned */
+
+    json_object *messages;   /* owned array: the conversation */
+    json_object *tools_json; /* owned: the request's "tools", or NULL */
+    char *url;               /* owned: {base_url}/chat/completions */
+    char **headers;          /* owned "Name: value" strings */
+    size_t nheaders;
+
+    /* the run */
+    bool running;
+    bool cancelled;
+    ad_agent_done_fn on_done;
+    void *ud;
+    int step;           /* 1-based number of the step in progress */
+    json_object *usage; /* owned: totals of the run */
+
+    /* the step */
+    ad_buf body;        /* request body of the step (kept for retries) */
+    ad_http_req *req;
+    int attempt;        /* retries so far in this step */
+    uv_timer_t retry_timer;
+    bool emitted;       /* output of this step was shown: no silent retry */
+    int mode;           /* 0 undecided, 1 SSE, 2 JSON body, 3 error body */
+    ad_buf resp_body;   /* JSON or error body */
+    ad_sse *sse;
+    ad_stream *stream;
+    char err[1024];     /* protocol error found while receiving */
+    bool has_err;
+
+    /* tool dispatch */
+    call_slot *slots;
+    size_t nslots;
+    size_t pending;
+
+    uint64_t id_counter;
+    char id_prefix[24];
+};
+
+static void start_step(ad_agent *a);
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static void fill_random_prefix(char *out, size_t n)
+{
+    unsigned char rnd[8] = {0};
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t got = read(fd, rnd, sizeof rnd);
+        (void)got;
+        close(fd);
+    }
+    uint64_t mix = uv_hrtime() ^ ((uint64_t)getpid() << 32);
+    for (size_t i = 0; i < sizeof rnd; i++)
+        rnd[i] ^= (unsigned char)(mix >> (8 * i));
+    snprintf(out, n, "%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+}
+
+static char *new_call_id(ad_agent *a)
+{
+    ad_buf b = AD_BUF_INIT;
+    ad_buf_printf(&b, "call_%s_%llu", a->id_prefix, (unsigned long long)++a->id_counter);
+    return ad_buf_steal(&b);
+}
+
+static void add_usage(ad_agent *a, json_object *u)
+{
+    if (!u || !json_object_is_type(u, json_type_object))
+        return;
+    static const char *const ints[] = {"prompt_tokens", "completion_tokens", "total_tokens"};
+    for (size_t i = 0; i < 3; i++) {
+        json_object *v;
+        if (!json_object_object_get_ex(u, ints[i], &v) || !v)
+            continue;
+        json_object *cur;
+        int64_t sum = json_object_get_int64(v);
+        if (json_object_object_get_ex(a->usage, ints[i], &cur))
+            sum += json_object_get_int64(cur);
+        json_object_object_add(a->usage, ints[i], json_object_new_int64(sum));
+    }
+    json_object *cost;
+    if (json_object_object_get_ex(u, "cost", &cost) && cost &&
+        (json_object_is_type(cost, json_type_double) || json_object_is_type(cost, json_type_int))) {
+        json_object *cur;
+        double sum = json_object_get_double(cost);
+        if (json_object_object_get_ex(a->usage, "cost", &cur))
+            sum += json_object_get_double(cur);
+        json_object_object_add(a->usage, "cost", json_object_new_double(sum));
+    }
+}
+
+/* Normalised usage of one response: the three counters (and cost). */
+static json_object *step_usage(json_object *u)
+{
+    if (!u || !json_object_is_type(u, json_type_object))
+        return NULL;
+    json_object *o = json_object_new_object();
+    static const char *const keys[] = {"prompt_tokens", "completion_tokens", "total_tokens", "cost"};
+    for (size_t i = 0; i < 4; i++) {
+        json_object *v;
+        if (json_object_object_get_ex(u, keys[i], &v) && v)
+            json_object_object_add(o, keys[i], json_object_get(v));
+    }
+    return o;
+}
+
+static void end_run(ad_agent *a, int status)
+{
+    if (!a->running)
+        return;
+    a->running = false;
+    ad_agent_done_fn cb = a->on_done;
+    void *ud = a->ud;
+    a->on_done = NULL;
+    if (cb)
+        cb(ud, status);
+}
+
+static void free_slots(ad_agent *a)
+{
+    for (size_t i = 0; i < a->nslots; i++) {
+        free(a->slots[i].id);
+        ad_tool_result_free(&a->slots[i].result);
+    }
+    free(a->slots);
+    a->slots = NULL;
+    a->nslots = 0;
+    a->pending = 0;
+}
+
+/* ---- request ----------------------------------------------------------- */
+
+char *ad_agent_request_body(ad_agent *a, size_t *len)
+{
+    json_object *req = json_object_new_object();
+    if (!req)
+        return NULL;
+    json_object_object_add(req, "model", json_object_new_string(a->model));
+    json_object_object_add(req, "messages", json_object_get(a->messages));
+    if (a->tools_json)
+        json_object_object_add(req, "tools", json_object_get(a->tools_json));
+    if (a->cfg->max_tokens > 0)
+        json_object_object_add(req, "max_tokens", json_object_new_int64(a->cfg->max_tokens));
+    if (a->cfg->stream) {
+        json_object_object_add(req, "stream", json_object_new_boolean(1));
+        json_object *so = json_object_new_object();
+        json_object_object_add(so, "include_usage", json_object_new_boolean(1));
+        json_object_object_add(req, "stream_options", so);
+    }
+    if (a->cfg->extra) {
+        json_object_object_foreach(a->cfg->extra, k, v)
+        {
+            json_object_object_add(req, k, json_object_get(v));
+        }
+    }
+    const char *s = json_object_to_json_string_length(
+        req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
+    char *out = s ? ad_strndup(s, *len) : NULL;
+    json_object_put(req);
+    return out;
+}
+
+/* ---- receiving --------------------------------------------------------- */
+
+static void on_text(void *ud, const char *text, size_t len)
+{
+    ad_agent *a = ud;
+    if (len == 0)
+        return;
+    a->emitted = true;
+    ad_events_text(a->ev, a->step, text, len);
+}
+
+static int on_sse_event(void *ud, const char *event, size_t event_len, const char *data,
+                        size_t data_len)
+{
+    ad_agent *a = ud;
+    (void)event_len;
+    if (event[0] && strcmp(event, "error") == 0) {
+        ad_errf(a->err, sizeof a->err, "provider sent an error event: %.*s",
+                (int)(data_len > 500 ? 500 : data_len), data);
+        a->has_err = true;
+        return 1;
+    }
+    if (data_len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+        ad_stream_response(a->stream)->done = true;
+        return 0;
+    }
+    char err[512];
+    int rc = ad_stream_chunk(a->stream, data, data_len, err, sizeof err);
+    if (rc != AD_OK) {
+        ad_errf(a->err, sizeof a->err, "%s", err);
+        a->has_err = true;
+        return 1;
+    }
+    return 0;
+}
+
+static bool media_type_is(const char *ct, const char *want)
+{
+    if (!ct)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strlen(want);
+    return strncasecmp(ct, want, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+static int on_data(void *ud, long status, const char *ctype, const char *data, size_t len)
+{
+    ad_agent *a = ud;
+    if (a->mode == 0) {
+        if (status < 200 || status >= 300)
+            a->mode = 3;
+        else if (media_type_is(ctype, "text/event-stream"))
+            a->mode = 1;
+        else
+            a->mode = 2;
+    }
+    switch (a->mode) {
+    case 1: {
+        int rc = ad_sse_feed(a->sse, data, len);
+        if (rc != 0) {
+            if (!a->has_err) {
+                ad_errf(a->err, sizeof a->err, "%s",
+                        rc == AD_ETOOBIG ? "a server-sent event exceeded the size limit (16 MiB)"
+                                         : "cannot parse the event stream");
+                a->has_err = true;
+            }
+            return 1;
+        }
+        return 0;
+    }
+    case 2:
+        if (a->resp_body.len + len > MAX_RESPONSE_BODY) {
+            ad_errf(a->err, sizeof a->err, "response body larger than %u MiB",
+                    MAX_RESPONSE_BODY >> 20);
+            a->has_err = true;
+            return 1;
+        }
+        return ad_buf_append(&a->resp_body, data, len) == AD_OK ? 0 : 1;
+    default:
+        if (a->resp_body.len < MAX_ERROR_BODY) {
+            size_t room = MAX_ERROR_BODY - a->resp_body.len;
+            ad_buf_append(&a->resp_body, data, len < room ? len : room);
+        }
+        return 0;
+    }
+}
+
+/* A one-line description of an error body: the provider's message if it
+ * is JSON with error.message, else its first bytes. */
+static void describe_error_body(const ad_buf *b, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    if (b->len == 0)
+        return;
+    json_object *o = json_tokener_parse(b->data);
+    if (o) {
+        json_object *e, *m;
+        const char *msg = NULL;
+        if (json_object_object_get_ex(o, "error", &e)) {
+            if (json_object_is_type(e, json_type_string))
+                msg = json_object_get_string(e);
+            else if (json_object_object_get_ex(e, "message", &m) && m)
+                msg = json_object_get_string(m);
+        } else if (json_object_object_get_ex(o, "message", &m) && m) {
+            msg = json_object_get_string(m);
+        }
+        if (msg) {
+            snprintf(out, outlen, "%s", msg);
+            json_object_put(o);
+            return;
+        }
+        json_object_put(o);
+    }
+    size_t n = 0;
+    const char *p = b->data;
+    while (n < b->len && (p[n] == ' ' || p[n] == '\n' || p[n] == '\r' || p[n] == '\t'))
+        p++, n++;
+    size_t avail = b->len - n;
+    size_t take = avail < 200 ? avail : 200;
+    size_t o2 = 0;
+    for (size_t i = 0; i < take && o2 + 1 < outlen; i++)
+        out[o2++] = (p[i] == '\n' || p[i] == '\r' || (unsigned char)p[i] < 0x20) ? ' ' : p[i];
+    out[o2] = '\0';
+}
+
+static bool retryable_status(long s)
+{
+    return s == 408 || s == 409 || s == 429 || (s >= 500 && s <= 599);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    ad_agent *a = t->data;
+    start_step(a);
+}
+
+/* Schedules another attempt of the step, or returns false when none is left. */
+static bool maybe_retry(ad_agent *a, const char *reason, double retry_after_s)
+{
+    if (a->emitted || a->cancelled || a->attempt >= a->cfg->max_retries)
+        return false;
+    a->attempt++;
+    double wait;
+    if (retry_after_s >= 0) {
+        wait = retry_after_s;
+    } else {
+        /* Exponential backoff with jitter: 0.5 s, 1 s, 2 s, ... */
+        double base = 0.5 * pow(2, a->attempt - 1);
+        wait = base * (0.5 + (double)(uv_hrtime() % 1000) / 2000.0);
+    }
+    if (wait > a->cfg->max_retry_wait_s)
+        wait = a->cfg->max_retry_wait_s;
+    ad_events_retry(a->ev, a->step, a->attempt, reason, wait);
+    uv_update_time(a->loop);
+    uv_timer_start(&a->retry_timer, on_retry_timer, (uint64_t)(wait * 1000), 0);
+    return true;
+}
+
+static void fail(ad_agent *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(ad_agent *a, const char *fmt, ...)
+{
+    ad_buf b = AD_BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    ad_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    ad_events_error(a->ev, "%s", b.data ? b.data : "out of memory");
+    ad_buf_free(&b);
+    end_run(a, AD_RUN_FAILED);
+}
+
+/* ---- tools ------------------------------------------------------------- */
+
+static void finish_tools(ad_agent *a);
+
+static void run_slot(call_slot *s)
+{
+    s->t0 = uv_hrtime();
+    if (ad_tools_invoke(s->agent->tools, s->name, s->args, s->args_len, &s->result) != AD_OK) {
+        s->result.content = ad_strdup("agentd: out of memory running the tool");
+        s->result.len = s->result.content ? strlen(s->result.content) : 0;
+        s->result.is_error = true;
+    }
+    s->t1 = uv_hrtime();
+}
+
+static void work_cb(uv_work_t *w)
+{
+    run_slot(w->data);
+}
+
+static void after_work_cb(uv_work_t *w, int status)
+{
+    call_slot *s = w->data;
+    ad_agent *a = s->agent;
+    if (status == UV_ECANCELED) {
+        s->result.content = ad_strdup("cancelled");
+        s->result.len = 7;
+        s->result.is_error = true;
+    }
+    s->done = true;
+    if (--a->pending == 0)
+        finish_tools(a);
+}
+
+static void dispatch(ad_agent *a)
+{
+    a->pending = a->nslots;
+    /* Thread-safe tools go to the pool first, so they run while the others
+     * run here on the loop thread (their plugins asked for that). */
+    for (size_t i = 0; i < a->nslots; i++) {
+        call_slot *s = &a->slots[i];
+        const ad_tool *t = a->tools ? ad_tools_find(a->tools, s->name) : NULL;
+        if (t && ad_tool_threadsafe(t)) {
+            s->work.data = s;
+            if (uv_queue_work(a->loop, &s->work, work_cb, after_work_cb) == 0)
+                continue;
+        }
+        s->work.data = NULL;
+    }
+    size_t inline_done = 0;
+    for (size_t i = 0; i < a->nslots; i++) {
+        call_slot *s = &a->slots[i];
+        if (s->work.data)
+            continue;
+        if (a->tools) {
+            run_slot(s);
+        } else {
+            s->result.content = ad_strdup("no tools are loaded");
+            s->result.len = strlen("no tools are loaded");
+            s->result.is_error = true;
+        }
+        s->done = true;
+        inline_done++;
+    }
+    uv_update_time(a->loop);
+    a->pending -= inline_done;
+    if (a->pending == 0)
+        finish_tools(a);
+}
+
+static void finish_tools(ad_agent *a)
+{
+    for (size_t i = 0; a->cancelled && i < a->nslots; i++) {
+        /* The history stays valid: every call gets its one result. */
+        ad_tool_result_free(&a->slots[i].result);
+        a->slots[i].result.content = ad_strdup("cancelled by user");
+        a->slots[i].result.len = a->slots[i].result.content ? strlen("cancelled by user") : 0;
+        a->slots[i].result.is_error = true;
+    }
+    for (size_t i = 0; i < a->nslots; i++) {
+        call_slot *s = &a->slots[i];
+        json_object *m = json_object_new_object();
+        json_object_object_add(m, "role", json_object_new_string("tool"));
+        json_object_object_add(m, "tool_call_id", json_object_new_string(s->id));
+        json_object_object_add(
+            m, "content",
+            json_object_new_string_len(s->result.content ? s->result.content : "",
+                                       (int)s->result.len));
+        json_object_array_add(a->messages, m);
+        ad_events_tool_result(a->ev, a->step, s->id, s->name, s->result.content ? s->result.content : "",
+                              s->result.len, s->result.is_error, (double)(s->t1 - s->t0) / 1e9);
+    }
+    ad_response *r = ad_stream_response(a->stream);
+    json_object *u = step_usage(r->usage);
+    ad_events_step_finish(a->ev, a->step, r->finish_reason, u);
+    json_object_put(u);
+    free_slots(a);
+    if (a->cancelled) {
+        end_run(a, AD_RUN_CANCELLED);
+        return;
+    }
+    a->step++;
+    a->attempt = 0;
+    start_step(a);
+}
+
+/* ---- the step ---------------------------------------------------------- */
+
+static json_object *assistant_message(ad_agent *a, ad_response *r)
+{
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "role", json_object_new_string("assistant"));
+    json_object_object_add(m, "content",
+                           r->text.len ? json_object_new_string_len(r->text.data, (int)r->text.len)
+                                       : NULL);
+    if (r->has_reasoning)
+        json_object_object_add(
+            m, "reasoning",
+            json_object_new_string_len(r->reasoning.data ? r->reasoning.data : "",
+                                       (int)r->reasoning.len));
+    if (r->has_reasoning_content)
+        json_object_object_add(m, "reasoning_content",
+                               json_object_new_string_len(r->reasoning_content.data
+                                                              ? r->reasoning_content.data
+                                                              : "",
+                                                          (int)r->reasoning_content.len));
+    if (r->reasoning_details)
+        json_object_object_add(m, "reasoning_details", json_object_get(r->reasoning_details));
+    json_object *calls = json_object_new_array();
+    for (size_t i = 0; i < a->nslots; i++) {
+        ad_tool_call *c = &r->calls[i];
+        json_object *call = json_object_new_object();
+        json_object *fn = json_object_new_object();
+        json_object_object_add(call, "id", json_object_new_string(a->slots[i].id));
+        json_object_object_add(call, "type", json_object_new_string("function"));
+        json_object_object_add(fn, "name", json_object_new_string(c->name ? c->name : ""));
+        json_object_object_add(fn, "arguments",
+                               json_object_new_string_len(c->args.data ? c->args.data : "{}",
+                                                          c->args.data ? (int)c->args.len : 2));
+        json_object_object_add(call, "function", fn);
+        json_object_array_add(calls, call);
+    }
+    json_object_object_add(m, "tool_calls", calls);
+    return m;
+}
+
+static void response_done(ad_agent *a)
+{
+    ad_response *r = ad_stream_response(a->stream);
+    add_usage(a, r->usage);
+    const char *fr = r->finish_reason ? r->finish_reason : "";
+    bool cut = strcmp(fr, "length") == 0 || strcmp(fr, "content_filter") == 0;
+
+    if (r->ncalls == 0) {
+        json_object *m = json_object_new_object();
+        json_object_object_add(m, "role", json_object_new_string("assistant"));
+        json_object_object_add(m, "content",
+                               json_object_new_string_len(r->text.data ? r->text.data : "",
+                                                          (int)r->text.len));
+        json_object_array_add(a->messages, m);
+        json_object *u = step_usage(r->usage);
+        ad_events_step_finish(a->ev, a->step, r->finish_reason, u);
+        json_object_put(u);
+        if (cut)
+            ad_events_warn(a->ev, "the answer was cut short (finish_reason \"%s\")%s", fr,
+                           strcmp(fr, "length") == 0 ? "; raise agent.max_tokens for longer answers"
+                                                     : "");
+        ad_events_finish(a->ev, a->step, r->text.data ? r->text.data : "", r->text.len, a->usage);
+        end_run(a, AD_RUN_OK);
+        return;
+    }
+    if (cut) {
+        json_object *u = step_usage(r->usage);
+        ad_events_step_finish(a->ev, a->step, r->finish_reason, u);
+        json_object_put(u);
+        fail(a,
+             "the response was cut short (finish_reason \"%s\") while the model was writing %zu "
+             "tool call(s); no tool was run%s",
+             fr, r->ncalls, strcmp(fr, "length") == 0 ? "; raise agent.max_tokens" : "");
+        return;
+    }
+    if (a->step >= a->cfg->max_steps) {
+        json_object *u = step_usage(r->usage);
+        ad_events_step_finish(a->ev, a->step, r->finish_reason, u);
+        json_object_put(u);
+        ad_events_error(a->ev,
+                        "max_steps (%d) reached and the model still asks for %zu tool call(s); "
+                        "raise agent.max_steps or --max-steps",
+                        a->cfg->max_steps, r->ncalls);
+        end_run(a, AD_RUN_MAX_STEPS);
+        return;
+    }
+
+    a->slots = calloc(r->ncalls, sizeof *a->slots);
+    if (!a->slots) {
+        fail(a, "out of memory");
+        return;
+    }
+    a->nslots = r->ncalls;
+    for (size_t i = 0; i < r->ncalls; i++) {
+        ad_tool_call *c = &r->calls[i];
+        call_slot *s = &a->slots[i];
+        s->agent = a;
+        s->name = c->name ? c->name : "";
+        s->args = c->args.data ? c->args.data : "{}";
+        s->args_len = c->args.data ? c->args.len : 2;
+        bool repeated = false;
+        for (size_t j = 0; c->id && j < i; j++)
+            if (r->calls[j].id && strcmp(r->calls[j].id, c->id) == 0)
+                repeated = true;
+        if (a->cfg->unique_tool_call_ids || !c->id || !c->id[0] || repeated)
+            s->id = new_call_id(a);
+        else
+            s->id = ad_strdup(c->id);
+    }
+    json_object_array_add(a->messages, assistant_message(a, r));
+    for (size_t i = 0; i < a->nslots; i++)
+        ad_events_tool_call(a->ev, a->step, a->slots[i].id, a->slots[i].name, a->slots[i].args,
+                            a->slots[i].args_len);
+    dispatch(a);
+}
+
+static void on_http_done(void *ud, const ad_http_result *res)
+{
+    ad_agent *a = ud;
+    a->req = NULL;
+    if (a->cancelled) {
+        end_run(a, AD_RUN_CANCELLED);
+        return;
+    }
+    char detail[512];
+    if (a->has_err) {
+        fail(a, "%s (from %s)", a->err, a->url);
+        return;
+    }
+    if (res->curl_code != 0 && a->mode != 3) {
+        const char *what = res->error ? res->error : "transfer failed";
+        if (maybe_retry(a, what, -1))
+            return;
+        if (a->emitted)
+            fail(a, "the response from %s broke off: %s", a->url, what);
+        else
+            fail(a, "request to %s failed: %s", a->url, what);
+        return;
+    }
+    if (a->mode == 3 || res->status < 200 || res->status >= 300) {
+        describe_error_body(&a->resp_body, detail, sizeof detail);
+        ad_buf msg = AD_BUF_INIT;
+        ad_buf_printf(&msg, "HTTP %ld from %s%s%s", res->status, a->url, detail[0] ? ": " : "",
+                      detail);
+        if (retryable_status(res->status) && maybe_retry(a, msg.data, res->retry_after_s)) {
+            ad_buf_free(&msg);
+            return;
+        }
+        if (res->status == 401 || res->status == 403)
+            ad_buf_printf(&msg, " (check the API key in the environment variable %s)",
+                          a->cfg->api_key_env ? a->cfg->api_key_env : "named by provider.api_key_env");
+        else if (res->status == 404)
+            ad_buf_printf(&msg, " (check provider.base_url and provider.model)");
+        fail(a, "%s", msg.data);
+        ad_buf_free(&msg);
+        return;
+    }
+    char err[512];
+    int rc;
+    if (a->mode == 1) {
+        rc = ad_sse_finish(a->sse);
+        if (rc != 0) {
+            fail(a, "%s (from %s)", a->has_err ? a->err : "cannot parse the event stream", a->url);
+            return;
+        }
+    } else {
+        if (a->resp_body.len == 0) {
+            if (maybe_retry(a, "empty response body", -1))
+                return;
+            fail(a, "empty response body from %s", a->url);
+            return;
+        }
+        rc = ad_stream_message(a->stream, a->resp_body.data, a->resp_body.len, err, sizeof err);
+        if (rc != AD_OK) {
+            const char *ct = res->content_type ? res->content_type : "none";
+            fail(a, "%s (from %s, Content-Type %s)", err, a->url, ct);
+            return;
+        }
+    }
+    rc = ad_stream_end(a->stream, err, sizeof err);
+    if (rc != AD_OK) {
+        /* A stream cut before any content is a network failure: retry. */
+        if (maybe_retry(a, err, -1))
+            return;
+        fail(a, "%s (from %s)", err, a->url);
+        return;
+    }
+    response_done(a);
+}
+
+static void start_step(ad_agent *a)
+{
+    if (a->cancelled) {
+        end_run(a, AD_RUN_CANCELLED);
+        return;
+    }
+    if (a->attempt == 0) {
+        ad_buf_reset(&a->body);
+        size_t len = 0;
+        char *body = ad_agent_request_body(a, &len);
+        if (!body) {
+            fail(a, "out of memory building the request");
+            return;
+        }
+        ad_buf_append(&a->body, body, len);
+        free(body);
+    }
+    a->mode = 0;
+    a->has_err = false;
+    a->err[0] = '\0';
+    a->emitted = false;
+    ad_buf_reset(&a->resp_body);
+    ad_sse_reset(a->sse);
+    ad_stream_reset(a->stream);
+    ad_http_opts o = {a->cfg->timeout_s, a->cfg->connect_timeout_s, a->cfg->idle_timeout_s};
+    ad_http_callbacks cb = {on_data, on_http_done};
+    a->req = ad_http_post(a->http, a->url, (const char *const *)a->headers, a->nheaders,
+                          a->body.data, a->body.len, &o, &cb, a);
+    if (!a->req)
+        fail(a, "cannot start a request to %s", a->url);
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+ad_agent *ad_agent_new(const ad_agent_opts *o)
+{
+    ad_agent *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->loop = o->loop;
+    a->http = o->http;
+    a->cfg = o->cfg;
+    a->tools = o->tools;
+    a->ev = o->events;
+    a->model = ad_strdup(o->cfg->model ? o->cfg->model : "");
+    a->messages = json_object_new_array();
+    ad_stream_callbacks scb = {on_text, NULL};
+    a->stream = ad_stream_new(&scb, a);
+    a->sse = ad_sse_new(0, on_sse_event, a);
+    ad_buf u = AD_BUF_INIT;
+    ad_buf_printf(&u, "%s/chat/completions", o->cfg->base_url ? o->cfg->base_url : "");
+    a->url = ad_buf_steal(&u);
+    if (!a->model || !a->messages || !a->stream || !a->sse || !a->url)
+        goto fail;
+    if (a->tools && ad_tools_count(a->tools) > 0)
+        a->tools_json = ad_tools_openai_json(a->tools);
+
+    size_t nh = o->cfg->nheaders + 3;
+    a->headers = calloc(nh, sizeof *a->headers);
+    if (!a->headers)
+        goto fail;
+    ad_buf h = AD_BUF_INIT;
+    a->headers[a->nheaders++] = ad_strdup("Content-Type: application/json");
+    a->headers[a->nheaders++] =
+        ad_strdup(o->cfg->stream ? "Accept: text/event-stream, application/json" : "Accept: application/json");
+    if (o->cfg->api_key) {
+        ad_buf_printf(&h, "Authorization: Bearer %s", o->cfg->api_key);
+        a->headers[a->nheaders++] = ad_buf_steal(&h);
+    }
+    for (size_t i = 0; i < o->cfg->nheaders; i++) {
+        ad_buf_printf(&h, "%s: %s", o->cfg->headers[i].name, o->cfg->headers[i].value);
+        /* A configured header replaces a default one of the same name. */
+        size_t nl = strlen(o->cfg->headers[i].name);
+        for (size_t j = 0; j < a->nheaders; j++) {
+            if (a->headers[j] && strncasecmp(a->headers[j], h.data, nl + 1) == 0) {
+                free(a->headers[j]);
+                a->headers[j] = a->headers[--a->nheaders];
+                a->headers[a->nheaders] = NULL;
+                break;
+            }
+        }
+        a->headers[a->nheaders++] = ad_buf_steal(&h);
+    }
+    if (o->cfg->system_prompt && o->cfg->system_prompt[0]) {
+        json_object *m = json_object_new_object();
+        json_object_object_add(m, "role", json_object_new_string("system"));
+        json_object_object_add(m, "content", json_object_new_string(o->cfg->system_prompt));
+        json_object_array_add(a->messages, m);
+    }
+    a->usage = json_object_new_object();
+    fill_random_prefix(a->id_prefix, sizeof a->id_prefix);
+    uv_timer_init(a->loop, &a->retry_timer);
+    a->retry_timer.data = a;
+    return a;
+fail:
+    ad_agent_free(a);
+    return NULL;
+}
+
+static void on_agent_timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+void ad_agent_free(ad_agent *a)
+{
+    if (!a)
+        return;
+    if (a->req)
+        ad_http_cancel(a->req);
+    free(a->model);
+    json_object_put(a->messages);
+    json_object_put(a->tools_json);
+    json_object_put(a->usage);
+    free(a->url);
+    for (size_t i = 0; i < a->nheaders; i++) {
+        if (a->headers[i]) {
+            memset(a->headers[i], 0, strlen(a->headers[i]));
+            free(a->headers[i]);
+        }
+    }
+    free(a->headers);
+    ad_buf_free(&a->body);
+    ad_buf_free(&a->resp_body);
+    ad_sse_free(a->sse);
+    ad_stream_free(a->stream);
+    free_slots(a);
+    if (a->retry_timer.loop) {
+        uv_timer_stop(&a->retry_timer);
+        uv_close((uv_handle_t *)&a->retry_timer, on_agent_timer_closed);
+    } else {
+        free(a);
+    }
+}
+
+int ad_agent_run(ad_agent *a, const char *prompt, ad_agent_done_fn on_done, void *ud)
+{
+    if (a->running)
+        return AD_EINVAL;
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "role", json_object_new_string("user"));
+    json_object_object_add(m, "content", json_object_new_string(prompt));
+    json_object_array_add(a->messages, m);
+    a->running = true;
+    a->cancelled = false;
+    a->on_done = on_done;
+    a->ud = ud;
+    a->step = 1;
+    a->attempt = 0;
+    json_object_put(a->usage);
+    a->usage = json_object_new_object();
+    start_step(a);
+    return AD_OK;
+}
+
+void ad_agent_cancel(ad_agent *a)
+{
+    if (!a->running)
+        return;
+    a->cancelled = true;
+    uv_timer_stop(&a->retry_timer);
+    if (a->req) {
+        ad_http_cancel(a->req);
+        a->req = NULL;
+        end_run(a, AD_RUN_CANCELLED);
+        return;
+    }
+    if (a->pending == 0)
+        end_run(a, AD_RUN_CANCELLED);
+}
+
+json_object *ad_agent_messages(ad_agent *a)
+{
+    return a->messages;
+}
+
+int ad_agent_set_model(ad_agent *a, const char *model)
+{
+    char *m = ad_strdup(model);
+    if (!m)
+        return AD_ENOMEM;
+    free(a->model);
+    a->model = m;
+    return AD_OK;
+}

@@ -1,0 +1,69 @@
+/*
+ * agent.h -- the agent loop: request, stream, run tools, send results, repeat.
+ *
+ * One ad_agent holds one conversation (a json-c array of messages). A run
+ * appends the user's prompt and then loops: build the request, stream the
+ * response (text reported as it arrives), and, when the response carries
+ * tool calls, append the assistant message, run every call (concurrently on
+ * worker threads for thread-safe tools), append exactly one tool message per
+ * call in call order, and send again. A response without tool calls ends
+ * the run. Everything happens on the caller's libuv loop; the run reports
+ * its end through a callback.
+ */
+#ifndef AD_AGENT_H
+#define AD_AGENT_H
+
+#include <json-c/json.h>
+#include <uv.h>
+
+#include "config.h"
+#include "events.h"
+#include "http.h"
+#include "tools.h"
+
+/* How a run ended (main.c maps these to exit codes). */
+enum {
+    AD_RUN_OK = 0,        /* the model answered */
+    AD_RUN_FAILED = 1,    /* provider, network or protocol failure */
+    AD_RUN_MAX_STEPS = 3, /* max_steps reached while the model still wanted tools */
+    AD_RUN_CANCELLED = 130
+};
+
+typedef struct ad_agent ad_agent;
+
+/* Everything borrowed; must outlive the agent. */
+typedef struct ad_agent_opts {
+    uv_loop_t *loop;
+    ad_http *http;
+    const ad_config *cfg;
+    const ad_tools *tools; /* may be NULL: no tools */
+    ad_events *events;
+} ad_agent_opts;
+
+typedef void (*ad_agent_done_fn)(void *ud, int status);
+
+/* Returns a new agent with an empty conversation (plus the configured
+ * system prompt); caller frees with ad_agent_free(). NULL on ENOMEM. */
+ad_agent *ad_agent_new(const ad_agent_opts *opts);
+/* Releases the agent; a run must not be in progress. Closes its handles:
+ * run the loop once more afterwards. */
+void ad_agent_free(ad_agent *a);
+
+/* Starts a run with prompt as the next user message. Returns 0, or a
+ * negative AD_E* (a run is already in progress). on_done is called once, on
+ * the loop thread, when the run ended. */
+int ad_agent_run(ad_agent *a, const char *prompt, ad_agent_done_fn on_done, void *ud);
+/* Cancels the run in progress, if any (on_done reports AD_RUN_CANCELLED
+ * once running tools have returned). */
+void ad_agent_cancel(ad_agent *a);
+
+/* The conversation. Borrowed. */
+json_object *ad_agent_messages(ad_agent *a);
+/* Replaces the model for later requests (copied). */
+int ad_agent_set_model(ad_agent *a, const char *model);
+
+/* Builds the request body for the current conversation (exposed for tests).
+ * Returns a new string; caller frees. */
+char *ad_agent_request_body(ad_agent *a, size_t *len);
+
+#endif /* AD_AGENT_H */

@@ -1,0 +1,574 @@
+/*
+ * config.c -- agent.toml to typed, validated settings.
+ *
+ * The TOML document (toml.c) is walked against a fixed description of the
+ * accepted keys (the `keys` table below). Every problem is reported with the
+ * file, the line of the offending key, and what was expected; unknown keys
+ * get the closest accepted key as a suggestion. All problems of a file are
+ * reported at once, one per line, so a user fixes them in one go.
+ *
+ * [provider.extra] and [plugins.config.NAME] are free-form: they are turned
+ * into JSON (integers stay integers, date-times become strings) and handed to
+ * the request builder and to plugins respectively.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "toml.h"
+
+enum kind { K_STRING, K_BOOL, K_INT, K_NUMBER, K_TABLE };
+
+typedef struct keydef {
+    const char *table; /* "provider", "agent", "plugins" */
+    const char *key;
+    enum kind kind;
+    size_t off; /* offset into ad_config, for scalar kinds */
+    double min, max;
+} keydef;
+
+#define OFF(f) offsetof(ad_config, f)
+static const keydef keys[] = {
+    {"provider", "base_url", K_STRING, OFF(base_url), 0, 0},
+    {"provider", "api_key_env", K_STRING, OFF(api_key_env), 0, 0},
+    {"provider", "model", K_STRING, OFF(model), 0, 0},
+    {"provider", "stream", K_BOOL, OFF(stream), 0, 0},
+    {"provider", "timeout_s", K_NUMBER, OFF(timeout_s), 0, 86400},
+    {"provider", "connect_timeout_s", K_NUMBER, OFF(connect_timeout_s), 0, 3600},
+    {"provider", "idle_timeout_s", K_NUMBER, OFF(idle_timeout_s), 0, 86400},
+    {"provider", "max_retries", K_INT, OFF(max_retries), 0, 100},
+    {"provider", "max_retry_wait_s", K_NUMBER, OFF(max_retry_wait_s), 0, 3600},
+    {"provider", "headers", K_TABLE, 0, 0, 0},
+    {"provider", "extra", K_TABLE, 0, 0, 0},
+    {"agent", "system_prompt", K_STRING, OFF(system_prompt), 0, 0},
+    {"agent", "max_steps", K_INT, OFF(max_steps), 1, 100000},
+    {"agent", "max_tokens", K_INT, OFF(max_tokens), 1, 100000000},
+    {"agent", "unique_tool_call_ids", K_BOOL, OFF(unique_tool_call_ids), 0, 0},
+    {"plugins", "dir", K_STRING, OFF(plugins_dir), 0, 0},
+    {"plugins", "config", K_TABLE, 0, 0, 0},
+};
+static const char *const tables[] = {"provider", "agent", "plugins"};
+
+void ad_config_init(ad_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->stream = true;
+    c->timeout_s = 600;
+    c->connect_timeout_s = 30;
+    c->idle_timeout_s = 120;
+    c->max_retries = 2;
+    c->max_retry_wait_s = 60;
+    c->max_steps = 20;
+}
+
+void ad_config_free(ad_config *c)
+{
+    free(c->path);
+    free(c->dir);
+    free(c->base_url);
+    free(c->api_key_env);
+    if (c->api_key) {
+        /* Do not leave the key behind in freed memory. */
+        volatile char *p = c->api_key;
+        while (*p)
+            *p++ = 0;
+        free(c->api_key);
+    }
+    free(c->model);
+    for (size_t i = 0; i < c->nheaders; i++) {
+        free(c->headers[i].name);
+        free(c->headers[i].value);
+    }
+    free(c->headers);
+    json_object_put(c->extra);
+    free(c->system_prompt);
+    free(c->plugins_dir);
+    json_object_put(c->plugin_config);
+    memset(c, 0, sizeof *c);
+}
+
+/* ---- diagnostics ------------------------------------------------------- */
+
+typedef struct diag {
+    ad_buf msgs;
+    const char *file;
+    int count;
+} diag;
+
+static void problem(diag *d, const ad_toml *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void problem(diag *d, const ad_toml *at, const char *fmt, ...)
+{
+    if (d->count++ >= 20)
+        return;
+    if (d->msgs.len)
+        ad_buf_putc(&d->msgs, '\n');
+    if (at)
+        ad_buf_printf(&d->msgs, "%s:%d: ", d->file, ad_toml_line(at));
+    else
+        ad_buf_printf(&d->msgs, "%s: ", d->file);
+    va_list ap;
+    va_start(ap, fmt);
+    ad_buf_vprintf(&d->msgs, fmt, ap);
+    va_end(ap);
+}
+
+/* Levenshtein distance, bounded to short keys. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return SIZE_MAX;
+    size_t row[64];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag_prev = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            size_t best = diag_prev + cost;
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag_prev = up;
+        }
+    }
+    return row[lb];
+}
+
+/* The accepted key of `table` closest to `key`, or NULL if none is close. */
+static const char *closest(const char *table, const char *key)
+{
+    const char *best = NULL;
+    size_t bestd = SIZE_MAX;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *cand = table ? keys[i].key : keys[i].table;
+        if (table && strcmp(keys[i].table, table) != 0)
+            continue;
+        size_t dist = edit_distance(key, cand);
+        if (dist < bestd) {
+            bestd = dist;
+            best = cand;
+        }
+    }
+    size_t limit = strlen(key) / 3 + 1;
+    if (limit < 2)
+        limit = 2;
+    return bestd <= limit ? best : NULL;
+}
+
+static void unknown(diag *d, const ad_toml *at, const char *table, const char *key)
+{
+    const char *hint = closest(table, key);
+    if (table)
+        problem(d, at, "unknown key '%s' in [%s]%s%s%s", key, table, hint ? " (did you mean '" : "",
+                hint ? hint : "", hint ? "'?)" : "");
+    else
+        problem(d, at, "unknown table [%s]%s%s%s", key, hint ? " (did you mean [" : "",
+                hint ? hint : "", hint ? "]?)" : "");
+}
+
+/* ---- TOML to JSON ------------------------------------------------------ */
+
+/* Returns a new json_object for v; NULL on ENOMEM. */
+static json_object *to_json(const ad_toml *v)
+{
+    switch (ad_toml_type_of(v)) {
+    case AD_TOML_TABLE: {
+        json_object *o = json_object_new_object();
+        for (size_t i = 0; o && i < ad_toml_len(v); i++)
+            json_object_object_add(o, ad_toml_key_at(v, i), to_json(ad_toml_at(v, i)));
+        return o;
+    }
+    case AD_TOML_ARRAY: {
+        json_object *a = json_object_new_array();
+        for (size_t i = 0; a && i < ad_toml_len(v); i++)
+            json_object_array_add(a, to_json(ad_toml_at(v, i)));
+        return a;
+    }
+    case AD_TOML_STRING: {
+        size_t n;
+        const char *s = ad_toml_string(v, &n);
+        return json_object_new_string_len(s, (int)n);
+    }
+    case AD_TOML_INTEGER:
+        return json_object_new_int64(ad_toml_int(v));
+    case AD_TOML_FLOAT: {
+        /* JSON has no inf/nan; the shortest text that reads back the same
+         * keeps 0.7 from going out as 0.69999999999999996. */
+        double d = ad_toml_float(v);
+        if (!isfinite(d))
+            return NULL;
+        char text[40];
+        snprintf(text, sizeof text, "%.15g", d);
+        if (strtod(text, NULL) != d)
+            snprintf(text, sizeof text, "%.17g", d);
+        if (!strpbrk(text, ".eE"))
+            strcat(text, ".0");
+        return json_object_new_double_s(d, text);
+    }
+    case AD_TOML_BOOL:
+        return json_object_new_boolean(ad_toml_bool(v));
+    default:
+        return json_object_new_string(ad_toml_datetime(v));
+    }
+}
+
+/* ---- typed keys -------------------------------------------------------- */
+
+static const char *kind_name(enum kind k)
+{
+    switch (k) {
+    case K_STRING:
+        return "a string";
+    case K_BOOL:
+        return "a boolean (true or false)";
+    case K_INT:
+        return "an integer";
+    case K_NUMBER:
+        return "a number";
+    default:
+        return "a table";
+    }
+}
+
+static void set_scalar(diag *d, ad_config *c, const keydef *k, const ad_toml *v)
+{
+    ad_toml_type t = ad_toml_type_of(v);
+    char *base = (char *)c;
+    bool ok = (k->kind == K_STRING && t == AD_TOML_STRING) || (k->kind == K_BOOL && t == AD_TOML_BOOL) ||
+              (k->kind == K_INT && t == AD_TOML_INTEGER) ||
+              (k->kind == K_NUMBER && (t == AD_TOML_INTEGER || t == AD_TOML_FLOAT));
+    if (!ok) {
+        problem(d, v, "%s.%s must be %s, not %s", k->table, k->key, kind_name(k->kind),
+                ad_toml_type_name(t));
+        return;
+    }
+    switch (k->kind) {
+    case K_STRING: {
+        size_t n;
+        const char *s = ad_toml_string(v, &n);
+        if (strlen(s) != n) {
+            problem(d, v, "%s.%s must not contain NUL characters", k->table, k->key);
+            return;
+        }
+        char **dst = (char **)(void *)(base + k->off);
+        free(*dst);
+        *dst = ad_strdup(s);
+        break;
+    }
+    case K_BOOL:
+        *(bool *)(void *)(base + k->off) = ad_toml_bool(v);
+        break;
+    case K_INT: {
+        int64_t x = ad_toml_int(v);
+        if ((double)x < k->min || (double)x > k->max) {
+            problem(d, v, "%s.%s must be between %.0f and %.0f, not %lld", k->table, k->key, k->min,
+                    k->max, (long long)x);
+            return;
+        }
+        if (strcmp(k->key, "max_tokens") == 0)
+            *(long *)(void *)(base + k->off) = (long)x;
+        else
+            *(int *)(void *)(base + k->off) = (int)x;
+        break;
+    }
+    case K_NUMBER: {
+        double x = t == AD_TOML_INTEGER ? (double)ad_toml_int(v) : ad_toml_float(v);
+        if (!(x >= k->min && x <= k->max)) {
+            problem(d, v, "%s.%s must be between %g and %g, not %g", k->table, k->key, k->min,
+                    k->max, x);
+            return;
+        }
+        *(double *)(void *)(base + k->off) = x;
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static const keydef *find_key(const char *table, const char *key)
+{
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(keys[i].table, table) == 0 && strcmp(keys[i].key, key) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+static void load_headers(diag *d, ad_config *c, const ad_toml *t)
+{
+    size_t n = ad_toml_len(t);
+    c->headers = calloc(n ? n : 1, sizeof *c->headers);
+    if (!c->headers) {
+        problem(d, t, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ad_toml_key_at(t, i);
+        const ad_toml *v = ad_toml_at(t, i);
+        if (ad_toml_type_of(v) != AD_TOML_STRING) {
+            problem(d, v, "provider.headers.%s must be a string, not %s", name,
+                    ad_toml_type_name(ad_toml_type_of(v)));
+            continue;
+        }
+        size_t vlen;
+        const char *val = ad_toml_string(v, &vlen);
+        bool bad = name[0] == '\0' || strlen(val) != vlen;
+        for (const char *p = name; *p; p++)
+            if (*p <= ' ' || *p == ':' || (unsigned char)*p >= 0x7f)
+                bad = true;
+        for (const char *p = val; *p; p++)
+            if (*p == '\r' || *p == '\n')
+                bad = true;
+        if (bad) {
+            problem(d, v, "provider.headers.%s: not a valid HTTP header name and value", name);
+            continue;
+        }
+        c->headers[c->nheaders].name = ad_strdup(name);
+        c->headers[c->nheaders].value = ad_strdup(val);
+        c->nheaders++;
+    }
+}
+
+static void load_table(diag *d, ad_config *c, const char *tname, const ad_toml *t)
+{
+    for (size_t i = 0; i < ad_toml_len(t); i++) {
+        const char *key = ad_toml_key_at(t, i);
+        const ad_toml *v = ad_toml_at(t, i);
+        const keydef *k = find_key(tname, key);
+        if (!k) {
+            unknown(d, v, tname, key);
+            continue;
+        }
+        if (k->kind != K_TABLE) {
+            set_scalar(d, c, k, v);
+            continue;
+        }
+        if (ad_toml_type_of(v) != AD_TOML_TABLE) {
+            problem(d, v, "%s.%s must be a table, not %s", tname, key,
+                    ad_toml_type_name(ad_toml_type_of(v)));
+            continue;
+        }
+        if (strcmp(key, "headers") == 0) {
+            load_headers(d, c, v);
+        } else if (strcmp(key, "extra") == 0) {
+            json_object_put(c->extra);
+            c->extra = to_json(v);
+        } else { /* plugins.config */
+            for (size_t j = 0; j < ad_toml_len(v); j++) {
+                const ad_toml *pc = ad_toml_at(v, j);
+                if (ad_toml_type_of(pc) != AD_TOML_TABLE)
+                    problem(d, pc, "plugins.config.%s must be a table, not %s",
+                            ad_toml_key_at(v, j), ad_toml_type_name(ad_toml_type_of(pc)));
+            }
+            json_object_put(c->plugin_config);
+            c->plugin_config = to_json(v);
+        }
+    }
+}
+
+static char *dirname_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return ad_strdup(".");
+    if (slash == path)
+        return ad_strdup("/");
+    return ad_strndup(path, (size_t)(slash - path));
+}
+
+static char *resolve(const char *dir, const char *p)
+{
+    if (p[0] == '/')
+        return ad_strdup(p);
+    ad_buf b = AD_BUF_INIT;
+    ad_buf_printf(&b, "%s/%s", dir, p);
+    return ad_buf_steal(&b);
+}
+
+static int read_file(const char *path, ad_buf *out, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        ad_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return AD_EINVAL;
+    }
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (out->len + n > 16u << 20) {
+            fclose(f);
+            ad_errf(err, errlen, "%s: larger than 16 MiB; not a config file", path);
+            return AD_EINVAL;
+        }
+        if (ad_buf_append(out, chunk, n) != AD_OK) {
+            fclose(f);
+            return AD_ENOMEM;
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        ad_errf(err, errlen, "%s: read error", path);
+        return AD_EINVAL;
+    }
+    return AD_OK;
+}
+
+int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen)
+{
+    ad_buf text = AD_BUF_INIT;
+    int rc = read_file(path, &text, err, errlen);
+    if (rc != AD_OK) {
+        ad_buf_free(&text);
+        return rc;
+    }
+    ad_toml *root = NULL;
+    char perr[256];
+    rc = ad_toml_parse(text.data ? text.data : "", text.len, &root, perr, sizeof perr);
+    ad_buf_free(&text);
+    if (rc != AD_OK) {
+        ad_errf(err, errlen, "%s: %s", path, perr);
+        return AD_EINVAL;
+    }
+    free(c->path);
+    free(c->dir);
+    c->path = ad_strdup(path);
+    c->dir = dirname_of(path);
+
+    diag d = {AD_BUF_INIT, path, 0};
+    for (size_t i = 0; i < ad_toml_len(root); i++) {
+        const char *name = ad_toml_key_at(root, i);
+        const ad_toml *t = ad_toml_at(root, i);
+        bool known = false;
+        for (size_t j = 0; j < sizeof tables / sizeof tables[0]; j++)
+            known |= strcmp(tables[j], name) == 0;
+        if (!known) {
+            if (ad_toml_type_of(t) == AD_TOML_TABLE)
+                unknown(&d, t, NULL, name);
+            else
+                problem(&d, t, "unknown top-level key '%s' (settings live in [provider], [agent] "
+                        "and [plugins])", name);
+            continue;
+        }
+        if (ad_toml_type_of(t) != AD_TOML_TABLE) {
+            problem(&d, t, "'%s' must be a table ([%s])", name, name);
+            continue;
+        }
+        load_table(&d, c, name, t);
+    }
+    if (!c->base_url)
+        problem(&d, NULL, "missing required key base_url in [provider]");
+    else if (strncmp(c->base_url, "http://", 7) != 0 && strncmp(c->base_url, "https://", 8) != 0)
+        problem(&d, ad_toml_get(ad_toml_get(root, "provider"), "base_url"),
+                "provider.base_url must start with http:// or https://, not '%s'", c->base_url);
+    if (!c->model)
+        problem(&d, NULL, "missing required key model in [provider]");
+    if (c->plugins_dir) {
+        char *abs = resolve(c->dir, c->plugins_dir);
+        free(c->plugins_dir);
+        c->plugins_dir = abs;
+    }
+    ad_toml_free(root);
+    if (d.count) {
+        if (d.count > 20)
+            ad_buf_printf(&d.msgs, "\n%s: ... and %d more problems", path, d.count - 20);
+        ad_errf(err, errlen, "%s", d.msgs.data);
+        ad_buf_free(&d.msgs);
+        return AD_EINVAL;
+    }
+    ad_buf_free(&d.msgs);
+    /* Strip one trailing slash so "{base_url}/chat/completions" has one. */
+    size_t bl = c->base_url ? strlen(c->base_url) : 0;
+    while (bl > 0 && c->base_url[bl - 1] == '/')
+        c->base_url[--bl] = '\0';
+    return AD_OK;
+}
+
+int ad_config_read_key(ad_config *c, char *err, size_t errlen)
+{
+    if (!c->api_key_env || !c->api_key_env[0])
+        return AD_OK; /* local servers need no key */
+    const char *v = getenv(c->api_key_env);
+    if (!v || !v[0]) {
+        ad_errf(err, errlen,
+                "the API key variable %s (provider.api_key_env) is not set in the environment",
+                c->api_key_env);
+        return AD_EINVAL;
+    }
+    for (const char *p = v; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            ad_errf(err, errlen, "the API key in %s contains control characters", c->api_key_env);
+            return AD_EINVAL;
+        }
+    }
+    free(c->api_key);
+    c->api_key = ad_strdup(v);
+    return c->api_key ? AD_OK : AD_ENOMEM;
+}
+
+static void print_str(FILE *out, const char *key, const char *v)
+{
+    json_object *s = json_object_new_string(v);
+    fprintf(out, "%s = %s\n", key, json_object_to_json_string_ext(s, JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(s);
+}
+
+void ad_config_print(const ad_config *c, FILE *out)
+{
+    fprintf(out, "# effective settings of %s\n[provider]\n", c->path ? c->path : "(defaults)");
+    print_str(out, "base_url", c->base_url ? c->base_url : "");
+    if (c->api_key_env) {
+        print_str(out, "api_key_env", c->api_key_env);
+        fprintf(out, "# key: %s\n", c->api_key ? "set (value not shown)" : "not set");
+    }
+    print_str(out, "model", c->model ? c->model : "");
+    fprintf(out, "stream = %s\ntimeout_s = %g\nconnect_timeout_s = %g\nidle_timeout_s = %g\n",
+            c->stream ? "true" : "false", c->timeout_s, c->connect_timeout_s, c->idle_timeout_s);
+    fprintf(out, "max_retries = %d\nmax_retry_wait_s = %g\n", c->max_retries, c->max_retry_wait_s);
+    fprintf(out, "\n[provider.headers]\n");
+    for (size_t i = 0; i < c->nheaders; i++) {
+        json_object *k = json_object_new_string(c->headers[i].name);
+        fprintf(out, "%s = ", json_object_to_json_string(k));
+        json_object_put(k);
+        /* Header values often carry credentials: show only their length. */
+        fprintf(out, "\"<%zu bytes, not shown>\"\n", strlen(c->headers[i].value));
+    }
+    fprintf(out, "\n[provider.extra]\n");
+    if (c->extra) {
+        json_object_object_foreach(c->extra, k, v)
+        {
+            fprintf(out, "# %s = %s\n", k,
+                    json_object_to_json_string_ext(v, JSON_C_TO_STRING_NOSLASHESCAPE));
+        }
+    }
+    fprintf(out, "\n[agent]\n");
+    if (c->system_prompt)
+        print_str(out, "system_prompt", c->system_prompt);
+    fprintf(out, "max_steps = %d\n", c->max_steps);
+    if (c->max_tokens)
+        fprintf(out, "max_tokens = %ld\n", c->max_tokens);
+    fprintf(out, "unique_tool_call_ids = %s\n", c->unique_tool_call_ids ? "true" : "false");
+    fprintf(out, "\n[plugins]\n");
+    if (c->plugins_dir)
+        print_str(out, "dir", c->plugins_dir);
+    if (c->plugin_config) {
+        json_object_object_foreach(c->plugin_config, k, v)
+        {
+            fprintf(out, "# config.%s = %s\n", k,
+                    json_object_to_json_string_ext(v, JSON_C_TO_STRING_NOSLASHESCAPE));
+        }
+    }
+}

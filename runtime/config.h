@@ -1,0 +1,70 @@
+/*
+ * config.h -- agent.toml: typed, validated settings.
+ *
+ * The loader is strict: an unknown key or table is an error naming
+ * file:line, the key and the closest valid key; a value of the wrong type
+ * names the expected type; missing required keys are named. Relative paths
+ * resolve against the config file's folder. The API key is read from the
+ * environment variable named by provider.api_key_env and is never printed.
+ */
+#ifndef AD_CONFIG_H
+#define AD_CONFIG_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct ad_header {
+    char *name;  /* owned */
+    char *value; /* owned */
+} ad_header;
+
+typedef struct ad_config {
+    char *path; /* owned: the file as given */
+    char *dir;  /* owned: its folder */
+
+    /* [provider] */
+    char *base_url;    /* owned; POST {base_url}/chat/completions */
+    char *api_key_env; /* owned or NULL: the variable holding the key */
+    char *api_key;     /* owned or NULL: the key itself; never printed */
+    char *model;       /* owned */
+    bool stream;
+    double timeout_s;         /* whole request; 0 = none */
+    double connect_timeout_s; /* connection set-up */
+    double idle_timeout_s;    /* no byte for that long mid-response; 0 = none */
+    int max_retries;
+    double max_retry_wait_s; /* one wait between attempts is never longer */
+    ad_header *headers;      /* owned array */
+    size_t nheaders;
+    json_object *extra; /* owned object, merged into every request body */
+
+    /* [agent] */
+    char *system_prompt; /* owned or NULL */
+    int max_steps;
+    long max_tokens; /* 0 = not sent */
+    bool unique_tool_call_ids;
+
+    /* [plugins] */
+    char *plugins_dir;          /* owned, resolved, or NULL: no plugins */
+    json_object *plugin_config; /* owned object: stem -> object */
+} ad_config;
+
+/* Sets the defaults. */
+void ad_config_init(ad_config *c);
+
+/* Loads and validates path into c (initialised with ad_config_init()).
+ * Returns 0, or AD_EINVAL with err = "FILE:LINE: message" (several problems
+ * are reported one per line), or another negative code. */
+int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen);
+
+/* Reads the API key from the environment (after CLI overrides were applied).
+ * Returns 0, or AD_EINVAL with err naming the variable when it is unset. */
+int ad_config_read_key(ad_config *c, char *err, size_t errlen);
+
+/* Prints the effective settings as TOML (the key's value is never shown). */
+void ad_config_print(const ad_config *c, FILE *out);
+
+void ad_config_free(ad_config *c); /* accepts a zeroed struct */
+
+#endif /* AD_CONFIG_H */

@@ -1,0 +1,377 @@
+/*
+ * events.c -- event output (see events.h).
+ *
+ * JSON events are built by hand into one reusable buffer (json-c's string
+ * escaping via json_object_to_json_string would allocate an object per
+ * delta, and text deltas are the hot path), then written with a single
+ * fwrite and flushed, so a consumer reading line by line never sees half an
+ * event. Text mode writes deltas straight to stdout, flushing at once on a
+ * terminal and at the end of each step otherwise.
+ */
+#define _GNU_SOURCE /* memmem */
+#include "events.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+
+struct ad_events {
+    FILE *out;
+    FILE *err;
+    bool json;
+    bool out_tty;
+    bool quiet;
+    char *secret;
+    size_t secret_len;
+    ad_buf line; /* reused for every JSON event */
+};
+
+ad_events *ad_events_new(FILE *out, FILE *err, bool json)
+{
+    ad_events *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->out = out;
+    e->err = err;
+    e->json = json;
+    e->out_tty = isatty(fileno(out));
+    return e;
+}
+
+void ad_events_free(ad_events *e)
+{
+    if (!e)
+        return;
+    if (e->secret) {
+        memset(e->secret, 0, e->secret_len);
+        free(e->secret);
+    }
+    ad_buf_free(&e->line);
+    free(e);
+}
+
+void ad_events_set_secret(ad_events *e, const char *secret)
+{
+    if (e->secret) {
+        memset(e->secret, 0, e->secret_len);
+        free(e->secret);
+        e->secret = NULL;
+        e->secret_len = 0;
+    }
+    if (secret && secret[0]) {
+        e->secret = ad_strdup(secret);
+        e->secret_len = e->secret ? strlen(secret) : 0;
+    }
+}
+
+void ad_events_set_quiet(ad_events *e, bool quiet)
+{
+    e->quiet = quiet;
+}
+
+char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len)
+{
+    size_t sl = secret ? strlen(secret) : 0;
+    if (sl == 0 || len < sl || !memmem(s, len, secret, sl))
+        return NULL;
+    ad_buf b = AD_BUF_INIT;
+    const char *p = s, *end = s + len;
+    const char *hit;
+    while ((hit = memmem(p, (size_t)(end - p), secret, sl)) != NULL) {
+        ad_buf_append(&b, p, (size_t)(hit - p));
+        ad_buf_puts(&b, "[REDACTED]");
+        p = hit + sl;
+    }
+    ad_buf_append(&b, p, (size_t)(end - p));
+    if (out_len)
+        *out_len = b.len;
+    return ad_buf_steal(&b);
+}
+
+/* Appends s as a JSON string literal (with quotes). Invalid UTF-8 bytes are
+ * replaced with U+FFFD so every line stays valid JSON. */
+static void put_json_string(ad_buf *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    ad_buf_reserve(b, len + 2);
+    ad_buf_putc(b, '"');
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    const unsigned char *run = p;
+    while (p < end) {
+        unsigned char c = *p;
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0x80) {
+            /* Validate one UTF-8 sequence. */
+            size_t n = 0;
+            unsigned min = 0;
+            unsigned cp = 0;
+            if (c >= 0xc2 && c <= 0xdf) {
+                n = 1;
+                cp = c & 0x1f;
+                min = 0x80;
+            } else if (c >= 0xe0 && c <= 0xef) {
+                n = 2;
+                cp = c & 0x0f;
+                min = 0x800;
+            } else if (c >= 0xf0 && c <= 0xf4) {
+                n = 3;
+                cp = c & 0x07;
+                min = 0x10000;
+            }
+            bool ok = n > 0 && (size_t)(end - p) > n;
+            for (size_t i = 1; ok && i <= n; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                    ok = false;
+                else
+                    cp = (cp << 6) | (p[i] & 0x3f);
+            }
+            if (ok && (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)))
+                ok = false;
+            if (ok) {
+                p += n + 1;
+                continue;
+            }
+            ad_buf_append(b, run, (size_t)(p - run));
+            ad_buf_puts(b, "\xef\xbf\xbd");
+            p++;
+            run = p;
+            continue;
+        }
+        ad_buf_append(b, run, (size_t)(p - run));
+        switch (c) {
+        case '"':
+            ad_buf_puts(b, "\\\"");
+            break;
+        case '\\':
+            ad_buf_puts(b, "\\\\");
+            break;
+        case '\n':
+            ad_buf_puts(b, "\\n");
+            break;
+        case '\r':
+            ad_buf_puts(b, "\\r");
+            break;
+        case '\t':
+            ad_buf_puts(b, "\\t");
+            break;
+        default: {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            ad_buf_append(b, u, 6);
+        }
+        }
+        p++;
+        run = p;
+    }
+    ad_buf_append(b, run, (size_t)(p - run));
+    ad_buf_putc(b, '"');
+}
+
+/* A string field, redacted. */
+static void put_str(ad_events *e, const char *s, size_t len)
+{
+    size_t rl;
+    char *r = ad_redact(s, len, e->secret, &rl);
+    if (r) {
+        put_json_string(&e->line, r, rl);
+        free(r);
+    } else {
+        put_json_string(&e->line, s, len);
+    }
+}
+
+static void put_strz(ad_events *e, const char *s)
+{
+    if (!s)
+        ad_buf_puts(&e->line, "null");
+    else
+        put_str(e, s, strlen(s));
+}
+
+static void emit(ad_events *e)
+{
+    ad_buf_putc(&e->line, '\n');
+    fwrite(e->line.data, 1, e->line.len, e->out);
+    fflush(e->out);
+    ad_buf_reset(&e->line);
+}
+
+static void put_usage(ad_events *e, json_object *usage)
+{
+    if (!usage) {
+        ad_buf_puts(&e->line, "null");
+        return;
+    }
+    ad_buf_puts(&e->line, json_object_to_json_string_ext(usage, JSON_C_TO_STRING_PLAIN));
+}
+
+/* Writes to the text-mode stream, redacting the secret. */
+static void write_redacted(ad_events *e, FILE *f, const char *s, size_t len)
+{
+    size_t rl;
+    char *r = ad_redact(s, len, e->secret, &rl);
+    if (r) {
+        fwrite(r, 1, rl, f);
+        free(r);
+    } else {
+        fwrite(s, 1, len, f);
+    }
+}
+
+void ad_events_text(ad_events *e, int step, const char *text, size_t len)
+{
+    if (len == 0)
+        return;
+    if (e->json) {
+        ad_buf_printf(&e->line, "{\"type\":\"text_delta\",\"step\":%d,\"text\":", step);
+        put_str(e, text, len);
+        ad_buf_putc(&e->line, '}');
+        emit(e);
+        return;
+    }
+    write_redacted(e, e->out, text, len);
+    if (e->out_tty)
+        fflush(e->out);
+}
+
+/* Shortens s for a one-line display. */
+static void show_short(ad_events *e, const char *s, size_t len)
+{
+    size_t n = len > 200 ? 200 : len;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\n' || s[i] == '\r')
+            n = i;
+    write_redacted(e, e->err, s, n);
+    if (n < len)
+        fputs("...", e->err);
+}
+
+void ad_events_tool_call(ad_events *e, int step, const char *id, const char *name,
+                         const char *args, size_t args_len)
+{
+    if (e->json) {
+        ad_buf_printf(&e->line, "{\"type\":\"tool_call\",\"step\":%d,\"id\":", step);
+        put_strz(e, id);
+        ad_buf_puts(&e->line, ",\"name\":");
+        put_strz(e, name);
+        ad_buf_puts(&e->line, ",\"arguments\":");
+        put_str(e, args, args_len);
+        ad_buf_putc(&e->line, '}');
+        emit(e);
+        return;
+    }
+    if (e->quiet)
+        return;
+    fflush(e->out);
+    fprintf(e->err, "[tool] %s ", name ? name : "?");
+    show_short(e, args, args_len);
+    fputc('\n', e->err);
+}
+
+void ad_events_tool_result(ad_events *e, int step, const char *id, const char *name,
+                           const char *content, size_t len, bool is_error, double seconds)
+{
+    if (e->json) {
+        ad_buf_printf(&e->line, "{\"type\":\"tool_result\",\"step\":%d,\"id\":", step);
+        put_strz(e, id);
+        ad_buf_puts(&e->line, ",\"name\":");
+        put_strz(e, name);
+        ad_buf_puts(&e->line, ",\"content\":");
+        put_str(e, content, len);
+        ad_buf_printf(&e->line, ",\"is_error\":%s}", is_error ? "true" : "false");
+        emit(e);
+        return;
+    }
+    if (e->quiet)
+        return;
+    fprintf(e->err, "[tool] %s %s ", name ? name : "?", is_error ? "failed:" : "->");
+    show_short(e, content, len);
+    fprintf(e->err, " (%.1f ms)\n", seconds * 1000);
+}
+
+void ad_events_step_finish(ad_events *e, int step, const char *finish_reason, json_object *usage)
+{
+    if (e->json) {
+        ad_buf_printf(&e->line, "{\"type\":\"step_finish\",\"step\":%d,\"finish_reason\":", step);
+        put_strz(e, finish_reason);
+        ad_buf_puts(&e->line, ",\"usage\":");
+        put_usage(e, usage);
+        ad_buf_putc(&e->line, '}');
+        emit(e);
+        return;
+    }
+    fflush(e->out);
+}
+
+void ad_events_retry(ad_events *e, int step, int attempt, const char *reason, double wait_s)
+{
+    if (e->json) {
+        ad_buf_printf(&e->line, "{\"type\":\"retry\",\"step\":%d,\"attempt\":%d,\"reason\":", step,
+                      attempt);
+        put_strz(e, reason);
+        ad_buf_printf(&e->line, ",\"wait_s\":%.3f}", wait_s);
+        emit(e);
+        return;
+    }
+    fflush(e->out);
+    fputs("agentd: ", e->err);
+    write_redacted(e, e->err, reason, strlen(reason));
+    fprintf(e->err, "; retrying in %.1f s (attempt %d)\n", wait_s, attempt);
+}
+
+void ad_events_finish(ad_events *e, int steps, const char *text, size_t len, json_object *usage)
+{
+    if (e->json) {
+        ad_buf_printf(&e->line, "{\"type\":\"finish\",\"steps\":%d,\"text\":", steps);
+        put_str(e, text ? text : "", text ? len : 0);
+        ad_buf_puts(&e->line, ",\"usage\":");
+        put_usage(e, usage);
+        ad_buf_putc(&e->line, '}');
+        emit(e);
+        return;
+    }
+    if (len > 0 && text[len - 1] != '\n')
+        fputc('\n', e->out);
+    fflush(e->out);
+}
+
+static void vmessage(ad_events *e, bool error, const char *fmt, va_list ap)
+{
+    ad_buf msg = AD_BUF_INIT;
+    ad_buf_vprintf(&msg, fmt, ap);
+    if (!msg.data)
+        return;
+    if (e->json && error) {
+        ad_buf_puts(&e->line, "{\"type\":\"error\",\"message\":");
+        put_str(e, msg.data, msg.len);
+        ad_buf_putc(&e->line, '}');
+        emit(e);
+    }
+    fflush(e->out);
+    fputs(error ? "agentd: error: " : "agentd: warning: ", e->err);
+    write_redacted(e, e->err, msg.data, msg.len);
+    fputc('\n', e->err);
+    fflush(e->err);
+    ad_buf_free(&msg);
+}
+
+void ad_events_error(ad_events *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(e, true, fmt, ap);
+    va_end(ap);
+}
+
+void ad_events_warn(ad_events *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(e, false, fmt, ap);
+    va_end(ap);
+}

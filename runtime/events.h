@@ -1,0 +1,52 @@
+/*
+ * events.h -- what a run reports, as text for people or JSON Lines.
+ *
+ * Text mode: the answer streams to stdout; tool activity and errors go to
+ * stderr. JSON mode (--json): stdout carries one JSON object per line, written
+ * with one fwrite and flushed per event:
+ *   {"type":"text_delta","step":N,"text":...}
+ *   {"type":"tool_call","step":N,"id":...,"name":...,"arguments":"..."}
+ *   {"type":"tool_result","step":N,"id":...,"name":...,"content":...,"is_error":false}
+ *   {"type":"step_finish","step":N,"finish_reason":...,"usage":{...}}
+ *   {"type":"retry","step":N,"attempt":N,"reason":...,"wait_s":S}
+ *   {"type":"finish","steps":N,"text":"<final text>","usage":{...}}
+ *   {"type":"error","message":...}
+ * Every string that leaves the process through here has the API key (when
+ * set with ad_events_set_secret) replaced by "[REDACTED]".
+ */
+#ifndef AD_EVENTS_H
+#define AD_EVENTS_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct ad_events ad_events;
+
+/* Returns a new sink writing to out (events/answer) and err (activity). */
+ad_events *ad_events_new(FILE *out, FILE *err, bool json);
+void ad_events_free(ad_events *e);
+/* The secret to redact (copied); NULL or "" for none. */
+void ad_events_set_secret(ad_events *e, const char *secret);
+/* Text mode only: colour and tool lines for a terminal. */
+void ad_events_set_quiet(ad_events *e, bool quiet);
+
+void ad_events_text(ad_events *e, int step, const char *text, size_t len);
+void ad_events_tool_call(ad_events *e, int step, const char *id, const char *name,
+                         const char *args, size_t args_len);
+void ad_events_tool_result(ad_events *e, int step, const char *id, const char *name,
+                           const char *content, size_t len, bool is_error, double seconds);
+/* usage: borrowed, may be NULL */
+void ad_events_step_finish(ad_events *e, int step, const char *finish_reason,
+                           json_object *usage);
+void ad_events_retry(ad_events *e, int step, int attempt, const char *reason, double wait_s);
+void ad_events_finish(ad_events *e, int steps, const char *text, size_t len, json_object *usage);
+void ad_events_error(ad_events *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ad_events_warn(ad_events *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Replaces every occurrence of secret in s[0..len) with "[REDACTED]";
+ * returns a new string (caller frees) or NULL when nothing matched. */
+char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len);
+
+#endif /* AD_EVENTS_H */

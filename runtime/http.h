@@ -1,0 +1,64 @@
+/*
+ * http.h -- HTTP POSTs on the libuv loop through libcurl's multi interface.
+ *
+ * One ad_http drives any number of concurrent transfers: curl tells us which
+ * sockets to watch (uv_poll) and when to wake up (one uv_timer), and we tell
+ * curl what happened (curl_multi_socket_action). Nothing blocks the loop.
+ *
+ * Callbacks run on the loop thread. on_data runs inside curl's write
+ * callback: it must not start or cancel transfers (return non-zero to abort
+ * this one instead). on_done runs after curl has let go of the transfer:
+ * it may start new transfers; the request is freed when it returns.
+ */
+#ifndef AD_HTTP_H
+#define AD_HTTP_H
+
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct ad_http ad_http;
+typedef struct ad_http_req ad_http_req;
+
+typedef struct ad_http_result {
+    int curl_code;            /* CURLE_OK when the transfer completed */
+    const char *error;        /* curl's message when curl_code != 0; borrowed */
+    long status;              /* HTTP status, 0 if none was received */
+    const char *content_type; /* media type as sent (may be NULL); borrowed */
+    double retry_after_s;     /* from Retry-After / retry-after-ms, -1 when absent */
+    int aborted;              /* on_data returned non-zero */
+    size_t bytes;             /* body bytes received */
+} ad_http_result;
+
+typedef struct ad_http_callbacks {
+    /* Body bytes as they arrive. `status` and `content_type` describe the
+     * response. Return 0 to go on, non-zero to abort the transfer. */
+    int (*on_data)(void *ud, long status, const char *content_type, const char *data, size_t len);
+    /* The transfer ended (completed, failed or aborted). Borrowed result. */
+    void (*on_done)(void *ud, const ad_http_result *res);
+} ad_http_callbacks;
+
+typedef struct ad_http_opts {
+    double timeout_s;         /* whole transfer; 0 = none */
+    double connect_timeout_s; /* 0 = curl's default */
+    double idle_timeout_s;    /* abort when no byte arrives for this long; 0 = none */
+} ad_http_opts;
+
+/* Returns a new client on loop; NULL on failure. curl_global_init must have
+ * been called. Free with ad_http_close() and then run the loop once more. */
+ad_http *ad_http_new(uv_loop_t *loop);
+/* Cancels every transfer (no on_done), releases curl, closes the handles;
+ * the memory is released from the last close callback. */
+void ad_http_close(ad_http *h);
+
+/*
+ * Starts POST url with the given headers ("Name: value" strings, copied) and
+ * body (copied). Returns the request (owned by h; valid until on_done
+ * returns or ad_http_cancel()) or NULL on failure.
+ */
+ad_http_req *ad_http_post(ad_http *h, const char *url, const char *const *headers,
+                          size_t nheaders, const char *body, size_t body_len,
+                          const ad_http_opts *opts, const ad_http_callbacks *cb, void *ud);
+/* Stops a transfer and frees it; on_done is not called. Not from on_data. */
+void ad_http_cancel(ad_http_req *r);
+
+#endif /* AD_HTTP_H */

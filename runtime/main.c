@@ -1,0 +1,370 @@
+/*
+ * main.c -- the agentd command: options, config, plugins, one run.
+ *
+ * The only place that decides exit codes:
+ *   0 the model answered; 1 runtime failure (provider, network, protocol);
+ *   2 usage or config error (also a broken plugin); 3 max_steps reached;
+ *   130 interrupted (SIGINT).
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "agent.h"
+#include "buf.h"
+#include "config.h"
+#include "events.h"
+#include "http.h"
+#include "tools.h"
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_MAX_STEPS = 3, EXIT_INTERRUPTED = 130 };
+
+static const char usage_text[] =
+    "usage: agentd [--config FILE] -p PROMPT [options]\n"
+    "       agentd [--config FILE] < prompt.txt\n"
+    "       agentd --check-config FILE\n"
+    "\n"
+    "Runs an agent: sends PROMPT to an OpenAI-compatible Chat Completions API,\n"
+    "runs the tools the model asks for (plugins in [plugins] dir) and loops\n"
+    "until the model answers. The answer streams to stdout, tool activity to\n"
+    "stderr.\n"
+    "\n"
+    "options:\n"
+    "  -c, --config FILE     agent.toml to use (default: $AGENTD_CONFIG, ./agent.toml,\n"
+    "                        then $XDG_CONFIG_HOME/agentd/agent.toml)\n"
+    "  -p, --prompt PROMPT   the prompt (without it, standard input is read)\n"
+    "      --json            JSON Lines events on stdout, one per line\n"
+    "  -m, --model NAME      override provider.model\n"
+    "      --base-url URL    override provider.base_url\n"
+    "      --max-steps N     override agent.max_steps\n"
+    "      --check-config    validate the config, print the effective settings, exit\n"
+    "  -q, --quiet           no tool activity lines on stderr\n"
+    "  -h, --help            this help\n"
+    "  -V, --version         the version\n"
+    "\n"
+    "exit status: 0 ok, 1 runtime failure, 2 usage or config error,\n"
+    "             3 max_steps reached, 130 interrupted\n";
+
+typedef struct cli {
+    const char *config;
+    const char *prompt;
+    const char *model;
+    const char *base_url;
+    int max_steps;
+    bool json;
+    bool check_config;
+    bool quiet;
+} cli;
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "agentd: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry 'agentd --help'.\n");
+    return EXIT_USAGE;
+}
+
+/* Returns -1 to go on, or an exit code. */
+static int parse_args(int argc, char **argv, cli *o)
+{
+    enum { OPT_JSON = 256, OPT_BASE_URL, OPT_MAX_STEPS, OPT_CHECK };
+    static const struct option longs[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"prompt", required_argument, NULL, 'p'},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"model", required_argument, NULL, 'm'},
+        {"base-url", required_argument, NULL, OPT_BASE_URL},
+        {"max-steps", required_argument, NULL, OPT_MAX_STEPS},
+        {"check-config", no_argument, NULL, OPT_CHECK},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":c:p:m:qhV", longs, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            o->config = optarg;
+            break;
+        case 'p':
+            o->prompt = optarg;
+            break;
+        case 'm':
+            o->model = optarg;
+            break;
+        case 'q':
+            o->quiet = true;
+            break;
+        case OPT_JSON:
+            o->json = true;
+            break;
+        case OPT_BASE_URL:
+            o->base_url = optarg;
+            break;
+        case OPT_MAX_STEPS: {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || *end || end == optarg || v < 1 || v > 100000)
+                return usage_error("--max-steps wants a number from 1 to 100000, not '%s'", optarg);
+            o->max_steps = (int)v;
+            break;
+        }
+        case OPT_CHECK:
+            o->check_config = true;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return EXIT_OK;
+        case 'V':
+            printf("agentd %s (plugin ABI %d.%d)\n", AGENTD_VERSION, 1, 0);
+            return EXIT_OK;
+        case ':':
+            return usage_error("option '%s' needs a value", argv[optind - 1]);
+        default:
+            return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) {
+        /* `agentd --check-config FILE` */
+        if (o->check_config && !o->config && optind + 1 == argc)
+            o->config = argv[optind];
+        else
+            return usage_error("unexpected argument '%s' (the prompt goes after -p)", argv[optind]);
+    }
+    return -1;
+}
+
+static bool file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* The config path to use, or NULL with a message printed. Caller frees. */
+static char *find_config(const char *given)
+{
+    if (given)
+        return ad_strdup(given);
+    const char *env = getenv("AGENTD_CONFIG");
+    if (env && env[0])
+        return ad_strdup(env);
+    if (file_exists("agent.toml"))
+        return ad_strdup("agent.toml");
+    ad_buf b = AD_BUF_INIT;
+    const char *xdg = getenv("XDG_CONFIG_HOME");
+    const char *home = getenv("HOME");
+    if (xdg && xdg[0])
+        ad_buf_printf(&b, "%s/agentd/agent.toml", xdg);
+    else if (home && home[0])
+        ad_buf_printf(&b, "%s/.config/agentd/agent.toml", home);
+    if (b.data && file_exists(b.data))
+        return ad_buf_steal(&b);
+    fprintf(stderr, "agentd: no config file: give --config FILE, set AGENTD_CONFIG, or create "
+                    "./agent.toml%s%s\n",
+            b.data ? " or " : "", b.data ? b.data : "");
+    ad_buf_free(&b);
+    return NULL;
+}
+
+static char *read_stdin(void)
+{
+    ad_buf b = AD_BUF_INIT;
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) {
+        if (b.len + n > (64u << 20) || ad_buf_append(&b, chunk, n) != AD_OK) {
+            ad_buf_free(&b);
+            return NULL;
+        }
+    }
+    while (b.len && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r'))
+        b.data[--b.len] = '\0';
+    return ad_buf_steal(&b);
+}
+
+static const char *plugin_config(void *ud, const char *stem)
+{
+    const ad_config *c = ud;
+    json_object *v;
+    if (!c->plugin_config || !json_object_object_get_ex(c->plugin_config, stem, &v))
+        return NULL;
+    return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+typedef struct run_state {
+    int status;
+    bool done;
+    ad_agent *agent;
+    uv_signal_t sigint;
+} run_state;
+
+static void on_run_done(void *ud, int status)
+{
+    run_state *st = ud;
+    st->status = status;
+    st->done = true;
+    uv_signal_stop(&st->sigint);
+}
+
+static void on_sigint(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    run_state *st = s->data;
+    ad_agent_cancel(st->agent);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    cli o = {0};
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+
+    char *path = find_config(o.config);
+    if (!path)
+        return EXIT_USAGE;
+    ad_config cfg;
+    ad_config_init(&cfg);
+    char err[4096];
+    if (ad_config_load(&cfg, path, err, sizeof err) != AD_OK) {
+        fprintf(stderr, "agentd: %s\n", err);
+        free(path);
+        ad_config_free(&cfg);
+        return EXIT_USAGE;
+    }
+    free(path);
+    if (o.model) {
+        free(cfg.model);
+        cfg.model = ad_strdup(o.model);
+    }
+    if (o.base_url) {
+        free(cfg.base_url);
+        cfg.base_url = ad_strdup(o.base_url);
+    }
+    if (o.max_steps)
+        cfg.max_steps = o.max_steps;
+    if (o.check_config) {
+        ad_config_read_key(&cfg, err, sizeof err);
+        ad_config_print(&cfg, stdout);
+        ad_config_free(&cfg);
+        return EXIT_OK;
+    }
+    if (ad_config_read_key(&cfg, err, sizeof err) != AD_OK) {
+        fprintf(stderr, "agentd: %s\n", err);
+        ad_config_free(&cfg);
+        return EXIT_USAGE;
+    }
+
+    char *stdin_prompt = NULL;
+    const char *prompt = o.prompt;
+    if (!prompt) {
+        if (isatty(STDIN_FILENO)) {
+            ad_config_free(&cfg);
+            return usage_error("%s", "no prompt: give -p PROMPT or pipe the prompt on stdin");
+        }
+        stdin_prompt = read_stdin();
+        if (!stdin_prompt || !stdin_prompt[0]) {
+            free(stdin_prompt);
+            ad_config_free(&cfg);
+            return usage_error("%s", "the prompt read from standard input is empty");
+        }
+        prompt = stdin_prompt;
+    }
+
+    int exit_code = EXIT_RUNTIME;
+    ad_tools *tools = ad_tools_new();
+    if (!tools) {
+        fprintf(stderr, "agentd: out of memory\n");
+        goto out_cfg;
+    }
+    if (cfg.plugins_dir &&
+        ad_tools_load_dir(tools, cfg.plugins_dir, plugin_config, &cfg, err, sizeof err) != AD_OK) {
+        fprintf(stderr, "agentd: %s\n", err);
+        exit_code = EXIT_USAGE;
+        goto out_tools;
+    }
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "agentd: cannot initialise libcurl\n");
+        goto out_tools;
+    }
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) != 0) {
+        fprintf(stderr, "agentd: cannot initialise the event loop\n");
+        goto out_curl;
+    }
+    ad_events *ev = ad_events_new(stdout, stderr, o.json);
+    ad_http *http = ad_http_new(&loop);
+    ad_agent *agent = NULL;
+    if (ev && http) {
+        ad_events_set_secret(ev, cfg.api_key);
+        ad_events_set_quiet(ev, o.quiet);
+        ad_agent_opts ao = {&loop, http, &cfg, tools, ev};
+        agent = ad_agent_new(&ao);
+    }
+    if (!agent) {
+        fprintf(stderr, "agentd: out of memory\n");
+    } else {
+        run_state st = {.status = AD_RUN_FAILED, .agent = agent};
+        uv_signal_init(&loop, &st.sigint);
+        st.sigint.data = &st;
+        uv_signal_start(&st.sigint, on_sigint, SIGINT);
+        ad_agent_run(agent, prompt, on_run_done, &st);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        if (!st.done) {
+            /* The loop ran dry with the run still open: a bug, not a hang. */
+            ad_events_error(ev, "internal error: the event loop stopped before the run ended");
+            st.status = AD_RUN_FAILED;
+        }
+        uv_close((uv_handle_t *)&st.sigint, NULL);
+        switch (st.status) {
+        case AD_RUN_OK:
+            exit_code = EXIT_OK;
+            break;
+        case AD_RUN_MAX_STEPS:
+            exit_code = EXIT_MAX_STEPS;
+            break;
+        case AD_RUN_CANCELLED:
+            ad_events_error(ev, "interrupted");
+            exit_code = EXIT_INTERRUPTED;
+            break;
+        default:
+            exit_code = EXIT_RUNTIME;
+        }
+        ad_agent_free(agent);
+    }
+    ad_http_close(http);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_walk(&loop, close_walk, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0)
+        fprintf(stderr, "agentd: warning: event loop closed with open handles\n");
+    ad_events_free(ev);
+out_curl:
+    curl_global_cleanup();
+out_tools:
+    ad_tools_free(tools);
+out_cfg:
+    free(stdin_prompt);
+    ad_config_free(&cfg);
+    fflush(stdout);
+    return exit_code;
+}
