@@ -176,8 +176,9 @@ def close_after_cuts_stream():
 @case
 def hang_after_stalls_until_client_closes():
     with mock([S.text_stream("a b c", hang_after=10), S.text_stream("next")]) as m:
-        raw = Raw(m.port, timeout=0.3)
+        raw = Raw(m.port)
         eq(raw._take(15), b"a\r\ndata: {\"id\r\n", "one 10-byte chunk")
+        raw.s.settimeout(0.3)
         raises(socket.timeout, raw._more)  # nothing more is sent
         raw.close()
         r, body = post(m)  # the server still serves others
@@ -288,6 +289,38 @@ def tool_call_stream_shapes():
     tcs = [e["choices"][0]["delta"]["tool_calls"][0] for e in none["sse"][:-2]]
     eq([("id" in tc, tc["index"], tc["function"]["arguments"]) for tc in tcs],
        [(False, 0, calls[0][2]), (False, 0, calls[1][2])], "one delta per call, no ids")
+
+
+@case
+def write_config_emits_valid_toml(tmp):
+    import tomllib
+    import lib
+    path = lib.write_config(
+        tmp, "http://127.0.0.1:1/v1", headers={"X-Title": 'say "hi"\n'},
+        extra={"temperature": 0.5, "provider": {"order": ["a", "b"]}, "n": 1, "p": True},
+        agent={"system_prompt": "be\tbrief \u00e9\x01", "max_steps": 4},
+        plugins_dir=tmp, plugin_config={"web.fetch": {"allow": ["x"], "limits": {}}},
+        raw_append="# end\n")
+    with open(path, "rb") as f:
+        doc = tomllib.load(f)
+    eq(doc["provider"]["api_key_env"], "AGENTD_TEST_KEY", "api_key_env")
+    eq(doc["provider"]["max_retries"], 0, "max_retries")
+    eq(doc["provider"]["stream"], True, "stream")
+    eq(doc["provider"]["headers"], {"X-Title": 'say "hi"\n'}, "headers")
+    eq(doc["provider"]["extra"]["provider"], {"order": ["a", "b"]}, "inline table")
+    eq(doc["agent"]["system_prompt"], "be\tbrief \u00e9\x01", "escaped string")
+    eq(doc["plugins"], {"dir": tmp, "config": {"web.fetch": {"allow": ["x"], "limits": {}}}},
+       "plugins")
+    saved = lib.PLUGINS_DIR, lib.TEST_PLUGINS_DIR
+    lib.PLUGINS_DIR = lib.TEST_PLUGINS_DIR = tmp
+    try:
+        open(os.path.join(tmp, "echo.so"), "w").close()
+        d = lib.make_plugin_dir(tmp, ["echo"], dirname="pd")
+        eq(os.listdir(d), ["echo.so"], "plugin dir")
+        contains(str(raises(AssertionError, lib.make_plugin_dir, tmp, ["nope"])), "nope.so",
+                 "missing plugin message")
+    finally:
+        lib.PLUGINS_DIR, lib.TEST_PLUGINS_DIR = saved
 
 
 def start_cli(*args):
