@@ -268,7 +268,9 @@ def main():
             print("FAIL %s: %s" % (fn.__name__, e), flush=True)
         except Exception as e:  # a crash in one case must not hide the others
             failed += 1
-            tb = traceback.extract_tb(e.__traceback__)[-1]
+            stdlib = os.path.dirname(os.__file__)
+            frames = traceback.extract_tb(e.__traceback__)
+            tb = ([f for f in frames if not f.filename.startswith(stdlib)] or frames)[-1]
             print("FAIL %s: %s: %s (at %s:%d)" % (fn.__name__, type(e).__name__, e,
                                                   os.path.basename(tb.filename), tb.lineno),
                   flush=True)
