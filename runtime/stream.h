@@ -48,8 +48,11 @@ typedef struct ad_response {
     bool has_reasoning;
     ad_buf reasoning_content;    /* concatenated `reasoning_content` text */
     bool has_reasoning_content;
-    json_object *reasoning_details; /* owned array or NULL */
-    bool done;                   /* "[DONE]" was seen */
+    json_object *reasoning_details; /* owned array or NULL; its merged text fields are
+                                       brought up to date by ad_stream_response()
+                                       and ad_stream_end() */
+    bool done;                   /* "[DONE]" was seen, or a whole non-streaming body
+                                    was read by ad_stream_message() */
 } ad_response;
 
 typedef struct ad_stream ad_stream;

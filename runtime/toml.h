@@ -49,6 +49,9 @@ int ad_toml_column(const ad_toml *v);          /* 1-based column of the key / el
  * key, borrowed from the tree. */
 size_t ad_toml_len(const ad_toml *v);
 const char *ad_toml_key_at(const ad_toml *table, size_t i);
+/* Byte length of the i-th key: a quoted key may hold "\u0000", which
+ * ad_toml_key_at()'s C string cannot show. */
+size_t ad_toml_key_len(const ad_toml *table, size_t i);
 ad_toml *ad_toml_at(const ad_toml *v, size_t i); /* i-th entry's value / element */
 ad_toml *ad_toml_get(const ad_toml *table, const char *key); /* NULL if absent */
 

@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""server.py -- a scriptable mock of an OpenAI-compatible Chat Completions server.
+
+Integration tests point agentd at this server instead of a real provider. A
+script is a list of responses; the i-th request to any path ending in
+/chat/completions gets the i-th response, whatever connection it arrives on.
+Responses can stream Server-Sent Events, send a plain body, split the bytes
+into small writes, cut the connection or stall after N bytes, so tests can
+reproduce the awkward things real networks and providers do.
+
+Data flow: a handler thread reads one request fully (Content-Length or chunked
+request bodies), records it (in memory, and as one JSON line in --log, flushed
+before any response byte is sent), takes the next scripted response under a
+lock, and writes it. Request records: {"n", "method", "path", "headers" (lower-case
+names), "body" (raw text), "json" (parsed body or null), "peer" (client port)}.
+
+Framing (this is what "chunk" relies on, so every write is a real HTTP chunk or
+a plain write the client must reassemble):
+  - "sse" responses use Transfer-Encoding: chunked, one HTTP chunk per event,
+    or one per "chunk"-sized piece; keep-alive continues after the last chunk.
+  - "body" responses use Content-Length (the full length, even when cut).
+  - "framing": "chunked" | "length" | "close" overrides either default;
+    "close" sends Connection: close and ends the body by closing.
+close_after / hang_after count payload bytes (not chunk framing bytes); headers
+are always sent. "delay_ms" sleeps between writes (for slow-stream tests only).
+String bodies and {"raw": ...} events are encoded as UTF-8 with surrogateescape,
+so the JSON string "\\udcff" sends the single byte 0xff (invalid UTF-8 tests).
+
+Run as a program: prints "PORT <n>" on stdout once listening; stops cleanly on
+SIGTERM/SIGINT, or when stdin closes with --exit-on-stdin-eof. Import it: use
+MockServer(script).start() ... .stop() (also a context manager).
+"""
+
+import argparse
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+MAX_BODY = 64 << 20
+_DISCONNECT = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+def _compact(v):
+    return json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+
+
+def _text_bytes(s):
+    return s.encode("utf-8", "surrogateescape")
+
+
+def encode_event(e):
+    """One scripted SSE event as the bytes sent on the wire."""
+    if e == "[DONE]":
+        return b"data: [DONE]\n\n"
+    if isinstance(e, dict) and list(e) == ["raw"]:
+        return _text_bytes(e["raw"])
+    return b"data: " + _text_bytes(_compact(e)) + b"\n\n"
+
+
+def _error_body(msg):
+    return {"error": {"message": msg, "type": "mock_error"}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "agentd-mock/1"
+
+    def setup(self):
+        super().setup()
+        self.server.mock._track(self.connection, True)
+
+    def finish(self):
+        try:
+            super().finish()
+        except OSError:
+            pass
+        self.server.mock._track(self.connection, False)
+
+    def log_message(self, fmt, *args):
+        if self.server.mock.verbose:
+            sys.stderr.write("mock: %s\n" % (fmt % args))
+
+    def do_GET(self):
+        self._dispatch()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def _read_body(self):
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            data = b""
+            while True:
+                size = int(self.rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return data
+                if len(data) + size > MAX_BODY:
+                    raise ValueError("request body too large")
+                data += self.rfile.read(size)
+                self.rfile.readline(1024)
+        n = int(self.headers.get("Content-Length") or 0)
+        if n < 0 or n > MAX_BODY:
+            raise ValueError("bad Content-Length")
+        return self.rfile.read(n)
+
+    def _dispatch(self):
+        try:
+            raw = self._read_body()
+        except (ValueError, OSError):
+            self.close_connection = True
+            return
+        path = urlsplit(self.path).path
+        if path == "/_mock/requests":
+            resp = {"body": self.server.mock.requests}
+        else:
+            resp = self.server.mock._record(self, path, raw)
+        try:
+            self._respond(resp)
+        except _DISCONNECT:
+            self.close_connection = True
+
+    def _write(self, data, chunked):
+        if chunked:
+            if data:  # an empty HTTP chunk would end the body
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            self.wfile.write(data)
+
+    def _respond(self, r):
+        if "sse" in r:
+            pieces = [encode_event(e) for e in r["sse"]]
+            ctype, framing = "text/event-stream", "chunked"
+        else:
+            body = r.get("body", "")
+            body = _text_bytes(body) if isinstance(body, str) else _text_bytes(_compact(body))
+            pieces, ctype, framing = [body], "application/json", "length"
+        ctype = r.get("content_type", ctype)
+        framing = r.get("framing", framing)
+        if r.get("chunk"):
+            data, n = b"".join(pieces), int(r["chunk"])
+            pieces = [data[i:i + n] for i in range(0, len(data), n)]
+        total = sum(len(p) for p in pieces)
+        limit = r.get("close_after", r.get("hang_after"))
+        if limit is not None:
+            cut, left = [], int(limit)
+            for p in pieces:
+                if left <= 0:
+                    break
+                cut.append(p[:left])
+                left -= len(cut[-1])
+            pieces = cut
+
+        self.send_response(int(r.get("status", 200)))
+        if ctype:  # "content_type": null sends none
+            self.send_header("Content-Type", ctype)
+        for k, v in (r.get("headers") or {}).items():
+            self.send_header(k, str(v))
+        if "retry_after" in r:
+            self.send_header("Retry-After", str(r["retry_after"]))
+        if framing == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+        elif framing == "length":
+            self.send_header("Content-Length", str(total))
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+
+        delay = r.get("delay_ms", 0) / 1000.0
+        for i, p in enumerate(pieces):
+            if delay and i:
+                time.sleep(delay)
+            self._write(p, framing == "chunked")
+        if "close_after" in r:
+            self._drop()
+        elif "hang_after" in r:
+            self._hang()
+            self._drop()
+        elif framing == "chunked":
+            self.wfile.write(b"0\r\n\r\n")
+
+    def _drop(self):
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _hang(self):
+        """Sends nothing until the client closes or the server stops."""
+        stop_r = self.server.mock._stop_r
+        while True:
+            ready, _, _ = select.select([self.connection, stop_r], [], [])
+            if stop_r in ready:
+                return
+            try:
+                if not self.connection.recv(65536):
+                    return
+            except OSError:
+                return
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, _DISCONNECT + (socket.timeout,)):
+            return  # the client went away: expected in cut/cancel tests
+        sys.stderr.write("mock: error serving %s: %r\n" % (client_address, exc))
+
+
+class MockServer:
+    """The mock, running in a background thread. script: {"responses": [...]}
+    or a bare list of responses."""
+
+    def __init__(self, script=None, port=0, host="127.0.0.1", log_path=None, verbose=False):
+        if isinstance(script, dict):
+            script = script.get("responses", [])
+        self.responses = list(script or [])
+        self.verbose = verbose
+        self._lock = threading.Lock()
+        self._requests = []
+        self._chat_count = 0
+        self._conns = set()
+        self._log = open(log_path, "a", encoding="utf-8") if log_path else None
+        self._stop_r, self._stop_w = os.pipe()
+        self._httpd = _HTTPServer((host, port), _Handler)
+        self._httpd.mock = self
+        self._thread = None
+        self.port = self._httpd.server_address[1]
+        self.base_url = "http://%s:%d/v1" % (host, self.port)
+
+    @property
+    def requests(self):
+        with self._lock:
+            return list(self._requests)
+
+    def start(self):
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        if self._thread is None:
+            return
+        self._httpd.shutdown()
+        os.write(self._stop_w, b"x")  # wakes every hanging response
+        with self._lock:
+            conns = list(self._conns)
+        for c in conns:  # ends idle keep-alive connections too
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._httpd.server_close()
+        self._thread.join()
+        self._thread = None
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _track(self, conn, add):
+        with self._lock:
+            (self._conns.add if add else self._conns.discard)(conn)
+
+    def _record(self, h, path, raw):
+        """Stores one request and returns the response to send."""
+        text = raw.decode("utf-8", "surrogateescape")
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        headers = {}
+        for k, v in h.headers.items():
+            k = k.lower()
+            headers[k] = headers[k] + ", " + v if k in headers else v
+        with self._lock:
+            rec = {"n": len(self._requests) + 1, "method": h.command, "path": h.path,
+                   "headers": headers, "body": text, "json": parsed,
+                   "peer": h.client_address[1]}
+            self._requests.append(rec)
+            if self._log:
+                self._log.write(json.dumps(rec) + "\n")
+                self._log.flush()
+            if not path.endswith("/chat/completions"):
+                return {"status": 404, "body": _error_body("mock: no route for " + path)}
+            self._chat_count += 1
+            n = self._chat_count
+            if n > len(self.responses):
+                return {"status": 500,
+                        "body": _error_body("mock: no scripted response for request %d" % n)}
+            return self.responses[n - 1]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Scriptable mock OpenAI-compatible server")
+    ap.add_argument("--script", help="JSON file {\"responses\": [...]}")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--log", help="append one JSON line per request to this file")
+    ap.add_argument("--exit-on-stdin-eof", action="store_true")
+    ap.add_argument("--verbose", action="store_true", help="log each request on stderr")
+    args = ap.parse_args(argv)
+    script = None
+    if args.script:
+        with open(args.script, encoding="utf-8") as f:
+            script = json.load(f)
+
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    server = MockServer(script, port=args.port, log_path=args.log, verbose=args.verbose).start()
+    sys.stdout.write("PORT %d\n" % server.port)
+    sys.stdout.flush()
+    if args.exit_on_stdin_eof:
+        def watch_stdin():
+            try:
+                while os.read(0, 65536):
+                    pass
+            except OSError:
+                pass
+            done.set()
+        threading.Thread(target=watch_stdin, daemon=True).start()
+    while not done.wait(1.0):
+        pass
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
