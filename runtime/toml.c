@@ -35,6 +35,11 @@
  * dotted keys and values together) is at most TOML_MAX_TREE_DEPTH deep, which
  * bounds the recursion of ad_toml_free() and of any caller walking the tree.
  * Both are reported as errors, never as a crash.
+ *
+ * Floats are checked against the TOML grammar here and then converted with
+ * strtod(), so a process that switches LC_NUMERIC to a locale with a decimal
+ * comma must switch it back before parsing. Keys may contain NUL (written as
+ * "\u0000"); they are stored with their length, see ad_toml_key_len().
  */
 #include "toml.h"
 
@@ -285,13 +290,13 @@ static int err_nomem(toml_parser *p)
  * control character. */
 static const char *key_show(char *out, size_t outlen, const char *k, size_t n)
 {
-    size_t o = 0;
+    size_t o = 0, i = 0;
     out[o++] = '"';
-    for (size_t i = 0; i < n && o + 5 < outlen; i++) {
+    for (; i < n && o + 5 < outlen; i++) {
         unsigned char c = (unsigned char)k[i];
         out[o++] = (c < 0x20 || c == 0x7f || c == '"') ? '?' : (char)c;
     }
-    if (o + 5 >= outlen) {
+    if (i < n) {
         memcpy(out + o, "...", 3);
         o += 3;
     }
