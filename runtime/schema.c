@@ -318,6 +318,19 @@ static void path_pop(ad_buf *path, size_t old)
     }
 }
 
+/* The path for a message: very deep paths keep only their last part. */
+static const char *path_text(const ad_buf *path, const char **ellipsis)
+{
+    const size_t keep = 120;
+    *ellipsis = "";
+    if (path->data == NULL)
+        return "$";
+    if (path->len <= keep)
+        return path->data;
+    *ellipsis = "...";
+    return path->data + path->len - keep;
+}
+
 /* ---- validation --------------------------------------------------------- */
 
 typedef struct vctx {
@@ -335,7 +348,8 @@ static int fail(vctx *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    ad_errf(c->err, c->errlen, "%s: %s", c->path.data ? c->path.data : "$", msg);
+    const char *dots, *p = path_text(&c->path, &dots);
+    ad_errf(c->err, c->errlen, "%s%s: %s", dots, p, msg);
     return AD_EINVAL;
 }
 
@@ -628,7 +642,8 @@ static int check_schema(const json_object *s, ad_buf *where, int depth, char *er
 
 static int bad(const ad_buf *where, char *err, size_t errlen, const char *what)
 {
-    ad_errf(err, errlen, "schema %s: %s", where->data ? where->data : "$", what);
+    const char *dots, *p = path_text(where, &dots);
+    ad_errf(err, errlen, "schema %s%s: %s", dots, p, what);
     return AD_EINVAL;
 }
 

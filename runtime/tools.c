@@ -135,14 +135,16 @@ static int parse_json(const char *text, size_t len, json_object **out, char *why
     json_object *o = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error e = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);
+    bool at_end = false;
     if (e == json_tokener_continue && o == NULL) {
         /* A top-level number may still be waiting for more digits: a NUL
          * tells the tokener the input is over. */
         o = json_tokener_parse_ex(tok, "", 1);
         e = json_tokener_get_error(tok);
         end = len;
+        at_end = true;
     }
-    if (e == json_tokener_continue) {
+    if (e != json_tokener_success && at_end) {
         ad_errf(why, whylen, "unexpected end of input");
     } else if (e != json_tokener_success) {
         ad_errf(why, whylen, "%s at offset %zu", json_tokener_error_desc(e), end);
