@@ -39,17 +39,44 @@
 #define MAX_ERROR_BODY (64u << 10)
 #define MAX_RESPONSE_BODY (64u << 20)
 
+typedef struct batch batch;
+
+/* One tool call of a step. The worker thread writes only `wres`, t0 and t1;
+ * everything else belongs to the loop thread. */
 typedef struct call_slot {
-    ad_agent *agent;
+    batch *b;
     uv_work_t work;
     char *id;   /* owned: the id sent back to the provider */
-    char *name; /* borrowed from the response */
-    const char *args;
+    char *name; /* owned */
+    char *args; /* owned */
     size_t args_len;
+    const ad_tool *tool; /* NULL: unknown tool */
+    double timeout_s;    /* 0 = none */
+    int isolation;
+    bool serial;         /* not thread-safe: runs in the one serial chain */
+    bool queued;         /* handed to a worker that has not returned yet */
+    bool final;          /* `result` is decided */
+    uint64_t deadline;   /* uv_now() ms; 0 = none */
+    ad_tool_result wres; /* written by the worker */
     ad_tool_result result;
     uint64_t t0, t1;
-    bool done;
 } call_slot;
+
+/* The calls of one step. A batch outlives its step when calls time out or
+ * the run is cancelled: the agent moves on (attached = false) and the batch
+ * frees itself when its last worker returns. */
+struct batch {
+    ad_agent *agent; /* NULL once the agent is gone */
+    const ad_tools *tools;
+    bool attached;   /* the agent still waits for it */
+    size_t n;
+    size_t open;     /* slots without a final result */
+    size_t running;  /* workers not yet returned */
+    uv_timer_t timer;
+    bool timer_on;
+    batch *next;     /* the agent's list of live batches */
+    call_slot slots[];
+};
 
 struct ad_agent {
     uv_loop_t *loop;
@@ -87,9 +114,12 @@ struct ad_agent {
     bool has_err;
 
     /* tool dispatch */
-    call_slot *slots;
-    size_t nslots;
-    size_t pending;
+    batch *batch;        /* the step's calls, while it waits for them */
+    batch *batches;      /* every live batch (attached or not) */
+    bool serial_busy;    /* a non-thread-safe call is running */
+    ad_agent_approve_fn approve;
+    void *approve_ud;
+    bool yes;            /* approve every call that needs confirmation */
 
     uint64_t id_counter;
     char id_prefix[24];
@@ -174,16 +204,46 @@ static void end_run(ad_agent *a, int status)
         cb(ud, status);
 }
 
-static void free_slots(ad_agent *a)
+static void on_batch_timer_closed(uv_handle_t *h)
 {
-    for (size_t i = 0; i < a->nslots; i++) {
-        free(a->slots[i].id);
-        ad_tool_result_free(&a->slots[i].result);
+    batch *b = h->data;
+    for (size_t i = 0; i < b->n; i++) {
+        call_slot *sl = &b->slots[i];
+        free(sl->id);
+        free(sl->name);
+        free(sl->args);
+        ad_tool_result_free(&sl->wres);
+        ad_tool_result_free(&sl->result);
     }
-    free(a->slots);
-    a->slots = NULL;
-    a->nslots = 0;
-    a->pending = 0;
+    free(b);
+}
+
+/* Frees b once nobody needs it: detached and no worker running. */
+static void batch_release(batch *b)
+{
+    if (b->attached || b->running > 0)
+        return;
+    ad_agent *a = b->agent;
+    if (a) {
+        for (batch **pp = &a->batches; *pp; pp = &(*pp)->next) {
+            if (*pp == b) {
+                *pp = b->next;
+                break;
+            }
+        }
+    }
+    uv_timer_stop(&b->timer);
+    uv_close((uv_handle_t *)&b->timer, on_batch_timer_closed);
+}
+
+static void batch_detach(ad_agent *a)
+{
+    batch *b = a->batch;
+    if (!b)
+        return;
+    a->batch = NULL;
+    b->attached = false;
+    batch_release(b);
 }
 
 /* ---- request ----------------------------------------------------------- */
@@ -393,84 +453,210 @@ static void fail(ad_agent *a, const char *fmt, ...)
 /* ---- tools ------------------------------------------------------------- */
 
 static void finish_tools(ad_agent *a);
+static void start_serial(ad_agent *a);
 
-static void run_slot(call_slot *s)
+static void set_result(ad_tool_result *r, bool is_error, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_result(ad_tool_result *r, bool is_error, const char *fmt, ...)
 {
-    s->t0 = uv_hrtime();
-    if (ad_tools_invoke(s->agent->tools, s->name, s->args, s->args_len, &s->result) != AD_OK) {
-        s->result.content = ad_strdup("agentd: out of memory running the tool");
-        s->result.len = s->result.content ? strlen(s->result.content) : 0;
-        s->result.is_error = true;
-    }
-    s->t1 = uv_hrtime();
+    ad_buf b = AD_BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    ad_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    ad_tool_result_free(r);
+    r->len = b.len;
+    r->content = ad_buf_steal(&b);
+    r->is_error = is_error;
+}
+
+/* Gives slot s its final result; the step goes on when all slots have one. */
+static void slot_final(call_slot *s)
+{
+    if (s->final)
+        return;
+    s->final = true;
+    s->b->open--;
 }
 
 static void work_cb(uv_work_t *w)
 {
-    run_slot(w->data);
+    call_slot *s = w->data;
+    s->t0 = uv_hrtime();
+    if (ad_tools_invoke(s->b->tools, s->name, s->args, s->args_len, &s->wres) != AD_OK)
+        set_result(&s->wres, true, "agentd: out of memory running tool '%s'", s->name);
+    s->t1 = uv_hrtime();
 }
 
 static void after_work_cb(uv_work_t *w, int status)
 {
     call_slot *s = w->data;
-    ad_agent *a = s->agent;
-    if (status == UV_ECANCELED) {
-        s->result.content = ad_strdup("cancelled");
-        s->result.len = 7;
-        s->result.is_error = true;
+    batch *b = s->b;
+    ad_agent *a = b->agent;
+    s->queued = false;
+    b->running--;
+    if (s->serial && a)
+        a->serial_busy = false;
+    if (!s->final) {
+        if (status == UV_ECANCELED) {
+            set_result(&s->result, true, "cancelled");
+        } else {
+            ad_tool_result_free(&s->result);
+            s->result = s->wres;
+            memset(&s->wres, 0, sizeof s->wres);
+        }
+        slot_final(s);
     }
-    s->done = true;
-    if (--a->pending == 0)
+    if (!b->attached || !a) {
+        batch_release(b);
+        return;
+    }
+    if (s->serial)
+        start_serial(a);
+    if (b->open == 0)
         finish_tools(a);
+}
+
+static void queue_slot(ad_agent *a, call_slot *s)
+{
+    s->work.data = s;
+    uv_update_time(a->loop);
+    if (s->timeout_s > 0)
+        s->deadline = uv_now(a->loop) + (uint64_t)(s->timeout_s * 1000);
+    if (uv_queue_work(a->loop, &s->work, work_cb, after_work_cb) != 0) {
+        set_result(&s->result, true, "agentd: cannot start a worker for tool '%s'", s->name);
+        slot_final(s);
+        return;
+    }
+    s->queued = true;
+    s->b->running++;
+    if (s->serial)
+        a->serial_busy = true;
+}
+
+/* Calls of tools that are not thread-safe run one at a time, in order. */
+static void start_serial(ad_agent *a)
+{
+    batch *b = a->batch;
+    if (!b || a->serial_busy || a->cancelled)
+        return;
+    for (size_t i = 0; i < b->n; i++) {
+        call_slot *s = &b->slots[i];
+        if (s->serial && !s->final && !s->queued && !s->t1) {
+            queue_slot(a, s);
+            if (s->queued)
+                return;
+        }
+    }
+}
+
+static void on_batch_timer(uv_timer_t *t)
+{
+    batch *b = t->data;
+    ad_agent *a = b->agent;
+    if (!b->attached)
+        return;
+    uint64_t now = uv_now(a->loop);
+    bool serial_stuck = false;
+    for (size_t i = 0; i < b->n; i++) {
+        call_slot *s = &b->slots[i];
+        if (s->final || !s->queued || !s->deadline || now < s->deadline)
+            continue;
+        set_result(&s->result, true, "tool '%s' timed out after %g s (its result will be ignored)",
+                   s->name, s->timeout_s);
+        slot_final(s);
+        serial_stuck |= s->serial;
+    }
+    if (serial_stuck) {
+        /* The stuck call still owns its plugin: the others of that kind
+         * cannot run beside it. */
+        for (size_t i = 0; i < b->n; i++) {
+            call_slot *s = &b->slots[i];
+            if (s->serial && !s->final && !s->queued) {
+                set_result(&s->result, true,
+                           "tool '%s' was not run: an earlier call of a tool that is not "
+                           "thread-safe timed out and is still running",
+                           s->name);
+                slot_final(s);
+            }
+        }
+    }
+    if (b->open == 0)
+        finish_tools(a);
+}
+
+static const char *approval_word(int d)
+{
+    return d == AD_APPROVE_NO ? "denied" : "approved";
 }
 
 static void dispatch(ad_agent *a)
 {
-    a->pending = a->nslots;
-    /* Thread-safe tools go to the pool first, so they run while the others
-     * run here on the loop thread (their plugins asked for that). */
-    for (size_t i = 0; i < a->nslots; i++) {
-        call_slot *s = &a->slots[i];
-        const ad_tool *t = a->tools ? ad_tools_find(a->tools, s->name) : NULL;
-        if (t && ad_tool_threadsafe(t)) {
-            s->work.data = s;
-            if (uv_queue_work(a->loop, &s->work, work_cb, after_work_cb) == 0)
-                continue;
-        }
-        s->work.data = NULL;
-    }
-    size_t inline_done = 0;
-    for (size_t i = 0; i < a->nslots; i++) {
-        call_slot *s = &a->slots[i];
-        if (s->work.data)
+    batch *b = a->batch;
+    double min_timeout = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        call_slot *s = &b->slots[i];
+        if (!a->tools || !s->tool) {
+            /* Unknown tool: the host answers at once; no plugin is called. */
+            if (a->tools)
+                ad_tools_invoke(a->tools, s->name, s->args, s->args_len, &s->result);
+            else
+                set_result(&s->result, true, "unknown tool '%s': no tools are loaded", s->name);
+            slot_final(s);
             continue;
-        if (a->tools) {
-            run_slot(s);
-        } else {
-            s->result.content = ad_strdup("no tools are loaded");
-            s->result.len = strlen("no tools are loaded");
-            s->result.is_error = true;
         }
-        s->done = true;
-        inline_done++;
+        bool confirm;
+        ad_config_tool(a->cfg, s->name, &s->timeout_s, &confirm, &s->isolation);
+        if (confirm && !a->yes) {
+            int d = a->approve ? a->approve(a->approve_ud, s->name, s->args, s->args_len)
+                               : AD_APPROVE_UNASKED;
+            if (d == AD_APPROVE_UNASKED) {
+                set_result(&s->result, true,
+                           "tool '%s' needs approval (confirm = true) and none was given; it was "
+                           "not run",
+                           s->name);
+                slot_final(s);
+                continue;
+            }
+            if (d == AD_APPROVE_NO) {
+                set_result(&s->result, true, "the user %s running tool '%s'", approval_word(d),
+                           s->name);
+                slot_final(s);
+                continue;
+            }
+        }
+        s->serial = !ad_tool_threadsafe(s->tool);
+        if (s->timeout_s > 0 && (min_timeout == 0 || s->timeout_s < min_timeout))
+            min_timeout = s->timeout_s;
     }
-    uv_update_time(a->loop);
-    a->pending -= inline_done;
-    if (a->pending == 0)
+    for (size_t i = 0; i < b->n; i++) {
+        call_slot *s = &b->slots[i];
+        if (!s->final && !s->serial)
+            queue_slot(a, s);
+    }
+    start_serial(a);
+    if (b->open == 0) {
         finish_tools(a);
+        return;
+    }
+    if (min_timeout > 0) {
+        uint64_t every = (uint64_t)(min_timeout * 1000 / 10);
+        every = every < 10 ? 10 : every > 250 ? 250 : every;
+        uv_timer_start(&b->timer, on_batch_timer, every, every);
+    }
 }
 
 static void finish_tools(ad_agent *a)
 {
-    for (size_t i = 0; a->cancelled && i < a->nslots; i++) {
-        /* The history stays valid: every call gets its one result. */
-        ad_tool_result_free(&a->slots[i].result);
-        a->slots[i].result.content = ad_strdup("cancelled by user");
-        a->slots[i].result.len = a->slots[i].result.content ? strlen("cancelled by user") : 0;
-        a->slots[i].result.is_error = true;
-    }
-    for (size_t i = 0; i < a->nslots; i++) {
-        call_slot *s = &a->slots[i];
+    batch *b = a->batch;
+    for (size_t i = 0; i < b->n; i++) {
+        call_slot *s = &b->slots[i];
+        if (!s->final) {
+            /* Only on cancellation: the history stays valid, every call
+             * gets its one result. */
+            set_result(&s->result, true, "cancelled by user");
+            slot_final(s);
+        }
         json_object *m = json_object_new_object();
         json_object_object_add(m, "role", json_object_new_string("tool"));
         json_object_object_add(m, "tool_call_id", json_object_new_string(s->id));
@@ -479,14 +665,17 @@ static void finish_tools(ad_agent *a)
             json_object_new_string_len(s->result.content ? s->result.content : "",
                                        (int)s->result.len));
         json_object_array_add(a->messages, m);
-        ad_events_tool_result(a->ev, a->step, s->id, s->name, s->result.content ? s->result.content : "",
-                              s->result.len, s->result.is_error, (double)(s->t1 - s->t0) / 1e9);
+        double secs = s->t1 > s->t0 ? (double)(s->t1 - s->t0) / 1e9 : 0;
+        ad_events_tool_result(a->ev, a->step, s->id, s->name,
+                              s->result.content ? s->result.content : "", s->result.len,
+                              s->result.is_error, secs);
     }
+    uv_timer_stop(&b->timer);
+    batch_detach(a);
     ad_response *r = ad_stream_response(a->stream);
     json_object *u = step_usage(r->usage);
     ad_events_step_finish(a->ev, a->step, r->finish_reason, u);
     json_object_put(u);
-    free_slots(a);
     if (a->cancelled) {
         end_run(a, AD_RUN_CANCELLED);
         return;
@@ -519,11 +708,11 @@ static json_object *assistant_message(ad_agent *a, ad_response *r)
     if (r->reasoning_details)
         json_object_object_add(m, "reasoning_details", json_object_get(r->reasoning_details));
     json_object *calls = json_object_new_array();
-    for (size_t i = 0; i < a->nslots; i++) {
+    for (size_t i = 0; i < a->batch->n; i++) {
         ad_tool_call *c = &r->calls[i];
         json_object *call = json_object_new_object();
         json_object *fn = json_object_new_object();
-        json_object_object_add(call, "id", json_object_new_string(a->slots[i].id));
+        json_object_object_add(call, "id", json_object_new_string(a->batch->slots[i].id));
         json_object_object_add(call, "type", json_object_new_string("function"));
         json_object_object_add(fn, "name", json_object_new_string(c->name ? c->name : ""));
         json_object_object_add(fn, "arguments",
@@ -583,19 +772,28 @@ static void response_done(ad_agent *a)
         return;
     }
 
-    a->slots = calloc(r->ncalls, sizeof *a->slots);
-    if (!a->slots) {
+    batch *b = calloc(1, sizeof *b + r->ncalls * sizeof b->slots[0]);
+    if (!b) {
         fail(a, "out of memory");
         return;
     }
-    a->nslots = r->ncalls;
+    b->agent = a;
+    b->tools = a->tools;
+    b->attached = true;
+    b->n = b->open = r->ncalls;
+    uv_timer_init(a->loop, &b->timer);
+    b->timer.data = b;
+    b->next = a->batches;
+    a->batches = b;
+    a->batch = b;
     for (size_t i = 0; i < r->ncalls; i++) {
         ad_tool_call *c = &r->calls[i];
-        call_slot *s = &a->slots[i];
-        s->agent = a;
-        s->name = c->name ? c->name : "";
-        s->args = c->args.data ? c->args.data : "{}";
+        call_slot *s = &b->slots[i];
+        s->b = b;
+        s->name = ad_strdup(c->name ? c->name : "");
+        s->args = c->args.data ? ad_strndup(c->args.data, c->args.len) : ad_strdup("{}");
         s->args_len = c->args.data ? c->args.len : 2;
+        s->tool = a->tools ? ad_tools_find(a->tools, s->name) : NULL;
         bool repeated = false;
         for (size_t j = 0; c->id && j < i; j++)
             if (r->calls[j].id && strcmp(r->calls[j].id, c->id) == 0)
@@ -604,11 +802,16 @@ static void response_done(ad_agent *a)
             s->id = new_call_id(a);
         else
             s->id = ad_strdup(c->id);
+        if (!s->name || !s->args || !s->id) {
+            batch_detach(a);
+            fail(a, "out of memory");
+            return;
+        }
     }
     json_object_array_add(a->messages, assistant_message(a, r));
-    for (size_t i = 0; i < a->nslots; i++)
-        ad_events_tool_call(a->ev, a->step, a->slots[i].id, a->slots[i].name, a->slots[i].args,
-                            a->slots[i].args_len);
+    for (size_t i = 0; i < b->n; i++)
+        ad_events_tool_call(a->ev, a->step, b->slots[i].id, b->slots[i].name, b->slots[i].args,
+                            b->slots[i].args_len);
     dispatch(a);
 }
 
@@ -812,7 +1015,16 @@ void ad_agent_free(ad_agent *a)
     ad_buf_free(&a->resp_body);
     ad_sse_free(a->sse);
     ad_stream_free(a->stream);
-    free_slots(a);
+    batch_detach(a);
+    while (a->batches) {
+        /* Workers still running (timed-out or abandoned tools) keep their
+         * batch; it frees itself when they return. */
+        batch *b = a->batches;
+        a->batches = b->next;
+        b->agent = NULL;
+        b->attached = false;
+        batch_release(b);
+    }
     if (a->retry_timer.loop) {
         uv_timer_stop(&a->retry_timer);
         uv_close((uv_handle_t *)&a->retry_timer, on_agent_timer_closed);
@@ -853,8 +1065,28 @@ void ad_agent_cancel(ad_agent *a)
         end_run(a, AD_RUN_CANCELLED);
         return;
     }
-    if (a->pending == 0)
-        end_run(a, AD_RUN_CANCELLED);
+    if (a->batch) {
+        /* Running tools are abandoned: their results are dropped when they
+         * return; every call gets "cancelled by user" now. */
+        finish_tools(a);
+        return;
+    }
+    end_run(a, AD_RUN_CANCELLED);
+}
+
+void ad_agent_set_approver(ad_agent *a, ad_agent_approve_fn fn, void *ud, bool yes)
+{
+    a->approve = fn;
+    a->approve_ud = ud;
+    a->yes = yes;
+}
+
+bool ad_agent_busy(const ad_agent *a)
+{
+    for (const batch *b = a->batches; b; b = b->next)
+        if (b->running > 0)
+            return true;
+    return false;
 }
 
 json_object *ad_agent_messages(ad_agent *a)

@@ -14,6 +14,7 @@
 #define AD_AGENT_H
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <uv.h>
 
 #include "config.h"
@@ -42,6 +43,16 @@ typedef struct ad_agent_opts {
 
 typedef void (*ad_agent_done_fn)(void *ud, int status);
 
+/* Answers of an approver for a tool configured with confirm = true. */
+enum {
+    AD_APPROVE_UNASKED = -1, /* nobody to ask: the call is denied */
+    AD_APPROVE_NO = 0,
+    AD_APPROVE_YES = 1,
+    AD_APPROVE_ALWAYS = 2 /* yes; the approver remembers it */
+};
+/* Asked on the loop thread before such a call runs; args borrowed. */
+typedef int (*ad_agent_approve_fn)(void *ud, const char *tool, const char *args, size_t args_len);
+
 /* Returns a new agent with an empty conversation (plus the configured
  * system prompt); caller frees with ad_agent_free(). NULL on ENOMEM. */
 ad_agent *ad_agent_new(const ad_agent_opts *opts);
@@ -56,6 +67,14 @@ int ad_agent_run(ad_agent *a, const char *prompt, ad_agent_done_fn on_done, void
 /* Cancels the run in progress, if any (on_done reports AD_RUN_CANCELLED
  * once running tools have returned). */
 void ad_agent_cancel(ad_agent *a);
+
+/* Who approves calls of tools that need confirmation (NULL: nobody, so
+ * they are denied); yes = true approves all of them without asking. */
+void ad_agent_set_approver(ad_agent *a, ad_agent_approve_fn fn, void *ud, bool yes);
+
+/* True while a worker thread still runs a tool call (one that timed out or
+ * was abandoned on cancellation): the process must not free the plugins. */
+bool ad_agent_busy(const ad_agent *a);
 
 /* The conversation. Borrowed. */
 json_object *ad_agent_messages(ad_agent *a);

@@ -40,6 +40,7 @@ static const keydef keys[] = {
     {"provider", "model", K_STRING, OFF(model), 0, 0},
     {"provider", "stream", K_BOOL, OFF(stream), 0, 0},
     {"provider", "timeout_s", K_NUMBER, OFF(timeout_s), 0, 86400},
+    {"provider", "request_timeout_s", K_NUMBER, OFF(timeout_s), 0, 86400},
     {"provider", "connect_timeout_s", K_NUMBER, OFF(connect_timeout_s), 0, 3600},
     {"provider", "idle_timeout_s", K_NUMBER, OFF(idle_timeout_s), 0, 86400},
     {"provider", "max_retries", K_INT, OFF(max_retries), 0, 100},
@@ -50,10 +51,16 @@ static const keydef keys[] = {
     {"agent", "max_steps", K_INT, OFF(max_steps), 1, 100000},
     {"agent", "max_tokens", K_INT, OFF(max_tokens), 1, 100000000},
     {"agent", "unique_tool_call_ids", K_BOOL, OFF(unique_tool_call_ids), 0, 0},
+    {"agent", "tool_timeout_s", K_NUMBER, OFF(tool_timeout_s), 0, 86400},
+    {"agent", "isolation", K_STRING, 0, 0, 0},
+    {"agent", "confirm_tools", K_TABLE, 0, 0, 0},
+    {"tools", "timeout_s", K_NUMBER, 0, 0, 86400},
+    {"tools", "confirm", K_BOOL, 0, 0, 0},
+    {"tools", "isolation", K_STRING, 0, 0, 0},
     {"plugins", "dir", K_STRING, OFF(plugins_dir), 0, 0},
     {"plugins", "config", K_TABLE, 0, 0, 0},
 };
-static const char *const tables[] = {"provider", "agent", "plugins"};
+static const char *const tables[] = {"provider", "agent", "plugins", "tools"};
 
 void ad_config_init(ad_config *c)
 {
@@ -65,6 +72,7 @@ void ad_config_init(ad_config *c)
     c->max_retries = 2;
     c->max_retry_wait_s = 60;
     c->max_steps = 20;
+    c->tool_timeout_s = 60;
 }
 
 void ad_config_free(ad_config *c)
@@ -90,6 +98,12 @@ void ad_config_free(ad_config *c)
     free(c->system_prompt);
     free(c->plugins_dir);
     json_object_put(c->plugin_config);
+    for (size_t i = 0; i < c->nconfirm_tools; i++)
+        free(c->confirm_tools[i]);
+    free(c->confirm_tools);
+    for (size_t i = 0; i < c->ntools; i++)
+        free(c->tools[i].name);
+    free(c->tools);
     memset(c, 0, sizeof *c);
 }
 
@@ -342,14 +356,135 @@ static void load_headers(diag *d, ad_config *c, const ad_toml *t)
     }
 }
 
+/* "in-process" or "process" -> AD_ISOLATION_*, or -1 after reporting. */
+static int parse_isolation(diag *d, const ad_toml *v, const char *what)
+{
+    if (ad_toml_type_of(v) == AD_TOML_STRING) {
+        const char *s = ad_toml_string(v, NULL);
+        if (strcmp(s, "in-process") == 0 || strcmp(s, "none") == 0)
+            return AD_ISOLATION_NONE;
+        if (strcmp(s, "process") == 0)
+            return AD_ISOLATION_PROCESS;
+    }
+    problem(d, v, "%s must be \"in-process\" or \"process\"", what);
+    return -1;
+}
+
+static void load_confirm_tools(diag *d, ad_config *c, const ad_toml *v)
+{
+    if (ad_toml_type_of(v) != AD_TOML_ARRAY) {
+        problem(d, v, "agent.confirm_tools must be an array of tool names (or [\"*\"]), not %s",
+                ad_toml_type_name(ad_toml_type_of(v)));
+        return;
+    }
+    size_t n = ad_toml_len(v);
+    c->confirm_tools = calloc(n ? n : 1, sizeof *c->confirm_tools);
+    if (!c->confirm_tools)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        const ad_toml *e = ad_toml_at(v, i);
+        if (ad_toml_type_of(e) != AD_TOML_STRING) {
+            problem(d, e, "agent.confirm_tools entries must be strings");
+            continue;
+        }
+        c->confirm_tools[c->nconfirm_tools++] = ad_strdup(ad_toml_string(e, NULL));
+    }
+}
+
+/* [tools.NAME] tables. */
+static void load_tools(diag *d, ad_config *c, const ad_toml *t)
+{
+    size_t n = ad_toml_len(t);
+    c->tools = calloc(n ? n : 1, sizeof *c->tools);
+    if (!c->tools)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ad_toml_key_at(t, i);
+        const ad_toml *tt = ad_toml_at(t, i);
+        if (ad_toml_type_of(tt) != AD_TOML_TABLE) {
+            problem(d, tt, "tools.%s must be a table ([tools.%s] with timeout_s, confirm, isolation)",
+                    name, name);
+            continue;
+        }
+        ad_tool_conf *tc = &c->tools[c->ntools++];
+        tc->name = ad_strdup(name);
+        tc->timeout_s = -1;
+        tc->confirm = -1;
+        tc->isolation = -1;
+        tc->line = ad_toml_line(tt);
+        for (size_t j = 0; j < ad_toml_len(tt); j++) {
+            const char *key = ad_toml_key_at(tt, j);
+            const ad_toml *v = ad_toml_at(tt, j);
+            ad_toml_type vt = ad_toml_type_of(v);
+            if (strcmp(key, "timeout_s") == 0) {
+                double x = vt == AD_TOML_INTEGER ? (double)ad_toml_int(v)
+                           : vt == AD_TOML_FLOAT  ? ad_toml_float(v)
+                                                  : -1;
+                if (!(x >= 0 && x <= 86400))
+                    problem(d, v, "tools.%s.timeout_s must be a number from 0 to 86400", name);
+                else
+                    tc->timeout_s = x;
+            } else if (strcmp(key, "confirm") == 0) {
+                if (vt != AD_TOML_BOOL)
+                    problem(d, v, "tools.%s.confirm must be a boolean (true or false), not %s", name,
+                            ad_toml_type_name(vt));
+                else
+                    tc->confirm = ad_toml_bool(v);
+            } else if (strcmp(key, "isolation") == 0) {
+                char what[128];
+                snprintf(what, sizeof what, "tools.%s.isolation", name);
+                tc->isolation = parse_isolation(d, v, what);
+            } else {
+                unknown(d, v, "tools", key);
+            }
+        }
+    }
+}
+
+void ad_config_tool(const ad_config *c, const char *name, double *timeout_s, bool *confirm,
+                    int *isolation)
+{
+    *timeout_s = c->tool_timeout_s;
+    *isolation = c->isolation;
+    *confirm = false;
+    for (size_t i = 0; i < c->nconfirm_tools; i++)
+        if (strcmp(c->confirm_tools[i], "*") == 0 || strcmp(c->confirm_tools[i], name) == 0)
+            *confirm = true;
+    for (size_t i = 0; i < c->ntools; i++) {
+        const ad_tool_conf *tc = &c->tools[i];
+        if (strcmp(tc->name, name) != 0)
+            continue;
+        if (tc->timeout_s >= 0)
+            *timeout_s = tc->timeout_s;
+        if (tc->confirm >= 0)
+            *confirm = tc->confirm;
+        if (tc->isolation >= 0)
+            *isolation = tc->isolation;
+    }
+}
+
 static void load_table(diag *d, ad_config *c, const char *tname, const ad_toml *t)
 {
+    if (strcmp(tname, "tools") == 0) {
+        load_tools(d, c, t);
+        return;
+    }
     for (size_t i = 0; i < ad_toml_len(t); i++) {
         const char *key = ad_toml_key_at(t, i);
         const ad_toml *v = ad_toml_at(t, i);
         const keydef *k = find_key(tname, key);
         if (!k) {
             unknown(d, v, tname, key);
+            continue;
+        }
+        if (strcmp(key, "isolation") == 0) {
+            int iso = parse_isolation(d, v, "agent.isolation");
+            if (iso >= 0)
+                c->isolation = iso;
+            continue;
+        }
+        if (strcmp(key, "confirm_tools") == 0) {
+            load_confirm_tools(d, c, v);
             continue;
         }
         if (k->kind != K_TABLE) {

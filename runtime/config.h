@@ -20,6 +20,17 @@ typedef struct ad_header {
     char *value; /* owned */
 } ad_header;
 
+/* [tools.NAME]: per-tool settings. */
+typedef struct ad_tool_conf {
+    char *name;       /* owned */
+    double timeout_s; /* < 0: the default (agent.tool_timeout_s) */
+    int confirm;      /* -1 unset, 0 no, 1 yes */
+    int isolation;    /* -1 unset, else AD_ISOLATION_* */
+    int line;         /* where the table was written */
+} ad_tool_conf;
+
+enum { AD_ISOLATION_NONE = 0, AD_ISOLATION_PROCESS = 1 };
+
 typedef struct ad_config {
     char *path; /* owned: the file as given */
     char *dir;  /* owned: its folder */
@@ -44,6 +55,14 @@ typedef struct ad_config {
     int max_steps;
     long max_tokens; /* 0 = not sent */
     bool unique_tool_call_ids;
+    double tool_timeout_s; /* default per-call tool timeout; 0 = none */
+    int isolation;         /* default AD_ISOLATION_* */
+    char **confirm_tools;  /* owned: tool names (or "*") that need approval */
+    size_t nconfirm_tools;
+
+    /* [tools.NAME] */
+    ad_tool_conf *tools; /* owned array */
+    size_t ntools;
 
     /* [plugins] */
     char *plugins_dir;          /* owned, resolved, or NULL: no plugins */
@@ -61,6 +80,11 @@ int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen);
 /* Reads the API key from the environment (after CLI overrides were applied).
  * Returns 0, or AD_EINVAL with err naming the variable when it is unset. */
 int ad_config_read_key(ad_config *c, char *err, size_t errlen);
+
+/* The effective settings of tool `name`: timeout (0 = none), whether it
+ * needs approval, and its isolation. */
+void ad_config_tool(const ad_config *c, const char *name, double *timeout_s, bool *confirm,
+                    int *isolation);
 
 /* Prints the effective settings as TOML (the key's value is never shown). */
 void ad_config_print(const ad_config *c, FILE *out);

@@ -47,6 +47,8 @@ static const char usage_text[] =
     "      --max-steps N     override agent.max_steps\n"
     "      --check-config    validate the config, print the effective settings, exit\n"
     "  -q, --quiet           no tool activity lines on stderr\n"
+    "      --yes             run tools configured with confirm = true without asking\n"
+    "                        (otherwise one-shot runs deny them)\n"
     "  -h, --help            this help\n"
     "  -V, --version         the version\n"
     "\n"
@@ -62,6 +64,7 @@ typedef struct cli {
     bool json;
     bool check_config;
     bool quiet;
+    bool yes;
 } cli;
 
 static int usage_error(const char *fmt, const char *arg)
@@ -75,7 +78,7 @@ static int usage_error(const char *fmt, const char *arg)
 /* Returns -1 to go on, or an exit code. */
 static int parse_args(int argc, char **argv, cli *o)
 {
-    enum { OPT_JSON = 256, OPT_BASE_URL, OPT_MAX_STEPS, OPT_CHECK };
+    enum { OPT_JSON = 256, OPT_BASE_URL, OPT_MAX_STEPS, OPT_CHECK, OPT_YES };
     static const struct option longs[] = {
         {"config", required_argument, NULL, 'c'},
         {"prompt", required_argument, NULL, 'p'},
@@ -85,6 +88,7 @@ static int parse_args(int argc, char **argv, cli *o)
         {"max-steps", required_argument, NULL, OPT_MAX_STEPS},
         {"check-config", no_argument, NULL, OPT_CHECK},
         {"quiet", no_argument, NULL, 'q'},
+        {"yes", no_argument, NULL, OPT_YES},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -122,6 +126,9 @@ static int parse_args(int argc, char **argv, cli *o)
         }
         case OPT_CHECK:
             o->check_config = true;
+            break;
+        case OPT_YES:
+            o->yes = true;
             break;
         case 'h':
             fputs(usage_text, stdout);
@@ -215,6 +222,8 @@ static void on_run_done(void *ud, int status)
     st->status = status;
     st->done = true;
     uv_signal_stop(&st->sigint);
+    /* Tools that timed out may still run on worker threads: do not wait. */
+    uv_stop(st->sigint.loop);
 }
 
 static void on_sigint(uv_signal_t *s, int signum)
@@ -302,6 +311,18 @@ int main(int argc, char **argv)
         goto out_tools;
     }
 
+    for (size_t i = 0; i < cfg.ntools; i++) {
+        if (!ad_tools_find(tools, cfg.tools[i].name)) {
+            char *names = ad_tools_names(tools);
+            fprintf(stderr, "agentd: %s:%d: [tools.%s] names no loaded tool (loaded: %s)\n",
+                    cfg.path, cfg.tools[i].line, cfg.tools[i].name,
+                    names && names[0] ? names : "none");
+            free(names);
+            exit_code = EXIT_USAGE;
+            goto out_tools;
+        }
+    }
+
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "agentd: cannot initialise libcurl\n");
         goto out_tools;
@@ -327,6 +348,7 @@ int main(int argc, char **argv)
         uv_signal_init(&loop, &st.sigint);
         st.sigint.data = &st;
         uv_signal_start(&st.sigint, on_sigint, SIGINT);
+        ad_agent_set_approver(agent, NULL, NULL, o.yes);
         ad_agent_run(agent, prompt, on_run_done, &st);
         uv_run(&loop, UV_RUN_DEFAULT);
         if (!st.done) {
@@ -348,6 +370,13 @@ int main(int argc, char **argv)
             break;
         default:
             exit_code = EXIT_RUNTIME;
+        }
+        if (ad_agent_busy(agent)) {
+            /* A tool that timed out still runs on a worker thread and uses
+             * its plugin: leave without unloading anything. */
+            fflush(stdout);
+            fflush(stderr);
+            _exit(exit_code);
         }
         ad_agent_free(agent);
     }

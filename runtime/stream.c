@@ -451,7 +451,17 @@ static bool empty_string(json_object *v)
     return v == NULL || (jis(v, json_type_string) && json_object_get_string_len(v) == 0);
 }
 
-static int rd_merge(ad_stream *s, json_object *e, char *err, size_t errlen)
+/* The "type" of a reasoning_details entry, or "" when it has none. */
+static const char *rd_type(json_object *e)
+{
+    json_object *t = jget(e, "type");
+    return jis(t, json_type_string) ? json_object_get_string(t) : "";
+}
+
+/* Streaming deltas of one entry share its index and type (Gemini sends a
+ * reasoning.text and a reasoning.encrypted entry both at index 0). In a
+ * complete message (complete = true) every entry stands alone. */
+static int rd_merge(ad_stream *s, json_object *e, bool complete, char *err, size_t errlen)
 {
     if (!jis(e, json_type_object))
         return 0;
@@ -459,10 +469,13 @@ static int rd_merge(ad_stream *s, json_object *e, char *err, size_t errlen)
     bool has_idx = jis(ji, json_type_int);
     long idx = has_idx ? (long)json_object_get_int64(ji) : 0;
     rd_entry *d = NULL;
-    if (has_idx)
+    if (has_idx && !complete) {
+        const char *type = rd_type(e);
         for (size_t i = 0; i < s->nrd && d == NULL; i++)
-            if (s->rd[i].has_index && s->rd[i].index == idx)
+            if (s->rd[i].has_index && s->rd[i].index == idx &&
+                (type[0] == '\0' || strcmp(rd_type(s->rd[i].obj), type) == 0))
                 d = &s->rd[i];
+    }
     if (d == NULL) {
         d = rd_new(s, err, errlen);
         if (d == NULL)
@@ -563,7 +576,7 @@ static int fold_delta(ad_stream *s, json_object *d, bool complete, char *err, si
     if (jis(rd, json_type_array)) {
         size_t n = json_object_array_length(rd);
         for (size_t i = 0; i < n; i++)
-            if ((rc = rd_merge(s, json_object_array_get_idx(rd, i), err, errlen)) != 0)
+            if ((rc = rd_merge(s, json_object_array_get_idx(rd, i), complete, err, errlen)) != 0)
                 return rc;
     }
 

@@ -35,6 +35,11 @@
  * dotted keys and values together) is at most TOML_MAX_TREE_DEPTH deep, which
  * bounds the recursion of ad_toml_free() and of any caller walking the tree.
  * Both are reported as errors, never as a crash.
+ *
+ * Floats are checked against the TOML grammar here and then converted with
+ * strtod(), so a process that switches LC_NUMERIC to a locale with a decimal
+ * comma must switch it back before parsing. Keys may contain NUL (written as
+ * "\u0000"); they are stored with their length, see ad_toml_key_len().
  */
 #include "toml.h"
 
@@ -103,6 +108,7 @@ typedef struct toml_parser {
     unsigned long sections; /* last section number handed out */
     ad_buf key;    /* the simple key being read */
     ad_buf str;    /* scratch for string values and number text */
+    size_t tok;    /* where the number / date token being read starts */
 } toml_parser;
 
 /* ---------------------------------------------------------------- tree -- */
@@ -284,13 +290,13 @@ static int err_nomem(toml_parser *p)
  * control character. */
 static const char *key_show(char *out, size_t outlen, const char *k, size_t n)
 {
-    size_t o = 0;
+    size_t o = 0, i = 0;
     out[o++] = '"';
-    for (size_t i = 0; i < n && o + 5 < outlen; i++) {
+    for (; i < n && o + 5 < outlen; i++) {
         unsigned char c = (unsigned char)k[i];
         out[o++] = (c < 0x20 || c == 0x7f || c == '"') ? '?' : (char)c;
     }
-    if (o + 5 >= outlen) {
+    if (i < n) {
         memcpy(out + o, "...", 3);
         o += 3;
     }
@@ -693,7 +699,7 @@ static int parse_datetime(toml_parser *p, const char *t, size_t n, int line, int
         int y = (t[0] - '0') * 1000 + (t[1] - '0') * 100 + num2(t + 2);
         int m = num2(t + 5), d = num2(t + 8);
         if (m < 1 || m > 12 || d < 1 || d > days_in_month(y, m))
-            return err_at(p, line, col, AD_EINVAL, "date %.10s is out of range", t);
+            return err_at(p, p->line, col_of(p, p->tok), AD_EINVAL, "date %.10s is out of range", t);
         has_date = true;
         i = 10;
         if (i < n) {
@@ -708,7 +714,7 @@ static int parse_datetime(toml_parser *p, const char *t, size_t n, int line, int
             t[i + 5] != ':' || !all_digits(t + i + 6, 2))
             goto bad;
         if (num2(t + i) > 23 || num2(t + i + 3) > 59 || num2(t + i + 6) > 60)
-            return err_at(p, line, col, AD_EINVAL, "time %.8s is out of range", t + i);
+            return err_at(p, p->line, col_of(p, p->tok), AD_EINVAL, "time %.8s is out of range", t + i);
         has_time = true;
         i += 8;
         if (i < n && t[i] == '.') {
@@ -726,7 +732,7 @@ static int parse_datetime(toml_parser *p, const char *t, size_t n, int line, int
                     !all_digits(t + i + 4, 2))
                     goto bad;
                 if (num2(t + i + 1) > 23 || num2(t + i + 4) > 59)
-                    return err_at(p, line, col, AD_EINVAL, "time offset is out of range");
+                    return err_at(p, p->line, col_of(p, p->tok), AD_EINVAL, "time offset is out of range");
                 i += 6;
             } else {
                 goto bad;
@@ -758,7 +764,7 @@ static int parse_datetime(toml_parser *p, const char *t, size_t n, int line, int
     *out = v;
     return AD_OK;
 bad:
-    return err_at(p, line, col, AD_EINVAL, "invalid date or time '%.*s'", n > 40 ? 40 : (int)n, t);
+    return err_at(p, p->line, col_of(p, p->tok), AD_EINVAL, "invalid date or time '%.*s'", n > 40 ? 40 : (int)n, t);
 }
 
 /* Digits of the given base with single underscores between them, from t[*i].
@@ -806,23 +812,23 @@ static int parse_number(toml_parser *p, const char *t, size_t n, int line, int c
     int base = 10;
     if (n - i > 2 && t[i] == '0' && (t[i + 1] == 'x' || t[i + 1] == 'o' || t[i + 1] == 'b')) {
         if (sign)
-            return err_at(p, line, col, AD_EINVAL, "a sign is not allowed on '%.*s'", show, t);
+            return err_at(p, p->line, col_of(p, p->tok), AD_EINVAL, "a sign is not allowed on '%.*s'", show, t);
         base = t[i + 1] == 'x' ? 16 : t[i + 1] == 'o' ? 8 : 2;
         i += 2;
     }
     size_t int_start = i;
     long nd = scan_digits(t, n, &i, base);
     if (nd <= 0)
-        return err_at(p, line, col, AD_EINVAL, "invalid number '%.*s'", show, t);
+        return err_at(p, p->line, col_of(p, p->tok), AD_EINVAL, "invalid number '%.*s'", show, t);
     bool is_float = false;
     if (base == 10) {
         if (t[int_start] == '0' && nd > 1)
-            return err_at(p, line, col, AD_EINVAL, "leading zeros are not allowed in '%.*s'",
+            return err_at(p, p->line, col_of(p, p->tok), AD_EINVAL, "leading zeros are not allowed in '%.*s'",
                           show, t);
         if (i < n && t[i] == '.') {
             i++;
             if (scan_digits(t, n, &i, 10) <= 0)
-                return err_at(p, line, col, AD_EINVAL, "invalid float '%.*s'", show, t);
+                return err_at(p, p->line, col_of(p, p->tok), AD_EINVAL, "invalid float '%.*s'", show, t);
             is_float = true;
         }
         if (i < n && (t[i] == 'e' || t[i] == 'E')) {
@@ -830,13 +836,13 @@ static int parse_number(toml_parser *p, const char *t, size_t n, int line, int c
             if (i < n && (t[i] == '+' || t[i] == '-'))
                 i++;
             if (scan_digits(t, n, &i, 10) <= 0)
-                return err_at(p, line, col, AD_EINVAL, "invalid float exponent in '%.*s'", show,
+                return err_at(p, p->line, col_of(p, p->tok), AD_EINVAL, "invalid float exponent in '%.*s'", show,
                               t);
             is_float = true;
         }
     }
     if (i != n)
-        return err_at(p, line, col, AD_EINVAL, "invalid number '%.*s'", show, t);
+        return err_at(p, p->line, col_of(p, p->tok), AD_EINVAL, "invalid number '%.*s'", show, t);
     if (is_float) {
         ad_buf_reset(&p->str);
         for (size_t k = 0; k < n; k++)
@@ -845,7 +851,7 @@ static int parse_number(toml_parser *p, const char *t, size_t n, int line, int c
         errno = 0;
         double d = strtod(p->str.data, NULL);
         if (errno == ERANGE && isinf(d))
-            return err_at(p, line, col, AD_EINVAL, "float '%.*s' is out of range", show, t);
+            return err_at(p, p->line, col_of(p, p->tok), AD_EINVAL, "float '%.*s' is out of range", show, t);
         if ((v = node_new(AD_TOML_FLOAT, line, col)) == NULL)
             return err_nomem(p);
         v->u.f = d;
@@ -869,7 +875,7 @@ static int parse_number(toml_parser *p, const char *t, size_t n, int line, int c
     *out = v;
     return AD_OK;
 overflow:
-    return err_at(p, line, col, AD_EINVAL, "integer '%.*s' does not fit in 64 bits", show, t);
+    return err_at(p, p->line, col_of(p, p->tok), AD_EINVAL, "integer '%.*s' does not fit in 64 bits", show, t);
 }
 
 static bool is_token_char(int c)
@@ -881,6 +887,7 @@ static bool is_token_char(int c)
 static int parse_scalar_token(toml_parser *p, ad_toml **out, int line, int col)
 {
     size_t start = p->pos;
+    p->tok = start;
     while (p->pos < p->len && is_token_char((unsigned char)p->s[p->pos]))
         p->pos++;
     size_t n = p->pos - start;
@@ -906,7 +913,7 @@ static int parse_scalar_token(toml_parser *p, ad_toml **out, int line, int col)
         return parse_datetime(p, t, n, line, col, out);
     int c = (unsigned char)t[0];
     if (!((c >= '0' && c <= '9') || c == '+' || c == '-' || c == 'i' || c == 'n'))
-        return err_at(p, line, col, AD_EINVAL, "expected a value, found '%.*s'",
+        return err_at(p, p->line, col_of(p, start), AD_EINVAL, "expected a value, found '%.*s'",
                       n > 40 ? 40 : (int)n, t);
     return parse_number(p, t, n, line, col, out);
 }

@@ -110,10 +110,12 @@ typedef int (*agentd_plugin_init_fn)(const agentd_host_api *api, agentd_plugin *
 #define AGENTD_PLUGIN_EXPORT
 #endif
 
-/* True when the host speaks the ABI this plugin was compiled for. */
+/* True when the host speaks the ABI this plugin was compiled for. (The minor
+ * is compared as int64_t so that "unsigned >= 0" does not trip -Wtype-limits
+ * in plugins built with -Wextra -Werror while the minor is 0.) */
 #define AGENTD_PLUGIN_CHECK(api)                                                                   \
     ((api) != NULL && (api)->abi_major == AGENTD_PLUGIN_ABI_MAJOR &&                              \
-     (api)->abi_minor >= AGENTD_PLUGIN_ABI_MINOR)
+     (int64_t)(api)->abi_minor >= (int64_t)AGENTD_PLUGIN_ABI_MINOR)
 
 #ifdef __cplusplus
 }

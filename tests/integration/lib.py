@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "mock"))
 from server import MockServer  # noqa: E402  (tests/mock/server.py)
 import script  # noqa: E402,F401  (re-exported: lib.script.text_stream(...))
 
-AGENTD_DIR = os.environ.get("AGENTD_DIR") or "."
+AGENTD_DIR = os.path.abspath(os.environ.get("AGENTD_DIR") or ".")
 AGENTD = os.path.join(AGENTD_DIR, "agentd")
 PLUGINS_DIR = os.path.join(AGENTD_DIR, "plugins")
 TEST_PLUGINS_DIR = os.path.join(AGENTD_DIR, "tests", "plugins")

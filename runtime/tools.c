@@ -1,0 +1,817 @@
+/*
+ * tools.c -- the plugin host: loads tool plugins and runs tool calls.
+ *
+ * Load phase (single thread, at startup): ad_tools_load_dir() lists the
+ * regular "*.so" files of a folder, sorts them with strcmp and hands each to
+ * ad_tools_load_file(), which dlopen()s it (RTLD_NOW so missing symbols fail
+ * here, RTLD_LOCAL so plugins cannot collide), looks up
+ * agentd_plugin_init_v1 and calls it with the host table below. While init
+ * runs, the plugin record is "open": register_tool() validates and
+ * deep-copies each tool and config_json() hands out the borrowed config
+ * text. When init returns, the record is closed for good; a late
+ * register_tool() is refused. Any failure names the file and stops loading.
+ *
+ * Call phase: ad_tools_invoke() parses the arguments with json-c, checks
+ * them against the tool's schema (schema.c) and calls the plugin with a
+ * private NUL-terminated copy of the argument text. The plugin writes into
+ * an agentd_result that lives on the caller's stack; the text is bounded
+ * (AD_TOOL_RESULT_MAX, the rest is cut with a marker) and made valid UTF-8
+ * without NUL bytes before it leaves this file, because it goes straight
+ * into a JSON request.
+ *
+ * Invariants:
+ * - After loading, the registry is read-only: invoke() touches only its own
+ *   stack and heap, so THREADSAFE tools may be invoked concurrently from
+ *   worker threads. Nothing on the invoke path mutates a shared json-c
+ *   object (not even its reference count or cached text).
+ * - The host owns a tool's tool_data lifetime once register_tool() accepted
+ *   it: destroy() runs exactly once, at ad_tools_free() or when the plugin's
+ *   init fails after registering it.
+ * - Under AddressSanitizer plugins are never dlclose()d, so leak reports keep
+ *   symbolised frames.
+ */
+#include "tools.h"
+
+#include "buf.h"
+#include "schema.h"
+
+#include <agentd/plugin.h>
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define AD_TOOLS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define AD_TOOLS_ASAN 1
+#endif
+#endif
+#ifndef AD_TOOLS_ASAN
+#define AD_TOOLS_ASAN 0
+#endif
+
+#define AD_TOOL_RESULT_MAX ((size_t)1 << 20) /* bytes of plugin output kept per call */
+#define AD_TOOL_NAME_MAX 64
+
+/* The v1 layout ends with destroy; newer plugins may append fields. */
+#define AD_TOOL_V1_SIZE (offsetof(agentd_tool, destroy) + sizeof(((agentd_tool *)0)->destroy))
+
+struct agentd_plugin {
+    char *file;              /* base name, e.g. "add.so" */
+    void *handle;            /* dlopen handle */
+    ad_tools *host;          /* registry the tools go to */
+    const char *config_json; /* borrowed, during init only */
+    int loading;             /* register_tool()/config_json() allowed */
+    size_t registered;       /* tools accepted during init */
+    char reg_err[256];       /* first register_tool() refusal, reported by the loader */
+};
+
+struct ad_tool {
+    char *name;
+    char *description;
+    json_object *parameters;
+    uint32_t flags;
+    agentd_invoke_fn invoke;
+    void *tool_data;
+    void (*destroy)(void *);
+    agentd_plugin *plugin;
+};
+
+struct ad_tools {
+    agentd_plugin **plugins;
+    size_t nplugins;
+    ad_tool **tools;
+    size_t ntools, cap;
+};
+
+struct agentd_result {
+    ad_buf buf;
+    size_t cut;     /* bytes dropped beyond AD_TOOL_RESULT_MAX */
+    int is_error;
+    int has_msg;    /* result_error() was called with a message */
+};
+
+/* ---- host functions handed to plugins ----------------------------------- */
+
+static bool valid_name(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= AD_TOOL_NAME_MAX ||
+            !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-'))
+            return false;
+    }
+    return n > 0;
+}
+
+/* Parses exactly one JSON value from text[0..len) (trailing whitespace
+ * allowed) into *out (NULL for the JSON literal null). Returns 0, or -1 with
+ * a short reason in why. */
+static int parse_json(const char *text, size_t len, json_object **out, char *why, size_t whylen)
+{
+    *out = NULL;
+    if (len > INT32_MAX) {
+        ad_errf(why, whylen, "too large");
+        return -1;
+    }
+    json_tokener *tok = json_tokener_new();
+    if (tok == NULL) {
+        ad_errf(why, whylen, "out of memory");
+        return -1;
+    }
+    int rc = -1;
+    /* Strict: the argument text is handed on to plugins, whose own small
+     * parsers should only ever see standard JSON. */
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    json_object *o = json_tokener_parse_ex(tok, text, (int)len);
+    enum json_tokener_error e = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    bool at_end = false;
+    if (e == json_tokener_continue && o == NULL) {
+        /* A top-level number may still be waiting for more digits: a NUL
+         * tells the tokener the input is over. */
+        o = json_tokener_parse_ex(tok, "", 1);
+        e = json_tokener_get_error(tok);
+        end = len;
+        at_end = true;
+    }
+    if (e != json_tokener_success && at_end) {
+        ad_errf(why, whylen, "unexpected end of input");
+    } else if (e != json_tokener_success) {
+        ad_errf(why, whylen, "%s at offset %zu", json_tokener_error_desc(e), end);
+    } else {
+        while (end < len && (text[end] == ' ' || text[end] == '\t' || text[end] == '\n' ||
+                             text[end] == '\r'))
+            end++;
+        if (end < len)
+            ad_errf(why, whylen, "unexpected text after the value at offset %zu", end);
+        else
+            rc = 0;
+    }
+    if (rc == 0)
+        *out = o;
+    else
+        json_object_put(o);
+    json_tokener_free(tok);
+    return rc;
+}
+
+static int reg_fail(agentd_plugin *p, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int reg_fail(agentd_plugin *p, int code, const char *fmt, ...)
+{
+    if (p->reg_err[0] == '\0') {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(p->reg_err, sizeof p->reg_err, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static void tool_free(ad_tool *t)
+{
+    if (t == NULL)
+        return;
+    free(t->name);
+    free(t->description);
+    json_object_put(t->parameters);
+    free(t);
+}
+
+static void host_log(agentd_plugin *self, int level, const char *msg);
+
+static int host_register_tool(agentd_plugin *self, const agentd_tool *tool)
+{
+    if (self == NULL)
+        return AGENTD_EINVAL;
+    if (!self->loading) {
+        host_log(self, AGENTD_LOG_ERROR, "register_tool() called outside agentd_plugin_init_v1()");
+        return AGENTD_ERR;
+    }
+    if (tool == NULL)
+        return reg_fail(self, AGENTD_EINVAL, "register_tool() called with NULL");
+    if (tool->size < AD_TOOL_V1_SIZE)
+        return reg_fail(self, AGENTD_EABI, "agentd_tool.size is %zu, expected at least %zu",
+                        tool->size, (size_t)AD_TOOL_V1_SIZE);
+    /* Read only the fields this host knows; a newer plugin may have more. */
+    agentd_tool d;
+    memset(&d, 0, sizeof d);
+    memcpy(&d, tool, tool->size < sizeof d ? tool->size : sizeof d);
+
+    if (d.name == NULL)
+        return reg_fail(self, AGENTD_EINVAL, "tool without a name");
+    if (!valid_name(d.name))
+        return reg_fail(self, AGENTD_EINVAL,
+                        "invalid tool name '%.80s' (expected [A-Za-z0-9_-]{1,64})", d.name);
+    if (d.invoke == NULL)
+        return reg_fail(self, AGENTD_EINVAL, "tool '%s' has no invoke function", d.name);
+    if (d.parameters == NULL)
+        return reg_fail(self, AGENTD_EINVAL, "tool '%s' has no parameters schema", d.name);
+    const ad_tool *other = ad_tools_find(self->host, d.name);
+    if (other != NULL)
+        return reg_fail(self, AGENTD_EINVAL, "duplicate tool name '%s' (already registered by %s)",
+                        d.name, other->plugin->file);
+
+    char why[200];
+    json_object *params = NULL;
+    if (parse_json(d.parameters, strlen(d.parameters), &params, why, sizeof why) != 0)
+        return reg_fail(self, AGENTD_EINVAL, "tool '%s': parameters are not valid JSON (%s)",
+                        d.name, why);
+    if (ad_schema_check(params, why, sizeof why) != 0) {
+        json_object_put(params);
+        return reg_fail(self, AGENTD_EINVAL, "tool '%s': %s", d.name, why);
+    }
+
+    ad_tools *h = self->host;
+    ad_tool *t = calloc(1, sizeof *t);
+    if (t == NULL || (t->name = ad_strdup(d.name)) == NULL ||
+        (t->description = ad_strdup(d.description ? d.description : "")) == NULL)
+        goto nomem;
+    t->parameters = params;
+    params = NULL;
+    t->flags = d.flags;
+    t->invoke = d.invoke;
+    t->tool_data = d.tool_data;
+    t->destroy = d.destroy;
+    t->plugin = self;
+    if (h->ntools == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 8;
+        ad_tool **v = realloc(h->tools, cap * sizeof *v);
+        if (v == NULL)
+            goto nomem;
+        h->tools = v;
+        h->cap = cap;
+    }
+    h->tools[h->ntools++] = t;
+    self->registered++;
+    return AGENTD_OK;
+nomem:
+    json_object_put(params);
+    tool_free(t);
+    return reg_fail(self, AGENTD_ENOMEM, "out of memory");
+}
+
+static const char *host_config_json(agentd_plugin *self)
+{
+    return self != NULL && self->loading ? self->config_json : NULL;
+}
+
+static int host_result_write(agentd_result *out, const char *data, size_t len)
+{
+    if (out == NULL || (data == NULL && len > 0))
+        return AGENTD_EINVAL;
+    size_t room = out->buf.len < AD_TOOL_RESULT_MAX ? AD_TOOL_RESULT_MAX - out->buf.len : 0;
+    size_t take = len;
+    if (take > room) {
+        take = room;
+        /* Cut on a character boundary rather than inside a UTF-8 sequence. */
+        for (int back = 0; back < 3 && take > 0 && ((unsigned char)data[take] & 0xC0) == 0x80;
+             back++)
+            take--;
+        out->cut += len - take;
+    }
+    if (take && ad_buf_append(&out->buf, data, take) != 0)
+        return AGENTD_ENOMEM;
+    return AGENTD_OK;
+}
+
+static int host_result_error(agentd_result *out, const char *msg)
+{
+    if (out == NULL)
+        return AGENTD_EINVAL;
+    out->is_error = 1;
+    if (msg == NULL || *msg == '\0')
+        return AGENTD_OK;
+    out->has_msg = 1;
+    return host_result_write(out, msg, strlen(msg));
+}
+
+static void host_log(agentd_plugin *self, int level, const char *msg)
+{
+    (void)level;
+    if (msg == NULL)
+        return;
+    const char *who = self && self->file ? self->file : "?";
+    /* One fprintf per line: stdio locks the stream per call, so lines from
+     * concurrent threads never interleave. */
+    do {
+        const char *nl = strchr(msg, '\n');
+        int n = nl ? (int)(nl - msg) : (int)strnlen(msg, 8192);
+        fprintf(stderr, "agentd: plugin %s: %.*s\n", who, n, msg);
+        msg = nl ? nl + 1 : NULL;
+    } while (msg && *msg);
+}
+
+static const agentd_host_api host_api = {
+    .abi_major = AGENTD_PLUGIN_ABI_MAJOR,
+    .abi_minor = AGENTD_PLUGIN_ABI_MINOR,
+    .size = sizeof(agentd_host_api),
+    .register_tool = host_register_tool,
+    .config_json = host_config_json,
+    .result_write = host_result_write,
+    .result_error = host_result_error,
+    .log = host_log,
+};
+
+/* ---- registry ----------------------------------------------------------- */
+
+ad_tools *ad_tools_new(void)
+{
+    return calloc(1, sizeof(ad_tools));
+}
+
+static void plugin_close(agentd_plugin *p)
+{
+    if (p == NULL)
+        return;
+#if !AD_TOOLS_ASAN
+    if (p->handle)
+        dlclose(p->handle);
+#endif
+    free(p->file);
+    free(p);
+}
+
+void ad_tools_free(ad_tools *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->ntools; i++) {
+        if (t->tools[i]->destroy)
+            t->tools[i]->destroy(t->tools[i]->tool_data);
+        tool_free(t->tools[i]);
+    }
+    for (size_t i = 0; i < t->nplugins; i++)
+        plugin_close(t->plugins[i]);
+    free(t->tools);
+    free(t->plugins);
+    free(t);
+}
+
+static const char *base_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
+/* Takes back the tools a failed plugin registered (they are the last ones). */
+static void unregister_from(ad_tools *t, size_t first)
+{
+    while (t->ntools > first) {
+        ad_tool *tool = t->tools[--t->ntools];
+        if (tool->destroy)
+            tool->destroy(tool->tool_data);
+        tool_free(tool);
+    }
+}
+
+int ad_tools_load_file(ad_tools *t, const char *path, const char *config_json, char *err,
+                       size_t errlen)
+{
+    const char *file = base_name(path);
+    agentd_plugin **pv = realloc(t->plugins, (t->nplugins + 1) * sizeof *pv);
+    if (pv == NULL) {
+        ad_errf(err, errlen, "plugin %s: out of memory", file);
+        return AD_ENOMEM;
+    }
+    t->plugins = pv;
+    agentd_plugin *p = calloc(1, sizeof *p);
+    if (p == NULL || (p->file = ad_strdup(file)) == NULL) {
+        free(p);
+        ad_errf(err, errlen, "plugin %s: out of memory", file);
+        return AD_ENOMEM;
+    }
+    p->host = t;
+
+    /* Without a slash dlopen() would search the library path instead. */
+    char *local = NULL;
+    if (strchr(path, '/') == NULL) {
+        size_t n = strlen(path);
+        local = malloc(n + 3);
+        if (local == NULL) {
+            plugin_close(p);
+            ad_errf(err, errlen, "plugin %s: out of memory", file);
+            return AD_ENOMEM;
+        }
+        memcpy(local, "./", 2);
+        memcpy(local + 2, path, n + 1);
+    }
+    (void)dlerror();
+    p->handle = dlopen(local ? local : path, RTLD_NOW | RTLD_LOCAL);
+    free(local);
+    if (p->handle == NULL) {
+        const char *e = dlerror();
+        ad_errf(err, errlen, "plugin %s: cannot load: %s", file, e ? e : "unknown dlopen error");
+        plugin_close(p);
+        return AD_ERR;
+    }
+    /* POSIX guarantees a dlsym() object pointer converts to a function pointer. */
+    union {
+        void *obj;
+        agentd_plugin_init_fn fn;
+    } init;
+    (void)dlerror();
+    init.obj = dlsym(p->handle, AGENTD_PLUGIN_INIT_SYMBOL);
+    if (init.obj == NULL) {
+        ad_errf(err, errlen, "plugin %s: not an agentd plugin (missing %s)", file,
+                AGENTD_PLUGIN_INIT_SYMBOL);
+        plugin_close(p);
+        return AD_ERR;
+    }
+
+    size_t first = t->ntools;
+    char perr[512];
+    memset(perr, 0, sizeof perr);
+    p->config_json = config_json;
+    p->loading = 1;
+    int rc = init.fn(&host_api, p, perr, sizeof perr);
+    p->loading = 0;
+    p->config_json = NULL;
+    perr[sizeof perr - 1] = '\0';
+
+    int status = AD_OK;
+    if (p->reg_err[0]) {
+        ad_errf(err, errlen, "plugin %s: %s", file, p->reg_err);
+        status = AD_EINVAL;
+    } else if (rc != AGENTD_OK) {
+        if (perr[0])
+            ad_errf(err, errlen, "plugin %s: init failed: %s", file, perr);
+        else
+            ad_errf(err, errlen, "plugin %s: init failed (code %d)", file, rc);
+        status = AD_ERR;
+    } else if (p->registered == 0) {
+        ad_errf(err, errlen, "plugin %s: registers no tools", file);
+        status = AD_EINVAL;
+    }
+    if (status != AD_OK) {
+        unregister_from(t, first);
+        plugin_close(p);
+        return status;
+    }
+    t->plugins[t->nplugins++] = p;
+    return AD_OK;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int ad_tools_load_dir(ad_tools *t, const char *dir, ad_tools_config_fn cfg, void *ud, char *err,
+                      size_t errlen)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        ad_errf(err, errlen, "plugin directory %s: %s", dir, strerror(errno));
+        return AD_ERR;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int rc = AD_OK;
+    ad_buf path = AD_BUF_INIT;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len <= 3 || strcmp(de->d_name + len - 3, ".so") != 0)
+            continue;
+        ad_buf_reset(&path);
+        struct stat st;
+        if (ad_buf_printf(&path, "%s/%s", dir, de->d_name) != 0) {
+            rc = AD_ENOMEM;
+            break;
+        }
+        /* stat, not lstat: a symlink to a plugin is a plugin. */
+        if (stat(path.data, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **v = realloc(names, cap * sizeof *v);
+            if (v == NULL) {
+                rc = AD_ENOMEM;
+                break;
+            }
+            names = v;
+        }
+        if ((names[n] = ad_strdup(de->d_name)) == NULL) {
+            rc = AD_ENOMEM;
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (rc != AD_OK)
+        ad_errf(err, errlen, "plugin directory %s: out of memory", dir);
+    if (n > 1)
+        qsort(names, n, sizeof *names, cmp_str);
+
+    for (size_t i = 0; rc == AD_OK && i < n; i++) {
+        ad_buf_reset(&path);
+        if (ad_buf_printf(&path, "%s/%s", dir, names[i]) != 0) {
+            ad_errf(err, errlen, "plugin %s: out of memory", names[i]);
+            rc = AD_ENOMEM;
+            break;
+        }
+        const char *config = NULL;
+        if (cfg) {
+            char *stem = ad_strndup(names[i], strlen(names[i]) - 3);
+            if (stem == NULL) {
+                ad_errf(err, errlen, "plugin %s: out of memory", names[i]);
+                rc = AD_ENOMEM;
+                break;
+            }
+            config = cfg(ud, stem);
+            free(stem);
+        }
+        rc = ad_tools_load_file(t, path.data, config, err, errlen);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    ad_buf_free(&path);
+    return rc;
+}
+
+size_t ad_tools_count(const ad_tools *t)
+{
+    return t ? t->ntools : 0;
+}
+
+const ad_tool *ad_tools_at(const ad_tools *t, size_t i)
+{
+    return t && i < t->ntools ? t->tools[i] : NULL;
+}
+
+const ad_tool *ad_tools_find(const ad_tools *t, const char *name)
+{
+    if (t == NULL || name == NULL)
+        return NULL;
+    for (size_t i = 0; i < t->ntools; i++)
+        if (strcmp(t->tools[i]->name, name) == 0)
+            return t->tools[i];
+    return NULL;
+}
+
+const char *ad_tool_name(const ad_tool *tool)
+{
+    return tool->name;
+}
+
+const char *ad_tool_description(const ad_tool *tool)
+{
+    return tool->description;
+}
+
+const json_object *ad_tool_parameters(const ad_tool *tool)
+{
+    return tool->parameters;
+}
+
+const char *ad_tool_plugin(const ad_tool *tool)
+{
+    return tool->plugin->file;
+}
+
+bool ad_tool_threadsafe(const ad_tool *tool)
+{
+    return (tool->flags & AGENTD_TOOL_THREADSAFE) != 0;
+}
+
+json_object *ad_tools_openai_json(const ad_tools *t)
+{
+    json_object *arr = json_object_new_array();
+    if (arr == NULL)
+        return NULL;
+    for (size_t i = 0; t && i < t->ntools; i++) {
+        const ad_tool *tool = t->tools[i];
+        json_object *params = NULL;
+        /* A private copy: the caller may change it, and the registry's
+         * object must stay untouched (see the invariants). */
+        if (json_object_deep_copy(tool->parameters, &params, NULL) != 0)
+            goto fail;
+        json_object *fn = json_object_new_object();
+        json_object *entry = json_object_new_object();
+        if (fn == NULL || entry == NULL ||
+            json_object_object_add(fn, "name", json_object_new_string(tool->name)) != 0 ||
+            json_object_object_add(fn, "description",
+                                   json_object_new_string(tool->description)) != 0 ||
+            json_object_object_add(fn, "parameters", params) != 0) {
+            json_object_put(fn);
+            json_object_put(entry);
+            json_object_put(params);
+            goto fail;
+        }
+        if (json_object_object_add(entry, "type", json_object_new_string("function")) != 0 ||
+            json_object_object_add(entry, "function", fn) != 0) {
+            json_object_put(entry);
+            json_object_put(fn);
+            goto fail;
+        }
+        if (json_object_array_add(arr, entry) != 0) {
+            json_object_put(entry);
+            goto fail;
+        }
+    }
+    return arr;
+fail:
+    json_object_put(arr);
+    return NULL;
+}
+
+char *ad_tools_names(const ad_tools *t)
+{
+    ad_buf b = AD_BUF_INIT;
+    for (size_t i = 0; t && i < t->ntools; i++)
+        if (ad_buf_printf(&b, "%s%s", i ? ", " : "", t->tools[i]->name) != 0) {
+            ad_buf_free(&b);
+            return NULL;
+        }
+    return ad_buf_steal(&b);
+}
+
+/* ---- invocation --------------------------------------------------------- */
+
+/* Copies src into dst as valid UTF-8: every NUL byte and every ill-formed
+ * sequence (stray continuation bytes, overlongs, surrogates, code points
+ * above U+10FFFF, truncated sequences) becomes U+FFFD. */
+static int utf8_repair(ad_buf *dst, const unsigned char *s, size_t n)
+{
+    static const char repl[] = "\xEF\xBF\xBD";
+    if (ad_buf_reserve(dst, n) != 0)
+        return AD_ENOMEM;
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t start = i, need;
+        unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
+        if (c >= 0x01 && c < 0x80) {
+            if (ad_buf_putc(dst, (char)c) != 0)
+                return AD_ENOMEM;
+            i++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
+            need = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            need = 2;
+            if (c == 0xE0)
+                lo = 0xA0; /* overlong */
+            else if (c == 0xED)
+                hi = 0x9F; /* surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            need = 3;
+            if (c == 0xF0)
+                lo = 0x90;
+            else if (c == 0xF4)
+                hi = 0x8F;
+        } else {
+            /* NUL, continuation byte without a lead, C0/C1, F5..FF */
+            if (ad_buf_append(dst, repl, 3) != 0)
+                return AD_ENOMEM;
+            i++;
+            continue;
+        }
+        i++;
+        size_t got = 0;
+        while (got < need && i < n) {
+            unsigned char b = s[i];
+            if (got == 0 ? (b < lo || b > hi) : (b & 0xC0) != 0x80)
+                break;
+            got++;
+            i++;
+        }
+        int rc = got == need ? ad_buf_append(dst, s + start, i - start)
+                             : ad_buf_append(dst, repl, 3); /* maximal prefix -> one U+FFFD */
+        if (rc != 0)
+            return AD_ENOMEM;
+    }
+    return AD_OK;
+}
+
+static int finish(ad_tool_result *out, ad_buf *raw, bool is_error)
+{
+    ad_buf clean = AD_BUF_INIT;
+    int rc = utf8_repair(&clean, (const unsigned char *)(raw->data ? raw->data : ""), raw->len);
+    ad_buf_free(raw);
+    out->is_error = is_error;
+    if (rc != 0) {
+        ad_buf_free(&clean);
+        return AD_ENOMEM;
+    }
+    out->len = clean.len;
+    out->content = ad_buf_steal(&clean);
+    return out->content ? AD_OK : AD_ENOMEM;
+}
+
+static int error_result(ad_tool_result *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int error_result(ad_tool_result *out, const char *fmt, ...)
+{
+    ad_buf b = AD_BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = ad_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    if (rc != 0) {
+        ad_buf_free(&b);
+        return AD_ENOMEM;
+    }
+    return finish(out, &b, true);
+}
+
+static bool all_space(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
+            return false;
+    return true;
+}
+
+int ad_tools_invoke(const ad_tools *t, const char *name, const char *args, size_t args_len,
+                    ad_tool_result *out)
+{
+    out->content = NULL;
+    out->len = 0;
+    out->is_error = true;
+    if (name == NULL)
+        name = "";
+    const ad_tool *tool = ad_tools_find(t, name);
+    if (tool == NULL) {
+        char *names = ad_tools_names(t);
+        if (names == NULL)
+            return AD_ENOMEM;
+        int rc = names[0] ? error_result(out, "unknown tool '%.100s'; available tools: %s", name,
+                                         names)
+                          : error_result(out, "unknown tool '%.100s'; no tools are available",
+                                         name);
+        free(names);
+        return rc;
+    }
+
+    if (args == NULL || all_space(args, args_len)) {
+        args = "{}";
+        args_len = 2;
+    }
+    char why[400];
+    json_object *v = NULL;
+    if (parse_json(args, args_len, &v, why, sizeof why) != 0)
+        return error_result(out, "invalid arguments for tool '%s': not valid JSON (%s)",
+                            tool->name, why);
+    if (!json_object_is_type(v, json_type_object)) {
+        const char *got = json_object_is_type(v, json_type_array)     ? "an array"
+                          : json_object_is_type(v, json_type_string)  ? "a string"
+                          : json_object_is_type(v, json_type_boolean) ? "a boolean"
+                          : v == NULL                                 ? "null"
+                                                                      : "a number";
+        json_object_put(v);
+        return error_result(out, "invalid arguments for tool '%s': expected a JSON object, got %s",
+                            tool->name, got);
+    }
+    int vrc = ad_schema_validate(tool->parameters, v, why, sizeof why);
+    json_object_put(v);
+    if (vrc == AD_ENOMEM)
+        return AD_ENOMEM;
+    if (vrc != 0)
+        return error_result(out, "invalid arguments for tool '%s': %s", tool->name, why);
+
+    char *copy = ad_strndup(args, args_len);
+    if (copy == NULL)
+        return AD_ENOMEM;
+    agentd_result res;
+    memset(&res, 0, sizeof res);
+    int prc = tool->invoke(tool->tool_data, copy, args_len, &res);
+    free(copy);
+
+    bool is_error = res.is_error || prc != AGENTD_OK;
+    int rc = 0;
+    if (prc != AGENTD_OK && !res.has_msg)
+        rc = ad_buf_printf(&res.buf, "%stool '%s' failed (code %d)", res.buf.len ? "\n" : "",
+                           tool->name, prc);
+    if (rc == 0 && res.cut)
+        rc = ad_buf_printf(&res.buf, "\n[... %zu bytes cut]", res.cut);
+    if (rc != 0) {
+        ad_buf_free(&res.buf);
+        return AD_ENOMEM;
+    }
+    return finish(out, &res.buf, is_error);
+}
+
+void ad_tool_result_free(ad_tool_result *r)
+{
+    if (r == NULL)
+        return;
+    free(r->content);
+    r->content = NULL;
+    r->len = 0;
+}

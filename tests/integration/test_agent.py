@@ -1,0 +1,462 @@
+"""test_agent.py -- the agent loop end to end against the mock provider.
+
+Each case scripts the provider's responses, runs the real agentd binary with
+real plugins over loopback HTTP, and checks both what agentd reports (events,
+exit code) and what it sent (the requests the mock recorded).
+"""
+import json
+import os
+
+from lib import (case, contains, eq, main, make_plugin_dir, mock, ok, run_agentd, script,
+                 write_config, TEST_KEY_ENV)
+
+S = script
+ADD_ARGS = '{"a": 2, "b": 3}'
+PROMPT = "Add and multiply the number 2 and 3"
+SYSTEM = "You are a helpful assistant. Always use both add and multiply at the same time."
+
+
+def setup(tmp, m, plugins=("add", "multiply"), **kw):
+    pdir = make_plugin_dir(tmp, plugins)
+    agent = {"system_prompt": SYSTEM, "max_steps": 10}
+    agent.update(kw.pop("agent", {}))
+    return write_config(tmp, m.base_url, plugins_dir=os.path.basename(pdir), agent=agent, **kw)
+
+
+def run_json(cfg, prompt=PROMPT, extra_args=(), **kw):
+    return run_agentd(["--config", cfg, "--json", "-p", prompt] + list(extra_args), **kw)
+
+
+def of_type(r, t):
+    return [e for e in r.events if e.get("type") == t]
+
+
+def chat_requests(m):
+    return [q for q in m.requests if q["path"].endswith("/chat/completions")]
+
+
+def seed_script(ids=("functions.add:0", "functions.multiply:1"), **kw):
+    calls = [(ids[0], "add", ADD_ARGS), (ids[1], "multiply", ADD_ARGS)]
+    return S.script(
+        S.tool_call_stream(calls, text="I'll add and multiply 2 and 3.", split_args=3,
+                           usage=True, **kw),
+        S.text_stream("2 + 3 = 5 and 2 × 3 = 6.", usage=True))
+
+
+@case
+def seed_parallel_tool_calls(tmp):
+    with mock(seed_script()) as m:
+        r = run_json(setup(tmp, m))
+        reqs = chat_requests(m)
+    eq(r.rc, 0, "exit code (stderr: %s)" % r.stderr)
+    calls = of_type(r, "tool_call")
+    eq([(c["id"], c["name"], c["arguments"]) for c in calls],
+       [("functions.add:0", "add", ADD_ARGS), ("functions.multiply:1", "multiply", ADD_ARGS)],
+       "tool_call events")
+    results = of_type(r, "tool_result")
+    eq([(x["id"], x["content"], x["is_error"]) for x in results],
+       [("functions.add:0", "5", False), ("functions.multiply:1", "6", False)], "tool results")
+    fin = of_type(r, "finish")
+    eq(len(fin), 1, "finish events")
+    eq(r.events[-1]["type"], "finish", "last event")
+    eq(fin[0]["text"], "2 + 3 = 5 and 2 × 3 = 6.", "final text")
+    eq(fin[0]["steps"], 2, "steps")
+    eq(len(of_type(r, "step_finish")), 2, "step_finish events")
+    eq("".join(e["text"] for e in of_type(r, "text_delta") if e["step"] == 1),
+       "I'll add and multiply 2 and 3.", "step 1 text")
+    # What was sent.
+    eq(len(reqs), 2, "requests")
+    first, second = reqs[0]["json"], reqs[1]["json"]
+    eq(first["model"], "test-model", "model")
+    eq(first["stream"], True, "stream")
+    eq([m["role"] for m in first["messages"]], ["system", "user"], "first roles")
+    eq(first["messages"][0]["content"], SYSTEM, "system prompt")
+    eq(first["messages"][1]["content"], PROMPT, "user prompt")
+    eq(sorted(t["function"]["name"] for t in first["tools"]), ["add", "multiply"], "tools offered")
+    eq(first["tools"][0]["type"], "function", "tool type")
+    msgs = second["messages"]
+    eq([m["role"] for m in msgs], ["system", "user", "assistant", "tool", "tool"], "roles")
+    asst = msgs[2]
+    eq(asst["content"], "I'll add and multiply 2 and 3.", "assistant content")
+    eq([(c["id"], c["type"], c["function"]["name"], c["function"]["arguments"])
+        for c in asst["tool_calls"]],
+       [("functions.add:0", "function", "add", ADD_ARGS),
+        ("functions.multiply:1", "function", "multiply", ADD_ARGS)], "assistant tool_calls")
+    eq([(m["tool_call_id"], m["content"]) for m in msgs[3:]],
+       [("functions.add:0", "5"), ("functions.multiply:1", "6")], "tool messages")
+    eq(reqs[0]["headers"].get("authorization"), "Bearer sk-test-dummy", "Authorization header")
+    eq(reqs[0]["headers"].get("content-type"), "application/json", "Content-Type")
+    ok("sk-test-dummy" not in r.stdout + r.stderr, "key not shown")
+
+
+@case
+def unique_tool_call_ids_rewrites_repeating_ids(tmp):
+    # Kimi repeats functions.add:0 on every turn.
+    calls = [("functions.add:0", "add", ADD_ARGS)]
+    sc = S.script(S.tool_call_stream(calls), S.tool_call_stream(calls), S.text_stream("5 and 5"))
+    with mock(sc) as m:
+        r = run_json(setup(tmp, m, agent={"unique_tool_call_ids": True}))
+        reqs = chat_requests(m)
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    ids = [c["id"] for c in of_type(r, "tool_call")]
+    eq(len(ids), 2, "tool calls")
+    ok(len(set(ids)) == 2, "ids unique: %r" % ids)
+    ok("functions.add:0" not in ids, "provider id rewritten")
+    last = reqs[2]["json"]["messages"]
+    sent = [c["id"] for m in last if m["role"] == "assistant" for c in m.get("tool_calls", [])]
+    eq(sent, ids, "ids sent back equal the reported ones")
+    eq([m["tool_call_id"] for m in last if m["role"] == "tool"], ids, "tool_call_id")
+
+
+@case
+def provider_ids_go_back_byte_exact_across_turns(tmp):
+    calls = [("functions.add:0", "add", ADD_ARGS)]
+    sc = S.script(S.tool_call_stream(calls), S.tool_call_stream(calls), S.text_stream("done"))
+    with mock(sc) as m:
+        r = run_json(setup(tmp, m))
+        reqs = chat_requests(m)
+    eq(r.rc, 0, "exit code")
+    last = reqs[2]["json"]["messages"]
+    eq([m["tool_call_id"] for m in last if m["role"] == "tool"],
+       ["functions.add:0", "functions.add:0"], "ids as sent by the provider")
+
+
+@case
+def index_not_zero_based(tmp):
+    # gpt-5 via OpenRouter numbers calls 1, 2.
+    with mock(seed_script(ids=("call_a", "call_b"), index_base=1)) as m:
+        r = run_json(setup(tmp, m))
+    eq(r.rc, 0, "exit code")
+    eq([(c["name"], c["arguments"]) for c in of_type(r, "tool_call")],
+       [("add", ADD_ARGS), ("multiply", ADD_ARGS)], "calls")
+    eq([x["content"] for x in of_type(r, "tool_result")], ["5", "6"], "results")
+
+
+@case
+def all_calls_at_index_zero_with_distinct_ids(tmp):
+    with mock(seed_script(ids=("c1", "c2"), same_index=True)) as m:
+        r = run_json(setup(tmp, m))
+    eq(r.rc, 0, "exit code")
+    eq([(c["id"], c["name"], c["arguments"]) for c in of_type(r, "tool_call")],
+       [("c1", "add", ADD_ARGS), ("c2", "multiply", ADD_ARGS)], "calls")
+
+
+@case
+def id_repeated_on_every_delta(tmp):
+    with mock(seed_script(ids=("k1", "k2"), id_mode="every")) as m:
+        r = run_json(setup(tmp, m))
+    eq(r.rc, 0, "exit code")
+    eq([(c["id"], c["arguments"]) for c in of_type(r, "tool_call")],
+       [("k1", ADD_ARGS), ("k2", ADD_ARGS)], "calls")
+
+
+@case
+def missing_and_repeated_ids_get_generated_ones(tmp):
+    calls = [("dup", "add", ADD_ARGS), ("dup", "multiply", ADD_ARGS)]
+    sc = S.script(S.message(tool_calls=calls), S.message(content="ok"))
+    with mock(sc) as m:
+        r = run_json(setup(tmp, m, stream=False))
+        reqs = chat_requests(m)
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    ids = [c["id"] for c in of_type(r, "tool_call")]
+    eq(ids[0], "dup", "first keeps the provider id")
+    ok(ids[1] and ids[1] != "dup", "second gets a generated id: %r" % ids)
+    tool_ids = [m["tool_call_id"] for m in reqs[1]["json"]["messages"] if m["role"] == "tool"]
+    eq(tool_ids, ids, "tool_call_ids")
+    # no id at all
+    with mock(seed_script(id_mode="none")) as m:
+        r = run_json(setup_b(tmp, m))
+        reqs = chat_requests(m)
+    eq(r.rc, 0, "exit code without ids")
+    ids = [c["id"] for c in of_type(r, "tool_call")]
+    ok(all(ids) and len(set(ids)) == 2, "generated ids %r" % ids)
+
+
+def setup_b(tmp, m):
+    sub = os.path.join(tmp, "b")
+    os.makedirs(sub)
+    return setup(sub, m)
+
+
+@case
+def finish_stop_with_tool_calls_still_runs_tools(tmp):
+    with mock(seed_script(finish="stop")) as m:
+        r = run_json(setup(tmp, m))
+        n = len(chat_requests(m))
+    eq(r.rc, 0, "exit code")
+    eq([x["content"] for x in of_type(r, "tool_result")], ["5", "6"], "results")
+    eq(n, 2, "requests")
+
+
+@case
+def finish_length_inside_tool_arguments_runs_nothing(tmp):
+    calls = [("c1", "add", '{"a": 2, "b"')]
+    with mock(S.script(S.tool_call_stream(calls, finish="length"))) as m:
+        r = run_json(setup(tmp, m))
+        n = len(chat_requests(m))
+    eq(r.rc, 1, "exit code")
+    eq(of_type(r, "tool_result"), [], "no tool ran")
+    eq(n, 1, "no second request")
+    ok(of_type(r, "error"), "an error event")
+    contains(of_type(r, "error")[0]["message"], "length", "error message")
+
+
+@case
+def stream_without_finish_reason_is_an_error(tmp):
+    with mock(S.script(S.text_stream("partial answer", finish=None))) as m:
+        r = run_json(setup(tmp, m))
+    eq(r.rc, 1, "exit code")
+    eq(of_type(r, "finish"), [], "no finish event")
+    contains(of_type(r, "error")[0]["message"], "finish reason", "message")
+
+
+@case
+def stream_with_finish_but_no_done_is_fine(tmp):
+    with mock(S.script(S.text_stream("all good", done=False))) as m:
+        r = run_json(setup(tmp, m))
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    eq(of_type(r, "finish")[0]["text"], "all good", "text")
+
+
+@case
+def non_streaming_mode(tmp):
+    calls = [("call_1", "add", ADD_ARGS), ("call_2", "multiply", ADD_ARGS)]
+    sc = S.script(S.message(content=None, tool_calls=calls), S.message(content="5 and 6"))
+    with mock(sc) as m:
+        r = run_json(setup(tmp, m, stream=False))
+        reqs = chat_requests(m)
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    ok("stream" not in reqs[0]["json"], "no stream key when not streaming")
+    eq([x["content"] for x in of_type(r, "tool_result")], ["5", "6"], "results")
+    eq(of_type(r, "finish")[0]["text"], "5 and 6", "final text")
+    asst = reqs[1]["json"]["messages"][2]
+    ok(asst.get("content") in (None, ""), "empty assistant content is null or empty")
+
+
+@case
+def unknown_tool_and_bad_arguments_become_error_results(tmp):
+    calls = [("c1", "nosuch", "{}"), ("c2", "add", '{"a": "two", "b": 3}'),
+             ("c3", "add", '{"a": 2'), ("c4", "multiply", ADD_ARGS)]
+    sc = S.script(S.tool_call_stream(calls), S.text_stream("sorry"))
+    with mock(sc) as m:
+        r = run_json(setup(tmp, m))
+        reqs = chat_requests(m)
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    res = of_type(r, "tool_result")
+    eq([x["is_error"] for x in res], [True, True, True, False], "is_error")
+    contains(res[0]["content"], "nosuch", "unknown tool message")
+    contains(res[0]["content"], "add", "available tools listed")
+    contains(res[1]["content"], "a", "schema message names the field")
+    eq(res[3]["content"], "6", "valid call still runs")
+    tools = [m for m in reqs[1]["json"]["messages"] if m["role"] == "tool"]
+    eq([t["tool_call_id"] for t in tools], ["c1", "c2", "c3", "c4"], "one result per call, in order")
+
+
+@case
+def max_steps_exits_3(tmp):
+    calls = [("c1", "add", ADD_ARGS)]
+    sc = S.script(S.tool_call_stream(calls), S.tool_call_stream(calls), S.tool_call_stream(calls))
+    with mock(sc) as m:
+        r = run_json(setup(tmp, m), extra_args=["--max-steps", "2"])
+        n = len(chat_requests(m))
+    eq(r.rc, 3, "exit code (%s)" % r.stderr)
+    eq(n, 2, "requests")
+    contains(r.stderr, "max_steps", "message")
+
+
+@case
+def retries_429_honouring_retry_after(tmp):
+    sc = S.script(S.error(429, "slow down", retry_after="0"), S.error(503, "busy", retry_after="0"),
+                  S.text_stream("hello"))
+    with mock(sc) as m:
+        r = run_json(setup(tmp, m, max_retries=2))
+        reqs = chat_requests(m)
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    eq(len(reqs), 3, "requests")
+    eq(reqs[0]["body"], reqs[2]["body"], "a retry repeats the identical request")
+    eq(len(of_type(r, "step_finish")), 1, "one step")
+    eq(len(of_type(r, "retry")), 2, "retry events")
+
+
+@case
+def retries_exhausted_fails(tmp):
+    with mock(S.script(S.error(500, "boom", retry_after="0"), S.error(500, "boom", retry_after="0"))) as m:
+        r = run_json(setup(tmp, m, max_retries=1))
+        n = len(chat_requests(m))
+    eq(r.rc, 1, "exit code")
+    eq(n, 2, "requests")
+    contains(of_type(r, "error")[0]["message"], "500", "message")
+
+
+@case
+def unauthorized_names_the_key_variable_and_hides_the_key(tmp):
+    body = {"error": {"message": "bad key sk-test-dummy"}}
+    with mock(S.script({"status": 401, "body": body})) as m:
+        r = run_json(setup(tmp, m, max_retries=3))
+        n = len(chat_requests(m))
+    eq(r.rc, 1, "exit code")
+    eq(n, 1, "401 is not retried")
+    contains(r.stderr, TEST_KEY_ENV, "names the variable")
+    ok("sk-test-dummy" not in r.stdout + r.stderr, "key redacted: %s" % r.stderr)
+    contains(r.stderr, "[REDACTED]", "redaction marker")
+
+
+@case
+def missing_key_variable_is_a_config_error(tmp):
+    with mock(S.script(S.text_stream("x"))) as m:
+        r = run_json(setup(tmp, m), env={TEST_KEY_ENV: None})
+        n = len(chat_requests(m))
+    eq(r.rc, 2, "exit code")
+    eq(n, 0, "no request")
+    contains(r.stderr, TEST_KEY_ENV, "message")
+
+
+@case
+def text_mode_streams_answer_to_stdout_and_tools_to_stderr(tmp):
+    with mock(seed_script()) as m:
+        r = run_agentd(["--config", setup(tmp, m), "-p", PROMPT])
+    eq(r.rc, 0, "exit code")
+    contains(r.stdout, "2 + 3 = 5 and 2 × 3 = 6.", "answer on stdout")
+    contains(r.stderr, "add", "tool activity on stderr")
+    ok(not r.stdout.lstrip().startswith("{"), "plain text, not JSON")
+
+
+@case
+def prompt_from_stdin(tmp):
+    with mock(S.script(S.text_stream("hi"))) as m:
+        r = run_agentd(["--config", setup(tmp, m), "--json"], input="Say hi\n")
+        reqs = chat_requests(m)
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    eq(reqs[0]["json"]["messages"][-1]["content"], "Say hi", "prompt")
+
+
+@case
+def extra_headers_max_tokens_and_model_override(tmp):
+    with mock(S.script(S.text_stream("x"))) as m:
+        cfg = setup(tmp, m, headers={"X-Title": "agentd-test"},
+                    extra={"usage": {"include": True}, "temperature": 0.7,
+                           "provider": {"only": ["a", "b"]}},
+                    agent={"max_tokens": 123})
+        r = run_json(cfg, extra_args=["--model", "other/model"])
+        q = chat_requests(m)[0]
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    eq(q["json"]["model"], "other/model", "model override")
+    eq(q["json"]["max_tokens"], 123, "max_tokens")
+    eq(q["json"]["usage"], {"include": True}, "extra.usage")
+    eq(q["json"]["provider"], {"only": ["a", "b"]}, "extra.provider")
+    contains(q["body"], '"temperature":0.7', "shortest float text")
+    eq(q["headers"].get("x-title"), "agentd-test", "custom header")
+
+
+@case
+def reasoning_is_echoed_back_verbatim(tmp):
+    first = S.tool_call_stream([("c1", "add", ADD_ARGS)])
+    first["sse"].insert(0, S.chunk({"role": "assistant", "reasoning_content": "Let me "}))
+    first["sse"].insert(1, S.chunk({"reasoning_content": "think."}))
+    with mock(S.script(first, S.text_stream("5"))) as m:
+        r = run_json(setup(tmp, m))
+        reqs = chat_requests(m)
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    asst = reqs[1]["json"]["messages"][2]
+    eq(asst.get("reasoning_content"), "Let me think.", "reasoning_content echoed")
+    eq("".join(e["text"] for e in of_type(r, "text_delta")), "5", "reasoning is not text")
+
+
+@case
+def mid_stream_error_object_fails(tmp):
+    resp = S.text_stream("Hel")
+    resp["sse"].insert(1, {"error": {"message": "upstream overloaded", "code": 502}})
+    with mock(S.script(resp)) as m:
+        r = run_json(setup(tmp, m))
+    eq(r.rc, 1, "exit code")
+    contains(of_type(r, "error")[0]["message"], "upstream overloaded", "provider message")
+
+
+@case
+def usage_is_reported_per_step_and_in_total(tmp):
+    with mock(seed_script()) as m:
+        r = run_json(setup(tmp, m))
+    eq(r.rc, 0, "exit code")
+    steps = of_type(r, "step_finish")
+    eq(steps[0]["usage"]["total_tokens"], 15, "step usage")
+    eq(steps[0]["finish_reason"], "tool_calls", "finish reason")
+    eq(of_type(r, "finish")[0]["usage"]["total_tokens"], 30, "total usage")
+
+
+@case
+def relative_plugin_dir_resolves_against_config_folder(tmp):
+    with mock(seed_script()) as m:
+        cfg = setup(tmp, m)
+        r = run_agentd(["--config", os.path.abspath(cfg), "--json", "-p", PROMPT], cwd="/")
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+
+
+@case
+def broken_plugin_stops_startup(tmp):
+    with mock(S.script(S.text_stream("x"))) as m:
+        cfg = setup(tmp, m)
+        with open(os.path.join(tmp, "plugins", "zz_broken.so"), "w") as f:
+            f.write("not a shared object\n")
+        r = run_json(cfg)
+        n = len(chat_requests(m))
+    eq(r.rc, 2, "exit code")
+    eq(n, 0, "no request")
+    contains(r.stderr, "zz_broken.so", "names the file")
+
+
+@case
+def config_errors_exit_2_with_file_line_and_hint(tmp):
+    path = os.path.join(tmp, "agent.toml")
+    with open(path, "w") as f:
+        f.write('[provider]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"\n\n'
+                '[agent]\nmax_step = 3\n')
+    r = run_agentd(["--config", path, "-p", "x"])
+    eq(r.rc, 2, "exit code")
+    contains(r.stderr, "agent.toml:6", "file:line")
+    contains(r.stderr, "max_steps", "did you mean")
+    with open(path, "w") as f:
+        f.write('[provider]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = 5\n')
+    r = run_agentd(["--config", path, "-p", "x"])
+    eq(r.rc, 2, "exit code for a wrong type")
+    contains(r.stderr, "string", "expected type")
+    r = run_agentd(["--config", os.path.join(tmp, "missing.toml"), "-p", "x"])
+    eq(r.rc, 2, "exit code for a missing file")
+    contains(r.stderr, "missing.toml", "names the file")
+
+
+@case
+def cli_help_version_and_usage_errors():
+    r = run_agentd(["--help"])
+    eq(r.rc, 0, "--help exit code")
+    contains(r.stdout, "--config", "help text")
+    r = run_agentd(["--version"])
+    eq(r.rc, 0, "--version exit code")
+    contains(r.stdout, "agentd", "version text")
+    r = run_agentd(["--frobnicate"])
+    eq(r.rc, 2, "unknown option exit code")
+    contains(r.stderr, "--frobnicate", "names the option")
+    r = run_agentd(["--max-steps", "zero"])
+    eq(r.rc, 2, "bad --max-steps")
+
+
+@case
+def unreachable_provider_fails_cleanly(tmp):
+    # Port 9 (discard) on loopback: nothing listens there.
+    cfg = write_config(tmp, "http://127.0.0.1:9/v1", max_retries=0)
+    r = run_json(cfg)
+    eq(r.rc, 1, "exit code")
+    contains(of_type(r, "error")[0]["message"], "127.0.0.1:9", "names the URL")
+
+
+@case
+def html_page_with_status_200_is_an_error(tmp):
+    page = {"status": 200, "body": "<html><body>Gateway login</body></html>",
+            "content_type": "text/html"}
+    with mock(S.script(page)) as m:
+        r = run_json(setup(tmp, m))
+    eq(r.rc, 1, "exit code")
+    ok(of_type(r, "error"), "error event")
+
+
+if __name__ == "__main__":
+    main()
