@@ -171,6 +171,18 @@ static int parse_args(int argc, char **argv, cli *o)
     return -1;
 }
 
+/* Prints a possibly multi-line message, each line as "agentd: LINE". */
+static void print_lines(const char *msg)
+{
+    const char *p = msg;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        fprintf(stderr, "agentd: %.*s\n", (int)n, p);
+        p += n + (nl ? 1 : 0);
+    }
+}
+
 static bool file_exists(const char *p)
 {
     struct stat st;
@@ -273,7 +285,7 @@ int main(int argc, char **argv)
     ad_config_init(&cfg);
     char err[4096];
     if (ad_config_load(&cfg, path, err, sizeof err) != AD_OK) {
-        fprintf(stderr, "agentd: %s\n", err);
+        print_lines(err);
         free(path);
         ad_config_free(&cfg);
         return EXIT_USAGE;
