@@ -830,7 +830,7 @@ static void on_http_done(void *ud, const ad_http_result *res)
     }
     if (res->curl_code != 0 && a->mode != 3) {
         const char *what = res->error ? res->error : "transfer failed";
-        if (maybe_retry(a, what, -1))
+        if (!res->fatal && maybe_retry(a, what, -1))
             return;
         if (a->emitted)
             fail(a, "the response from %s broke off: %s", a->url, what);
@@ -1092,6 +1092,21 @@ bool ad_agent_busy(const ad_agent *a)
 json_object *ad_agent_messages(ad_agent *a)
 {
     return a->messages;
+}
+
+const char *ad_agent_id_prefix(const ad_agent *a)
+{
+    return a->id_prefix;
+}
+
+int ad_agent_set_id_prefix(ad_agent *a, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    if (n == 0 || n >= sizeof a->id_prefix || prefix[strspn(prefix, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_")])
+        return AD_EINVAL;
+    memcpy(a->id_prefix, prefix, n + 1);
+    a->id_counter = 0;
+    return AD_OK;
 }
 
 int ad_agent_set_model(ad_agent *a, const char *model)

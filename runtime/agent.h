@@ -81,6 +81,13 @@ json_object *ad_agent_messages(ad_agent *a);
 /* Replaces the model for later requests (copied). */
 int ad_agent_set_model(ad_agent *a, const char *model);
 
+/* Generated tool-call ids are "call_<prefix>_<n>" (n counts from 1 per
+ * agent); the prefix is random per agent. A replay sets the prefix of the
+ * recording so that it generates the same ids. set: 1 to 23 characters of
+ * [A-Za-z0-9_-], else AD_EINVAL; resets the counter. */
+const char *ad_agent_id_prefix(const ad_agent *a);
+int ad_agent_set_id_prefix(ad_agent *a, const char *prefix);
+
 /* Builds the request body for the current conversation (exposed for tests).
  * Returns a new string; caller frees. */
 char *ad_agent_request_body(ad_agent *a, size_t *len);
