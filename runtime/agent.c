@@ -1051,6 +1051,7 @@ int ad_agent_run(ad_agent *a, const char *prompt, ad_agent_done_fn on_done, void
     json_object *m = json_object_new_object();
     json_object_object_add(m, "role", json_object_new_string("user"));
     json_object_object_add(m, "content", json_object_new_string(prompt));
+    a->step = 1;
     append_message(a, m);
     a->running = true;
     a->cancelled = false;
