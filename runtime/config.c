@@ -59,8 +59,10 @@ static const keydef keys[] = {
     {"tools", "isolation", K_STRING, 0, 0, 0},
     {"plugins", "dir", K_STRING, OFF(plugins_dir), 0, 0},
     {"plugins", "config", K_TABLE, 0, 0, 0},
+    {"sessions", "path", K_STRING, OFF(sessions_path), 0, 0},
+    {"sessions", "enabled", K_BOOL, OFF(sessions_enabled), 0, 0},
 };
-static const char *const tables[] = {"provider", "agent", "plugins", "tools"};
+static const char *const tables[] = {"provider", "agent", "plugins", "tools", "sessions"};
 
 void ad_config_init(ad_config *c)
 {
@@ -73,6 +75,7 @@ void ad_config_init(ad_config *c)
     c->max_retry_wait_s = 60;
     c->max_steps = 20;
     c->tool_timeout_s = 60;
+    c->sessions_enabled = true;
 }
 
 void ad_config_free(ad_config *c)
@@ -104,6 +107,7 @@ void ad_config_free(ad_config *c)
     for (size_t i = 0; i < c->ntools; i++)
         free(c->tools[i].name);
     free(c->tools);
+    free(c->sessions_path);
     memset(c, 0, sizeof *c);
 }
 
@@ -616,6 +620,14 @@ int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen)
         free(c->plugins_dir);
         c->plugins_dir = abs;
     }
+    if (c->sessions_path && !c->sessions_path[0]) {
+        problem(&d, ad_toml_get(ad_toml_get(root, "sessions"), "path"),
+                "sessions.path must not be empty (leave it out for the default)");
+    } else if (c->sessions_path) {
+        char *abs = resolve(c->dir, c->sessions_path);
+        free(c->sessions_path);
+        c->sessions_path = abs;
+    }
     ad_toml_free(root);
     if (d.count) {
         if (d.count > 20)
@@ -742,6 +754,9 @@ void ad_config_print(const ad_config *c, FILE *out)
                     json_object_to_json_string_ext(v, JSON_C_TO_STRING_NOSLASHESCAPE));
         }
     }
+    fprintf(out, "\n[sessions]\nenabled = %s\n", c->sessions_enabled ? "true" : "false");
+    if (c->sessions_path)
+        print_str(out, "path", c->sessions_path);
     for (size_t i = 0; i < c->ntools; i++) {
         double t;
         bool confirm;
