@@ -25,6 +25,8 @@ struct ad_events {
     bool out_tty;
     bool quiet;
     bool text_open; /* text mode: the answer's last line has no newline yet */
+    ad_events_tap_fn tap;
+    void *tap_ud;
     char *secret;
     size_t secret_len;
     ad_buf line; /* reused for every JSON event */
@@ -71,6 +73,43 @@ void ad_events_set_secret(ad_events *e, const char *secret)
 void ad_events_set_quiet(ad_events *e, bool quiet)
 {
     e->quiet = quiet;
+}
+
+void ad_events_set_tap(ad_events *e, ad_events_tap_fn fn, void *ud)
+{
+    e->tap = fn;
+    e->tap_ud = ud;
+}
+
+/* Builds the tap's object only when there is a tap: never on the hot path. */
+static void tap_tool_result(ad_events *e, int step, const char *id, const char *name,
+                            bool is_error, double seconds)
+{
+    json_object *o = json_object_new_object();
+    if (!o)
+        return;
+    json_object_object_add(o, "type", json_object_new_string("tool_result"));
+    json_object_object_add(o, "step", json_object_new_int(step));
+    json_object_object_add(o, "id", json_object_new_string(id ? id : ""));
+    json_object_object_add(o, "name", json_object_new_string(name ? name : ""));
+    json_object_object_add(o, "is_error", json_object_new_boolean(is_error));
+    json_object_object_add(o, "seconds", json_object_new_double(seconds));
+    e->tap(e->tap_ud, o);
+    json_object_put(o);
+}
+
+static void tap_step_finish(ad_events *e, int step, const char *finish_reason, json_object *usage)
+{
+    json_object *o = json_object_new_object();
+    if (!o)
+        return;
+    json_object_object_add(o, "type", json_object_new_string("step_finish"));
+    json_object_object_add(o, "step", json_object_new_int(step));
+    json_object_object_add(o, "finish_reason",
+                           finish_reason ? json_object_new_string(finish_reason) : NULL);
+    json_object_object_add(o, "usage", usage ? json_object_get(usage) : NULL);
+    e->tap(e->tap_ud, o);
+    json_object_put(o);
 }
 
 char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len)
@@ -288,6 +327,8 @@ void ad_events_tool_call(ad_events *e, int step, const char *id, const char *nam
 void ad_events_tool_result(ad_events *e, int step, const char *id, const char *name,
                            const char *content, size_t len, bool is_error, double seconds)
 {
+    if (e->tap)
+        tap_tool_result(e, step, id, name, is_error, seconds);
     if (e->json) {
         ad_buf_printf(&e->line, "{\"type\":\"tool_result\",\"step\":%d,\"id\":", step);
         put_strz(e, id);
@@ -308,6 +349,8 @@ void ad_events_tool_result(ad_events *e, int step, const char *id, const char *n
 
 void ad_events_step_finish(ad_events *e, int step, const char *finish_reason, json_object *usage)
 {
+    if (e->tap)
+        tap_step_finish(e, step, finish_reason, usage);
     if (e->json) {
         ad_buf_printf(&e->line, "{\"type\":\"step_finish\",\"step\":%d,\"finish_reason\":", step);
         put_strz(e, finish_reason);

@@ -32,6 +32,14 @@ void ad_events_set_secret(ad_events *e, const char *secret);
 /* Text mode only: colour and tool lines for a terminal. */
 void ad_events_set_quiet(ad_events *e, bool quiet);
 
+/* A tap (the session store) sees the facts that no conversation message
+ * carries, in both modes and unredacted, as a borrowed JSON object:
+ *   {"type":"tool_result","step":N,"id":...,"name":...,"is_error":B,"seconds":S}
+ *   {"type":"step_finish","step":N,"finish_reason":...,"usage":{...}|null}
+ * Text deltas never reach it (the hot path stays as it is). */
+typedef void (*ad_events_tap_fn)(void *ud, json_object *ev);
+void ad_events_set_tap(ad_events *e, ad_events_tap_fn fn, void *ud);
+
 void ad_events_text(ad_events *e, int step, const char *text, size_t len);
 void ad_events_tool_call(ad_events *e, int step, const char *id, const char *name,
                          const char *args, size_t args_len);
