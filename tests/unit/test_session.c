@@ -238,8 +238,8 @@ TEST(append_load_and_breakdown)
     const char *texts[] = {
         "{\"role\":\"system\",\"content\":\"sys\"}",
         "{\"role\":\"user\",\"content\":\"2+3?\"}",
-        "{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"id\":\"c1\",\"type\":"
-        "\"function\",\"function\":{\"name\":\"add\",\"arguments\":\"{\\\"a\\\":2,\\\"b\\\":3}\"}}]}",
+        ("{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"id\":\"c1\",\"type\":"
+         "\"function\",\"function\":{\"name\":\"add\",\"arguments\":\"{\\\"a\\\":2,\\\"b\\\":3}\"}}]}"),
         "{\"role\":\"tool\",\"tool_call_id\":\"c1\",\"content\":\"5\"}",
         "{\"role\":\"assistant\",\"content\":\"5 – fünf\"}",
     };
