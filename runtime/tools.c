@@ -1145,7 +1145,7 @@ int ad_tools_worker_main(int argc, char **argv)
     if (argc < 3 || strtol(argv[2], NULL, 10) != (long)getppid())
         _exit(125);
     /* Faults must kill the worker so the host sees the signal (a sanitizer
-     * runtime would otherwise turn them into exit statuses). */
+     * runtime's handlers would otherwise turn them into exit statuses). */
     static const int faults[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGPIPE};
     for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++)
         signal(faults[i], SIG_DFL);

@@ -3,7 +3,7 @@
  * for the process-isolation tests (tests/integration/test_isolation.py,
  * tests/unit/test_proc.c):
  *
- *   crash       writes through a NULL pointer (SIGSEGV)
+ *   crash       writes into the unmapped first page (SIGSEGV)
  *   abort       calls abort() (SIGABRT)
  *   exit3       calls exit(3) in the middle of the call
  *   hang        sleeps forever (thread-safe, so in-process timeouts apply too)
@@ -21,6 +21,7 @@
 
 #include <dirent.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +33,10 @@ static const agentd_host_api *host;
 static int crash_invoke(void *d, const char *a, size_t n, agentd_result *out)
 {
     (void)d, (void)a, (void)n, (void)out;
-    volatile int *volatile p = NULL;
-    *p = 42;
+    /* Not NULL itself, so that UBSan in sanitizer builds does not turn the
+     * fault into a report and exit(1): the page at 0 is never mapped. */
+    volatile uintptr_t addr = 16;
+    *(volatile int *)addr = 42;
     return AGENTD_ERR;
 }
 
