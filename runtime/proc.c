@@ -135,14 +135,22 @@ static bool child_done(pid_t pid)
     return si.si_pid == pid;
 }
 
+/* Set once pidfd_open() turned out to be missing (old kernels, valgrind):
+ * not asked again. A plain int is enough: every thread writes the same. */
+static volatile int no_pidfd;
+
 static int open_pidfd(pid_t pid)
 {
 #ifdef SYS_pidfd_open
+    if (no_pidfd)
+        return -1;
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (fd >= 0) {
         fcntl(fd, F_SETFD, FD_CLOEXEC);
         return fd;
     }
+    if (errno == ENOSYS)
+        no_pidfd = 1;
 #else
     (void)pid;
 #endif
@@ -255,6 +263,12 @@ int ad_proc_run(const ad_proc_opts *o, ad_proc_result *r, char *err, size_t errl
     int res[2] = {-1, -1}, out[2] = {-1, -1}, pidfd = -1;
     int rc = AD_ERR;
 
+    /* posix_spawn() may report a failed exec only as exit status 127 (it
+     * does so under valgrind): the common cases get a clear message here. */
+    if (access(o->exe, X_OK) != 0) {
+        ad_errf(err, errlen, "cannot start %s: %s", o->exe, strerror(errno));
+        return AD_ERR;
+    }
     int in = make_input(o->input ? o->input : "", o->input ? o->input_len : 0);
     if (in < 0) {
         ad_errf(err, errlen, "cannot prepare the worker's input: %s", strerror(errno));
