@@ -19,6 +19,12 @@
  * without NUL bytes before it leaves this file, because it goes straight
  * into a JSON request.
  *
+ * Isolated calls (ad_tools_invoke_isolated, further down) do the same
+ * checks here and run the plugin in a worker process: this same program
+ * started again in its --tool-worker mode (ad_tools_worker_main). Each
+ * plugin record keeps its absolute path and a copy of its config text so a
+ * worker can load it exactly as the host did.
+ *
  * Invariants:
  * - After loading, the registry is read-only: invoke() touches only its own
  *   stack and heap, so THREADSAFE tools may be invoked concurrently from
