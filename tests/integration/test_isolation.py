@@ -10,8 +10,10 @@ run ends promptly (timeouts are 1 s). Isolated calls run in worker processes
 import os
 import time
 
+import signal
+
 from lib import (case, contains, eq, main, make_plugin_dir, mock, ok, run_agentd, script,
-                 toml_table, write_config)
+                 spawn_agentd, toml_table, write_config, WRAP)
 
 S = script
 
@@ -151,6 +153,63 @@ def agent_wide_isolation_and_no_zombies(tmp):
     except OSError:
         state = "gone"
     ok(state in ("gone", "Z", "X"), "grandchild %d state %s" % (pid, state))
+
+
+def children_of(pid):
+    kids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(d))
+    return kids
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def wait_until(cond, secs):
+    """Polls cond() (a state change of another process) for up to secs."""
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+@case
+def interrupted_run_leaves_no_worker(tmp):
+    # SIGINT while an isolated call hangs: agentd exits 130 at once, and the
+    # worker dies with it (it asked for SIGKILL on its parent's death).
+    if WRAP:
+        return  # the worker's parent would be the wrapper's process
+    with mock(one_call("hang")) as m:
+        cfg = setup(tmp, m, tools={"hang": {"isolation": "process", "timeout_s": 60}})
+        p = spawn_agentd(["--config", cfg, "--json", "-p", "go"])
+        try:
+            workers = []
+            ok(wait_until(lambda: workers.extend(children_of(p.pid)) or workers, 10),
+               "a worker process started")
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=10)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    eq(p.returncode, 130, "exit code (stderr: %s)" % err.decode()[-1000:])
+    ok(wait_until(lambda: not any(alive(w) for w in workers), 5),
+       "workers %s gone" % workers)
 
 
 @case
