@@ -20,7 +20,7 @@ WERROR  ?= -Werror
 SAN     ?=
 D       ?=
 
-PKGS    := libuv libcurl json-c
+PKGS    := libuv libcurl json-c libedit
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "events.h"
 #include "http.h"
+#include "repl.h"
 #include "tools.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_MAX_STEPS = 3, EXIT_INTERRUPTED = 130 };
@@ -30,6 +31,7 @@ enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_MAX_STEPS = 3, EXIT_I
 static const char usage_text[] =
     "usage: agentd [--config FILE] -p PROMPT [options]\n"
     "       agentd [--config FILE] < prompt.txt\n"
+    "       agentd [--config FILE] [--repl]      (a conversation on the terminal)\n"
     "       agentd --check-config FILE\n"
     "\n"
     "Runs an agent: sends PROMPT to an OpenAI-compatible Chat Completions API,\n"
@@ -40,7 +42,10 @@ static const char usage_text[] =
     "options:\n"
     "  -c, --config FILE     agent.toml to use (default: $AGENTD_CONFIG, ./agent.toml,\n"
     "                        then $XDG_CONFIG_HOME/agentd/agent.toml)\n"
-    "  -p, --prompt PROMPT   the prompt (without it, standard input is read)\n"
+    "  -p, --prompt PROMPT   the prompt (without it, standard input is read, or on a\n"
+    "                        terminal a conversation starts)\n"
+    "      --repl            a conversation: line editing, history, /help for commands\n"
+    "                        (with -p, PROMPT is its first message)\n"
     "      --json            JSON Lines events on stdout, one per line\n"
     "  -m, --model NAME      override provider.model\n"
     "      --base-url URL    override provider.base_url\n"
@@ -65,6 +70,7 @@ typedef struct cli {
     bool check_config;
     bool quiet;
     bool yes;
+    bool repl;
 } cli;
 
 static int usage_error(const char *fmt, const char *arg)
@@ -78,7 +84,7 @@ static int usage_error(const char *fmt, const char *arg)
 /* Returns -1 to go on, or an exit code. */
 static int parse_args(int argc, char **argv, cli *o)
 {
-    enum { OPT_JSON = 256, OPT_BASE_URL, OPT_MAX_STEPS, OPT_CHECK, OPT_YES };
+    enum { OPT_JSON = 256, OPT_BASE_URL, OPT_MAX_STEPS, OPT_CHECK, OPT_YES, OPT_REPL };
     static const struct option longs[] = {
         {"config", required_argument, NULL, 'c'},
         {"prompt", required_argument, NULL, 'p'},
@@ -89,6 +95,7 @@ static int parse_args(int argc, char **argv, cli *o)
         {"check-config", no_argument, NULL, OPT_CHECK},
         {"quiet", no_argument, NULL, 'q'},
         {"yes", no_argument, NULL, OPT_YES},
+        {"repl", no_argument, NULL, OPT_REPL},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -129,6 +136,9 @@ static int parse_args(int argc, char **argv, cli *o)
             break;
         case OPT_YES:
             o->yes = true;
+            break;
+        case OPT_REPL:
+            o->repl = true;
             break;
         case 'h':
             fputs(usage_text, stdout);
@@ -284,11 +294,13 @@ int main(int argc, char **argv)
 
     char *stdin_prompt = NULL;
     const char *prompt = o.prompt;
-    if (!prompt) {
-        if (isatty(STDIN_FILENO)) {
-            ad_config_free(&cfg);
-            return usage_error("%s", "no prompt: give -p PROMPT or pipe the prompt on stdin");
-        }
+    /* A terminal on stdin and no prompt: a conversation. */
+    bool repl = o.repl || (!prompt && isatty(STDIN_FILENO));
+    if (repl && o.json) {
+        ad_config_free(&cfg);
+        return usage_error("%s", "--json needs a prompt (-p or piped), not a conversation");
+    }
+    if (!prompt && !repl) {
         stdin_prompt = read_stdin();
         if (!stdin_prompt || !stdin_prompt[0]) {
             free(stdin_prompt);
@@ -343,6 +355,15 @@ int main(int argc, char **argv)
     }
     if (!agent) {
         fprintf(stderr, "agentd: out of memory\n");
+    } else if (repl) {
+        ad_repl_opts ro = {&loop, agent, &cfg, tools, ev, prompt, o.quiet, o.yes};
+        exit_code = ad_repl_run(&ro);
+        if (ad_agent_busy(agent)) {
+            fflush(stdout);
+            fflush(stderr);
+            _exit(exit_code);
+        }
+        ad_agent_free(agent);
     } else {
         run_state st = {.status = AD_RUN_FAILED, .agent = agent};
         uv_signal_init(&loop, &st.sigint);
