@@ -27,12 +27,14 @@
  * The conversation is edited in place (ad_agent_messages) between turns
  * only: /reset, /system and /load.
  */
+#define _GNU_SOURCE /* pipe2 */
 #include "repl.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <langinfo.h>
 #include <locale.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -332,7 +334,10 @@ static void show_tool_result(repl *r, const ad_event *ev)
         ad_buf_printf(&b, "%serror:%s ", RED(r), OFF(r));
     put_shown(&b, ev->text ? ev->text : "", ev->len, SHOW_MAX, r->utf8);
     if (ev->seconds > 0) {
-        if (ev->seconds < 1)
+        if (ev->seconds < 0.001)
+            ad_buf_printf(&b, "  %s(%.0f %s)%s", DIM(r), ev->seconds * 1e6, r->utf8 ? "µs" : "us",
+                          OFF(r));
+        else if (ev->seconds < 1)
             ad_buf_printf(&b, "  %s(%.1f ms)%s", DIM(r), ev->seconds * 1000, OFF(r));
         else
             ad_buf_printf(&b, "  %s(%.2f s)%s", DIM(r), ev->seconds, OFF(r));
@@ -357,10 +362,15 @@ static bool on_event(void *ud, const ad_event *ev)
         return false; /* events.c writes it */
     case AD_EVENT_TOOL_CALL: {
         calls_add(r, ev->id, ev->text, ev->len);
-        char label[96];
-        snprintf(label, sizeof label, "running %.60s%s", ev->name ? ev->name : "?",
-                 r->ncalls > 1 ? " and more" : "");
-        snprintf(r->spin_label, sizeof r->spin_label, "%s", label);
+        /* "running add, multiply": what the wait is for. */
+        size_t l = strlen(r->spin_label);
+        const char *name = ev->name ? ev->name : "?";
+        if (r->ncalls <= 1 || strncmp(r->spin_label, "running ", 8) != 0)
+            snprintf(r->spin_label, sizeof r->spin_label, "running %.60s", name);
+        else if (l + strlen(name) + 6 < sizeof r->spin_label)
+            snprintf(r->spin_label + l, sizeof r->spin_label - l, ", %s", name);
+        else if (l + 6 < sizeof r->spin_label && strcmp(r->spin_label + l - 3, "...") != 0)
+            snprintf(r->spin_label + l, sizeof r->spin_label - l, ", ...");
         return true;
     }
     case AD_EVENT_TOOL_RESULT:
@@ -437,42 +447,24 @@ static void always_add(repl *r, const char *tool)
         r->nalways++;
 }
 
-/* One answer: 'y', 'n', 'a', or 'c' (Ctrl-C: cancel the turn). */
-static int read_answer(repl *r)
+/* One answer: 'y', 'n', 'a', or 'c' (Ctrl-C: cancel the turn). With raw
+ * set, the terminal is in non-canonical mode without ISIG: one key. */
+static int read_answer(repl *r, bool raw)
 {
-    if (r->tty_in) {
-        struct termios old, raw;
-        if (tcgetattr(STDIN_FILENO, &old) == 0) {
-            /* Keys typed before the question was shown answer nothing. */
-            tcflush(STDIN_FILENO, TCIFLUSH);
-            raw = old;
-            raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO | ISIG);
-            raw.c_cc[VMIN] = 1;
-            raw.c_cc[VTIME] = 0;
-            tcsetattr(STDIN_FILENO, TCSANOW, &raw);
-            int ans = 'n';
-            for (;;) {
-                unsigned char c;
-                ssize_t n = read(STDIN_FILENO, &c, 1);
-                if (n < 0 && errno == EINTR)
-                    continue;
-                if (n <= 0 || c == 4 || c == '\r' || c == '\n' || c == 'n' || c == 'N') {
-                    ans = 'n';
-                    break;
-                }
-                if (c == 3) {
-                    ans = 'c';
-                    break;
-                }
-                if (c == 'y' || c == 'Y' || c == 'a' || c == 'A') {
-                    ans = c | 0x20;
-                    break;
-                }
-                fputc('\a', r->err);
-                fflush(r->err);
-            }
-            tcsetattr(STDIN_FILENO, TCSANOW, &old);
-            return ans;
+    if (raw) {
+        for (;;) {
+            unsigned char c;
+            ssize_t n = read(STDIN_FILENO, &c, 1);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0 || c == 4 || c == '\r' || c == '\n' || c == 'n' || c == 'N')
+                return 'n';
+            if (c == 3)
+                return 'c';
+            if (c == 'y' || c == 'Y' || c == 'a' || c == 'A')
+                return c | 0x20;
+            fputc('\a', r->err);
+            fflush(r->err);
         }
     }
     /* Not a terminal: one line; its first letter counts, EOF denies. */
@@ -498,6 +490,19 @@ static int approve(void *ud, const char *tool, const char *args, size_t len)
     if (always_has(r, tool))
         return AD_APPROVE_YES;
     ensure_bol(r);
+    /* The terminal takes single keys before the question shows, so a key
+     * pressed after it is never met by the cooked terminal; keys typed
+     * before it answer nothing. */
+    struct termios old;
+    bool raw = r->tty_in && tcgetattr(STDIN_FILENO, &old) == 0;
+    if (raw) {
+        struct termios t = old;
+        t.c_lflag &= ~(tcflag_t)(ICANON | ECHO | ISIG);
+        t.c_cc[VMIN] = 1;
+        t.c_cc[VTIME] = 0;
+        tcflush(STDIN_FILENO, TCIFLUSH);
+        raw = tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
+    }
     ad_buf q = AD_BUF_INIT;
     ad_buf_printf(&q, "%srun%s %s%s%s ", YELLOW(r), OFF(r), BOLD(r), tool, OFF(r));
     put_shown(&q, args, len, 400, r->utf8);
@@ -505,7 +510,9 @@ static int approve(void *ud, const char *tool, const char *args, size_t len)
     fputs(q.data ? q.data : "", r->err);
     fflush(r->err);
     ad_buf_free(&q);
-    int a = read_answer(r);
+    int a = read_answer(r, raw);
+    if (raw)
+        tcsetattr(STDIN_FILENO, TCSANOW, &old);
     const char *word = a == 'y' ? "yes" : a == 'a' ? "always" : a == 'c' ? "cancelled" : "no";
     fprintf(r->err, "%s\n", word);
     fflush(r->err);
@@ -548,11 +555,27 @@ static void on_sigint(uv_signal_t *s, int signum)
 
 static volatile sig_atomic_t g_sigint;
 static bool g_typed; /* a key other than Enter was read since the prompt */
+/* Wakes the line reader: a press that lands just before read(2) starts must
+ * not be lost. Both ends non-blocking; stdin never is. */
+static int g_sigpipe[2] = {-1, -1};
 
 static void on_prompt_sigint(int signum)
 {
     (void)signum;
+    int saved = errno;
     g_sigint = 1;
+    if (g_sigpipe[1] >= 0) {
+        ssize_t w = write(g_sigpipe[1], "", 1);
+        (void)w;
+    }
+    errno = saved;
+}
+
+static void sigpipe_drain(void)
+{
+    char b[64];
+    while (g_sigpipe[0] >= 0 && read(g_sigpipe[0], b, sizeof b) > 0) {
+    }
 }
 
 /* SIGINT at the prompt: interrupts the read (no SA_RESTART). */
@@ -903,7 +926,7 @@ static void cmd_help(repl *r)
         const char *sp = strstr(d, "  ");
         if (sp)
             fprintf(r->out, "  %s%s %.*s%s%-*s%s\n", BOLD(r), commands[i][0], (int)(sp - d), d,
-                    OFF(r), (int)(16 - strlen(commands[i][0]) - (size_t)(sp - d)), "", sp + 2);
+                    OFF(r), (int)(15 - strlen(commands[i][0]) - (size_t)(sp - d)), "", sp + 2);
         else
             fprintf(r->out, "  %s%-16s%s%s\n", BOLD(r), commands[i][0], OFF(r), d);
     }
@@ -1126,6 +1149,20 @@ static bool run_command(repl *r, char *line)
 static int repl_getc(FILE *f)
 {
     for (;;) {
+        if (g_sigint)
+            return EOF;
+        if (g_sigpipe[0] >= 0) {
+            struct pollfd pf[2] = {{fileno(f), POLLIN, 0}, {g_sigpipe[0], POLLIN, 0}};
+            int pr = poll(pf, 2, -1);
+            if (pr < 0 && errno == EINTR)
+                continue;
+            if (pr > 0 && (pf[1].revents & POLLIN)) {
+                sigpipe_drain();
+                if (g_sigint)
+                    return EOF;
+                continue;
+            }
+        }
         unsigned char c;
         ssize_t n = read(fileno(f), &c, 1);
         if (n == 1) {
@@ -1190,6 +1227,7 @@ static int read_entry(repl *r, char **out, bool *typed)
     *typed = false;
     *out = NULL;
     for (;;) {
+        sigpipe_drain();
         g_sigint = 0;
         g_typed = false;
         char *l = readline(more || block ? p2 : p1);
@@ -1351,6 +1389,8 @@ int ad_repl_run(const ad_repl_opts *o)
     rl_attempted_completion_function = complete;
     rl_basic_word_break_characters = " \t\n\"'`@$><=;|&{(";
     rl_initialize();
+    if (g_sigpipe[0] < 0 && pipe2(g_sigpipe, O_CLOEXEC | O_NONBLOCK) != 0)
+        g_sigpipe[0] = g_sigpipe[1] = -1;
     history_open(r);
     prompt_signals();
 
@@ -1405,6 +1445,11 @@ int ad_repl_run(const ad_repl_opts *o)
 
     /* Back to the defaults; the caller frees the agent and the loop. */
     signal(SIGINT, SIG_DFL);
+    for (int i = 0; i < 2; i++) {
+        if (g_sigpipe[i] >= 0)
+            close(g_sigpipe[i]);
+        g_sigpipe[i] = -1;
+    }
     ad_events_set_observer(o->events, NULL, NULL);
     ad_agent_set_approver(o->agent, NULL, NULL, false);
     uv_close((uv_handle_t *)&r->sigint, on_handle_closed);
