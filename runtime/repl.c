@@ -1126,7 +1126,7 @@ static bool run_command(repl *r, char *line)
         cmd_usage(r);
     } else {
         const char *best = NULL;
-        size_t bd = 3;
+        size_t bd = strlen(cmd) > 5 ? 3 : 2; /* more than this: no guess */
         for (size_t i = 0; i < NCOMMANDS; i++) {
             size_t d = edit_distance(cmd, commands[i][0]);
             if (d < bd || (strncmp(commands[i][0], cmd, strlen(cmd)) == 0 && strlen(cmd) > 1)) {
