@@ -15,6 +15,7 @@ make:cmd:make
 libuv1-dev:pc:libuv
 libcurl4-openssl-dev:pc:libcurl
 libjson-c-dev:pc:json-c
+libyaml-dev:pc:yaml-0.1
 libedit-dev:pc:libedit
 python3:cmd:python3
 "

@@ -120,6 +120,8 @@ struct ad_agent {
     ad_agent_approve_fn approve;
     void *approve_ud;
     bool yes;            /* approve every call that needs confirmation */
+    ad_agent_message_fn observer;
+    void *observer_ud;
 
     uint64_t id_counter;
     char id_prefix[24];
@@ -190,6 +192,15 @@ static json_object *step_usage(json_object *u)
             json_object_object_add(o, keys[i], json_object_get(v));
     }
     return o;
+}
+
+/* Every message enters the conversation here, so an observer (the session
+ * store) sees each one as soon as it exists. Steals m. */
+static void append_message(ad_agent *a, json_object *m)
+{
+    json_object_array_add(a->messages, m);
+    if (a->observer)
+        a->observer(a->observer_ud, m, a->step);
 }
 
 static void end_run(ad_agent *a, int status)
@@ -664,7 +675,7 @@ static void finish_tools(ad_agent *a)
             m, "content",
             json_object_new_string_len(s->result.content ? s->result.content : "",
                                        (int)s->result.len));
-        json_object_array_add(a->messages, m);
+        append_message(a, m);
         double secs = s->t1 > s->t0 ? (double)(s->t1 - s->t0) / 1e9 : 0;
         ad_events_tool_result(a->ev, a->step, s->id, s->name,
                               s->result.content ? s->result.content : "", s->result.len,
@@ -738,7 +749,7 @@ static void response_done(ad_agent *a)
         json_object_object_add(m, "content",
                                json_object_new_string_len(r->text.data ? r->text.data : "",
                                                           (int)r->text.len));
-        json_object_array_add(a->messages, m);
+        append_message(a, m);
         json_object *u = step_usage(r->usage);
         ad_events_step_finish(a->ev, a->step, r->finish_reason, u);
         json_object_put(u);
@@ -808,7 +819,7 @@ static void response_done(ad_agent *a)
             return;
         }
     }
-    json_object_array_add(a->messages, assistant_message(a, r));
+    append_message(a, assistant_message(a, r));
     for (size_t i = 0; i < b->n; i++)
         ad_events_tool_call(a->ev, a->step, b->slots[i].id, b->slots[i].name, b->slots[i].args,
                             b->slots[i].args_len);
@@ -830,7 +841,7 @@ static void on_http_done(void *ud, const ad_http_result *res)
     }
     if (res->curl_code != 0 && a->mode != 3) {
         const char *what = res->error ? res->error : "transfer failed";
-        if (maybe_retry(a, what, -1))
+        if (!res->fatal && maybe_retry(a, what, -1))
             return;
         if (a->emitted)
             fail(a, "the response from %s broke off: %s", a->url, what);
@@ -976,7 +987,7 @@ ad_agent *ad_agent_new(const ad_agent_opts *o)
         json_object *m = json_object_new_object();
         json_object_object_add(m, "role", json_object_new_string("system"));
         json_object_object_add(m, "content", json_object_new_string(o->cfg->system_prompt));
-        json_object_array_add(a->messages, m);
+        append_message(a, m);
     }
     a->usage = json_object_new_object();
     fill_random_prefix(a->id_prefix, sizeof a->id_prefix);
@@ -1040,7 +1051,8 @@ int ad_agent_run(ad_agent *a, const char *prompt, ad_agent_done_fn on_done, void
     json_object *m = json_object_new_object();
     json_object_object_add(m, "role", json_object_new_string("user"));
     json_object_object_add(m, "content", json_object_new_string(prompt));
-    json_object_array_add(a->messages, m);
+    a->step = 1;
+    append_message(a, m);
     a->running = true;
     a->cancelled = false;
     a->on_done = on_done;
@@ -1081,6 +1093,24 @@ void ad_agent_set_approver(ad_agent *a, ad_agent_approve_fn fn, void *ud, bool y
     a->yes = yes;
 }
 
+void ad_agent_set_observer(ad_agent *a, ad_agent_message_fn fn, void *ud)
+{
+    a->observer = fn;
+    a->observer_ud = ud;
+}
+
+int ad_agent_load_messages(ad_agent *a, json_object *messages)
+{
+    if (a->running || !json_object_is_type(messages, json_type_array))
+        return AD_EINVAL;
+    json_object *copy = NULL;
+    if (json_object_deep_copy(messages, &copy, NULL) != 0)
+        return AD_ENOMEM;
+    json_object_put(a->messages);
+    a->messages = copy;
+    return AD_OK;
+}
+
 bool ad_agent_busy(const ad_agent *a)
 {
     for (const batch *b = a->batches; b; b = b->next)
@@ -1092,6 +1122,21 @@ bool ad_agent_busy(const ad_agent *a)
 json_object *ad_agent_messages(ad_agent *a)
 {
     return a->messages;
+}
+
+const char *ad_agent_id_prefix(const ad_agent *a)
+{
+    return a->id_prefix;
+}
+
+int ad_agent_set_id_prefix(ad_agent *a, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    if (n == 0 || n >= sizeof a->id_prefix || prefix[strspn(prefix, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_")])
+        return AD_EINVAL;
+    memcpy(a->id_prefix, prefix, n + 1);
+    a->id_counter = 0;
+    return AD_OK;
 }
 
 int ad_agent_set_model(ad_agent *a, const char *model)

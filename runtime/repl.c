@@ -24,8 +24,8 @@
  * arrives as a byte; it then denies the call and cancels the turn from a
  * zero timer (not from inside dispatch).
  *
- * The conversation is edited in place (ad_agent_messages) between turns
- * only: /reset, /system and /load.
+ * /reset, /system and /load build a new conversation and hand it to
+ * ad_agent_load_messages between turns.
  */
 #define _GNU_SOURCE /* pipe2 */
 #include "repl.h"
@@ -357,9 +357,12 @@ static bool on_event(void *ud, const ad_event *ev)
     switch (ev->kind) {
     case AD_EVENT_TEXT:
         spin_clear(r);
-        if (ev->len > 0)
+        if (ev->len > 0) {
+            fwrite(ev->text, 1, ev->len, r->out);
+            fflush(r->out);
             r->at_bol = ev->text[ev->len - 1] == '\n';
-        return false; /* events.c writes it */
+        }
+        return true;
     case AD_EVENT_TOOL_CALL: {
         calls_add(r, ev->id, ev->text, ev->len);
         /* "running add, multiply": what the wait is for. */
@@ -880,13 +883,11 @@ static int load_conversation(repl *r, const char *path, size_t *count, char *err
             }
         }
     }
+    if (rc == AD_OK && ad_agent_load_messages(r->agent, msgs) != AD_OK) {
+        ad_errf(err, errlen, "out of memory loading %s", path);
+        rc = AD_ENOMEM;
+    }
     if (rc == AD_OK) {
-        json_object *cur = ad_agent_messages(r->agent);
-        size_t n = json_object_array_length(cur);
-        if (n)
-            json_object_array_del_idx(cur, 0, n);
-        for (size_t i = 0; i < json_object_array_length(msgs); i++)
-            json_object_array_add(cur, json_object_get(json_object_array_get_idx(msgs, i)));
         *count = json_object_array_length(msgs);
         if (model && ad_agent_set_model(r->agent, model) == AD_OK) {
             char *m = ad_strdup(model);
@@ -989,36 +990,37 @@ static void cmd_system(repl *r, const char *arg)
             note(r, "no system prompt; /system TEXT sets one");
         return;
     }
-    if (sys) {
-        json_object_object_add(sys, "content", json_object_new_string(arg));
-    } else {
-        json_object *m = json_object_new_object();
-        json_object_object_add(m, "role", json_object_new_string("system"));
-        json_object_object_add(m, "content", json_object_new_string(arg));
-        /* json-c 0.16 has no insert: rebuild the array in place. */
-        json_object *msgs = ad_agent_messages(r->agent);
-        json_object *old = json_object_new_array();
-        size_t n = json_object_array_length(msgs);
-        for (size_t i = 0; i < n; i++)
-            json_object_array_add(old, json_object_get(json_object_array_get_idx(msgs, i)));
-        if (n)
-            json_object_array_del_idx(msgs, 0, n);
-        json_object_array_add(msgs, m);
-        for (size_t i = 0; i < n; i++)
-            json_object_array_add(msgs, json_object_get(json_object_array_get_idx(old, i)));
-        json_object_put(old);
+    /* A new conversation: the system message first, then the others. */
+    json_object *msgs = ad_agent_messages(r->agent);
+    json_object *next = json_object_new_array();
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "role", json_object_new_string("system"));
+    json_object_object_add(m, "content", json_object_new_string(arg));
+    json_object_array_add(next, m);
+    for (size_t i = sys ? 1 : 0; i < json_object_array_length(msgs); i++)
+        json_object_array_add(next, json_object_get(json_object_array_get_idx(msgs, i)));
+    int rc = ad_agent_load_messages(r->agent, next);
+    json_object_put(next);
+    if (rc != AD_OK) {
+        err_line(r, "out of memory");
+        return;
     }
     note(r, "system prompt set");
 }
 
 static void cmd_reset(repl *r)
 {
-    json_object *msgs = ad_agent_messages(r->agent);
-    size_t keep = system_message(r) ? 1 : 0;
-    size_t n = json_object_array_length(msgs);
-    if (n > keep)
-        json_object_array_del_idx(msgs, keep, n - keep);
-    note(r, "new conversation%s", keep ? " (system prompt kept)" : "");
+    json_object *sys = system_message(r);
+    json_object *next = json_object_new_array();
+    if (sys)
+        json_object_array_add(next, json_object_get(sys));
+    int rc = ad_agent_load_messages(r->agent, next);
+    json_object_put(next);
+    if (rc != AD_OK) {
+        err_line(r, "out of memory");
+        return;
+    }
+    note(r, "new conversation%s", sys ? " (system prompt kept)" : "");
 }
 
 static void cmd_usage(repl *r)

@@ -555,6 +555,12 @@ TEST(invoke_calculators)
     CHECK_CALL(t, "multiply", "{\"a\":-9223372036854775808,\"b\":1}", "-9223372036854775808",
                false);
     CHECK_CALL(t, "multiply", "{\"a\":-3,\"b\":-4}", "12", false);
+    CHECK_CALL(t, "add", "{\"a\":1.5e1,\"b\":100e-2}", "16", false);
+    CHECK_CALL(t, "add", "{\"a\":0.0001e4,\"b\":-0.0}", "1", false);
+    /* Exact from the text, beyond what a double holds. */
+    CHECK_CALL(t, "add", "{\"a\":12345678901234567890e-1,\"b\":0}", "1234567890123456789", false);
+    /* Duplicate keys: the last one wins, as in the host's parser. */
+    CHECK_CALL(t, "add", "{\"a\":100,\"b\":1,\"a\":2}", "3", false);
     CHECK_CALL(t, "weather", "{\"location\":\"Florence\"}", "40 C", false);
     /* Overflow is an error, never a wrapped number. */
     CHECK_CALL(t, "add", "{\"a\":9223372036854775807,\"b\":1}",

@@ -1,0 +1,253 @@
+/*
+ * test_config.c -- the strict config loader: every error message, defaults,
+ * path resolution, JSON conversion of free-form tables.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../harness.h"
+#include "buf.h"
+#include "config.h"
+
+static char dir[64];
+
+/* Writes text to dir/name and loads it; returns the load's rc, err in err. */
+static int load(ad_config *c, const char *text, char *err, size_t errlen)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/agent.toml", dir);
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    ad_config_init(c);
+    err[0] = '\0';
+    return ad_config_load(c, path, err, errlen);
+}
+
+#define MIN "[provider]\nbase_url = \"http://127.0.0.1:1/v1/\"\nmodel = \"m\"\n"
+
+/* Loads text and checks that it fails with a message containing want. */
+static int fails_with(const char *text, const char *want)
+{
+    ad_config c;
+    char err[2048];
+    int rc = load(&c, text, err, sizeof err);
+    ad_config_free(&c);
+    if (rc == 0) {
+        fprintf(stderr, "  loaded, wanted an error containing: %s\n", want);
+        return 0;
+    }
+    if (!strstr(err, want)) {
+        fprintf(stderr, "  error: %s\n  wanted: %s\n", err, want);
+        return 0;
+    }
+    return 1;
+}
+
+TEST(minimal_config_and_defaults)
+{
+    ad_config c;
+    char err[512];
+    CHECK_EQ(load(&c, MIN, err, sizeof err), 0);
+    CHECK_STREQ(c.base_url, "http://127.0.0.1:1/v1"); /* trailing slash dropped */
+    CHECK_STREQ(c.model, "m");
+    CHECK(c.stream);
+    CHECK_EQ(c.max_steps, 20);
+    CHECK_EQ(c.max_retries, 2);
+    CHECK(c.timeout_s == 600);
+    CHECK(c.tool_timeout_s == 60);
+    CHECK(c.plugins_dir == NULL);
+    CHECK(c.api_key_env == NULL);
+    ad_config_free(&c);
+}
+
+TEST(full_config)
+{
+    ad_config c;
+    char err[512];
+    int rc = load(&c,
+                  MIN "api_key_env = \"K\"\nstream = false\ntimeout_s = 5\nmax_retries = 7\n"
+                      "[provider.headers]\nX-Title = \"t\"\n"
+                      "[provider.extra]\ntemperature = 0.7\nusage = { include = true }\n"
+                      "n = 3\nwhen = 1979-05-27T07:32:00Z\n"
+                      "[agent]\nsystem_prompt = \"sys\"\nmax_steps = 4\nmax_tokens = 100\n"
+                      "unique_tool_call_ids = true\nconfirm_tools = [\"add\"]\n"
+                      "tool_timeout_s = 2.5\n"
+                      "[plugins]\ndir = \"plugs\"\n[plugins.config.add]\nscale = 2\n"
+                      "[tools.add]\ntimeout_s = 1\nisolation = \"process\"\n",
+                  err, sizeof err);
+    CHECK_EQ(rc, 0);
+    if (rc != 0) {
+        fprintf(stderr, "%s\n", err);
+        return;
+    }
+    CHECK(!c.stream);
+    CHECK(c.timeout_s == 5);
+    CHECK_EQ(c.max_retries, 7);
+    CHECK_EQ(c.nheaders, 1);
+    CHECK_STREQ(c.headers[0].name, "X-Title");
+    CHECK_STREQ(json_object_to_json_string_ext(c.extra, JSON_C_TO_STRING_PLAIN),
+                "{\"temperature\":0.7,\"usage\":{\"include\":true},\"n\":3,"
+                "\"when\":\"1979-05-27T07:32:00Z\"}");
+    CHECK_STREQ(c.system_prompt, "sys");
+    CHECK_EQ(c.max_steps, 4);
+    CHECK_EQ(c.max_tokens, 100);
+    CHECK(c.unique_tool_call_ids);
+    char want[128];
+    snprintf(want, sizeof want, "%s/plugs", dir);
+    CHECK_STREQ(c.plugins_dir, want);
+    CHECK_STREQ(json_object_to_json_string_ext(c.plugin_config, JSON_C_TO_STRING_PLAIN),
+                "{\"add\":{\"scale\":2}}");
+    double t;
+    bool confirm;
+    int iso;
+    ad_config_tool(&c, "add", &t, &confirm, &iso);
+    CHECK(t == 1);
+    CHECK(confirm);
+    CHECK_EQ(iso, AD_ISOLATION_PROCESS);
+    ad_config_tool(&c, "multiply", &t, &confirm, &iso);
+    CHECK(t == 2.5);
+    CHECK(!confirm);
+    CHECK_EQ(iso, AD_ISOLATION_NONE);
+    ad_config_free(&c);
+}
+
+TEST(unknown_key_with_suggestion_and_line)
+{
+    CHECK(fails_with(MIN "[agent]\nmax_step = 3\n", "agent.toml:5: unknown key 'max_step' in [agent] "
+                                                    "(did you mean 'max_steps'?)"));
+    CHECK(fails_with(MIN "modle = \"x\"\n", "unknown key 'modle' in [provider] (did you mean 'model'?)"));
+    /* No suggestion when nothing is close. */
+    ad_config c;
+    char err[512];
+    CHECK(load(&c, MIN "[agent]\nzzzzzzzzzz = 1\n", err, sizeof err) != 0);
+    CHECK(strstr(err, "unknown key 'zzzzzzzzzz' in [agent]") != NULL);
+    CHECK(strstr(err, "did you mean") == NULL);
+    ad_config_free(&c);
+}
+
+TEST(unknown_table_with_suggestion)
+{
+    CHECK(fails_with(MIN "[agnet]\nmax_steps = 3\n", "unknown table [agnet] (did you mean [agent]?)"));
+    CHECK(fails_with("top = 1\n" MIN, "unknown top-level key 'top'"));
+}
+
+TEST(wrong_types_name_the_expected_type)
+{
+    CHECK(fails_with("[provider]\nbase_url = \"http://x\"\nmodel = 5\n",
+                     "provider.model must be a string, not integer"));
+    CHECK(fails_with(MIN "stream = \"yes\"\n", "provider.stream must be a boolean (true or false), not string"));
+    CHECK(fails_with(MIN "[agent]\nmax_steps = 2.5\n", "agent.max_steps must be an integer, not float"));
+    CHECK(fails_with(MIN "timeout_s = \"10\"\n", "provider.timeout_s must be a number, not string"));
+    CHECK(fails_with(MIN "headers = 3\n", "provider.headers must be a table, not integer"));
+    CHECK(fails_with("provider = 3\n", "'provider' must be a table ([provider])"));
+    CHECK(fails_with(MIN "[provider.headers]\nX = 1\n", "provider.headers.X must be a string, not integer"));
+    CHECK(fails_with(MIN "[plugins.config]\nadd = 1\n", "plugins.config.add must be a table, not integer"));
+    CHECK(fails_with(MIN "[agent]\nconfirm_tools = \"add\"\n",
+                     "agent.confirm_tools must be an array of tool names"));
+    CHECK(fails_with(MIN "[agent]\nisolation = \"vm\"\n", "agent.isolation must be \"in-process\" or \"process\""));
+    CHECK(fails_with(MIN "[tools.add]\nconfirm = 1\n", "tools.add.confirm must be a boolean"));
+    CHECK(fails_with(MIN "[tools.add]\ntimeout = 1\n", "unknown key 'timeout' in [tools] (did you mean 'timeout_s'?)"));
+    CHECK(fails_with(MIN "[tools]\nadd = 1\n", "tools.add must be a table"));
+}
+
+TEST(ranges)
+{
+    CHECK(fails_with(MIN "[agent]\nmax_steps = 0\n", "agent.max_steps must be between 1 and 100000, not 0"));
+    CHECK(fails_with(MIN "max_retries = -1\n", "provider.max_retries must be between 0 and 100, not -1"));
+    CHECK(fails_with(MIN "timeout_s = -5\n", "provider.timeout_s must be between 0 and 86400, not -5"));
+}
+
+TEST(missing_required_keys)
+{
+    CHECK(fails_with("[provider]\nmodel = \"m\"\n", "missing required key base_url in [provider]"));
+    CHECK(fails_with("[provider]\nbase_url = \"http://x\"\n", "missing required key model in [provider]"));
+    CHECK(fails_with("", "missing required key base_url in [provider]"));
+    CHECK(fails_with("[provider]\nbase_url = \"ftp://x\"\nmodel = \"m\"\n",
+                     "provider.base_url must start with http:// or https://"));
+}
+
+TEST(bad_headers)
+{
+    CHECK(fails_with(MIN "[provider.headers]\n\"Bad Name\" = \"v\"\n", "not a valid HTTP header"));
+    CHECK(fails_with(MIN "[provider.headers]\nX = \"a\\nb\"\n", "not a valid HTTP header"));
+}
+
+TEST(several_problems_reported_at_once)
+{
+    ad_config c;
+    char err[2048];
+    int rc = load(&c, "[provider]\nmodle = 1\n[agent]\nmax_step = 1\n", err, sizeof err);
+    CHECK(rc != 0);
+    CHECK(strstr(err, "modle") != NULL);
+    CHECK(strstr(err, "max_step") != NULL);
+    CHECK(strstr(err, "base_url") != NULL);
+    ad_config_free(&c);
+}
+
+TEST(toml_syntax_error_has_line_and_column)
+{
+    CHECK(fails_with("[provider]\nbase_url = \n", "agent.toml: line 2, column"));
+}
+
+TEST(missing_file)
+{
+    ad_config c;
+    char err[512];
+    ad_config_init(&c);
+    CHECK(ad_config_load(&c, "/nonexistent/agent.toml", err, sizeof err) != 0);
+    CHECK(strstr(err, "/nonexistent/agent.toml: cannot open") != NULL);
+    ad_config_free(&c);
+}
+
+TEST(api_key_from_environment)
+{
+    ad_config c;
+    char err[512];
+    CHECK_EQ(load(&c, MIN "api_key_env = \"AGENTD_UNIT_KEY\"\n", err, sizeof err), 0);
+    unsetenv("AGENTD_UNIT_KEY");
+    CHECK(ad_config_read_key(&c, err, sizeof err) != 0);
+    CHECK(strstr(err, "AGENTD_UNIT_KEY") != NULL);
+    setenv("AGENTD_UNIT_KEY", "sk-secret-123", 1);
+    CHECK_EQ(ad_config_read_key(&c, err, sizeof err), 0);
+    CHECK_STREQ(c.api_key, "sk-secret-123");
+    /* The effective settings never show the key. */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ad_config_print(&c, f);
+    fclose(f);
+    CHECK(strstr(buf, "sk-secret-123") == NULL);
+    CHECK(strstr(buf, "AGENTD_UNIT_KEY") != NULL);
+    free(buf);
+    ad_config_free(&c);
+}
+
+int main(int argc, char **argv)
+{
+    HARNESS_INIT(argc, argv);
+    snprintf(dir, sizeof dir, "/tmp/agentd-config-XXXXXX");
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN(minimal_config_and_defaults);
+    RUN(full_config);
+    RUN(unknown_key_with_suggestion_and_line);
+    RUN(unknown_table_with_suggestion);
+    RUN(wrong_types_name_the_expected_type);
+    RUN(ranges);
+    RUN(missing_required_keys);
+    RUN(bad_headers);
+    RUN(several_problems_reported_at_once);
+    RUN(toml_syntax_error_has_line_and_column);
+    RUN(missing_file);
+    RUN(api_key_from_environment);
+    char path[128];
+    snprintf(path, sizeof path, "%s/agent.toml", dir);
+    unlink(path);
+    rmdir(dir);
+    return harness_report("test_config");
+}
