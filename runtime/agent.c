@@ -68,6 +68,7 @@ typedef struct call_slot {
 struct batch {
     ad_agent *agent; /* NULL once the agent is gone */
     const ad_tools *tools;
+    const char *key_env; /* borrowed from the config: kept from isolated workers */
     bool attached;   /* the agent still waits for it */
     size_t n;
     size_t open;     /* slots without a final result */
@@ -494,7 +495,14 @@ static void work_cb(uv_work_t *w)
 {
     call_slot *s = w->data;
     s->t0 = uv_hrtime();
-    if (ad_tools_invoke(s->b->tools, s->name, s->args, s->args_len, &s->wres) != AD_OK)
+    int rc;
+    if (s->isolation == AD_ISOLATION_PROCESS) {
+        ad_isolate_opts o = {s->timeout_s, s->b->key_env};
+        rc = ad_tools_invoke_isolated(s->b->tools, s->name, s->args, s->args_len, &o, &s->wres);
+    } else {
+        rc = ad_tools_invoke(s->b->tools, s->name, s->args, s->args_len, &s->wres);
+    }
+    if (rc != AD_OK)
         set_result(&s->wres, true, "agentd: out of memory running tool '%s'", s->name);
     s->t1 = uv_hrtime();
 }
@@ -532,8 +540,13 @@ static void queue_slot(ad_agent *a, call_slot *s)
 {
     s->work.data = s;
     uv_update_time(a->loop);
-    if (s->timeout_s > 0)
-        s->deadline = uv_now(a->loop) + (uint64_t)(s->timeout_s * 1000);
+    /* An isolated call enforces its own timeout and kills its worker; this
+     * deadline is only a backstop, late enough not to race it. */
+    double limit = s->timeout_s;
+    if (limit > 0 && s->isolation == AD_ISOLATION_PROCESS)
+        limit += 2;
+    if (limit > 0)
+        s->deadline = uv_now(a->loop) + (uint64_t)(limit * 1000);
     if (uv_queue_work(a->loop, &s->work, work_cb, after_work_cb) != 0) {
         set_result(&s->result, true, "agentd: cannot start a worker for tool '%s'", s->name);
         slot_final(s);
@@ -636,7 +649,9 @@ static void dispatch(ad_agent *a)
                 continue;
             }
         }
-        s->serial = !ad_tool_threadsafe(s->tool);
+        /* A worker process shares no memory with the others: no need to
+         * serialise calls of a tool that is not thread-safe. */
+        s->serial = !ad_tool_threadsafe(s->tool) && s->isolation != AD_ISOLATION_PROCESS;
         if (s->timeout_s > 0 && (min_timeout == 0 || s->timeout_s < min_timeout))
             min_timeout = s->timeout_s;
     }
@@ -790,6 +805,7 @@ static void response_done(ad_agent *a)
     }
     b->agent = a;
     b->tools = a->tools;
+    b->key_env = a->cfg->api_key_env;
     b->attached = true;
     b->n = b->open = r->ncalls;
     uv_timer_init(a->loop, &b->timer);
