@@ -45,6 +45,9 @@ struct ad_session {
     bool warned;
     double mark;               /* when the step in progress started */
     sqlite3_int64 last_seq;    /* the last message stored by this process */
+    char *model, *config_path; /* of the current session, for a fork */
+    ad_agent *agent;           /* followed (see ad_session_follow), or NULL */
+    json_object *tail;         /* a reference to the last message followed */
 };
 
 /* ---- schema ------------------------------------------------------------- */
@@ -322,6 +325,9 @@ void ad_session_close(ad_session *s)
     sqlite3_close(s->db);
     free(s->path);
     free(s->name);
+    free(s->model);
+    free(s->config_path);
+    json_object_put(s->tail);
     if (s->secret) {
         volatile char *p = s->secret;
         while (*p)
@@ -459,6 +465,14 @@ int ad_session_start(ad_session *s, const char *name, bool create, const char *m
     s->id = id;
     s->mark = t;
     s->last_seq = 0;
+    if (model != s->model) {
+        free(s->model);
+        s->model = model ? ad_strdup(model) : NULL;
+    }
+    if (config_path != s->config_path) {
+        free(s->config_path);
+        s->config_path = config_path ? ad_strdup(config_path) : NULL;
+    }
     return AD_OK;
 }
 
@@ -667,11 +681,47 @@ int ad_session_append(ad_session *s, json_object *msg, int step, char *err, size
     return append_ex(s, msg, step, -1, err, errlen);
 }
 
+void ad_session_follow(ad_session *s, ad_agent *agent)
+{
+    json_object_put(s->tail);
+    s->tail = NULL;
+    s->agent = agent;
+    json_object *conv = agent ? ad_agent_messages(agent) : NULL;
+    size_t n = conv ? json_object_array_length(conv) : 0;
+    if (n)
+        s->tail = json_object_get(json_object_array_get_idx(conv, n - 1));
+}
+
+/* The conversation was replaced since the last message (a REPL's /reset,
+ * /system or /load): the stored session stays as it was, and what the
+ * agent now holds goes on in a new session. */
+static int fork_session(ad_session *s, json_object *conv, size_t n, char *err, size_t errlen)
+{
+    int rc = ad_session_start(s, NULL, true, s->model, s->config_path, NULL, err, errlen);
+    for (size_t i = 0; rc == AD_OK && i + 1 < n; i++)
+        rc = append_ex(s, json_object_array_get_idx(conv, i), 0, -1, err, errlen);
+    return rc;
+}
+
 void ad_session_on_message(void *ud, json_object *msg, int step)
 {
     ad_session *s = ud;
     char err[512];
-    if (append_ex(s, msg, step, -1, err, sizeof err) != AD_OK)
+    int rc = AD_OK;
+    if (s->agent) {
+        /* The tail is held by reference, so a replaced conversation can
+         * never put a new message at its address. */
+        json_object *conv = ad_agent_messages(s->agent);
+        size_t n = json_object_array_length(conv);
+        json_object *prev = n >= 2 ? json_object_array_get_idx(conv, n - 2) : NULL;
+        if (prev != s->tail)
+            rc = fork_session(s, conv, n, err, sizeof err);
+        json_object_put(s->tail);
+        s->tail = json_object_get(msg);
+    }
+    if (rc == AD_OK)
+        rc = append_ex(s, msg, step, -1, err, sizeof err);
+    if (rc != AD_OK)
         warn_once(s, err);
 }
 

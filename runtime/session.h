@@ -74,6 +74,11 @@ int ad_session_append(ad_session *s, json_object *msg, int step, char *err, size
 
 /* Hooks for ad_agent_set_observer() and ad_events_set_tap(); ud is the
  * ad_session. Write errors go to the events sink (see set_events). */
+/* Follows agent's conversation from now on: when it was replaced between
+ * two messages (ad_agent_load_messages: the REPL's /reset, /system, /load),
+ * the next message starts a new unnamed session holding the conversation
+ * as it then is; the old session keeps its history. */
+void ad_session_follow(ad_session *s, ad_agent *agent);
 void ad_session_on_message(void *ud, json_object *msg, int step);
 void ad_session_on_event(void *ud, json_object *ev);
 

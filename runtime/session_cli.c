@@ -65,6 +65,7 @@ int ad_session_attach(ad_session **out, const ad_config *cfg, const char *name, 
     json_object_put(msgs);
     if (rc != AD_OK)
         goto fail;
+    ad_session_follow(s, agent);
     ad_agent_set_observer(agent, ad_session_on_message, s);
     ad_events_set_tap(ev, ad_session_on_event, s);
     *out = s;

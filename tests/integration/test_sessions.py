@@ -12,8 +12,13 @@ import signal
 import stat
 import time
 
+import lib
 from lib import (case, contains, eq, main, make_plugin_dir, mock, ok, run_agentd, script,
                  spawn_agentd, write_config, TEST_KEY_ENV)
+
+_ncases = len(lib._cases)
+import test_repl as repl  # noqa: E402  (its pty driver; its cases run in test_repl.py)
+del lib._cases[_ncases:]
 
 S = script
 SYSTEM = "You are terse."
@@ -347,6 +352,41 @@ def bad_sessions_config(tmp):
         r = run(tmp, cfg, "hi")
     eq(r.rc, 2, "unknown key")
     contains(r.stderr, "enable")
+
+
+@case
+def repl_resumes_the_session_and_reset_forks_it(tmp):
+    with mock(S.script(S.text_stream("One."), S.text_stream("Two."),
+                       S.text_stream("Three."))) as m:
+        cfg = setup(tmp, m)
+        eq(run(tmp, cfg, "one", "--session", "r").rc, 0, "one-shot run")
+        t = repl.start(tmp, cfg, ["--session", "r"], env=state_env(tmp))
+        try:
+            t.line("two")
+            t.expect(b"Two.")
+            t.prompt()
+            t.line("/reset")
+            t.expect(b"new conversation")
+            t.prompt()
+            t.line("three")
+            t.expect(b"Three.")
+            t.prompt()
+            t.send(repl.CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+        reqs = chat(m)
+    eq([x["content"] for x in reqs[1]["messages"]], [SYSTEM, "one", "One.", "two"],
+       "the REPL's first request carries the stored conversation")
+    eq([x["content"] for x in reqs[2]["messages"]], [SYSTEM, "three"], "after /reset")
+    shown = sessions(tmp, "show", "r").stdout
+    contains(shown, "Two.")
+    ok("three" not in shown, "the reset conversation is not appended to r")
+    names = [x.split()[0] for x in sessions(tmp, "list").stdout.splitlines()[1:]]
+    eq(len(names), 2, "r and the new session")
+    other = [n for n in names if n != "r"][0]
+    doc = json.loads(sessions(tmp, "export", other).stdout)
+    eq([x["content"] for x in doc["messages"]], [SYSTEM, "three", "Three."], "the new session")
 
 
 if __name__ == "__main__":
