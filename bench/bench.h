@@ -79,14 +79,14 @@ static inline void bench_put_json_str(ad_buf *b, const char *s)
     "\"model\":\"moonshotai/kimi-k2-0905\",\"object\":\"chat.completion.chunk\","                 \
     "\"created\":1758792034,\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
 #define BENCH_CHUNK_TAIL                                                                           \
-    "\"finish_reason\":null,\"native_finish_reason\":null,\"logprobs\":null}]}"
+    "\"finish_reason\":null,\"native_finish_reason\":null,\"logprobs\":null}]"
 
 /* One SSE event carrying a content delta; eol is "\n" or "\r\n". */
 static inline void bench_text_event(ad_buf *b, const char *text, const char *eol)
 {
     bench_put(b, BENCH_CHUNK_HEAD "\"content\":\"");
     bench_put_json_str(b, text);
-    bench_put(b, "\"}," BENCH_CHUNK_TAIL);
+    bench_put(b, "\"}," BENCH_CHUNK_TAIL "}");
     bench_put(b, eol);
     bench_put(b, eol);
 }
@@ -97,7 +97,7 @@ static inline void bench_call_open_event(ad_buf *b, int index, const char *id, c
     if (ad_buf_printf(b,
                       BENCH_CHUNK_HEAD "\"content\":null,\"tool_calls\":[{\"id\":\"%s\",\"index\":%d,"
                                        "\"type\":\"function\",\"function\":{\"name\":\"%s\","
-                                       "\"arguments\":\"\"}}]}," BENCH_CHUNK_TAIL "\n\n",
+                                       "\"arguments\":\"\"}}]}," BENCH_CHUNK_TAIL "}\n\n",
                       id, index, name) != AD_OK)
         bench_die("out of memory");
 }
@@ -113,7 +113,7 @@ static inline void bench_call_args_event(ad_buf *b, int index, const char *frag)
                       index) != AD_OK)
         bench_die("out of memory");
     bench_put_json_str(b, frag);
-    bench_put(b, "\"}}]}," BENCH_CHUNK_TAIL "\n\n");
+    bench_put(b, "\"}}]}," BENCH_CHUNK_TAIL "}\n\n");
 }
 
 /* The end of a response: finish_reason, a usage chunk and [DONE]. */
