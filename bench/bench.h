@@ -138,6 +138,53 @@ static const char *const bench_words[] = {
 };
 #define BENCH_NWORDS (sizeof bench_words / sizeof bench_words[0])
 
+static inline int bench_cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* Batches: a figure is measured as many short batches (at least
+ * BENCH_MIN_BATCHES, until the budget is spent); each batch gives a cost per
+ * unit. On a shared machine other processes only ever add time, so the
+ * least disturbed batch ("best") is the steadiest estimate of our own cost;
+ * the median is printed beside it. */
+#define BENCH_MAX_BATCHES 4096
+#define BENCH_MIN_BATCHES 5
+
+typedef struct bench_batches {
+    double cost[BENCH_MAX_BATCHES]; /* ns per unit, one per batch */
+    size_t n;
+    uint64_t start;
+    double budget_s;
+} bench_batches;
+
+static inline void bench_batches_start(bench_batches *b, double budget_s)
+{
+    b->n = 0;
+    b->budget_s = budget_s;
+    b->start = bench_now_ns();
+}
+
+/* Records a batch of `units` units that started at t0; returns 1 while more
+ * batches are wanted. */
+static inline int bench_batch_done(bench_batches *b, uint64_t t0, double units)
+{
+    uint64_t t1 = bench_now_ns();
+    if (b->n < BENCH_MAX_BATCHES)
+        b->cost[b->n++] = (double)(t1 - t0) / units;
+    return b->n < BENCH_MIN_BATCHES ||
+           ((double)(t1 - b->start) / 1e9 < b->budget_s && b->n < BENCH_MAX_BATCHES);
+}
+
+/* Sorts the costs; best and median in ns per unit. */
+static inline void bench_batches_summary(bench_batches *b, double *best, double *median)
+{
+    qsort(b->cost, b->n, sizeof b->cost[0], bench_cmp_double);
+    *best = b->cost[0];
+    *median = b->cost[b->n / 2];
+}
+
 static inline int bench_cmp_u64(const void *x, const void *y)
 {
     uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;

@@ -45,10 +45,12 @@ static void run(const char *label, const ad_buf *in)
     ad_sse *p = ad_sse_new(0, on_event, &c);
     if (!p)
         bench_die("out of memory");
-    double budget = bench_budget_s();
-    uint64_t t0 = bench_now_ns(), t1;
+    static bench_batches bb;
+    bench_batches_start(&bb, bench_budget_s());
     size_t passes = 0;
+    uint64_t t0;
     do {
+        t0 = bench_now_ns();
         ad_sse_reset(p);
         for (size_t off = 0; off < in->len; off += READ_SIZE) {
             size_t n = in->len - off < READ_SIZE ? in->len - off : READ_SIZE;
@@ -58,16 +60,15 @@ static void run(const char *label, const ad_buf *in)
         if (ad_sse_finish(p) != 0)
             bench_die("ad_sse_finish failed");
         passes++;
-        t1 = bench_now_ns();
-    } while ((double)(t1 - t0) / 1e9 < budget);
+    } while (bench_batch_done(&bb, t0, (double)in->len));
     if (c.events != passes * EVENTS)
         bench_die("wrong number of events");
-    double s = (double)(t1 - t0) / 1e9;
-    double bytes = (double)in->len * (double)passes;
-    printf("bench sse %-5s: %8.1f MB/s  %6.2f M events/s  (%zu B/event, %zu passes of %.1f MB "
-           "in 16 KiB reads, %.2f s)\n",
-           label, bytes / s / 1e6, (double)c.events / s / 1e6, in->len / EVENTS, passes,
-           (double)in->len / 1e6, s);
+    double best, median; /* ns per byte */
+    bench_batches_summary(&bb, &best, &median);
+    printf("bench sse %-4s: %7.0f MB/s  %5.1f M events/s  (median %.0f MB/s; %zu B/event, "
+           "best of %zu passes over %.1f MB in 16 KiB reads)\n",
+           label, 1e3 / best, 1e3 / best / (double)(in->len / EVENTS), 1e3 / median,
+           in->len / EVENTS, passes, (double)in->len / 1e6);
     ad_sse_free(p);
 }
 

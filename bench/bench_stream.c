@@ -116,10 +116,11 @@ static void run(const char *label, const ad_buf *in, size_t want_text, size_t wa
     ad_sse *p = ad_sse_new(0, on_event, &st);
     if (!st.stream || !p)
         bench_die("out of memory");
-    double budget = bench_budget_s();
-    uint64_t t0 = bench_now_ns(), t1;
-    size_t passes = 0;
+    static bench_batches bb;
+    bench_batches_start(&bb, bench_budget_s());
+    uint64_t t0;
     do {
+        t0 = bench_now_ns();
         ad_stream_reset(st.stream);
         ad_sse_reset(p);
         for (size_t off = 0; off < in->len; off += READ_SIZE) {
@@ -137,15 +138,13 @@ static void run(const char *label, const ad_buf *in, size_t want_text, size_t wa
             args += r->calls[i].args.len;
         if (r->text.len != want_text || r->ncalls != want_calls || args != want_args || !r->done)
             bench_die("assembled response is wrong");
-        passes++;
-        t1 = bench_now_ns();
-    } while ((double)(t1 - t0) / 1e9 < budget);
-    double s = (double)(t1 - t0) / 1e9;
-    double deltas = (double)delta_count * (double)passes;
-    printf("bench stream %-5s: %6.2f M deltas/s  %6.0f ns/delta  %6.1f MB/s  (%zu deltas per "
-           "response, %zu passes, one reused ad_stream, %.2f s)\n",
-           label, deltas / s / 1e6, s * 1e9 / deltas, (double)in->len * (double)passes / s / 1e6,
-           delta_count, passes, s);
+    } while (bench_batch_done(&bb, t0, (double)delta_count));
+    double best, median; /* ns per delta */
+    bench_batches_summary(&bb, &best, &median);
+    printf("bench stream %-5s: %5.2f M deltas/s  %5.0f ns/delta  %5.0f MB/s  (median %.0f "
+           "ns/delta; best of %zu responses of %zu deltas, one reused ad_stream)\n",
+           label, 1e3 / best, best, (double)in->len / (double)delta_count / best * 1e3, median,
+           bb.n, delta_count);
     ad_sse_free(p);
     ad_stream_free(st.stream);
 }
