@@ -76,6 +76,16 @@ void ad_agent_set_approver(ad_agent *a, ad_agent_approve_fn fn, void *ud, bool y
  * was abandoned on cancellation): the process must not free the plugins. */
 bool ad_agent_busy(const ad_agent *a);
 
+/* Called on the loop thread with every message appended to the
+ * conversation (user, assistant, tool), right after it was appended; msg is
+ * borrowed. step is the step it belongs to (the prompt: the step that follows). */
+typedef void (*ad_agent_message_fn)(void *ud, json_object *msg, int step);
+void ad_agent_set_observer(ad_agent *a, ad_agent_message_fn fn, void *ud);
+
+/* Replaces the conversation by a deep copy of `messages` (a JSON array, as
+ * ad_agent_messages() gives), e.g. a resumed session. Not during a run. */
+int ad_agent_load_messages(ad_agent *a, json_object *messages);
+
 /* The conversation. Borrowed. */
 json_object *ad_agent_messages(ad_agent *a);
 /* Replaces the model for later requests (copied). */

@@ -273,6 +273,9 @@ static void close_walk(uv_handle_t *h, void *arg)
 
 int main(int argc, char **argv)
 {
+    /* A worker process of an isolated tool call (tools.h): nothing else. */
+    if (argc > 1 && strcmp(argv[1], AD_TOOLS_WORKER_FLAG) == 0)
+        return ad_tools_worker_main(argc, argv);
     cli o = {0};
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0)
