@@ -82,7 +82,9 @@ $(D)tests/%: $(OBJDIR)/tests/%.o $(LIB)
 
 # Micro-benchmarks (bench/README.md): every bench/bench_*.c is a program
 # linked against the library, bench/plugins/*.c are the plugins they load.
-BENCH_BINS    := $(patsubst bench/%.c,$(D)build/bench/%,$(sort $(wildcard bench/bench_*.c)))
+BENCH_FIRST   := $(wildcard $(patsubst %,bench/bench_%.c,sse stream request dispatch))
+BENCH_SRC     := $(BENCH_FIRST) $(filter-out $(BENCH_FIRST),$(sort $(wildcard bench/bench_*.c)))
+BENCH_BINS    := $(patsubst bench/%.c,$(D)build/bench/%,$(BENCH_SRC))
 BENCH_PLUGINS := $(patsubst bench/plugins/%.c,$(D)build/bench/plugins/%.so,$(wildcard bench/plugins/*.c))
 
 $(D)build/bench/%: $(OBJDIR)/bench/%.o $(LIB)
@@ -93,8 +95,10 @@ $(D)build/bench/plugins/%.so: bench/plugins/%.c include/agentd/plugin.h
 	@mkdir -p $(@D)
 	$(CC) $(PLUGIN_CFLAGS) $(CFLAGS) $(PLUGIN_LDFLAGS) -o $@ $<
 
+BENCH_SECONDS ?= 0.4
 bench: $(BENCH_BINS) $(BENCH_PLUGINS)
-	@set -e; for b in $(BENCH_BINS); do BENCH_PLUGIN_DIR=$(D)build/bench/plugins $$b; done
+	@echo "bench: $(BENCH_SECONDS)s per figure unless noted; see bench/README.md"
+	@set -e; for b in $(BENCH_BINS); do BENCH_SECONDS=$(BENCH_SECONDS) BENCH_PLUGIN_DIR=$(D)build/bench/plugins $$b; done
 
 deps:
 	@sh mk/deps.sh

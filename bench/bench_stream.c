@@ -4,11 +4,11 @@
  * the network and the event sink.
  *
  * Two synthetic OpenRouter-shaped responses are built in memory:
- *   text  -- 20,000 content deltas (one word each, with UTF-8 and escapes),
+ *   text  -- 5,000 content deltas (one word each, with UTF-8 and escapes),
  *            then finish_reason "stop", a usage chunk and [DONE];
  *   tools -- two parallel tool calls (Kimi K2 style: the first delta of a
  *            call carries id and name, the following ones id:null,
- *            name:null and an argument fragment of 1 to 4 bytes), 10,000
+ *            name:null and an argument fragment of 2 or 3 bytes), 2,500
  *            fragments each, interleaved, then "tool_calls" and [DONE].
  * Each is fed in 16 KiB reads through one ad_sse into ONE ad_stream that is
  * reset between passes (as the agent reuses its own), until the time
@@ -22,8 +22,8 @@
 #include "sse.h"
 #include "stream.h"
 
-#define TEXT_DELTAS 20000
-#define ARG_DELTAS_PER_CALL 10000
+#define TEXT_DELTAS 5000
+#define ARG_DELTAS_PER_CALL 2500
 #define READ_SIZE (16u << 10)
 
 typedef struct state {
