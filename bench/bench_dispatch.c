@@ -22,7 +22,7 @@
  * (t_last). The plugin reads CLOCK_MONOTONIC first thing in invoke() and
  * returns it as its result (t_plugin), which the bench reads back from the
  * conversation. t_plugin - t_last therefore covers:
- *   the send() syscall and loopback delivery of the tail (~450 bytes), the
+ *   the send() syscall and loopback delivery of the tail (703 bytes), the
  *   epoll wake-up of the loop, uv_poll -> curl_multi_socket_action -> curl's
  *   read and write callback -> SSE parse and ad_stream_chunk of the three
  *   tail events, curl completing the transfer (Content-Length reached) ->
