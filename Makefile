@@ -22,7 +22,7 @@ WERROR  ?= -Werror
 SAN     ?=
 D       ?=
 
-PKGS    := libuv libcurl json-c yaml-0.1
+PKGS    := libuv libcurl json-c yaml-0.1 libedit
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

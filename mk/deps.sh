@@ -16,6 +16,7 @@ libuv1-dev:pc:libuv
 libcurl4-openssl-dev:pc:libcurl
 libjson-c-dev:pc:json-c
 libyaml-dev:pc:yaml-0.1
+libedit-dev:pc:libedit
 python3:cmd:python3
 "
 [ "${AGENTD_EXTRA_DEPS:-}" ] && DEPS="$DEPS $AGENTD_EXTRA_DEPS"

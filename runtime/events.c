@@ -6,7 +6,9 @@
  * delta, and text deltas are the hot path), then written with a single
  * fwrite and flushed, so a consumer reading line by line never sees half an
  * event. Text mode writes deltas straight to stdout, flushing at once on a
- * terminal and at the end of each step otherwise.
+ * terminal and at the end of each step otherwise. An observer (the REPL's
+ * renderer) sees every text-mode event first, redacted, and may show it its
+ * own way instead.
  */
 #define _GNU_SOURCE /* memmem */
 #include "events.h"
@@ -28,6 +30,8 @@ struct ad_events {
     char *secret;
     size_t secret_len;
     ad_buf line; /* reused for every JSON event */
+    ad_events_observer_fn observer;
+    void *observer_ud;
 };
 
 ad_events *ad_events_new(FILE *out, FILE *err, bool json)
@@ -73,6 +77,14 @@ void ad_events_set_quiet(ad_events *e, bool quiet)
     e->quiet = quiet;
 }
 
+void ad_events_set_observer(ad_events *e, ad_events_observer_fn fn, void *ud)
+{
+    e->observer = fn;
+    e->observer_ud = ud;
+}
+
+static bool observe(ad_events *e, ad_event *ev);
+
 char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len)
 {
     size_t sl = secret ? strlen(secret) : 0;
@@ -90,6 +102,28 @@ char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len)
     if (out_len)
         *out_len = b.len;
     return ad_buf_steal(&b);
+}
+
+/* Hands ev to the observer with its strings redacted; true: it showed it. */
+static bool observe(ad_events *e, ad_event *ev)
+{
+    if (!e->observer || e->json)
+        return false;
+    const char *keep[2] = {ev->name, ev->text};
+    char *r[2] = {NULL, NULL};
+    size_t rl = 0;
+    if (ev->text && (r[1] = ad_redact(ev->text, ev->len, e->secret, &rl)) != NULL) {
+        ev->text = r[1];
+        ev->len = rl;
+    }
+    if (ev->name && (r[0] = ad_redact(ev->name, strlen(ev->name), e->secret, NULL)) != NULL)
+        ev->name = r[0];
+    bool shown = e->observer(e->observer_ud, ev);
+    ev->name = keep[0];
+    ev->text = keep[1];
+    free(r[0]);
+    free(r[1]);
+    return shown;
 }
 
 /* Appends s as a JSON string literal (with quotes). Invalid UTF-8 bytes are
@@ -235,6 +269,9 @@ void ad_events_text(ad_events *e, int step, const char *text, size_t len)
         emit(e);
         return;
     }
+    ad_event ev = {.kind = AD_EVENT_TEXT, .step = step, .text = text, .len = len};
+    if (observe(e, &ev))
+        return;
     write_redacted(e, e->out, text, len);
     e->text_open = text[len - 1] != '\n';
     if (e->out_tty)
@@ -277,7 +314,9 @@ void ad_events_tool_call(ad_events *e, int step, const char *id, const char *nam
         emit(e);
         return;
     }
-    if (e->quiet)
+    ad_event ev = {.kind = AD_EVENT_TOOL_CALL, .step = step, .id = id, .name = name,
+                   .text = args, .len = args_len};
+    if (observe(e, &ev) || e->quiet)
         return;
     close_text_line(e);
     fprintf(e->err, "[tool] %s ", name ? name : "?");
@@ -299,7 +338,9 @@ void ad_events_tool_result(ad_events *e, int step, const char *id, const char *n
         emit(e);
         return;
     }
-    if (e->quiet)
+    ad_event ev = {.kind = AD_EVENT_TOOL_RESULT, .step = step, .id = id, .name = name,
+                   .text = content, .len = len, .is_error = is_error, .seconds = seconds};
+    if (observe(e, &ev) || e->quiet)
         return;
     fprintf(e->err, "[tool] %s %s ", name ? name : "?", is_error ? "failed:" : "->");
     show_short(e, content, len);
@@ -317,6 +358,9 @@ void ad_events_step_finish(ad_events *e, int step, const char *finish_reason, js
         emit(e);
         return;
     }
+    ad_event ev = {.kind = AD_EVENT_STEP_FINISH, .step = step, .finish_reason = finish_reason,
+                   .usage = usage};
+    observe(e, &ev);
     close_text_line(e);
 }
 
@@ -330,6 +374,10 @@ void ad_events_retry(ad_events *e, int step, int attempt, const char *reason, do
         emit(e);
         return;
     }
+    ad_event ev = {.kind = AD_EVENT_RETRY, .step = step, .text = reason,
+                   .len = reason ? strlen(reason) : 0, .attempt = attempt, .seconds = wait_s};
+    if (observe(e, &ev))
+        return;
     fflush(e->out);
     fputs("agentd: ", e->err);
     write_redacted(e, e->err, reason, strlen(reason));
@@ -347,6 +395,10 @@ void ad_events_finish(ad_events *e, int steps, const char *text, size_t len, jso
         emit(e);
         return;
     }
+    ad_event ev = {.kind = AD_EVENT_FINISH, .step = steps, .text = text ? text : "",
+                   .len = text ? len : 0, .usage = usage};
+    if (observe(e, &ev))
+        return;
     (void)text;
     (void)len;
     close_text_line(e);
@@ -363,6 +415,12 @@ static void vmessage(ad_events *e, bool error, const char *fmt, va_list ap)
         put_str(e, msg.data, msg.len);
         ad_buf_putc(&e->line, '}');
         emit(e);
+    }
+    ad_event ev = {.kind = error ? AD_EVENT_ERROR : AD_EVENT_WARN, .text = msg.data,
+                   .len = msg.len};
+    if (observe(e, &ev)) {
+        ad_buf_free(&msg);
+        return;
     }
     fflush(e->out);
     fputs(error ? "agentd: error: " : "agentd: warning: ", e->err);

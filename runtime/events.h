@@ -45,6 +45,41 @@ void ad_events_finish(ad_events *e, int steps, const char *text, size_t len, jso
 void ad_events_error(ad_events *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ad_events_warn(ad_events *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* What an observer sees (text mode only). Strings are redacted and valid
+ * only during the call; `text` is the delta (TEXT), the arguments
+ * (TOOL_CALL), the result (TOOL_RESULT), the reason (RETRY), the final text
+ * (FINISH) or the message (ERROR, WARN). */
+typedef enum ad_event_kind {
+    AD_EVENT_TEXT,
+    AD_EVENT_TOOL_CALL,
+    AD_EVENT_TOOL_RESULT,
+    AD_EVENT_STEP_FINISH,
+    AD_EVENT_RETRY,
+    AD_EVENT_FINISH,
+    AD_EVENT_ERROR,
+    AD_EVENT_WARN
+} ad_event_kind;
+
+typedef struct ad_event {
+    ad_event_kind kind;
+    int step;
+    const char *id;   /* tool events */
+    const char *name; /* tool events */
+    const char *text;
+    size_t len;
+    bool is_error;             /* TOOL_RESULT */
+    double seconds;            /* TOOL_RESULT: run time; RETRY: the wait */
+    int attempt;               /* RETRY */
+    const char *finish_reason; /* STEP_FINISH */
+    json_object *usage;        /* STEP_FINISH (the step), FINISH (the run); may be NULL */
+} ad_event;
+
+/* Called for every text-mode event before the built-in output; returning
+ * true means the observer showed the event itself and the built-in output
+ * is skipped (the REPL's renderer). NULL removes it. */
+typedef bool (*ad_events_observer_fn)(void *ud, const ad_event *ev);
+void ad_events_set_observer(ad_events *e, ad_events_observer_fn fn, void *ud);
+
 /* Replaces every occurrence of secret in s[0..len) with "[REDACTED]";
  * returns a new string (caller frees) or NULL when nothing matched. */
 char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len);

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "events.h"
 #include "http.h"
+#include "repl.h"
 #include "tools.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_MAX_STEPS = 3, EXIT_INTERRUPTED = 130 };
@@ -31,6 +32,7 @@ enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_MAX_STEPS = 3, EXIT_I
 static const char usage_text[] =
     "usage: agentd [--config FILE] -p PROMPT [options]\n"
     "       agentd [--config FILE] < prompt.txt\n"
+    "       agentd [--config FILE] [--repl]      (a conversation on the terminal)\n"
     "       agentd --check-config FILE\n"
     "\n"
     "Runs an agent: sends PROMPT to an OpenAI-compatible Chat Completions API,\n"
@@ -41,7 +43,10 @@ static const char usage_text[] =
     "options:\n"
     "  -c, --config FILE     agent.toml to use (default: $AGENTD_CONFIG, ./agent.toml,\n"
     "                        then $XDG_CONFIG_HOME/agentd/agent.toml)\n"
-    "  -p, --prompt PROMPT   the prompt (without it, standard input is read)\n"
+    "  -p, --prompt PROMPT   the prompt (without it, standard input is read, or on a\n"
+    "                        terminal a conversation starts)\n"
+    "      --repl            a conversation: line editing, history, /help for commands\n"
+    "                        (with -p, PROMPT is its first message)\n"
     "      --json            JSON Lines events on stdout, one per line\n"
     "  -m, --model NAME      override provider.model\n"
     "      --base-url URL    override provider.base_url\n"
@@ -71,6 +76,7 @@ typedef struct cli {
     bool check_config;
     bool quiet;
     bool yes;
+    bool repl;
     const char *record; /* cassette to write */
     const char *replay; /* cassette to serve from */
 } cli;
@@ -86,7 +92,7 @@ static int usage_error(const char *fmt, const char *arg)
 /* Returns -1 to go on, or an exit code. */
 static int parse_args(int argc, char **argv, cli *o)
 {
-    enum { OPT_JSON = 256, OPT_BASE_URL, OPT_MAX_STEPS, OPT_CHECK, OPT_YES, OPT_RECORD, OPT_REPLAY };
+    enum { OPT_JSON = 256, OPT_BASE_URL, OPT_MAX_STEPS, OPT_CHECK, OPT_YES, OPT_RECORD, OPT_REPLAY, OPT_REPL };
     static const struct option longs[] = {
         {"config", required_argument, NULL, 'c'},
         {"prompt", required_argument, NULL, 'p'},
@@ -97,6 +103,7 @@ static int parse_args(int argc, char **argv, cli *o)
         {"check-config", no_argument, NULL, OPT_CHECK},
         {"quiet", no_argument, NULL, 'q'},
         {"yes", no_argument, NULL, OPT_YES},
+        {"repl", no_argument, NULL, OPT_REPL},
         {"record", required_argument, NULL, OPT_RECORD},
         {"replay", required_argument, NULL, OPT_REPLAY},
         {"help", no_argument, NULL, 'h'},
@@ -139,6 +146,9 @@ static int parse_args(int argc, char **argv, cli *o)
             break;
         case OPT_YES:
             o->yes = true;
+            break;
+        case OPT_REPL:
+            o->repl = true;
             break;
         case OPT_RECORD:
             o->record = optarg;
@@ -330,11 +340,13 @@ int main(int argc, char **argv)
 
     char *stdin_prompt = NULL;
     const char *prompt = o.prompt;
-    if (!prompt) {
-        if (isatty(STDIN_FILENO)) {
-            ad_config_free(&cfg);
-            return usage_error("%s", "no prompt: give -p PROMPT or pipe the prompt on stdin");
-        }
+    /* A terminal on stdin and no prompt: a conversation. */
+    bool repl = o.repl || (!prompt && isatty(STDIN_FILENO));
+    if (repl && o.json) {
+        ad_config_free(&cfg);
+        return usage_error("%s", "--json needs a prompt (-p or piped), not a conversation");
+    }
+    if (!prompt && !repl) {
         stdin_prompt = read_stdin();
         if (!stdin_prompt || !stdin_prompt[0]) {
             free(stdin_prompt);
@@ -401,6 +413,22 @@ int main(int argc, char **argv)
     }
     if (!agent) {
         fprintf(stderr, "agentd: out of memory\n");
+    } else if (repl) {
+        ad_repl_opts ro = {&loop, agent, &cfg, tools, ev, prompt, o.quiet, o.yes};
+        exit_code = ad_repl_run(&ro);
+        if (o.record) {
+            ad_cassette_redact(cassette, cfg.api_key);
+            if (ad_cassette_save(cassette, o.record, err, sizeof err) != AD_OK) {
+                fprintf(stderr, "agentd: %s\n", err);
+                exit_code = EXIT_RUNTIME;
+            }
+        }
+        if (ad_agent_busy(agent)) {
+            fflush(stdout);
+            fflush(stderr);
+            _exit(exit_code);
+        }
+        ad_agent_free(agent);
     } else {
         run_state st = {.status = AD_RUN_FAILED, .agent = agent};
         uv_signal_init(&loop, &st.sigint);
