@@ -127,7 +127,9 @@ static void tap_step_finish(ad_events *e, int step, const char *finish_reason, j
 char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len)
 {
     size_t sl = secret ? strlen(secret) : 0;
-    if (sl == 0 || len < sl || !memmem(s, len, secret, sl))
+    /* A key of a few characters ("x", "test") would turn every occurrence
+     * of an ordinary word into a marker; real keys are far longer. */
+    if (sl < AD_REDACT_MIN || len < sl || !memmem(s, len, secret, sl))
         return NULL;
     ad_buf b = AD_BUF_INIT;
     const char *p = s, *end = s + len;
