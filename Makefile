@@ -22,9 +22,15 @@ WERROR  ?= -Werror
 SAN     ?=
 D       ?=
 
-PKGS    := libuv libcurl json-c yaml-0.1 libedit sqlite3
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# Linked: the core. Compiled against but loaded on first use with dlopen
+# (runtime/lazy.h): SQLite for sessions, libyaml for cassettes, libedit for
+# the REPL, so a one-shot run does not pay for them.
+PKGS      := libuv libcurl json-c
+LAZY_PKGS := yaml-0.1 libedit sqlite3
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(LAZY_PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Unit tests may call the optional libraries directly (to inspect a database).
+TEST_LIBS  := $(shell pkg-config --libs $(LAZY_PKGS) 2>/dev/null)
 
 AD_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra $(WERROR) \
              -Wshadow -Wstrict-prototypes -Wmissing-prototypes -MMD -MP \
@@ -74,7 +80,7 @@ $(D)tests/plugins/%.so: tests/plugins/%.c include/agentd/plugin.h
 
 $(D)build/unit/%: $(OBJDIR)/tests/unit/%.o $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
 
 $(D)tests/%: $(OBJDIR)/tests/%.o $(LIB)
 	@mkdir -p $(@D)

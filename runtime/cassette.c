@@ -35,7 +35,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <yaml.h>
+#include "lazy_yaml.h"
 
 #include "events.h" /* ad_redact */
 
@@ -625,6 +625,8 @@ static int load_interaction(loader *l, yaml_node_t *n, ad_interaction *it)
 int ad_cassette_parse(ad_cassette **out, const char *text, size_t len, const char *name,
                       char *err, size_t errlen)
 {
+    if (ad_lazy_yaml(err, errlen) != AD_OK)
+        return AD_ERR;
     loader l = {.name = name ? name : "cassette", .err = err, .errlen = errlen};
     yaml_parser_t p;
     if (!yaml_parser_initialize(&p))
@@ -1041,6 +1043,8 @@ static bool same_headers(const ad_cassette_header *a, size_t an, const ad_casset
 
 int ad_cassette_emit(const ad_cassette *c, ad_buf *out, char *err, size_t errlen)
 {
+    if (ad_lazy_yaml(err, errlen) != AD_OK)
+        return AD_ERR;
     unsigned char *styles = calloc(2 * c->n + 2, 1);
     if (!styles)
         return AD_ENOMEM;

@@ -44,7 +44,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include <editline/readline.h>
+#include "lazy_edit.h"
 
 #include "buf.h"
 
@@ -1358,6 +1358,11 @@ static bool handle_line(repl *r, char *line)
 
 int ad_repl_run(const ad_repl_opts *o)
 {
+    char lerr[256];
+    if (ad_lazy_edit(lerr, sizeof lerr) != AD_OK) {
+        fprintf(stderr, "agentd: %s\n", lerr);
+        return 1;
+    }
     repl rs;
     repl *r = &rs;
     memset(r, 0, sizeof *r);

