@@ -15,7 +15,8 @@
  * them against the tool's schema (schema.c) and calls the plugin with a
  * private NUL-terminated copy of the argument text. The plugin writes into
  * an agentd_result that lives on the caller's stack; the text is bounded
- * (AD_TOOL_RESULT_MAX, the rest is cut with a marker) and made valid UTF-8
+ * (ad_tools_set_result_max(), default AD_TOOL_RESULT_MAX; the rest is cut
+ * with a marker that says how much was cut) and made valid UTF-8
  * without NUL bytes before it leaves this file, because it goes straight
  * into a JSON request.
  *
@@ -89,11 +90,13 @@ struct ad_tools {
     size_t nplugins;
     ad_tool **tools;
     size_t ntools, cap;
+    size_t result_max; /* bytes of plugin output kept per call */
 };
 
 struct agentd_result {
     ad_buf buf;
-    size_t cut;     /* bytes dropped beyond AD_TOOL_RESULT_MAX */
+    size_t max;     /* bytes kept (the registry's result_max) */
+    size_t cut;     /* bytes dropped beyond max */
     int is_error;
     int has_msg;    /* result_error() was called with a message */
 };
@@ -271,7 +274,7 @@ static int host_result_write(agentd_result *out, const char *data, size_t len)
 {
     if (out == NULL || (data == NULL && len > 0))
         return AGENTD_EINVAL;
-    size_t room = out->buf.len < AD_TOOL_RESULT_MAX ? AD_TOOL_RESULT_MAX - out->buf.len : 0;
+    size_t room = out->buf.len < out->max ? out->max - out->buf.len : 0;
     size_t take = len;
     if (take > room) {
         take = room;
@@ -790,6 +793,7 @@ int ad_tools_invoke(const ad_tools *t, const char *name, const char *args, size_
         return AD_ENOMEM;
     agentd_result res;
     memset(&res, 0, sizeof res);
+    res.max = t->result_max ? t->result_max : AD_TOOL_RESULT_MAX;
     int prc = tool->invoke(tool->tool_data, copy, args_len, &res);
     free(copy);
 
@@ -799,12 +803,20 @@ int ad_tools_invoke(const ad_tools *t, const char *name, const char *args, size_
         rc = ad_buf_printf(&res.buf, "%stool '%s' failed (code %d)", res.buf.len ? "\n" : "",
                            tool->name, prc);
     if (rc == 0 && res.cut)
-        rc = ad_buf_printf(&res.buf, "\n[... %zu bytes cut]", res.cut);
+        rc = ad_buf_printf(&res.buf,
+                           "\n[agentd: output cut: %zu more bytes were not shown; the limit is %zu "
+                           "bytes (limits.max_tool_result_bytes)]",
+                           res.cut, res.max);
     if (rc != 0) {
         ad_buf_free(&res.buf);
         return AD_ENOMEM;
     }
     return finish(out, &res.buf, is_error);
+}
+
+void ad_tools_set_result_max(ad_tools *t, size_t max)
+{
+    t->result_max = max;
 }
 
 void ad_tool_result_free(ad_tool_result *r)
