@@ -16,11 +16,16 @@
  *  - Transfers are removed from the multi handle only outside curl
  *    callbacks: in drain() after curl returned, or in ad_http_cancel().
  *  - While closing, curl may still report sockets; nothing is re-armed.
+ *  - The idle timeout is our own uv timer per request, restarted on every
+ *    header or body byte (curl's low-speed check counts whole seconds). When
+ *    it fires the transfer is removed and reported like any other failure;
+ *    a request with a timer is freed from the timer's close callback.
  */
 #include "http.h"
 
 #include <curl/curl.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +63,9 @@ struct ad_http_req {
     double retry_after_s; /* -1 when absent */
     bool aborted;
     size_t bytes;
+    uv_timer_t idle;      /* initialised when idle_ms > 0 */
+    uint64_t idle_ms;
+    int timeout;          /* AD_HTTP_TIMEOUT_* */
     ad_http_req *next;
     ad_http_req *prev;
 };
@@ -178,14 +186,34 @@ static void req_unlink(ad_http_req *r)
     r->next = r->prev = NULL;
 }
 
+static void on_req_closed(uv_handle_t *handle)
+{
+    free(handle->data);
+}
+
 static void req_free(ad_http_req *r)
 {
     if (r->easy)
         curl_easy_cleanup(r->easy);
+    r->easy = NULL;
     curl_slist_free_all(r->headers);
     free(r->body);
     free(r->content_type);
-    free(r);
+    if (r->idle_ms) {
+        uv_timer_stop(&r->idle);
+        uv_close((uv_handle_t *)&r->idle, on_req_closed);
+    } else {
+        free(r);
+    }
+}
+
+static void on_idle(uv_timer_t *t);
+
+/* A byte arrived: the idle clock starts again. */
+static void idle_touch(ad_http_req *r)
+{
+    if (r->idle_ms && !r->http->closing)
+        uv_timer_start(&r->idle, on_idle, r->idle_ms, 0);
 }
 
 static void capture_status(ad_http_req *r)
@@ -205,6 +233,7 @@ static size_t on_write(char *data, size_t size, size_t n, void *userp)
     size_t len = size * n;
     capture_status(r);
     r->bytes += len;
+    idle_touch(r);
     if (r->cb.on_data(r->ud, r->status, r->content_type, data, len) != 0) {
         r->aborted = true;
         return CURL_WRITEFUNC_ERROR;
@@ -218,6 +247,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
     ad_http_req *r = userp;
     size_t len = size * n;
     char line[256];
+    idle_touch(r);
     if (len >= sizeof line)
         return len;
     memcpy(line, data, len);
@@ -258,9 +288,33 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
     return len;
 }
 
+static bool transient_code(CURLcode c)
+{
+    switch (c) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_GOT_NOTHING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_SSL_CONNECT_ERROR:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static void finish(ad_http_req *r, CURLcode code)
 {
     capture_status(r);
+    if (code == CURLE_OPERATION_TIMEDOUT && r->timeout == AD_HTTP_TIMEOUT_NONE) {
+        curl_off_t connected = 0;
+        curl_easy_getinfo(r->easy, CURLINFO_CONNECT_TIME_T, &connected);
+        r->timeout = connected > 0 ? AD_HTTP_TIMEOUT_TOTAL : AD_HTTP_TIMEOUT_CONNECT;
+    }
     ad_http_result res = {
         .curl_code = (int)code,
         .error = code == CURLE_OK ? NULL : (r->errbuf[0] ? r->errbuf : curl_easy_strerror(code)),
@@ -269,6 +323,8 @@ static void finish(ad_http_req *r, CURLcode code)
         .retry_after_s = r->retry_after_s,
         .aborted = r->aborted,
         .bytes = r->bytes,
+        .timeout = r->timeout,
+        .transient = transient_code(code),
     };
     r->cb.on_done(r->ud, &res);
 }
@@ -292,6 +348,19 @@ static void drain(ad_http *h)
         finish(r, code);
         req_free(r);
     }
+}
+
+static void on_idle(uv_timer_t *t)
+{
+    ad_http_req *r = t->data;
+    ad_http *h = r->http;
+    /* Outside any curl callback: the transfer can go at once. */
+    curl_multi_remove_handle(h->multi, r->easy);
+    req_unlink(r);
+    r->timeout = AD_HTTP_TIMEOUT_IDLE;
+    snprintf(r->errbuf, sizeof r->errbuf, "no data received for %.3g s", (double)r->idle_ms / 1000);
+    finish(r, CURLE_OPERATION_TIMEDOUT);
+    req_free(r);
 }
 
 ad_http *ad_http_new(uv_loop_t *loop)
@@ -389,9 +458,11 @@ ad_http_req *ad_http_post(ad_http *h, const char *url, const char *const *header
         if (opts->connect_timeout_s > 0)
             curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(opts->connect_timeout_s * 1000));
         if (opts->idle_timeout_s > 0) {
-            long secs = (long)(opts->idle_timeout_s + 0.999);
-            curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-            curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, secs < 1 ? 1L : secs);
+            uint64_t ms = (uint64_t)(opts->idle_timeout_s * 1000 + 0.5);
+            if (uv_timer_init(h->loop, &r->idle) != 0)
+                goto fail;
+            r->idle.data = r;
+            r->idle_ms = ms ? ms : 1;
         }
     }
     r->next = h->reqs;
@@ -402,6 +473,8 @@ ad_http_req *ad_http_post(ad_http *h, const char *url, const char *const *header
         req_unlink(r);
         goto fail;
     }
+    if (r->idle_ms)
+        uv_timer_start(&r->idle, on_idle, r->idle_ms, 0);
     return r;
 fail:
     req_free(r);
