@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "request.h"
 #include "sse.h"
 #include "stream.h"
 
@@ -267,32 +268,7 @@ static void batch_detach(ad_agent *a)
 
 char *ad_agent_request_body(ad_agent *a, size_t *len)
 {
-    json_object *req = json_object_new_object();
-    if (!req)
-        return NULL;
-    json_object_object_add(req, "model", json_object_new_string(a->model));
-    json_object_object_add(req, "messages", json_object_get(a->messages));
-    if (a->tools_json)
-        json_object_object_add(req, "tools", json_object_get(a->tools_json));
-    if (a->cfg->max_tokens > 0)
-        json_object_object_add(req, "max_tokens", json_object_new_int64(a->cfg->max_tokens));
-    if (a->cfg->stream) {
-        json_object_object_add(req, "stream", json_object_new_boolean(1));
-        json_object *so = json_object_new_object();
-        json_object_object_add(so, "include_usage", json_object_new_boolean(1));
-        json_object_object_add(req, "stream_options", so);
-    }
-    if (a->cfg->extra) {
-        json_object_object_foreach(a->cfg->extra, k, v)
-        {
-            json_object_object_add(req, k, json_object_get(v));
-        }
-    }
-    const char *s = json_object_to_json_string_length(
-        req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
-    char *out = s ? ad_strndup(s, *len) : NULL;
-    json_object_put(req);
-    return out;
+    return ad_request_body(a->cfg, a->model, a->messages, a->tools_json, len);
 }
 
 /* ---- receiving --------------------------------------------------------- */

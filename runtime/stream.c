@@ -675,8 +675,10 @@ static int parse(ad_stream *s, const char *data, size_t len, json_object **out, 
     enum json_tokener_error je = json_tokener_get_error(s->tok);
     if (je != json_tokener_success) {
         json_object_put(o);
-        ad_errf(err, errlen, "malformed JSON (%s): %.60s",
-                je == json_tokener_continue ? "truncated" : json_tokener_error_desc(je), data);
+        /* data is not NUL-terminated: bound the quote by len. */
+        ad_errf(err, errlen, "malformed JSON (%s): %.*s",
+                je == json_tokener_continue ? "truncated" : json_tokener_error_desc(je),
+                (int)(len < 60 ? len : 60), data);
         return AD_EINVAL;
     }
     size_t end = json_tokener_get_parse_end(s->tok);
@@ -684,7 +686,8 @@ static int parse(ad_stream *s, const char *data, size_t len, json_object **out, 
         end++;
     if (end != len) {
         json_object_put(o);
-        ad_errf(err, errlen, "malformed JSON (trailing data): %.60s", data);
+        ad_errf(err, errlen, "malformed JSON (trailing data): %.*s", (int)(len < 60 ? len : 60),
+                data);
         return AD_EINVAL;
     }
     *out = o;
