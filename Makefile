@@ -6,6 +6,7 @@
 #   make sanitize   build under ASan+UBSan into build/asan/ and run every test
 #   make valgrind   run every test under valgrind
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
 #
 # Required flags live in AD_CFLAGS so that `make CFLAGS=-O0` cannot drop them.
 # Everything is built into the tree rooted at $(D) (empty: this folder;
@@ -20,7 +21,7 @@ WERROR  ?= -Werror
 SAN     ?=
 D       ?=
 
-PKGS    := libuv libcurl json-c
+PKGS    := libuv libcurl json-c yaml-0.1
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -115,6 +116,9 @@ format:
 
 clean:
 	rm -rf build agentd plugins/*.so tests/plugins/*.so $(TEST_PROGS)
+
+# libFuzzer targets: make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS=fuzz_toml]
+include mk/fuzz.mk
 
 .PHONY: all deps test sanitize valgrind run install format clean
 .SECONDARY:

@@ -15,6 +15,7 @@ make:cmd:make
 libuv1-dev:pc:libuv
 libcurl4-openssl-dev:pc:libcurl
 libjson-c-dev:pc:json-c
+libyaml-dev:pc:yaml-0.1
 python3:cmd:python3
 "
 [ "${AGENTD_EXTRA_DEPS:-}" ] && DEPS="$DEPS $AGENTD_EXTRA_DEPS"

@@ -83,6 +83,7 @@ typedef struct call_slot {
 struct batch {
     ad_agent *agent; /* NULL once the agent is gone */
     const ad_tools *tools;
+    const char *key_env; /* borrowed from the config: kept from isolated workers */
     bool attached;   /* the agent still waits for it */
     size_t n;
     size_t open;     /* slots without a final result */
@@ -138,6 +139,8 @@ struct ad_agent {
     ad_agent_approve_fn approve;
     void *approve_ud;
     bool yes;            /* approve every call that needs confirmation */
+    ad_agent_message_fn observer;
+    void *observer_ud;
 
     uint64_t id_counter;
     char id_prefix[24];
@@ -208,6 +211,15 @@ static json_object *step_usage(json_object *u)
             json_object_object_add(o, keys[i], json_object_get(v));
     }
     return o;
+}
+
+/* Every message enters the conversation here, so an observer (the session
+ * store) sees each one as soon as it exists. Steals m. */
+static void append_message(ad_agent *a, json_object *m)
+{
+    json_object_array_add(a->messages, m);
+    if (a->observer)
+        a->observer(a->observer_ud, m, a->step);
 }
 
 static void end_run(ad_agent *a, int status)
@@ -560,7 +572,14 @@ static void work_cb(uv_work_t *w)
 {
     call_slot *s = w->data;
     s->t0 = uv_hrtime();
-    if (ad_tools_invoke(s->b->tools, s->name, s->args, s->args_len, &s->wres) != AD_OK)
+    int rc;
+    if (s->isolation == AD_ISOLATION_PROCESS) {
+        ad_isolate_opts o = {s->timeout_s, s->b->key_env};
+        rc = ad_tools_invoke_isolated(s->b->tools, s->name, s->args, s->args_len, &o, &s->wres);
+    } else {
+        rc = ad_tools_invoke(s->b->tools, s->name, s->args, s->args_len, &s->wres);
+    }
+    if (rc != AD_OK)
         set_result(&s->wres, true, "agentd: out of memory running tool '%s'", s->name);
     s->t1 = uv_hrtime();
 }
@@ -598,8 +617,13 @@ static void queue_slot(ad_agent *a, call_slot *s)
 {
     s->work.data = s;
     uv_update_time(a->loop);
-    if (s->timeout_s > 0)
-        s->deadline = uv_now(a->loop) + (uint64_t)(s->timeout_s * 1000);
+    /* An isolated call enforces its own timeout and kills its worker; this
+     * deadline is only a backstop, late enough not to race it. */
+    double limit = s->timeout_s;
+    if (limit > 0 && s->isolation == AD_ISOLATION_PROCESS)
+        limit += 2;
+    if (limit > 0)
+        s->deadline = uv_now(a->loop) + (uint64_t)(limit * 1000);
     if (uv_queue_work(a->loop, &s->work, work_cb, after_work_cb) != 0) {
         set_result(&s->result, true, "agentd: cannot start a worker for tool '%s'", s->name);
         slot_final(s);
@@ -702,7 +726,9 @@ static void dispatch(ad_agent *a)
                 continue;
             }
         }
-        s->serial = !ad_tool_threadsafe(s->tool);
+        /* A worker process shares no memory with the others: no need to
+         * serialise calls of a tool that is not thread-safe. */
+        s->serial = !ad_tool_threadsafe(s->tool) && s->isolation != AD_ISOLATION_PROCESS;
         if (s->timeout_s > 0 && (min_timeout == 0 || s->timeout_s < min_timeout))
             min_timeout = s->timeout_s;
     }
@@ -741,7 +767,7 @@ static void finish_tools(ad_agent *a)
             m, "content",
             json_object_new_string_len(s->result.content ? s->result.content : "",
                                        (int)s->result.len));
-        json_object_array_add(a->messages, m);
+        append_message(a, m);
         double secs = s->t1 > s->t0 ? (double)(s->t1 - s->t0) / 1e9 : 0;
         ad_events_tool_result(a->ev, a->step, s->id, s->name,
                               s->result.content ? s->result.content : "", s->result.len,
@@ -815,7 +841,7 @@ static void response_done(ad_agent *a)
         json_object_object_add(m, "content",
                                json_object_new_string_len(r->text.data ? r->text.data : "",
                                                           (int)r->text.len));
-        json_object_array_add(a->messages, m);
+        append_message(a, m);
         json_object *u = step_usage(r->usage);
         ad_events_step_finish(a->ev, a->step, r->finish_reason, u);
         json_object_put(u);
@@ -856,6 +882,7 @@ static void response_done(ad_agent *a)
     }
     b->agent = a;
     b->tools = a->tools;
+    b->key_env = a->cfg->api_key_env;
     b->attached = true;
     b->n = b->open = r->ncalls;
     uv_timer_init(a->loop, &b->timer);
@@ -885,7 +912,7 @@ static void response_done(ad_agent *a)
             return;
         }
     }
-    json_object_array_add(a->messages, assistant_message(a, r));
+    append_message(a, assistant_message(a, r));
     a->tools_ran = true;
     for (size_t i = 0; i < b->n; i++)
         ad_events_tool_call(a->ev, a->step, b->slots[i].id, b->slots[i].name, b->slots[i].args,
@@ -961,7 +988,7 @@ static void on_http_done(void *ud, const ad_http_result *res)
     if (res->curl_code != 0 && a->mode != 3) {
         ad_buf msg = AD_BUF_INIT;
         transport_error(a, res, &msg);
-        if (res->transient && maybe_retry(a, msg.data, -1)) {
+        if (res->transient && !res->fatal && maybe_retry(a, msg.data, -1)) {
             ad_buf_free(&msg);
             return;
         }
@@ -1113,7 +1140,7 @@ ad_agent *ad_agent_new(const ad_agent_opts *o)
         json_object *m = json_object_new_object();
         json_object_object_add(m, "role", json_object_new_string("system"));
         json_object_object_add(m, "content", json_object_new_string(o->cfg->system_prompt));
-        json_object_array_add(a->messages, m);
+        append_message(a, m);
     }
     a->usage = json_object_new_object();
     fill_random_prefix(a->id_prefix, sizeof a->id_prefix);
@@ -1178,7 +1205,8 @@ int ad_agent_run(ad_agent *a, const char *prompt, ad_agent_done_fn on_done, void
     json_object *m = json_object_new_object();
     json_object_object_add(m, "role", json_object_new_string("user"));
     json_object_object_add(m, "content", json_object_new_string(prompt));
-    json_object_array_add(a->messages, m);
+    a->step = 1;
+    append_message(a, m);
     a->running = true;
     a->cancelled = false;
     a->on_done = on_done;
@@ -1220,6 +1248,24 @@ void ad_agent_set_approver(ad_agent *a, ad_agent_approve_fn fn, void *ud, bool y
     a->yes = yes;
 }
 
+void ad_agent_set_observer(ad_agent *a, ad_agent_message_fn fn, void *ud)
+{
+    a->observer = fn;
+    a->observer_ud = ud;
+}
+
+int ad_agent_load_messages(ad_agent *a, json_object *messages)
+{
+    if (a->running || !json_object_is_type(messages, json_type_array))
+        return AD_EINVAL;
+    json_object *copy = NULL;
+    if (json_object_deep_copy(messages, &copy, NULL) != 0)
+        return AD_ENOMEM;
+    json_object_put(a->messages);
+    a->messages = copy;
+    return AD_OK;
+}
+
 bool ad_agent_busy(const ad_agent *a)
 {
     for (const batch *b = a->batches; b; b = b->next)
@@ -1231,6 +1277,21 @@ bool ad_agent_busy(const ad_agent *a)
 json_object *ad_agent_messages(ad_agent *a)
 {
     return a->messages;
+}
+
+const char *ad_agent_id_prefix(const ad_agent *a)
+{
+    return a->id_prefix;
+}
+
+int ad_agent_set_id_prefix(ad_agent *a, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    if (n == 0 || n >= sizeof a->id_prefix || prefix[strspn(prefix, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_")])
+        return AD_EINVAL;
+    memcpy(a->id_prefix, prefix, n + 1);
+    a->id_counter = 0;
+    return AD_OK;
 }
 
 int ad_agent_set_model(ad_agent *a, const char *model)

@@ -76,10 +76,27 @@ void ad_agent_set_approver(ad_agent *a, ad_agent_approve_fn fn, void *ud, bool y
  * was abandoned on cancellation): the process must not free the plugins. */
 bool ad_agent_busy(const ad_agent *a);
 
+/* Called on the loop thread with every message appended to the
+ * conversation (user, assistant, tool), right after it was appended; msg is
+ * borrowed. step is the step it belongs to (the prompt: the step that follows). */
+typedef void (*ad_agent_message_fn)(void *ud, json_object *msg, int step);
+void ad_agent_set_observer(ad_agent *a, ad_agent_message_fn fn, void *ud);
+
+/* Replaces the conversation by a deep copy of `messages` (a JSON array, as
+ * ad_agent_messages() gives), e.g. a resumed session. Not during a run. */
+int ad_agent_load_messages(ad_agent *a, json_object *messages);
+
 /* The conversation. Borrowed. */
 json_object *ad_agent_messages(ad_agent *a);
 /* Replaces the model for later requests (copied). */
 int ad_agent_set_model(ad_agent *a, const char *model);
+
+/* Generated tool-call ids are "call_<prefix>_<n>" (n counts from 1 per
+ * agent); the prefix is random per agent. A replay sets the prefix of the
+ * recording so that it generates the same ids. set: 1 to 23 characters of
+ * [A-Za-z0-9_-], else AD_EINVAL; resets the counter. */
+const char *ad_agent_id_prefix(const ad_agent *a);
+int ad_agent_set_id_prefix(ad_agent *a, const char *prefix);
 
 /* Builds the request body for the current conversation (exposed for tests).
  * Returns a new string; caller frees. */

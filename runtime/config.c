@@ -830,6 +830,29 @@ int ad_config_read_key(ad_config *c, char *err, size_t errlen)
     return c->api_key ? AD_OK : AD_ENOMEM;
 }
 
+/* Headers that may carry credentials are never printed. */
+static bool sensitive_header(const char *name, const char *value, const char *key)
+{
+    static const char *const words[] = {"auth", "key", "token", "secret", "cookie", "pass", "sign"};
+    char lower[128];
+    size_t n = strlen(name);
+    if (n >= sizeof lower)
+        return true;
+    for (size_t i = 0; i <= n; i++)
+        lower[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strstr(lower, words[i]))
+            return true;
+    return key && key[0] && strstr(value, key);
+}
+
+static void print_str_value(FILE *out, const char *v)
+{
+    json_object *s = json_object_new_string(v);
+    fprintf(out, "%s\n", json_object_to_json_string_ext(s, JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(s);
+}
+
 static void print_str(FILE *out, const char *key, const char *v)
 {
     json_object *s = json_object_new_string(v);
@@ -857,8 +880,10 @@ void ad_config_print(const ad_config *c, FILE *out)
         json_object *k = json_object_new_string(c->headers[i].name);
         fprintf(out, "%s = ", json_object_to_json_string(k));
         json_object_put(k);
-        /* Header values often carry credentials: show only their length. */
-        fprintf(out, "\"<%zu bytes, not shown>\"\n", strlen(c->headers[i].value));
+        if (sensitive_header(c->headers[i].name, c->headers[i].value, c->api_key))
+            fprintf(out, "\"<%zu bytes, not shown>\"\n", strlen(c->headers[i].value));
+        else
+            print_str_value(out, c->headers[i].value);
     }
     fprintf(out, "\n[provider.extra]\n");
     if (c->extra) {
@@ -875,6 +900,17 @@ void ad_config_print(const ad_config *c, FILE *out)
     if (c->max_tokens)
         fprintf(out, "max_tokens = %ld\n", c->max_tokens);
     fprintf(out, "unique_tool_call_ids = %s\n", c->unique_tool_call_ids ? "true" : "false");
+    fprintf(out, "tool_timeout_s = %g\nisolation = \"%s\"\n", c->tool_timeout_s,
+            c->isolation == AD_ISOLATION_PROCESS ? "process" : "in-process");
+    if (c->nconfirm_tools) {
+        fprintf(out, "confirm_tools = [");
+        for (size_t i = 0; i < c->nconfirm_tools; i++) {
+            json_object *s = json_object_new_string(c->confirm_tools[i]);
+            fprintf(out, "%s%s", i ? ", " : "", json_object_to_json_string(s));
+            json_object_put(s);
+        }
+        fprintf(out, "]\n");
+    }
     fprintf(out, "\n[limits]\nmax_event_bytes = %ld\nmax_response_bytes = %ld\n"
                  "max_tool_args_bytes = %ld\nmax_tool_calls = %ld\nmax_tool_result_bytes = %ld\n",
             c->max_event_bytes, c->max_response_bytes, c->max_tool_args_bytes, c->max_tool_calls,
@@ -888,5 +924,14 @@ void ad_config_print(const ad_config *c, FILE *out)
             fprintf(out, "# config.%s = %s\n", k,
                     json_object_to_json_string_ext(v, JSON_C_TO_STRING_NOSLASHESCAPE));
         }
+    }
+    for (size_t i = 0; i < c->ntools; i++) {
+        double t;
+        bool confirm;
+        int iso;
+        ad_config_tool(c, c->tools[i].name, &t, &confirm, &iso);
+        fprintf(out, "\n[tools.%s]\ntimeout_s = %g\nconfirm = %s\nisolation = \"%s\"\n",
+                c->tools[i].name, t, confirm ? "true" : "false",
+                iso == AD_ISOLATION_PROCESS ? "process" : "in-process");
     }
 }

@@ -24,6 +24,7 @@ struct ad_events {
     bool json;
     bool out_tty;
     bool quiet;
+    bool text_open; /* text mode: the answer's last line has no newline yet */
     char *secret;
     size_t secret_len;
     ad_buf line; /* reused for every JSON event */
@@ -235,8 +236,19 @@ void ad_events_text(ad_events *e, int step, const char *text, size_t len)
         return;
     }
     write_redacted(e, e->out, text, len);
+    e->text_open = text[len - 1] != '\n';
     if (e->out_tty)
         fflush(e->out);
+}
+
+/* Text mode: ends the answer's open line before activity lines appear. */
+static void close_text_line(ad_events *e)
+{
+    if (e->text_open) {
+        fputc('\n', e->out);
+        e->text_open = false;
+    }
+    fflush(e->out);
 }
 
 /* Shortens s for a one-line display. */
@@ -267,7 +279,7 @@ void ad_events_tool_call(ad_events *e, int step, const char *id, const char *nam
     }
     if (e->quiet)
         return;
-    fflush(e->out);
+    close_text_line(e);
     fprintf(e->err, "[tool] %s ", name ? name : "?");
     show_short(e, args, args_len);
     fputc('\n', e->err);
@@ -305,7 +317,7 @@ void ad_events_step_finish(ad_events *e, int step, const char *finish_reason, js
         emit(e);
         return;
     }
-    fflush(e->out);
+    close_text_line(e);
 }
 
 void ad_events_retry(ad_events *e, int step, int attempt, const char *reason, double wait_s)
@@ -335,9 +347,9 @@ void ad_events_finish(ad_events *e, int steps, const char *text, size_t len, jso
         emit(e);
         return;
     }
-    if (len > 0 && text[len - 1] != '\n')
-        fputc('\n', e->out);
-    fflush(e->out);
+    (void)text;
+    (void)len;
+    close_text_line(e);
 }
 
 static void vmessage(ad_events *e, bool error, const char *fmt, va_list ap)

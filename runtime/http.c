@@ -20,6 +20,15 @@
  *    header or body byte (curl's low-speed check counts whole seconds). When
  *    it fires the transfer is removed and reported like any other failure;
  *    a request with a timer is freed from the timer's close callback.
+ *
+ * Record and replay (see http.h) hook in at the edges only. Recording keeps
+ * a copy of what curl reports (header lines, body bytes) on the request and
+ * turns it into one cassette interaction in finish(), before on_done. A
+ * replayed request never gets a curl handle: it waits in the same request
+ * list, and one uv_idle handle feeds the oldest one a piece of its recorded
+ * body per loop iteration, then finishes it the way drain() would. The idle
+ * runs only while replayed requests are pending. h is freed when both of its
+ * handles (timer, idle) have closed.
  */
 #include "http.h"
 
@@ -30,8 +39,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <ctype.h>
 
 #include "buf.h"
+
+#define MAX_RECORDED_BODY (64u << 20)
+#define REPLAY_MAX_PIECE 4096
 
 typedef struct sock_ctx {
     uv_poll_t poll;
@@ -48,6 +61,12 @@ struct ad_http {
     bool closing;
     sock_ctx *socks;
     ad_http_req *reqs; /* live requests */
+    int open_handles;  /* timer and idle; h is freed when both closed */
+    ad_cassette *recorder;
+    ad_cassette *replay;
+    uv_idle_t idle;    /* feeds replayed responses */
+    uint32_t rng;      /* piece sizes of replayed bodies */
+    char *replay_err;  /* owned: the first replay failure */
 };
 
 struct ad_http_req {
@@ -55,6 +74,7 @@ struct ad_http_req {
     CURL *easy;
     struct curl_slist *headers;
     char *body;
+    size_t body_len;
     ad_http_callbacks cb;
     void *ud;
     char errbuf[CURL_ERROR_SIZE];
@@ -68,6 +88,17 @@ struct ad_http_req {
     int timeout;          /* AD_HTTP_TIMEOUT_* */
     ad_http_req *next;
     ad_http_req *prev;
+    /* recording */
+    char *url;           /* owned */
+    uint64_t t0;         /* uv_hrtime() at the start */
+    ad_buf rec_headers;  /* response header lines as received */
+    ad_buf rec_body;     /* response body as received */
+    char *rec_status;    /* owned: status line of the last response */
+    /* replay */
+    bool replay;
+    const ad_interaction *rit; /* NULL: fail with fail_msg */
+    char *fail_msg;            /* owned */
+    size_t off;                /* body bytes delivered */
 };
 
 static void drain(ad_http *h);
@@ -199,6 +230,11 @@ static void req_free(ad_http_req *r)
     curl_slist_free_all(r->headers);
     free(r->body);
     free(r->content_type);
+    free(r->url);
+    ad_buf_free(&r->rec_headers);
+    ad_buf_free(&r->rec_body);
+    free(r->rec_status);
+    free(r->fail_msg);
     if (r->idle_ms) {
         uv_timer_stop(&r->idle);
         uv_close((uv_handle_t *)&r->idle, on_req_closed);
@@ -207,13 +243,13 @@ static void req_free(ad_http_req *r)
     }
 }
 
-static void on_idle(uv_timer_t *t);
+static void on_idle_timeout(uv_timer_t *t);
 
 /* A byte arrived: the idle clock starts again. */
 static void idle_touch(ad_http_req *r)
 {
     if (r->idle_ms && !r->http->closing)
-        uv_timer_start(&r->idle, on_idle, r->idle_ms, 0);
+        uv_timer_start(&r->idle, on_idle_timeout, r->idle_ms, 0);
 }
 
 static void capture_status(ad_http_req *r)
@@ -234,6 +270,8 @@ static size_t on_write(char *data, size_t size, size_t n, void *userp)
     capture_status(r);
     r->bytes += len;
     idle_touch(r);
+    if (r->http->recorder && r->rec_body.len + len <= MAX_RECORDED_BODY)
+        ad_buf_append(&r->rec_body, data, len);
     if (r->cb.on_data(r->ud, r->status, r->content_type, data, len) != 0) {
         r->aborted = true;
         return CURL_WRITEFUNC_ERROR;
@@ -246,6 +284,15 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
 {
     ad_http_req *r = userp;
     size_t len = size * n;
+    if (r->http->recorder && len < 65536) {
+        if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+            ad_buf_reset(&r->rec_headers);
+            free(r->rec_status);
+            r->rec_status = ad_strndup(data, len);
+        } else {
+            ad_buf_append(&r->rec_headers, data, len);
+        }
+    }
     char line[256];
     idle_touch(r);
     if (len >= sizeof line)
@@ -307,6 +354,8 @@ static bool transient_code(CURLcode c)
     }
 }
 
+static void record(ad_http_req *r);
+
 static void finish(ad_http_req *r, CURLcode code)
 {
     capture_status(r);
@@ -315,6 +364,8 @@ static void finish(ad_http_req *r, CURLcode code)
         curl_easy_getinfo(r->easy, CURLINFO_CONNECT_TIME_T, &connected);
         r->timeout = connected > 0 ? AD_HTTP_TIMEOUT_TOTAL : AD_HTTP_TIMEOUT_CONNECT;
     }
+    if (r->http->recorder && r->status)
+        record(r);
     ad_http_result res = {
         .curl_code = (int)code,
         .error = code == CURLE_OK ? NULL : (r->errbuf[0] ? r->errbuf : curl_easy_strerror(code)),
@@ -350,7 +401,7 @@ static void drain(ad_http *h)
     }
 }
 
-static void on_idle(uv_timer_t *t)
+static void on_idle_timeout(uv_timer_t *t)
 {
     ad_http_req *r = t->data;
     ad_http *h = r->http;
@@ -361,6 +412,15 @@ static void on_idle(uv_timer_t *t)
     snprintf(r->errbuf, sizeof r->errbuf, "no data received for %.3g s", (double)r->idle_ms / 1000);
     finish(r, CURLE_OPERATION_TIMEDOUT);
     req_free(r);
+}
+
+static void on_handle_closed(uv_handle_t *handle)
+{
+    ad_http *h = handle->data;
+    if (--h->open_handles == 0) {
+        free(h->replay_err);
+        free(h);
+    }
 }
 
 ad_http *ad_http_new(uv_loop_t *loop)
@@ -380,16 +440,20 @@ ad_http *ad_http_new(uv_loop_t *loop)
         return NULL;
     }
     h->timer.data = h;
+    h->open_handles = 1;
+    if (uv_idle_init(loop, &h->idle) != 0) {
+        curl_multi_cleanup(h->multi);
+        uv_close((uv_handle_t *)&h->timer, on_handle_closed);
+        return NULL;
+    }
+    h->idle.data = h;
+    h->open_handles = 2;
+    h->rng = 0x2545f491u;
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timeout);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
     return h;
-}
-
-static void on_timer_closed(uv_handle_t *handle)
-{
-    free(handle->data);
 }
 
 void ad_http_close(ad_http *h)
@@ -399,7 +463,8 @@ void ad_http_close(ad_http *h)
     h->closing = true;
     while (h->reqs) {
         ad_http_req *r = h->reqs;
-        curl_multi_remove_handle(h->multi, r->easy);
+        if (r->easy)
+            curl_multi_remove_handle(h->multi, r->easy);
         req_unlink(r);
         req_free(r);
     }
@@ -408,12 +473,253 @@ void ad_http_close(ad_http *h)
     while (h->socks)
         sock_release(h, h->socks);
     uv_timer_stop(&h->timer);
-    uv_close((uv_handle_t *)&h->timer, on_timer_closed);
+    uv_idle_stop(&h->idle);
+    uv_close((uv_handle_t *)&h->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&h->idle, on_handle_closed);
 }
 
-ad_http_req *ad_http_post(ad_http *h, const char *url, const char *const *headers,
-                          size_t nheaders, const char *body, size_t body_len,
-                          const ad_http_opts *opts, const ad_http_callbacks *cb, void *ud)
+/* ---- recording ---------------------------------------------------------- */
+
+/* Header names as Go writes them into cassettes: "content-type" ->
+ * "Content-Type" (HTTP/2 sends them in lower case). */
+static void canonical_name(char *s)
+{
+    bool up = true;
+    for (; *s; s++) {
+        *s = (char)(up ? toupper((unsigned char)*s) : tolower((unsigned char)*s));
+        up = *s == '-';
+    }
+}
+
+/* Adds "Name: value" (a header line, CRLF or not) to hs; ignores lines
+ * without a name, empty values (curl drops those headers) and the
+ * Authorization header. */
+static void add_header_line(ad_cassette_header **hs, size_t *n, size_t *cap, const char *line,
+                            size_t len)
+{
+    while (len && (line[len - 1] == '\r' || line[len - 1] == '\n'))
+        len--;
+    const char *colon = memchr(line, ':', len);
+    if (!colon || colon == line)
+        return;
+    const char *v = colon + 1, *end = line + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    if (v == end)
+        return;
+    char *name = ad_strndup(line, (size_t)(colon - line));
+    if (!name)
+        return;
+    canonical_name(name);
+    if (strcmp(name, "Authorization") == 0 || strcmp(name, "Proxy-Authorization") == 0) {
+        free(name);
+        return;
+    }
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        ad_cassette_header *p = realloc(*hs, nc * sizeof *p);
+        if (!p) {
+            free(name);
+            return;
+        }
+        *hs = p;
+        *cap = nc;
+    }
+    char *value = ad_strndup(v, (size_t)(end - v));
+    if (!value) {
+        free(name);
+        return;
+    }
+    (*hs)[*n].name = name;
+    (*hs)[*n].value = value;
+    (*n)++;
+}
+
+/* Sorted by name (as Go's encoder writes maps), values of one name in the
+ * order received: an insertion sort is stable and the lists are short. */
+static void sort_headers(ad_cassette_header *hs, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        ad_cassette_header x = hs[i];
+        size_t j = i;
+        while (j > 0 && strcmp(hs[j - 1].name, x.name) > 0) {
+            hs[j] = hs[j - 1];
+            j--;
+        }
+        hs[j] = x;
+    }
+}
+
+static void free_header_list(ad_cassette_header *hs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(hs[i].name);
+        free(hs[i].value);
+    }
+    free(hs);
+}
+
+/* "HTTP/2 200" -> "200 OK": Go's form, with the reason phrase the server
+ * sent, or the standard one when it sent none (HTTP/2 never does). */
+static char *status_text(const char *line, long code)
+{
+    const char *p = line ? strchr(line, ' ') : NULL;
+    if (p) {
+        while (*p == ' ')
+            p++;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        while (*p == ' ')
+            p++;
+    }
+    size_t n = p ? strcspn(p, "\r\n") : 0;
+    ad_buf b = AD_BUF_INIT;
+    if (n) {
+        ad_buf_printf(&b, "%ld %.*s", code, (int)n, p);
+    } else {
+        static const struct { long code; const char *text; } reasons[] = {
+            {200, "OK"}, {201, "Created"}, {204, "No Content"}, {400, "Bad Request"},
+            {401, "Unauthorized"}, {402, "Payment Required"}, {403, "Forbidden"},
+            {404, "Not Found"}, {408, "Request Timeout"}, {409, "Conflict"},
+            {413, "Request Entity Too Large"}, {422, "Unprocessable Entity"},
+            {429, "Too Many Requests"}, {500, "Internal Server Error"}, {502, "Bad Gateway"},
+            {503, "Service Unavailable"}, {504, "Gateway Timeout"},
+        };
+        const char *t = NULL;
+        for (size_t i = 0; i < sizeof reasons / sizeof *reasons; i++)
+            if (reasons[i].code == code)
+                t = reasons[i].text;
+        if (t)
+            ad_buf_printf(&b, "%ld %s", code, t);
+        else
+            ad_buf_printf(&b, "%ld", code);
+    }
+    return ad_buf_steal(&b);
+}
+
+static void record(ad_http_req *r)
+{
+    ad_cassette_header *rq = NULL, *rs = NULL;
+    size_t nrq = 0, caprq = 0, nrs = 0, caprs = 0;
+    for (struct curl_slist *l = r->headers; l; l = l->next)
+        add_header_line(&rq, &nrq, &caprq, l->data, strlen(l->data));
+    bool has_ua = false;
+    for (size_t i = 0; i < nrq; i++)
+        has_ua = has_ua || strcmp(rq[i].name, "User-Agent") == 0;
+    if (!has_ua) {
+        const char ua[] = "User-Agent: agentd/" AGENTD_VERSION;
+        add_header_line(&rq, &nrq, &caprq, ua, sizeof ua - 1);
+    }
+    sort_headers(rq, nrq);
+    const char *p = r->rec_headers.data, *end = p + r->rec_headers.len;
+    while (p && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl + 1 : end;
+        add_header_line(&rs, &nrs, &caprs, p, (size_t)(le - p));
+        p = le;
+    }
+    sort_headers(rs, nrs);
+    long ver = 0;
+    curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &ver);
+    const char *proto = ver == CURL_HTTP_VERSION_1_0   ? "HTTP/1.0"
+                        : ver == CURL_HTTP_VERSION_2_0 ? "HTTP/2.0"
+#ifdef CURL_HTTP_VERSION_3
+                        : ver == CURL_HTTP_VERSION_3 ? "HTTP/3.0"
+#endif
+                                                       : "HTTP/1.1";
+    char *status = status_text(r->rec_status, r->status);
+    ad_interaction it = {
+        .method = "POST",
+        .url = r->url,
+        .req_body = r->body,
+        .req_body_len = r->body_len,
+        .req_headers = rq,
+        .nreq_headers = nrq,
+        .proto = (char *)proto,
+        .code = r->status,
+        .status = status,
+        .resp_body = r->rec_body.data ? r->rec_body.data : "",
+        .resp_body_len = r->rec_body.len,
+        .resp_headers = rs,
+        .nresp_headers = nrs,
+        .duration_s = (double)(uv_hrtime() - r->t0) / 1e9,
+    };
+    ad_cassette_append(r->http->recorder, &it);
+    free(status);
+    free_header_list(rq, nrq);
+    free_header_list(rs, nrs);
+}
+
+void ad_http_set_recorder(ad_http *h, ad_cassette *c)
+{
+    h->recorder = c;
+}
+
+/* ---- replay ------------------------------------------------------------- */
+
+static ad_http_req *oldest_replay(ad_http *h)
+{
+    ad_http_req *found = NULL;
+    for (ad_http_req *r = h->reqs; r; r = r->next)
+        if (r->replay)
+            found = r;
+    return found;
+}
+
+static void replay_finish(ad_http_req *r, int code, const char *error)
+{
+    ad_http *h = r->http;
+    req_unlink(r);
+    ad_http_result res = {
+        .curl_code = code,
+        .error = error,
+        .status = r->rit ? r->rit->code : 0,
+        .content_type = r->content_type,
+        .retry_after_s = r->rit && (r->rit->code < 200 || r->rit->code > 299) ? 0 : -1,
+        .aborted = r->aborted,
+        .bytes = r->bytes,
+        .fatal = r->rit == NULL,
+    };
+    r->cb.on_done(r->ud, &res);
+    req_free(r);
+    if (!oldest_replay(h))
+        uv_idle_stop(&h->idle);
+}
+
+static void on_replay_tick(uv_idle_t *idle)
+{
+    ad_http *h = idle->data;
+    ad_http_req *r = oldest_replay(h);
+    if (!r) {
+        uv_idle_stop(idle);
+        return;
+    }
+    if (!r->rit) {
+        replay_finish(r, CURLE_ABORTED_BY_CALLBACK, r->fail_msg ? r->fail_msg : "replay failed");
+        return;
+    }
+    size_t len = r->rit->resp_body_len;
+    if (r->off < len) {
+        h->rng = h->rng * 1103515245u + 12345u;
+        size_t piece = 1 + (size_t)((h->rng >> 8) % REPLAY_MAX_PIECE);
+        if (piece > len - r->off)
+            piece = len - r->off;
+        const char *data = r->rit->resp_body + r->off;
+        r->off += piece;
+        r->bytes += piece;
+        if (r->cb.on_data(r->ud, r->rit->code, r->content_type, data, piece) != 0) {
+            r->aborted = true;
+            replay_finish(r, CURLE_WRITE_ERROR, curl_easy_strerror(CURLE_WRITE_ERROR));
+        }
+        return;
+    }
+    replay_finish(r, CURLE_OK, NULL);
+}
+
+static ad_http_req *replay_post(ad_http *h, const char *body, size_t body_len,
+                                const ad_http_callbacks *cb, void *ud)
 {
     ad_http_req *r = calloc(1, sizeof *r);
     if (!r)
@@ -422,12 +728,65 @@ ad_http_req *ad_http_post(ad_http *h, const char *url, const char *const *header
     r->cb = *cb;
     r->ud = ud;
     r->retry_after_s = -1;
+    r->replay = true;
+    char diff[4096];
+    if (ad_cassette_next(h->replay, body, body_len, &r->rit, diff, sizeof diff) != AD_OK) {
+        r->rit = NULL;
+        r->fail_msg = ad_strdup(diff);
+        if (!h->replay_err)
+            h->replay_err = ad_strdup(diff);
+    } else {
+        const char *ct = ad_cassette_header_get(r->rit->resp_headers, r->rit->nresp_headers,
+                                                "Content-Type");
+        if (ct && !(r->content_type = ad_strdup(ct))) {
+            free(r);
+            return NULL;
+        }
+    }
+    r->next = h->reqs;
+    if (h->reqs)
+        h->reqs->prev = r;
+    h->reqs = r;
+    uv_idle_start(&h->idle, on_replay_tick);
+    return r;
+}
+
+void ad_http_set_replay(ad_http *h, ad_cassette *c)
+{
+    h->replay = c;
+}
+
+const char *ad_http_replay_error(const ad_http *h)
+{
+    return h->replay_err;
+}
+
+ad_http_req *ad_http_post(ad_http *h, const char *url, const char *const *headers,
+                          size_t nheaders, const char *body, size_t body_len,
+                          const ad_http_opts *opts, const ad_http_callbacks *cb, void *ud)
+{
+    if (h->replay)
+        return replay_post(h, body, body_len, cb, ud);
+    ad_http_req *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->http = h;
+    r->cb = *cb;
+    r->ud = ud;
+    r->retry_after_s = -1;
+    if (h->recorder) {
+        r->url = ad_strdup(url);
+        r->t0 = uv_hrtime();
+        if (!r->url)
+            goto fail;
+    }
     r->easy = curl_easy_init();
     r->body = malloc(body_len + 1);
     if (!r->easy || !r->body)
         goto fail;
     memcpy(r->body, body, body_len);
     r->body[body_len] = '\0';
+    r->body_len = body_len;
     for (size_t i = 0; i < nheaders; i++) {
         struct curl_slist *l = curl_slist_append(r->headers, headers[i]);
         if (!l)
@@ -474,7 +833,7 @@ ad_http_req *ad_http_post(ad_http *h, const char *url, const char *const *header
         goto fail;
     }
     if (r->idle_ms)
-        uv_timer_start(&r->idle, on_idle, r->idle_ms, 0);
+        uv_timer_start(&r->idle, on_idle_timeout, r->idle_ms, 0);
     return r;
 fail:
     req_free(r);
@@ -485,7 +844,8 @@ void ad_http_cancel(ad_http_req *r)
 {
     if (!r)
         return;
-    curl_multi_remove_handle(r->http->multi, r->easy);
+    if (r->easy)
+        curl_multi_remove_handle(r->http->multi, r->easy);
     req_unlink(r);
     req_free(r);
 }

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "cassette.h"
+
 typedef struct ad_http ad_http;
 typedef struct ad_http_req ad_http_req;
 
@@ -29,6 +31,8 @@ typedef struct ad_http_result {
     size_t bytes;             /* body bytes received */
     int timeout;              /* AD_HTTP_TIMEOUT_*: which timeout ended the transfer */
     int transient;            /* a network failure worth another attempt */
+    int fatal;                /* retrying cannot help: the same request would
+                               * fail the same way (a replay mismatch) */
 } ad_http_result;
 
 enum {
@@ -71,5 +75,26 @@ ad_http_req *ad_http_post(ad_http *h, const char *url, const char *const *header
                           const ad_http_opts *opts, const ad_http_callbacks *cb, void *ud);
 /* Stops a transfer and frees it; on_done is not called. Not from on_data. */
 void ad_http_cancel(ad_http_req *r);
+
+/*
+ * Recording: every exchange that got a response is appended to c (borrowed;
+ * must outlive h) when it ends: URL, request headers (without
+ * Authorization) and body, response status, headers and the body bytes as
+ * received. The caller redacts (ad_cassette_redact) and saves.
+ */
+void ad_http_set_recorder(ad_http *h, ad_cassette *c);
+/*
+ * Replay: no connection is ever made. Each ad_http_post() takes the next
+ * interaction of c (borrowed; ad_cassette_next() compares the request) and
+ * delivers its status, Content-Type and body through the same callbacks,
+ * asynchronously from the loop, in pieces of 1 to 4096 bytes (a fixed
+ * pseudo-random sequence, so the same replay splits the same way). A
+ * replayed error status comes with retry_after_s = 0: nobody to wait for.
+ * A request that differs from the recording, or one past the last
+ * recorded interaction, ends with curl_code != 0, fatal = 1 and the diff as
+ * the error; ad_http_replay_error() keeps the first such message.
+ */
+void ad_http_set_replay(ad_http *h, ad_cassette *c);
+const char *ad_http_replay_error(const ad_http *h);
 
 #endif /* AD_HTTP_H */

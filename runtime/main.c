@@ -20,6 +20,7 @@
 
 #include "agent.h"
 #include "buf.h"
+#include "cassette.h"
 #include "config.h"
 #include "events.h"
 #include "http.h"
@@ -49,6 +50,11 @@ static const char usage_text[] =
     "  -q, --quiet           no tool activity lines on stderr\n"
     "      --yes             run tools configured with confirm = true without asking\n"
     "                        (otherwise one-shot runs deny them)\n"
+    "      --record FILE     write every HTTP exchange of the run to FILE, a go-vcr v2\n"
+    "                        YAML cassette (no Authorization header, no API key)\n"
+    "      --replay FILE     answer every request from the cassette FILE, in order,\n"
+    "                        without network or API key; a request that differs from\n"
+    "                        the recorded one fails the run (exit 1)\n"
     "  -h, --help            this help\n"
     "  -V, --version         the version\n"
     "\n"
@@ -65,6 +71,8 @@ typedef struct cli {
     bool check_config;
     bool quiet;
     bool yes;
+    const char *record; /* cassette to write */
+    const char *replay; /* cassette to serve from */
 } cli;
 
 static int usage_error(const char *fmt, const char *arg)
@@ -78,7 +86,7 @@ static int usage_error(const char *fmt, const char *arg)
 /* Returns -1 to go on, or an exit code. */
 static int parse_args(int argc, char **argv, cli *o)
 {
-    enum { OPT_JSON = 256, OPT_BASE_URL, OPT_MAX_STEPS, OPT_CHECK, OPT_YES };
+    enum { OPT_JSON = 256, OPT_BASE_URL, OPT_MAX_STEPS, OPT_CHECK, OPT_YES, OPT_RECORD, OPT_REPLAY };
     static const struct option longs[] = {
         {"config", required_argument, NULL, 'c'},
         {"prompt", required_argument, NULL, 'p'},
@@ -89,6 +97,8 @@ static int parse_args(int argc, char **argv, cli *o)
         {"check-config", no_argument, NULL, OPT_CHECK},
         {"quiet", no_argument, NULL, 'q'},
         {"yes", no_argument, NULL, OPT_YES},
+        {"record", required_argument, NULL, OPT_RECORD},
+        {"replay", required_argument, NULL, OPT_REPLAY},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -130,6 +140,12 @@ static int parse_args(int argc, char **argv, cli *o)
         case OPT_YES:
             o->yes = true;
             break;
+        case OPT_RECORD:
+            o->record = optarg;
+            break;
+        case OPT_REPLAY:
+            o->replay = optarg;
+            break;
         case 'h':
             fputs(usage_text, stdout);
             return EXIT_OK;
@@ -149,7 +165,22 @@ static int parse_args(int argc, char **argv, cli *o)
         else
             return usage_error("unexpected argument '%s' (the prompt goes after -p)", argv[optind]);
     }
+    if (o->record && o->replay) {
+        return usage_error("%s", "--record and --replay cannot be used together");
+    }
     return -1;
+}
+
+/* Prints a possibly multi-line message, each line as "agentd: LINE". */
+static void print_lines(const char *msg)
+{
+    const char *p = msg;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        fprintf(stderr, "agentd: %.*s\n", (int)n, p);
+        p += n + (nl ? 1 : 0);
+    }
 }
 
 static bool file_exists(const char *p)
@@ -242,6 +273,9 @@ static void close_walk(uv_handle_t *h, void *arg)
 
 int main(int argc, char **argv)
 {
+    /* A worker process of an isolated tool call (tools.h): nothing else. */
+    if (argc > 1 && strcmp(argv[1], AD_TOOLS_WORKER_FLAG) == 0)
+        return ad_tools_worker_main(argc, argv);
     cli o = {0};
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0)
@@ -254,7 +288,7 @@ int main(int argc, char **argv)
     ad_config_init(&cfg);
     char err[4096];
     if (ad_config_load(&cfg, path, err, sizeof err) != AD_OK) {
-        fprintf(stderr, "agentd: %s\n", err);
+        print_lines(err);
         free(path);
         ad_config_free(&cfg);
         return EXIT_USAGE;
@@ -276,10 +310,22 @@ int main(int argc, char **argv)
         ad_config_free(&cfg);
         return EXIT_OK;
     }
-    if (ad_config_read_key(&cfg, err, sizeof err) != AD_OK) {
+    /* A replay sends nothing anywhere: it needs no key. */
+    if (ad_config_read_key(&cfg, err, sizeof err) != AD_OK && !o.replay) {
         fprintf(stderr, "agentd: %s\n", err);
         ad_config_free(&cfg);
         return EXIT_USAGE;
+    }
+    ad_cassette *cassette = NULL;
+    if (o.replay && ad_cassette_load(&cassette, o.replay, err, sizeof err) != AD_OK) {
+        fprintf(stderr, "agentd: %s\n", err);
+        ad_config_free(&cfg);
+        return EXIT_USAGE;
+    }
+    if (o.record && !(cassette = ad_cassette_new())) {
+        fprintf(stderr, "agentd: out of memory\n");
+        ad_config_free(&cfg);
+        return EXIT_RUNTIME;
     }
 
     char *stdin_prompt = NULL;
@@ -342,6 +388,18 @@ int main(int argc, char **argv)
         ad_agent_opts ao = {&loop, http, &cfg, tools, ev};
         agent = ad_agent_new(&ao);
     }
+    if (agent && o.replay) {
+        /* The recording's generated tool-call ids come back the same. */
+        const char *pre = ad_cassette_id_prefix(cassette);
+        if (pre && ad_agent_set_id_prefix(agent, pre) != AD_OK)
+            fprintf(stderr, "agentd: warning: %s: ignoring the invalid agentd_id_prefix\n", o.replay);
+        ad_cassette_set_id_mode(cassette, cfg.unique_tool_call_ids ? AD_CASSETTE_IDS_BIJECTION
+                                                                   : AD_CASSETTE_IDS_EXACT);
+        ad_http_set_replay(http, cassette);
+    } else if (agent && o.record) {
+        ad_cassette_set_id_prefix(cassette, ad_agent_id_prefix(agent));
+        ad_http_set_recorder(http, cassette);
+    }
     if (!agent) {
         fprintf(stderr, "agentd: out of memory\n");
     } else {
@@ -372,6 +430,24 @@ int main(int argc, char **argv)
         default:
             exit_code = EXIT_RUNTIME;
         }
+        /* A replay mismatch was reported as the run's error (on stderr in
+         * both modes). A run that ended well but left recorded exchanges
+         * unused took another path than the recording: that fails too. */
+        if (o.replay && !ad_http_replay_error(http) && exit_code == EXIT_OK &&
+                   ad_cassette_used(cassette) < ad_cassette_count(cassette)) {
+            fprintf(stderr,
+                    "agentd: replay: the run made %zu request(s) but %s holds %zu interactions\n",
+                    ad_cassette_used(cassette), o.replay, ad_cassette_count(cassette));
+            exit_code = EXIT_RUNTIME;
+        }
+        if (o.record) {
+            ad_cassette_redact(cassette, cfg.api_key);
+            if (ad_cassette_save(cassette, o.record, err, sizeof err) != AD_OK) {
+                fprintf(stderr, "agentd: %s\n", err);
+                if (exit_code == EXIT_OK)
+                    exit_code = EXIT_RUNTIME;
+            }
+        }
         if (ad_agent_busy(agent)) {
             /* A tool that timed out still runs on a worker thread and uses
              * its plugin: leave without unloading anything. */
@@ -393,6 +469,7 @@ out_curl:
 out_tools:
     ad_tools_free(tools);
 out_cfg:
+    ad_cassette_free(cassette);
     free(stdin_prompt);
     ad_config_free(&cfg);
     fflush(stdout);

@@ -551,7 +551,29 @@ static int fold_delta(ad_stream *s, json_object *d, bool complete, char *err, si
 {
     ad_response *r = &s->r;
     int rc;
-    json_object *content = jget(d, "content");
+    /* One pass over the keys instead of a hash lookup per field: this runs
+     * once per chunk, and a text chunk's delta has one or two keys. */
+    json_object *content = NULL, *rd = NULL, *tcs = NULL;
+    bool has_reasoning_keys = false;
+    json_object_object_foreach(d, key, val)
+    {
+        switch (key[0]) {
+        case 'c':
+            if (strcmp(key, "content") == 0)
+                content = val;
+            break;
+        case 'r':
+            if (strcmp(key, "reasoning_details") == 0)
+                rd = val;
+            else if (strcmp(key, "reasoning") == 0 || strcmp(key, "reasoning_content") == 0)
+                has_reasoning_keys = true;
+            break;
+        case 't':
+            if (strcmp(key, "tool_calls") == 0)
+                tcs = val;
+            break;
+        }
+    }
     size_t text_start = r->text.len;
     if (jis(content, json_type_string)) {
         size_t n = (size_t)json_object_get_string_len(content);
@@ -577,14 +599,15 @@ static int fold_delta(ad_stream *s, json_object *d, bool complete, char *err, si
     if (r->text.len > text_start && s->cbs.on_text)
         s->cbs.on_text(s->ud, r->text.data + text_start, r->text.len - text_start);
 
-    rc = reasoning_text(s, d, "reasoning", &r->reasoning, &r->has_reasoning, err, errlen);
-    if (rc == 0)
-        rc = reasoning_text(s, d, "reasoning_content", &r->reasoning_content,
-                            &r->has_reasoning_content, err, errlen);
-    if (rc != 0)
-        return rc;
+    if (has_reasoning_keys) {
+        rc = reasoning_text(s, d, "reasoning", &r->reasoning, &r->has_reasoning, err, errlen);
+        if (rc == 0)
+            rc = reasoning_text(s, d, "reasoning_content", &r->reasoning_content,
+                                &r->has_reasoning_content, err, errlen);
+        if (rc != 0)
+            return rc;
+    }
 
-    json_object *rd = jget(d, "reasoning_details");
     if (jis(rd, json_type_array)) {
         size_t n = json_object_array_length(rd);
         for (size_t i = 0; i < n; i++)
@@ -592,7 +615,6 @@ static int fold_delta(ad_stream *s, json_object *d, bool complete, char *err, si
                 return rc;
     }
 
-    json_object *tcs = jget(d, "tool_calls");
     if (jis(tcs, json_type_array)) {
         size_t n = json_object_array_length(tcs);
         for (size_t i = 0; i < n; i++)
@@ -624,32 +646,59 @@ static int fold(ad_stream *s, json_object *root, bool complete, char *err, size_
         ad_errf(err, errlen, "%s is not a JSON object", complete ? "response body" : "chunk");
         return AD_EINVAL;
     }
-    json_object *e = jget(root, "error");
+    json_object *e = NULL, *usage = NULL, *xgroq = NULL, *choices = NULL;
+    json_object_object_foreach(root, key, val)
+    {
+        switch (key[0]) {
+        case 'e':
+            if (strcmp(key, "error") == 0)
+                e = val;
+            break;
+        case 'u':
+            if (strcmp(key, "usage") == 0)
+                usage = val;
+            break;
+        case 'x':
+            if (strcmp(key, "x_groq") == 0)
+                xgroq = val;
+            break;
+        case 'c':
+            if (strcmp(key, "choices") == 0)
+                choices = val;
+            break;
+        }
+    }
     if (e != NULL)
         return provider_error(e, err, errlen);
 
-    json_object *usage = jget(root, "usage");
-    if (!jis(usage, json_type_object))
-        usage = jget(jget(root, "x_groq"), "usage");
+    if (!jis(usage, json_type_object) && xgroq != NULL)
+        usage = jget(xgroq, "usage");
     if (jis(usage, json_type_object)) {
         json_object_put(r->usage);
         r->usage = json_object_get(usage);
     }
 
-    json_object *choices = jget(root, "choices");
     json_object *ch = jis(choices, json_type_array) ? choice0(choices) : NULL;
     if (ch == NULL)
         return 0;
-    size_t frlen = 0;
-    const char *fr = jstr(ch, "finish_reason", &frlen);
-    if (fr != NULL && frlen > 0) {
-        int rc = set_finish(r, fr, err, errlen);
+    json_object *fr = NULL, *delta = NULL, *message = NULL;
+    json_object_object_foreach(ch, ckey, cval)
+    {
+        if (strcmp(ckey, "finish_reason") == 0)
+            fr = cval;
+        else if (strcmp(ckey, "delta") == 0)
+            delta = cval;
+        else if (strcmp(ckey, "message") == 0)
+            message = cval;
+    }
+    if (jis(fr, json_type_string) && json_object_get_string_len(fr) > 0) {
+        int rc = set_finish(r, json_object_get_string(fr), err, errlen);
         if (rc != 0)
             return rc;
     }
-    json_object *d = jget(ch, complete ? "message" : "delta");
+    json_object *d = complete ? message : delta;
     if (!jis(d, json_type_object))
-        d = jget(ch, complete ? "delta" : "message");
+        d = complete ? delta : message;
     if (!jis(d, json_type_object))
         return 0;
     return fold_delta(s, d, complete, err, errlen);

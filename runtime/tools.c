@@ -20,6 +20,12 @@
  * without NUL bytes before it leaves this file, because it goes straight
  * into a JSON request.
  *
+ * Isolated calls (ad_tools_invoke_isolated, further down) do the same
+ * checks here and run the plugin in a worker process: this same program
+ * started again in its --tool-worker mode (ad_tools_worker_main). Each
+ * plugin record keeps its absolute path and a copy of its config text so a
+ * worker can load it exactly as the host did.
+ *
  * Invariants:
  * - After loading, the registry is read-only: invoke() touches only its own
  *   stack and heap, so THREADSAFE tools may be invoked concurrently from
@@ -34,6 +40,7 @@
 #include "tools.h"
 
 #include "buf.h"
+#include "proc.h"
 #include "schema.h"
 
 #include <agentd/plugin.h>
@@ -41,11 +48,15 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define AD_TOOLS_ASAN 1
@@ -66,6 +77,8 @@
 
 struct agentd_plugin {
     char *file;              /* base name, e.g. "add.so" */
+    char *path;              /* absolute path, for worker processes */
+    char *config;            /* owned copy of its config JSON, or NULL (worker processes) */
     void *handle;            /* dlopen handle */
     ad_tools *host;          /* registry the tools go to */
     const char *config_json; /* borrowed, during init only */
@@ -86,6 +99,7 @@ struct ad_tool {
 };
 
 struct ad_tools {
+    char *exe; /* program run as a worker process, or NULL */
     agentd_plugin **plugins;
     size_t nplugins;
     ad_tool **tools;
@@ -331,7 +345,29 @@ static const agentd_host_api host_api = {
 
 ad_tools *ad_tools_new(void)
 {
-    return calloc(1, sizeof(ad_tools));
+    ad_tools *t = calloc(1, sizeof(ad_tools));
+    if (t == NULL)
+        return NULL;
+    /* Resolved now, on the main thread: the link names this program even if
+     * its file is replaced later, and under valgrind it names the program,
+     * not the tool that runs it. */
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        t->exe = ad_strdup(exe); /* NULL on ENOMEM: isolated calls then fail with a message */
+    }
+    return t;
+}
+
+int ad_tools_set_worker_exe(ad_tools *t, const char *path)
+{
+    char *e = ad_strdup(path);
+    if (e == NULL)
+        return AD_ENOMEM;
+    free(t->exe);
+    t->exe = e;
+    return AD_OK;
 }
 
 static void plugin_close(agentd_plugin *p)
@@ -343,6 +379,8 @@ static void plugin_close(agentd_plugin *p)
         dlclose(p->handle);
 #endif
     free(p->file);
+    free(p->path);
+    free(p->config);
     free(p);
 }
 
@@ -359,6 +397,7 @@ void ad_tools_free(ad_tools *t)
         plugin_close(t->plugins[i]);
     free(t->tools);
     free(t->plugins);
+    free(t->exe);
     free(t);
 }
 
@@ -390,8 +429,13 @@ int ad_tools_load_file(ad_tools *t, const char *path, const char *config_json, c
     }
     t->plugins = pv;
     agentd_plugin *p = calloc(1, sizeof *p);
-    if (p == NULL || (p->file = ad_strdup(file)) == NULL) {
-        free(p);
+    char *abs = realpath(path, NULL);
+    if (p == NULL || (p->file = ad_strdup(file)) == NULL ||
+        (p->path = abs ? abs : ad_strdup(path)) == NULL ||
+        (config_json && (p->config = ad_strdup(config_json)) == NULL)) {
+        if (p == NULL || p->path != abs)
+            free(abs);
+        plugin_close(p);
         ad_errf(err, errlen, "plugin %s: out of memory", file);
         return AD_ENOMEM;
     }
@@ -741,36 +785,44 @@ static bool all_space(const char *s, size_t n)
     return true;
 }
 
-int ad_tools_invoke(const ad_tools *t, const char *name, const char *args, size_t args_len,
-                    ad_tool_result *out)
+/* The checks before a plugin is called: known tool, arguments an object
+ * that satisfies the schema. Returns the tool when the call may go ahead
+ * (*args and *args_len then hold the text to pass on); otherwise NULL with
+ * *out filled (or *rc = AD_ENOMEM). */
+static const ad_tool *check_call(const ad_tools *t, const char *name, const char **args,
+                                 size_t *args_len, ad_tool_result *out, int *rc)
 {
     out->content = NULL;
     out->len = 0;
     out->is_error = true;
+    *rc = AD_OK;
     if (name == NULL)
         name = "";
     const ad_tool *tool = ad_tools_find(t, name);
     if (tool == NULL) {
         char *names = ad_tools_names(t);
-        if (names == NULL)
-            return AD_ENOMEM;
-        int rc = names[0] ? error_result(out, "unknown tool '%.100s'; available tools: %s", name,
-                                         names)
-                          : error_result(out, "unknown tool '%.100s'; no tools are available",
-                                         name);
+        if (names == NULL) {
+            *rc = AD_ENOMEM;
+            return NULL;
+        }
+        *rc = names[0] ? error_result(out, "unknown tool '%.100s'; available tools: %s", name,
+                                      names)
+                       : error_result(out, "unknown tool '%.100s'; no tools are available", name);
         free(names);
-        return rc;
+        return NULL;
     }
 
-    if (args == NULL || all_space(args, args_len)) {
-        args = "{}";
-        args_len = 2;
+    if (*args == NULL || all_space(*args, *args_len)) {
+        *args = "{}";
+        *args_len = 2;
     }
     char why[400];
     json_object *v = NULL;
-    if (parse_json(args, args_len, &v, why, sizeof why) != 0)
-        return error_result(out, "invalid arguments for tool '%s': not valid JSON (%s)",
-                            tool->name, why);
+    if (parse_json(*args, *args_len, &v, why, sizeof why) != 0) {
+        *rc = error_result(out, "invalid arguments for tool '%s': not valid JSON (%s)",
+                           tool->name, why);
+        return NULL;
+    }
     if (!json_object_is_type(v, json_type_object)) {
         const char *got = json_object_is_type(v, json_type_array)     ? "an array"
                           : json_object_is_type(v, json_type_string)  ? "a string"
@@ -778,15 +830,30 @@ int ad_tools_invoke(const ad_tools *t, const char *name, const char *args, size_
                           : v == NULL                                 ? "null"
                                                                       : "a number";
         json_object_put(v);
-        return error_result(out, "invalid arguments for tool '%s': expected a JSON object, got %s",
-                            tool->name, got);
+        *rc = error_result(out, "invalid arguments for tool '%s': expected a JSON object, got %s",
+                           tool->name, got);
+        return NULL;
     }
     int vrc = ad_schema_validate(tool->parameters, v, why, sizeof why);
     json_object_put(v);
-    if (vrc == AD_ENOMEM)
-        return AD_ENOMEM;
-    if (vrc != 0)
-        return error_result(out, "invalid arguments for tool '%s': %s", tool->name, why);
+    if (vrc == AD_ENOMEM) {
+        *rc = AD_ENOMEM;
+        return NULL;
+    }
+    if (vrc != 0) {
+        *rc = error_result(out, "invalid arguments for tool '%s': %s", tool->name, why);
+        return NULL;
+    }
+    return tool;
+}
+
+int ad_tools_invoke(const ad_tools *t, const char *name, const char *args, size_t args_len,
+                    ad_tool_result *out)
+{
+    int rc;
+    const ad_tool *tool = check_call(t, name, &args, &args_len, out, &rc);
+    if (tool == NULL)
+        return rc;
 
     char *copy = ad_strndup(args, args_len);
     if (copy == NULL)
@@ -798,15 +865,12 @@ int ad_tools_invoke(const ad_tools *t, const char *name, const char *args, size_
     free(copy);
 
     bool is_error = res.is_error || prc != AGENTD_OK;
-    int rc = 0;
+    rc = 0;
     if (prc != AGENTD_OK && !res.has_msg)
         rc = ad_buf_printf(&res.buf, "%stool '%s' failed (code %d)", res.buf.len ? "\n" : "",
                            tool->name, prc);
     if (rc == 0 && res.cut)
-        rc = ad_buf_printf(&res.buf,
-                           "\n[agentd: output cut: %zu more bytes were not shown; the limit is %zu "
-                           "bytes (limits.max_tool_result_bytes)]",
-                           res.cut, res.max);
+        rc = ad_buf_printf(&res.buf, "\n[... %zu bytes cut]", res.cut);
     if (rc != 0) {
         ad_buf_free(&res.buf);
         return AD_ENOMEM;
@@ -817,6 +881,344 @@ int ad_tools_invoke(const ad_tools *t, const char *name, const char *args, size_
 void ad_tools_set_result_max(ad_tools *t, size_t max)
 {
     t->result_max = max;
+}
+
+/* ---- process isolation -------------------------------------------------- */
+
+/*
+ * The host side (ad_tools_invoke_isolated) checks the call like
+ * ad_tools_invoke() and hands it to ad_proc_run() (proc.c), which starts
+ * `EXE --tool-worker PPID` with the request on stdin:
+ *
+ *   "agentd-tool-call 1\n" "PATHLEN CONFIGLEN NAMELEN ARGSLEN\n" PATH CONFIG NAME ARGS
+ *
+ * (CONFIGLEN -1: the plugin has no config table). The worker
+ * (ad_tools_worker_main) loads that one plugin with the same config, runs
+ * the call through ad_tools_invoke() and writes on fd 3
+ *
+ *   "agentd-tool-result IS_ERROR LEN\n" CONTENT
+ *
+ * then leaves with _exit(0): no destructor or atexit handler of the plugin
+ * runs after the result is out. The host trusts none of it: a result counts
+ * only when its header parses and its LEN bytes all arrived; the content
+ * is bounded and made valid UTF-8 again here. Otherwise the worker's fate
+ * (timeout, signal, exit status) is the message.
+ *
+ * Why exec the host binary rather than fork() alone: the host is
+ * multi-threaded (libuv workers, curl), and a forked child inherits every
+ * lock in whatever state another thread held it (stdio, the dynamic
+ * loader, allocator arenas of libraries), along with every socket. An
+ * exec'd worker starts clean: no inherited locks, no descriptors but the
+ * three pipes, and an environment we choose (the API key's variable is
+ * left out). The cost is an exec, dynamic linking and one dlopen() plus
+ * plugin init per call; the README gives the measured overhead.
+ */
+
+#define WORKER_REQ_MAGIC "agentd-tool-call 1\n"
+#define WORKER_RES_MAGIC "agentd-tool-result "
+#define WORKER_INPUT_MAX ((size_t)256 << 20) /* bytes of request a worker accepts */
+#define WORKER_OUTPUT_MAX 4096               /* bytes of worker stdout/stderr shown */
+#define WORKER_LINE_MAX 300                  /* bytes of one such line shown */
+/* utf8_repair() may triple invalid bytes: room for a full cut result. */
+#define WORKER_RESULT_MAX (3 * AD_TOOL_RESULT_MAX + 4096)
+
+extern char **environ;
+
+/* The host's environment without `scrub`; the strings are borrowed. */
+static char **worker_env(const char *scrub)
+{
+    size_t n = 0;
+    while (environ && environ[n])
+        n++;
+    char **env = calloc(n + 1, sizeof *env);
+    if (env == NULL)
+        return NULL;
+    size_t slen = scrub ? strlen(scrub) : 0, k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (slen && strncmp(environ[i], scrub, slen) == 0 && environ[i][slen] == '=')
+            continue;
+        env[k++] = environ[i];
+    }
+    return env;
+}
+
+/* Copies the worker's output to stderr, one prefixed line per fprintf. */
+static void forward_output(const char *tool, const ad_buf *b, size_t dropped)
+{
+    const char *p = b->data, *end = b->data ? b->data + b->len : NULL;
+    while (p && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        char line[WORKER_LINE_MAX + 1];
+        size_t k = 0;
+        for (size_t i = 0; i < n && k < WORKER_LINE_MAX; i++) {
+            unsigned char c = (unsigned char)p[i];
+            line[k++] = (c < 0x20 && c != '\t') || c == 0x7f ? '?' : (char)c;
+        }
+        line[k] = '\0';
+        fprintf(stderr, "agentd: tool %s: %s%s\n", tool, line, n > k ? " [...]" : "");
+        p = nl ? nl + 1 : end;
+    }
+    if (dropped)
+        fprintf(stderr, "agentd: tool %s: [%zu more bytes of output dropped]\n", tool, dropped);
+}
+
+/* Parses "agentd-tool-result E LEN\n"; returns the header length or 0. */
+static size_t parse_result_header(const ad_buf *b, bool *is_error, size_t *len)
+{
+    size_t m = sizeof WORKER_RES_MAGIC - 1;
+    if (b->len < m + 4 || memcmp(b->data, WORKER_RES_MAGIC, m) != 0)
+        return 0;
+    const char *p = b->data + m, *end = b->data + b->len;
+    if (*p != '0' && *p != '1')
+        return 0;
+    *is_error = *p == '1';
+    if (*++p != ' ')
+        return 0;
+    p++;
+    size_t v = 0, digits = 0;
+    while (p < end && *p >= '0' && *p <= '9' && digits < 19) {
+        v = v * 10 + (size_t)(*p - '0');
+        p++;
+        digits++;
+    }
+    if (digits == 0 || p >= end || *p != '\n')
+        return 0;
+    *len = v;
+    return (size_t)(p + 1 - b->data);
+}
+
+/* Turns what the worker did into the call's result. */
+static int worker_result(const char *tool, const ad_isolate_opts *o, ad_proc_result *pr,
+                         ad_tool_result *out)
+{
+    if (pr->timed_out)
+        return error_result(out, "tool '%s' timed out after %g s and was killed", tool,
+                            o->timeout_s);
+    bool is_error = false;
+    size_t len = 0;
+    size_t hdr = parse_result_header(&pr->result, &is_error, &len);
+    size_t got = hdr ? pr->result.len - hdr : 0;
+    if (hdr && (got == len || (got < len && pr->result_dropped > 0))) {
+        ad_buf raw = AD_BUF_INIT;
+        int rc = ad_buf_append(&raw, pr->result.data + hdr, got);
+        if (rc == 0 && pr->result_dropped)
+            rc = ad_buf_printf(&raw, "\n[result larger than %zu bytes: cut]",
+                               (size_t)WORKER_RESULT_MAX);
+        if (rc != 0) {
+            ad_buf_free(&raw);
+            return AD_ENOMEM;
+        }
+        return finish(out, &raw, is_error);
+    }
+    if (pr->term_signal > 0) {
+        const char *sn = ad_proc_signame(pr->term_signal);
+        return sn ? error_result(out, "tool '%s' was killed by signal %d (SIG%s)", tool,
+                                 pr->term_signal, sn)
+                  : error_result(out, "tool '%s' was killed by signal %d", tool,
+                                 pr->term_signal);
+    }
+    if (pr->exit_status > 0 || pr->result.len == 0)
+        return error_result(out, "tool '%s' exited with status %d without a result", tool,
+                            pr->exit_status);
+    return error_result(out, "tool '%s' sent a malformed result (%zu bytes)", tool,
+                        pr->result.len);
+}
+
+int ad_tools_invoke_isolated(const ad_tools *t, const char *name, const char *args,
+                             size_t args_len, const ad_isolate_opts *o, ad_tool_result *out)
+{
+    static const ad_isolate_opts no_opts = {0, NULL};
+    if (o == NULL)
+        o = &no_opts;
+    int rc;
+    const ad_tool *tool = check_call(t, name, &args, &args_len, out, &rc);
+    if (tool == NULL)
+        return rc;
+    const agentd_plugin *p = tool->plugin;
+    if (t->exe == NULL)
+        return error_result(out, "tool '%s' cannot run isolated: the program's own path is "
+                                 "unknown (/proc/self/exe)",
+                            tool->name);
+
+    ad_buf req = AD_BUF_INIT;
+    char ppid[32];
+    snprintf(ppid, sizeof ppid, "%ld", (long)getpid());
+    /* The worker cuts the output at the host's bound (argv[3]). */
+    size_t keep = t->result_max ? t->result_max : AD_TOOL_RESULT_MAX;
+    char keep_s[32];
+    snprintf(keep_s, sizeof keep_s, "%zu", keep);
+    char *argv[] = {t->exe, (char *)AD_TOOLS_WORKER_FLAG, ppid, keep_s, NULL};
+    char **env = worker_env(o->scrub_env);
+    if (env == NULL ||
+        ad_buf_printf(&req, WORKER_REQ_MAGIC "%zu %ld %zu %zu\n", strlen(p->path),
+                      p->config ? (long)strlen(p->config) : -1L, strlen(tool->name),
+                      args_len) != 0 ||
+        ad_buf_puts(&req, p->path) != 0 || (p->config && ad_buf_puts(&req, p->config) != 0) ||
+        ad_buf_puts(&req, tool->name) != 0 || ad_buf_append(&req, args, args_len) != 0) {
+        free(env);
+        ad_buf_free(&req);
+        return AD_ENOMEM;
+    }
+    ad_proc_opts po = {
+        .exe = t->exe,
+        .argv = argv,
+        .envp = env,
+        .input = req.data,
+        .input_len = req.len,
+        .timeout_s = o->timeout_s,
+        .result_max = 3 * keep + 4096,
+        .output_max = WORKER_OUTPUT_MAX,
+    };
+    ad_proc_result pr;
+    char err[512];
+    rc = ad_proc_run(&po, &pr, err, sizeof err);
+    free(env);
+    ad_buf_free(&req);
+    if (rc == AD_ENOMEM)
+        return AD_ENOMEM;
+    if (rc != AD_OK)
+        return error_result(out, "tool '%s' could not be started in a worker process: %s",
+                            tool->name, err);
+    forward_output(tool->name, &pr.output, pr.output_dropped);
+    rc = worker_result(tool->name, o, &pr, out);
+    ad_proc_result_free(&pr);
+    return rc;
+}
+
+/* ---- the worker process ------------------------------------------------- */
+
+/* Kept in globals so that leak checkers see them as reachable when a plugin
+ * calls exit() in the middle of a call. */
+static ad_tools *worker_tools;
+static ad_buf worker_input;
+static ad_tool_result worker_res;
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Sends the result on fd and ends the process. */
+static void worker_send(int fd, bool is_error, const char *content, size_t len)
+{
+    char hdr[64];
+    int n = snprintf(hdr, sizeof hdr, WORKER_RES_MAGIC "%d %zu\n", is_error ? 1 : 0, len);
+    write_all(fd, hdr, (size_t)n);
+    write_all(fd, content, len);
+    fflush(NULL);
+    _exit(0);
+}
+
+static void worker_fail(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void worker_fail(int fd, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    worker_send(fd, true, msg, strlen(msg));
+}
+
+/* Reads "N " (or "-1 " when allow_neg) from *p; returns -2 on a bad number. */
+static long long take_num(const char **p, const char *end, bool allow_neg, char stop)
+{
+    const char *s = *p;
+    bool neg = false;
+    if (allow_neg && s < end && *s == '-') {
+        neg = true;
+        s++;
+    }
+    long long v = 0;
+    int digits = 0;
+    while (s < end && *s >= '0' && *s <= '9' && digits < 12) {
+        v = v * 10 + (*s - '0');
+        s++;
+        digits++;
+    }
+    if (digits == 0 || s >= end || *s != stop || (neg && v != 1))
+        return -2;
+    *p = s + 1;
+    return neg ? -1 : v;
+}
+
+int ad_tools_worker_main(int argc, char **argv)
+{
+    /* The result channel leaves fd 3, where a plugin might write by accident. */
+    int rfd = fcntl(3, F_DUPFD_CLOEXEC, 64);
+    if (rfd < 0)
+        return 125;
+    close(3);
+    /* Die with the host: a worker never outlives the process that waits
+     * for it (the check covers a host that died before the prctl). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (argc < 3 || strtol(argv[2], NULL, 10) != (long)getppid())
+        _exit(125);
+    /* Faults must kill the worker so the host sees the signal (a sanitizer
+     * runtime's handlers would otherwise turn them into exit statuses). */
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGPIPE};
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++)
+        signal(faults[i], SIG_DFL);
+
+    char chunk[65536];
+    for (;;) {
+        ssize_t n = read(0, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            worker_fail(rfd, "tool worker: cannot read its request: %s", strerror(errno));
+        if (n == 0)
+            break;
+        if (worker_input.len + (size_t)n > WORKER_INPUT_MAX)
+            worker_fail(rfd, "tool worker: request larger than %zu bytes", WORKER_INPUT_MAX);
+        if (ad_buf_append(&worker_input, chunk, (size_t)n) != 0)
+            worker_fail(rfd, "tool worker: out of memory");
+    }
+    /* The plugin gets an empty stdin, not our request. */
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, 0);
+        close(null);
+    }
+
+    size_t m = sizeof WORKER_REQ_MAGIC - 1;
+    const char *p = worker_input.data, *end = p ? p + worker_input.len : NULL;
+    if (p == NULL || worker_input.len < m || memcmp(p, WORKER_REQ_MAGIC, m) != 0)
+        worker_fail(rfd, "tool worker: malformed request");
+    p += m;
+    long long pl = take_num(&p, end, false, ' '), cl = take_num(&p, end, true, ' ');
+    long long nl = take_num(&p, end, false, ' '), al = take_num(&p, end, false, '\n');
+    if (pl <= 0 || cl < -1 || nl <= 0 || al < 0 ||
+        (unsigned long long)(pl + (cl > 0 ? cl : 0) + nl + al) != (unsigned long long)(end - p))
+        worker_fail(rfd, "tool worker: malformed request");
+    char *path = ad_strndup(p, (size_t)pl);
+    char *config = cl >= 0 ? ad_strndup(p + pl, (size_t)cl) : NULL;
+    char *name = ad_strndup(p + pl + (cl > 0 ? cl : 0), (size_t)nl);
+    const char *args = p + pl + (cl > 0 ? cl : 0) + nl;
+    if (path == NULL || name == NULL || (cl >= 0 && config == NULL))
+        worker_fail(rfd, "tool worker: out of memory");
+
+    char err[1024];
+    worker_tools = ad_tools_new();
+    if (worker_tools == NULL)
+        worker_fail(rfd, "tool worker: out of memory");
+    if (argc > 3)
+        worker_tools->result_max = (size_t)strtoull(argv[3], NULL, 10);
+    if (ad_tools_load_file(worker_tools, path, config, err, sizeof err) != AD_OK)
+        worker_fail(rfd, "tool '%s' cannot run isolated: %s", name, err);
+    if (ad_tools_invoke(worker_tools, name, args, (size_t)al, &worker_res) != AD_OK)
+        worker_fail(rfd, "tool worker: out of memory running tool '%s'", name);
+    worker_send(rfd, worker_res.is_error, worker_res.content, worker_res.len);
+    return 0; /* not reached */
 }
 
 void ad_tool_result_free(ad_tool_result *r)

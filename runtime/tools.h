@@ -11,6 +11,13 @@
  * schema and calls the plugin; every failure becomes an error result with a
  * clear message, never a crash of the host. It may be called from worker
  * threads for tools with AGENTD_TOOL_THREADSAFE (ad_tool_threadsafe()).
+ *
+ * ad_tools_invoke_isolated() runs the same call in a worker process instead:
+ * the host's own executable started again as `EXE --tool-worker PPID`
+ * (ad_tools_worker_main() must be reachable from that program's main()),
+ * which loads just the tool's plugin and runs the one call. A crash, an
+ * exit, a hang past the timeout or an oversized result of the plugin then
+ * becomes an error result naming what happened, and the host carries on.
  */
 #ifndef AD_TOOLS_H
 #define AD_TOOLS_H
@@ -75,5 +82,36 @@ void ad_tool_result_free(ad_tool_result *r);
 /* Bytes of one call's output kept (0 = 1 MiB); the rest is cut with a
  * marker saying how many bytes were cut. Set before any call runs. */
 void ad_tools_set_result_max(ad_tools *t, size_t max);
+
+/* ---- process isolation ---- */
+
+#define AD_TOOLS_WORKER_FLAG "--tool-worker" /* argv[1] of a worker process */
+
+typedef struct ad_isolate_opts {
+    double timeout_s;      /* 0 = none; past it the worker's process group is killed */
+    const char *scrub_env; /* NULL, or a variable the worker must not inherit (the API key's) */
+} ad_isolate_opts;
+
+/*
+ * Like ad_tools_invoke(), but the plugin runs in a worker process (see
+ * above). Unknown tools and bad arguments are answered here without a
+ * worker. The worker's stdout and stderr never reach the host's stdout: the
+ * first 4 KiB are copied to the host's stderr, one "agentd: tool NAME: "
+ * line at a time, and the rest is dropped. Blocks the calling thread until
+ * the worker is done (or killed at the timeout) and reaped; safe to call
+ * from several threads at once. o may be NULL (no timeout, nothing scrubbed).
+ * Returns 0 (with *out filled, also for every failure of the worker), or
+ * AD_ENOMEM.
+ */
+int ad_tools_invoke_isolated(const ad_tools *t, const char *name, const char *args,
+                             size_t args_len, const ad_isolate_opts *o, ad_tool_result *out);
+
+/* The executable a worker runs; by default the host's own (/proc/self/exe,
+ * resolved by ad_tools_new()). Returns 0 or AD_ENOMEM. */
+int ad_tools_set_worker_exe(ad_tools *t, const char *path);
+
+/* The worker side: call from main() when argv[1] is AD_TOOLS_WORKER_FLAG;
+ * returns the process's exit status (it normally ends with _exit itself). */
+int ad_tools_worker_main(int argc, char **argv);
 
 #endif /* AD_TOOLS_H */
