@@ -8,7 +8,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential pkg-config python3 \
-      libuv1-dev libcurl4-openssl-dev libjson-c-dev libyaml-dev \
+      libuv1-dev libcurl4-openssl-dev libjson-c-dev libyaml-dev libedit-dev libsqlite3-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -18,7 +18,7 @@ RUN make clean && make -j"$(nproc)" && make test \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libuv1 libcurl4 libjson-c5 libyaml-0-2 ca-certificates \
+      libuv1 libcurl4 libjson-c5 libyaml-0-2 libedit2 libsqlite3-0 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --create-home --home-dir /home/agentd agentd
 COPY --from=build /out/usr/ /usr/

@@ -7,6 +7,7 @@
 #   make valgrind   run every test under valgrind
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
+#   make bench      build and run the micro-benchmarks in bench/ (BENCH_SECONDS)
 #
 # Required flags live in AD_CFLAGS so that `make CFLAGS=-O0` cannot drop them.
 # Everything is built into the tree rooted at $(D) (empty: this folder;
@@ -21,7 +22,7 @@ WERROR  ?= -Werror
 SAN     ?=
 D       ?=
 
-PKGS    := libuv libcurl json-c yaml-0.1
+PKGS    := libuv libcurl json-c yaml-0.1 libedit sqlite3
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -79,6 +80,26 @@ $(D)tests/%: $(OBJDIR)/tests/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Micro-benchmarks (bench/README.md): every bench/bench_*.c is a program
+# linked against the library, bench/plugins/*.c are the plugins they load.
+BENCH_FIRST   := $(wildcard $(patsubst %,bench/bench_%.c,sse stream request dispatch))
+BENCH_SRC     := $(BENCH_FIRST) $(filter-out $(BENCH_FIRST),$(sort $(wildcard bench/bench_*.c)))
+BENCH_BINS    := $(patsubst bench/%.c,$(D)build/bench/%,$(BENCH_SRC))
+BENCH_PLUGINS := $(patsubst bench/plugins/%.c,$(D)build/bench/plugins/%.so,$(wildcard bench/plugins/*.c))
+
+$(D)build/bench/%: $(OBJDIR)/bench/%.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(D)build/bench/plugins/%.so: bench/plugins/%.c include/agentd/plugin.h
+	@mkdir -p $(@D)
+	$(CC) $(PLUGIN_CFLAGS) $(CFLAGS) $(PLUGIN_LDFLAGS) -o $@ $<
+
+BENCH_SECONDS ?= 0.4
+bench: $(BENCH_BINS) $(BENCH_PLUGINS)
+	@echo "bench: $(BENCH_SECONDS)s per figure unless noted; see bench/README.md"
+	@set -e; for b in $(BENCH_BINS); do BENCH_SECONDS=$(BENCH_SECONDS) BENCH_PLUGIN_DIR=$(D)build/bench/plugins $$b; done
+
 deps:
 	@sh mk/deps.sh
 
@@ -120,6 +141,6 @@ clean:
 # libFuzzer targets: make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS=fuzz_toml]
 include mk/fuzz.mk
 
-.PHONY: all deps test sanitize valgrind run install format clean
+.PHONY: all bench deps test sanitize valgrind run install format clean
 .SECONDARY:
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -16,6 +16,8 @@ libuv1-dev:pc:libuv
 libcurl4-openssl-dev:pc:libcurl
 libjson-c-dev:pc:json-c
 libyaml-dev:pc:yaml-0.1
+libedit-dev:pc:libedit
+libsqlite3-dev:pc:sqlite3
 python3:cmd:python3
 "
 [ "${AGENTD_EXTRA_DEPS:-}" ] && DEPS="$DEPS $AGENTD_EXTRA_DEPS"

@@ -303,7 +303,7 @@ static void on_text(void *ud, const char *text, size_t len)
     size_t kl = key ? strlen(key) : 0;
     if (len == 0)
         return;
-    if (kl == 0) {
+    if (kl < AD_REDACT_MIN) { /* too short to be redacted at all (events.h) */
         show_text(a, text, len);
         return;
     }

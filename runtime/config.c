@@ -67,13 +67,15 @@ static const keydef keys[] = {
     {"tools", "isolation", K_STRING, 0, 0, 0},
     {"plugins", "dir", K_STRING, OFF(plugins_dir), 0, 0},
     {"plugins", "config", K_TABLE, 0, 0, 0},
+    {"sessions", "path", K_STRING, OFF(sessions_path), 0, 0},
+    {"sessions", "enabled", K_BOOL, OFF(sessions_enabled), 0, 0},
     {"limits", "max_event_bytes", K_LONG, OFF(max_event_bytes), 64, 1 << 30},
     {"limits", "max_response_bytes", K_LONG, OFF(max_response_bytes), 64, 1 << 30},
     {"limits", "max_tool_args_bytes", K_LONG, OFF(max_tool_args_bytes), 2, 1 << 30},
     {"limits", "max_tool_calls", K_LONG, OFF(max_tool_calls), 1, 4096},
     {"limits", "max_tool_result_bytes", K_LONG, OFF(max_tool_result_bytes), 64, 1 << 30},
 };
-static const char *const tables[] = {"provider", "agent", "plugins", "tools", "limits"};
+static const char *const tables[] = {"provider", "agent", "plugins", "tools", "sessions", "limits"};
 
 void ad_config_init(ad_config *c)
 {
@@ -91,6 +93,7 @@ void ad_config_init(ad_config *c)
     c->max_tool_args_bytes = 8L << 20;
     c->max_tool_calls = 128;
     c->max_tool_result_bytes = 1L << 20;
+    c->sessions_enabled = true;
 }
 
 void ad_config_free(ad_config *c)
@@ -123,6 +126,7 @@ void ad_config_free(ad_config *c)
     for (size_t i = 0; i < c->ntools; i++)
         free(c->tools[i].name);
     free(c->tools);
+    free(c->sessions_path);
     memset(c, 0, sizeof *c);
 }
 
@@ -615,8 +619,9 @@ int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen)
             if (ad_toml_type_of(t) == AD_TOML_TABLE)
                 unknown(&d, t, NULL, name);
             else
-                problem(&d, t, "unknown top-level key '%s' (settings live in [provider], [agent], [limits] "
-                        "and [plugins])", name);
+                problem(&d, t, "unknown top-level key '%s' (settings live in tables such as "
+                                 "[provider], [agent], [limits] and [plugins])",
+                        name);
             continue;
         }
         if (ad_toml_type_of(t) != AD_TOML_TABLE) {
@@ -646,6 +651,14 @@ int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen)
         char *abs = resolve(c->dir, c->plugins_dir);
         free(c->plugins_dir);
         c->plugins_dir = abs;
+    }
+    if (c->sessions_path && !c->sessions_path[0]) {
+        problem(&d, ad_toml_get(ad_toml_get(root, "sessions"), "path"),
+                "sessions.path must not be empty (leave it out for the default)");
+    } else if (c->sessions_path) {
+        char *abs = resolve(c->dir, c->sessions_path);
+        free(c->sessions_path);
+        c->sessions_path = abs;
     }
     ad_toml_free(root);
     if (d.count) {
@@ -925,6 +938,9 @@ void ad_config_print(const ad_config *c, FILE *out)
                     json_object_to_json_string_ext(v, JSON_C_TO_STRING_NOSLASHESCAPE));
         }
     }
+    fprintf(out, "\n[sessions]\nenabled = %s\n", c->sessions_enabled ? "true" : "false");
+    if (c->sessions_path)
+        print_str(out, "path", c->sessions_path);
     for (size_t i = 0; i < c->ntools; i++) {
         double t;
         bool confirm;

@@ -82,6 +82,10 @@ typedef struct ad_config {
     /* [plugins] */
     char *plugins_dir;          /* owned, resolved, or NULL: no plugins */
     json_object *plugin_config; /* owned object: stem -> object */
+
+    /* [sessions] */
+    bool sessions_enabled; /* default true: every run is stored */
+    char *sessions_path;   /* owned, resolved, or NULL: the XDG state default */
 } ad_config;
 
 /* Sets the defaults. */

@@ -6,7 +6,9 @@
  * delta, and text deltas are the hot path), then written with a single
  * fwrite and flushed, so a consumer reading line by line never sees half an
  * event. Text mode writes deltas straight to stdout, flushing at once on a
- * terminal and at the end of each step otherwise.
+ * terminal and at the end of each step otherwise. An observer (the REPL's
+ * renderer) sees every text-mode event first, redacted, and may show it its
+ * own way instead.
  */
 #define _GNU_SOURCE /* memmem */
 #include "events.h"
@@ -25,9 +27,13 @@ struct ad_events {
     bool out_tty;
     bool quiet;
     bool text_open; /* text mode: the answer's last line has no newline yet */
+    ad_events_tap_fn tap;
+    void *tap_ud;
     char *secret;
     size_t secret_len;
     ad_buf line; /* reused for every JSON event */
+    ad_events_observer_fn observer;
+    void *observer_ud;
 };
 
 ad_events *ad_events_new(FILE *out, FILE *err, bool json)
@@ -73,10 +79,57 @@ void ad_events_set_quiet(ad_events *e, bool quiet)
     e->quiet = quiet;
 }
 
+void ad_events_set_observer(ad_events *e, ad_events_observer_fn fn, void *ud)
+{
+    e->observer = fn;
+    e->observer_ud = ud;
+}
+
+static bool observe(ad_events *e, ad_event *ev);
+
+void ad_events_set_tap(ad_events *e, ad_events_tap_fn fn, void *ud)
+{
+    e->tap = fn;
+    e->tap_ud = ud;
+}
+
+/* Builds the tap's object only when there is a tap: never on the hot path. */
+static void tap_tool_result(ad_events *e, int step, const char *id, const char *name,
+                            bool is_error, double seconds)
+{
+    json_object *o = json_object_new_object();
+    if (!o)
+        return;
+    json_object_object_add(o, "type", json_object_new_string("tool_result"));
+    json_object_object_add(o, "step", json_object_new_int(step));
+    json_object_object_add(o, "id", json_object_new_string(id ? id : ""));
+    json_object_object_add(o, "name", json_object_new_string(name ? name : ""));
+    json_object_object_add(o, "is_error", json_object_new_boolean(is_error));
+    json_object_object_add(o, "seconds", json_object_new_double(seconds));
+    e->tap(e->tap_ud, o);
+    json_object_put(o);
+}
+
+static void tap_step_finish(ad_events *e, int step, const char *finish_reason, json_object *usage)
+{
+    json_object *o = json_object_new_object();
+    if (!o)
+        return;
+    json_object_object_add(o, "type", json_object_new_string("step_finish"));
+    json_object_object_add(o, "step", json_object_new_int(step));
+    json_object_object_add(o, "finish_reason",
+                           finish_reason ? json_object_new_string(finish_reason) : NULL);
+    json_object_object_add(o, "usage", usage ? json_object_get(usage) : NULL);
+    e->tap(e->tap_ud, o);
+    json_object_put(o);
+}
+
 char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len)
 {
     size_t sl = secret ? strlen(secret) : 0;
-    if (sl == 0 || len < sl || !memmem(s, len, secret, sl))
+    /* A key of a few characters ("x", "test") would turn every occurrence
+     * of an ordinary word into a marker; real keys are far longer. */
+    if (sl < AD_REDACT_MIN || len < sl || !memmem(s, len, secret, sl))
         return NULL;
     ad_buf b = AD_BUF_INIT;
     const char *p = s, *end = s + len;
@@ -90,6 +143,28 @@ char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len)
     if (out_len)
         *out_len = b.len;
     return ad_buf_steal(&b);
+}
+
+/* Hands ev to the observer with its strings redacted; true: it showed it. */
+static bool observe(ad_events *e, ad_event *ev)
+{
+    if (!e->observer || e->json)
+        return false;
+    const char *keep[2] = {ev->name, ev->text};
+    char *r[2] = {NULL, NULL};
+    size_t rl = 0;
+    if (ev->text && (r[1] = ad_redact(ev->text, ev->len, e->secret, &rl)) != NULL) {
+        ev->text = r[1];
+        ev->len = rl;
+    }
+    if (ev->name && (r[0] = ad_redact(ev->name, strlen(ev->name), e->secret, NULL)) != NULL)
+        ev->name = r[0];
+    bool shown = e->observer(e->observer_ud, ev);
+    ev->name = keep[0];
+    ev->text = keep[1];
+    free(r[0]);
+    free(r[1]);
+    return shown;
 }
 
 /* Appends s as a JSON string literal (with quotes). Invalid UTF-8 bytes are
@@ -235,6 +310,9 @@ void ad_events_text(ad_events *e, int step, const char *text, size_t len)
         emit(e);
         return;
     }
+    ad_event ev = {.kind = AD_EVENT_TEXT, .step = step, .text = text, .len = len};
+    if (observe(e, &ev))
+        return;
     write_redacted(e, e->out, text, len);
     e->text_open = text[len - 1] != '\n';
     if (e->out_tty)
@@ -277,7 +355,9 @@ void ad_events_tool_call(ad_events *e, int step, const char *id, const char *nam
         emit(e);
         return;
     }
-    if (e->quiet)
+    ad_event ev = {.kind = AD_EVENT_TOOL_CALL, .step = step, .id = id, .name = name,
+                   .text = args, .len = args_len};
+    if (observe(e, &ev) || e->quiet)
         return;
     close_text_line(e);
     fprintf(e->err, "[tool] %s ", name ? name : "?");
@@ -288,6 +368,8 @@ void ad_events_tool_call(ad_events *e, int step, const char *id, const char *nam
 void ad_events_tool_result(ad_events *e, int step, const char *id, const char *name,
                            const char *content, size_t len, bool is_error, double seconds)
 {
+    if (e->tap)
+        tap_tool_result(e, step, id, name, is_error, seconds);
     if (e->json) {
         ad_buf_printf(&e->line, "{\"type\":\"tool_result\",\"step\":%d,\"id\":", step);
         put_strz(e, id);
@@ -299,7 +381,9 @@ void ad_events_tool_result(ad_events *e, int step, const char *id, const char *n
         emit(e);
         return;
     }
-    if (e->quiet)
+    ad_event ev = {.kind = AD_EVENT_TOOL_RESULT, .step = step, .id = id, .name = name,
+                   .text = content, .len = len, .is_error = is_error, .seconds = seconds};
+    if (observe(e, &ev) || e->quiet)
         return;
     fprintf(e->err, "[tool] %s %s ", name ? name : "?", is_error ? "failed:" : "->");
     show_short(e, content, len);
@@ -308,6 +392,8 @@ void ad_events_tool_result(ad_events *e, int step, const char *id, const char *n
 
 void ad_events_step_finish(ad_events *e, int step, const char *finish_reason, json_object *usage)
 {
+    if (e->tap)
+        tap_step_finish(e, step, finish_reason, usage);
     if (e->json) {
         ad_buf_printf(&e->line, "{\"type\":\"step_finish\",\"step\":%d,\"finish_reason\":", step);
         put_strz(e, finish_reason);
@@ -317,6 +403,9 @@ void ad_events_step_finish(ad_events *e, int step, const char *finish_reason, js
         emit(e);
         return;
     }
+    ad_event ev = {.kind = AD_EVENT_STEP_FINISH, .step = step, .finish_reason = finish_reason,
+                   .usage = usage};
+    observe(e, &ev);
     close_text_line(e);
 }
 
@@ -330,6 +419,10 @@ void ad_events_retry(ad_events *e, int step, int attempt, const char *reason, do
         emit(e);
         return;
     }
+    ad_event ev = {.kind = AD_EVENT_RETRY, .step = step, .text = reason,
+                   .len = reason ? strlen(reason) : 0, .attempt = attempt, .seconds = wait_s};
+    if (observe(e, &ev))
+        return;
     fflush(e->out);
     fputs("agentd: ", e->err);
     write_redacted(e, e->err, reason, strlen(reason));
@@ -347,6 +440,10 @@ void ad_events_finish(ad_events *e, int steps, const char *text, size_t len, jso
         emit(e);
         return;
     }
+    ad_event ev = {.kind = AD_EVENT_FINISH, .step = steps, .text = text ? text : "",
+                   .len = text ? len : 0, .usage = usage};
+    if (observe(e, &ev))
+        return;
     (void)text;
     (void)len;
     close_text_line(e);
@@ -363,6 +460,12 @@ static void vmessage(ad_events *e, bool error, const char *fmt, va_list ap)
         put_str(e, msg.data, msg.len);
         ad_buf_putc(&e->line, '}');
         emit(e);
+    }
+    ad_event ev = {.kind = error ? AD_EVENT_ERROR : AD_EVENT_WARN, .text = msg.data,
+                   .len = msg.len};
+    if (observe(e, &ev)) {
+        ad_buf_free(&msg);
+        return;
     }
     fflush(e->out);
     fputs(error ? "agentd: error: " : "agentd: warning: ", e->err);

@@ -32,6 +32,14 @@ void ad_events_set_secret(ad_events *e, const char *secret);
 /* Text mode only: colour and tool lines for a terminal. */
 void ad_events_set_quiet(ad_events *e, bool quiet);
 
+/* A tap (the session store) sees the facts that no conversation message
+ * carries, in both modes and unredacted, as a borrowed JSON object:
+ *   {"type":"tool_result","step":N,"id":...,"name":...,"is_error":B,"seconds":S}
+ *   {"type":"step_finish","step":N,"finish_reason":...,"usage":{...}|null}
+ * Text deltas never reach it (the hot path stays as it is). */
+typedef void (*ad_events_tap_fn)(void *ud, json_object *ev);
+void ad_events_set_tap(ad_events *e, ad_events_tap_fn fn, void *ud);
+
 void ad_events_text(ad_events *e, int step, const char *text, size_t len);
 void ad_events_tool_call(ad_events *e, int step, const char *id, const char *name,
                          const char *args, size_t args_len);
@@ -44,6 +52,44 @@ void ad_events_retry(ad_events *e, int step, int attempt, const char *reason, do
 void ad_events_finish(ad_events *e, int steps, const char *text, size_t len, json_object *usage);
 void ad_events_error(ad_events *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ad_events_warn(ad_events *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* What an observer sees (text mode only). Strings are redacted and valid
+ * only during the call; `text` is the delta (TEXT), the arguments
+ * (TOOL_CALL), the result (TOOL_RESULT), the reason (RETRY), the final text
+ * (FINISH) or the message (ERROR, WARN). */
+typedef enum ad_event_kind {
+    AD_EVENT_TEXT,
+    AD_EVENT_TOOL_CALL,
+    AD_EVENT_TOOL_RESULT,
+    AD_EVENT_STEP_FINISH,
+    AD_EVENT_RETRY,
+    AD_EVENT_FINISH,
+    AD_EVENT_ERROR,
+    AD_EVENT_WARN
+} ad_event_kind;
+
+typedef struct ad_event {
+    ad_event_kind kind;
+    int step;
+    const char *id;   /* tool events */
+    const char *name; /* tool events */
+    const char *text;
+    size_t len;
+    bool is_error;             /* TOOL_RESULT */
+    double seconds;            /* TOOL_RESULT: run time; RETRY: the wait */
+    int attempt;               /* RETRY */
+    const char *finish_reason; /* STEP_FINISH */
+    json_object *usage;        /* STEP_FINISH (the step), FINISH (the run); may be NULL */
+} ad_event;
+
+/* Called for every text-mode event before the built-in output; returning
+ * true means the observer showed the event itself and the built-in output
+ * is skipped (the REPL's renderer). NULL removes it. */
+typedef bool (*ad_events_observer_fn)(void *ud, const ad_event *ev);
+void ad_events_set_observer(ad_events *e, ad_events_observer_fn fn, void *ud);
+
+/* Secrets shorter than this are not redacted (they would mangle text). */
+#define AD_REDACT_MIN 6
 
 /* Replaces every occurrence of secret in s[0..len) with "[REDACTED]";
  * returns a new string (caller frees) or NULL when nothing matched. */

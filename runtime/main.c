@@ -24,6 +24,8 @@
 #include "config.h"
 #include "events.h"
 #include "http.h"
+#include "repl.h"
+#include "session.h"
 #include "tools.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_MAX_STEPS = 3, EXIT_INTERRUPTED = 130 };
@@ -31,7 +33,9 @@ enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_MAX_STEPS = 3, EXIT_I
 static const char usage_text[] =
     "usage: agentd [--config FILE] -p PROMPT [options]\n"
     "       agentd [--config FILE] < prompt.txt\n"
+    "       agentd [--config FILE] [--repl]      (a conversation on the terminal)\n"
     "       agentd --check-config FILE\n"
+    "       agentd sessions list|show NAME|rm NAME|export NAME  (see agentd sessions --help)\n"
     "\n"
     "Runs an agent: sends PROMPT to an OpenAI-compatible Chat Completions API,\n"
     "runs the tools the model asks for (plugins in [plugins] dir) and loops\n"
@@ -41,7 +45,10 @@ static const char usage_text[] =
     "options:\n"
     "  -c, --config FILE     agent.toml to use (default: $AGENTD_CONFIG, ./agent.toml,\n"
     "                        then $XDG_CONFIG_HOME/agentd/agent.toml)\n"
-    "  -p, --prompt PROMPT   the prompt (without it, standard input is read)\n"
+    "  -p, --prompt PROMPT   the prompt (without it, standard input is read, or on a\n"
+    "                        terminal a conversation starts)\n"
+    "      --repl            a conversation: line editing, history, /help for commands\n"
+    "                        (with -p, PROMPT is its first message)\n"
     "      --json            JSON Lines events on stdout, one per line\n"
     "  -m, --model NAME      override provider.model\n"
     "      --base-url URL    override provider.base_url\n"
@@ -55,6 +62,9 @@ static const char usage_text[] =
     "      --replay FILE     answer every request from the cassette FILE, in order,\n"
     "                        without network or API key; a request that differs from\n"
     "                        the recorded one fails the run (exit 1)\n"
+    "      --session NAME    start or resume the stored conversation NAME (without it,\n"
+    "                        each run is stored as a new session; see 'agentd sessions')\n"
+    "      --continue        resume the most recently used session\n"
     "  -h, --help            this help\n"
     "  -V, --version         the version\n"
     "\n"
@@ -71,8 +81,11 @@ typedef struct cli {
     bool check_config;
     bool quiet;
     bool yes;
+    bool repl;
     const char *record; /* cassette to write */
     const char *replay; /* cassette to serve from */
+    const char *session; /* --session NAME */
+    bool cont;           /* --continue */
 } cli;
 
 static int usage_error(const char *fmt, const char *arg)
@@ -86,7 +99,8 @@ static int usage_error(const char *fmt, const char *arg)
 /* Returns -1 to go on, or an exit code. */
 static int parse_args(int argc, char **argv, cli *o)
 {
-    enum { OPT_JSON = 256, OPT_BASE_URL, OPT_MAX_STEPS, OPT_CHECK, OPT_YES, OPT_RECORD, OPT_REPLAY };
+    enum { OPT_JSON = 256, OPT_BASE_URL, OPT_MAX_STEPS, OPT_CHECK, OPT_YES, OPT_RECORD, OPT_REPLAY, OPT_REPL };
+    enum { OPT_SESSION = 320, OPT_CONTINUE };
     static const struct option longs[] = {
         {"config", required_argument, NULL, 'c'},
         {"prompt", required_argument, NULL, 'p'},
@@ -97,8 +111,11 @@ static int parse_args(int argc, char **argv, cli *o)
         {"check-config", no_argument, NULL, OPT_CHECK},
         {"quiet", no_argument, NULL, 'q'},
         {"yes", no_argument, NULL, OPT_YES},
+        {"repl", no_argument, NULL, OPT_REPL},
         {"record", required_argument, NULL, OPT_RECORD},
         {"replay", required_argument, NULL, OPT_REPLAY},
+        {"session", required_argument, NULL, OPT_SESSION},
+        {"continue", no_argument, NULL, OPT_CONTINUE},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -140,11 +157,20 @@ static int parse_args(int argc, char **argv, cli *o)
         case OPT_YES:
             o->yes = true;
             break;
+        case OPT_REPL:
+            o->repl = true;
+            break;
         case OPT_RECORD:
             o->record = optarg;
             break;
         case OPT_REPLAY:
             o->replay = optarg;
+            break;
+        case OPT_SESSION:
+            o->session = optarg;
+            break;
+        case OPT_CONTINUE:
+            o->cont = true;
             break;
         case 'h':
             fputs(usage_text, stdout);
@@ -165,6 +191,8 @@ static int parse_args(int argc, char **argv, cli *o)
         else
             return usage_error("unexpected argument '%s' (the prompt goes after -p)", argv[optind]);
     }
+    if (o->session && o->cont)
+        return usage_error("%s", "--session and --continue cannot be used together");
     if (o->record && o->replay) {
         return usage_error("%s", "--record and --replay cannot be used together");
     }
@@ -264,6 +292,23 @@ static void on_sigint(uv_signal_t *s, int signum)
     ad_agent_cancel(st->agent);
 }
 
+/* Stores the run's conversation (see session.h). Returns -1 to go on, or
+ * an exit code. An unnamed run whose store cannot be opened goes on unstored. */
+static int attach_session(const cli *o, const ad_config *cfg, ad_agent *agent, ad_events *ev,
+                          ad_session **sess)
+{
+    char err[4096];
+    int rc = ad_session_attach(sess, cfg, o->session, o->cont, agent, ev, err, sizeof err);
+    if (rc == AD_OK)
+        return -1;
+    if (!o->session && !o->cont) {
+        fprintf(stderr, "agentd: warning: this run is not stored: %s\n", err);
+        return -1;
+    }
+    fprintf(stderr, "agentd: %s\n", err);
+    return rc == AD_EINVAL || rc == AD_SESSION_UNKNOWN ? EXIT_USAGE : EXIT_RUNTIME;
+}
+
 static void close_walk(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -276,6 +321,8 @@ int main(int argc, char **argv)
     /* A worker process of an isolated tool call (tools.h): nothing else. */
     if (argc > 1 && strcmp(argv[1], AD_TOOLS_WORKER_FLAG) == 0)
         return ad_tools_worker_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "sessions") == 0)
+        return ad_session_cli(argc - 1, argv + 1);
     cli o = {0};
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0)
@@ -330,11 +377,13 @@ int main(int argc, char **argv)
 
     char *stdin_prompt = NULL;
     const char *prompt = o.prompt;
-    if (!prompt) {
-        if (isatty(STDIN_FILENO)) {
-            ad_config_free(&cfg);
-            return usage_error("%s", "no prompt: give -p PROMPT or pipe the prompt on stdin");
-        }
+    /* A terminal on stdin and no prompt: a conversation. */
+    bool repl = o.repl || (!prompt && isatty(STDIN_FILENO));
+    if (repl && o.json) {
+        ad_config_free(&cfg);
+        return usage_error("%s", "--json needs a prompt (-p or piped), not a conversation");
+    }
+    if (!prompt && !repl) {
         stdin_prompt = read_stdin();
         if (!stdin_prompt || !stdin_prompt[0]) {
             free(stdin_prompt);
@@ -400,8 +449,31 @@ int main(int argc, char **argv)
         ad_cassette_set_id_prefix(cassette, ad_agent_id_prefix(agent));
         ad_http_set_recorder(http, cassette);
     }
+    ad_session *sess = NULL;
+    int sess_exit = agent ? attach_session(&o, &cfg, agent, ev, &sess) : -1;
+    if (sess_exit >= 0) {
+        exit_code = sess_exit;
+        ad_agent_free(agent);
+        goto out_loop;
+    }
     if (!agent) {
         fprintf(stderr, "agentd: out of memory\n");
+    } else if (repl) {
+        ad_repl_opts ro = {&loop, agent, &cfg, tools, ev, prompt, o.quiet, o.yes};
+        exit_code = ad_repl_run(&ro);
+        if (o.record) {
+            ad_cassette_redact(cassette, cfg.api_key);
+            if (ad_cassette_save(cassette, o.record, err, sizeof err) != AD_OK) {
+                fprintf(stderr, "agentd: %s\n", err);
+                exit_code = EXIT_RUNTIME;
+            }
+        }
+        if (ad_agent_busy(agent)) {
+            fflush(stdout);
+            fflush(stderr);
+            _exit(exit_code);
+        }
+        ad_agent_free(agent);
     } else {
         run_state st = {.status = AD_RUN_FAILED, .agent = agent};
         uv_signal_init(&loop, &st.sigint);
@@ -457,6 +529,8 @@ int main(int argc, char **argv)
         }
         ad_agent_free(agent);
     }
+out_loop:
+    ad_session_close(sess);
     ad_http_close(http);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_walk(&loop, close_walk, NULL);

@@ -12,6 +12,7 @@ main() prints "ok name" / "FAIL name: message" per case and the summary line
 "<file-stem>: N passed, M failed" that tests/run.sh reads; exit status 1 on failure.
 """
 
+import atexit
 import contextlib
 import inspect
 import json
@@ -19,6 +20,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +39,10 @@ TEST_PLUGINS_DIR = os.path.join(AGENTD_DIR, "tests", "plugins")
 WRAP = shlex.split(os.environ.get("AGENTD_WRAP", ""))
 TIMEOUT_SCALE = float(os.environ.get("AGENTD_TIMEOUT_SCALE") or (4 if WRAP else 1))
 TEST_KEY_ENV = "AGENTD_TEST_KEY"
+# Runs store their conversations (sessions) under XDG_STATE_HOME: never in
+# the real one. One temporary folder per test process; a test may pass its own.
+STATE_HOME = tempfile.mkdtemp(prefix="agentd-state-")
+atexit.register(shutil.rmtree, STATE_HOME, True)
 
 
 # ---- the mock server -------------------------------------------------------
@@ -163,6 +169,7 @@ def agentd_env(env=None):
     (a None value removes the variable)."""
     e = dict(os.environ)
     e[TEST_KEY_ENV] = "sk-test-dummy"
+    e["XDG_STATE_HOME"] = STATE_HOME
     for k, v in (env or {}).items():
         if v is None:
             e.pop(k, None)

@@ -1,0 +1,569 @@
+"""test_repl.py -- the interactive session, driven through a pseudo-terminal.
+
+Each case starts the real agentd binary on a new pty (its controlling
+terminal, so Ctrl-C is a real SIGINT from the line discipline), types into
+the master side and waits for expected output with deadlines (select, never a
+sleep for synchronisation). The mock provider records what agentd sent, so the
+conversation's consistency is checked on the provider's side.
+"""
+import fcntl
+import json
+import os
+import re
+import select
+import stat
+import struct
+import subprocess
+import termios
+import time
+
+from lib import (case, contains, eq, main, make_plugin_dir, mock, ok, run_agentd, script,
+                 write_config, agentd_cmd, agentd_env, TIMEOUT_SCALE)
+from server import encode_event  # noqa: E402  (tests/mock, on the path lib set)
+
+S = script
+ADD = '{"a": 2, "b": 3}'
+SYSTEM = "You are a test assistant."
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|[\x01\x02]")
+CTRL_C, CTRL_D = b"\x03", b"\x04"
+
+
+class Term:
+    """agentd on a pseudo-terminal."""
+
+    def __init__(self, args, env=None, cwd=None, cols=120, rows=40):
+        self.master, self.slave = os.openpty()
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        e = {"TERM": "xterm", "LANG": "C.UTF-8", "LC_ALL": None, "NO_COLOR": None}
+        e.update(env or {})
+
+        def become_tty_owner():
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.p = subprocess.Popen(agentd_cmd(args), env=agentd_env(e), cwd=cwd,
+                                  stdin=self.slave, stdout=self.slave, stderr=self.slave,
+                                  start_new_session=True, preexec_fn=become_tty_owner)
+        self.out = b""
+        self.pos = 0  # expect() searches from here
+
+    def _read(self, deadline, step=0.5):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        r, _, _ = select.select([self.master], [], [], min(left, step))
+        if r:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return False
+            self.out += data
+        return True
+
+    def expect(self, pattern, timeout=10):
+        """Waits until pattern (bytes, or a compiled bytes regex) shows up after
+        the previous match (escape sequences removed); returns the text read."""
+        deadline = time.monotonic() + timeout * TIMEOUT_SCALE
+        while True:
+            plain = self.plain()
+            if isinstance(pattern, bytes):
+                i = plain.find(pattern, self.pos)
+                if i >= 0:
+                    self.pos = i + len(pattern)
+                    return plain
+            else:
+                m = pattern.search(plain, self.pos)
+                if m:
+                    self.pos = m.end()
+                    return plain
+            if self.p.poll() is not None and not select.select([self.master], [], [], 0)[0]:
+                raise AssertionError("agentd exited (%s) while waiting for %r; output: %r"
+                                     % (self.p.returncode, pattern, self.plain()[-1500:]))
+            if not self._read(deadline):
+                raise AssertionError("timed out waiting for %r; output: %r"
+                                     % (pattern, self.plain()[-1500:]))
+
+    def plain(self):
+        return ANSI.sub(b"", self.out).replace(b"\r", b"").replace(b"\x07", b"")
+
+    def send(self, data):
+        os.write(self.master, data if isinstance(data, bytes) else data.encode())
+
+    def line(self, text):
+        self.send(text + "\r")
+
+    def prompt(self):
+        """Waits for the prompt, then for libedit's raw mode: keys typed
+        before it would meet the cooked terminal (a ^D would be lost)."""
+        self.expect(b"\xe2\x80\xba ")  # "› "
+        deadline = time.monotonic() + 10 * TIMEOUT_SCALE
+        while termios.tcgetattr(self.slave)[3] & termios.ICANON:
+            if self.p.poll() is not None or not self._read(deadline, 0.01):
+                raise AssertionError("the prompt never switched the terminal to raw mode")
+
+    def wait_exit(self, timeout=10):
+        deadline = time.monotonic() + timeout * TIMEOUT_SCALE
+        while self.p.poll() is None:
+            if not self._read(deadline) and time.monotonic() >= deadline:
+                self.p.kill()
+                self.p.wait()
+                raise AssertionError("agentd did not exit; output: %r" % self.plain()[-1500:])
+        while select.select([self.master], [], [], 0)[0]:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            self.out += data
+        return self.p.returncode
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+        for fd in (self.master, self.slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def setup(tmp, m, plugins=("add", "multiply"), agent=None, raw_append=""):
+    pdir = make_plugin_dir(tmp, plugins)
+    a = {"system_prompt": SYSTEM, "max_steps": 10}
+    a.update(agent or {})
+    return write_config(tmp, m.base_url, plugins_dir=os.path.basename(pdir), agent=a,
+                        raw_append=raw_append)
+
+
+def start(tmp, cfg, extra=(), env=None):
+    e = {"XDG_STATE_HOME": os.path.join(tmp, "state")}
+    e.update(env or {})
+    t = Term(["--config", cfg] + list(extra), env=e, cwd=tmp)
+    t.prompt()
+    return t
+
+
+def chats(m):
+    return [q["json"] for q in m.requests if q["path"].endswith("/chat/completions")]
+
+
+def check_consistent(msgs):
+    """Every assistant tool call has exactly one tool message, and back."""
+    want = []
+    for msg in msgs:
+        if msg["role"] == "assistant":
+            want += [c["id"] for c in msg.get("tool_calls") or []]
+    got = [msg["tool_call_id"] for msg in msgs if msg["role"] == "tool"]
+    eq(sorted(got), sorted(want), "tool messages for the tool calls")
+
+
+def tool_turn(text="2 + 3 = 5 and 2 x 3 = 6."):
+    calls = [("call_a", "add", ADD), ("call_m", "multiply", ADD)]
+    return [S.tool_call_stream(calls, text="Let me compute.", usage=True),
+            S.text_stream(text, usage={"prompt_tokens": 40, "completion_tokens": 9,
+                                       "total_tokens": 49, "cost": 0.00042})]
+
+
+@case
+def prompt_with_tool_calls_and_answer(tmp):
+    with mock(S.script(*tool_turn())) as m:
+        t = start(tmp, setup(tmp, m))
+        try:
+            t.line("Add and multiply 2 and 3")
+            t.expect(b"Let me compute.")
+            out = t.expect(b"2 + 3 = 5 and 2 x 3 = 6.")
+            t.expect(b"50 in + 14 out = 64 tokens, $0.000420")
+            t.prompt()
+            tail = out[out.find(b"Let me compute."):]
+            ok(re.search(rb'\xe2\x9c\x93 add \{"a": 2, "b": 3\} \xe2\x86\x92 5  \(\d', tail),
+               "compact add line in %r" % tail)
+            ok(re.search(rb'\xe2\x9c\x93 multiply \{"a": 2, "b": 3\} \xe2\x86\x92 6  \(', tail),
+               "compact multiply line in %r" % tail)
+            t.line("/usage")
+            t.expect(b"session: 50 in + 14 out = 64 tokens, $0.000420 over 1 turn")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+            # The terminal is as it was: canonical, echoing, blocking.
+            attrs = termios.tcgetattr(t.slave)
+            ok(attrs[3] & termios.ICANON and attrs[3] & termios.ECHO, "cooked mode after exit")
+            ok(not fcntl.fcntl(t.slave, fcntl.F_GETFL) & os.O_NONBLOCK, "stdin blocking")
+        finally:
+            t.close()
+        reqs = chats(m)
+    eq(len(reqs), 2, "requests")
+    eq([x["role"] for x in reqs[1]["messages"]], ["system", "user", "assistant", "tool", "tool"],
+       "roles")
+    eq([x["content"] for x in reqs[1]["messages"][3:]], ["5", "6"], "tool results sent")
+
+
+@case
+def ctrl_c_mid_stream_cancels_and_next_prompt_works(tmp):
+    first = S.text_stream("Partial answer that never ends")
+    # Two events ("Partial", " answer") go out, then the stream stalls.
+    first["hang_after"] = sum(len(encode_event(e)) for e in first["sse"][:2])
+    with mock(S.script(first, S.text_stream("Second answer."))) as m:
+        t = start(tmp, setup(tmp, m))
+        try:
+            t.line("first question")
+            t.expect(b"Partial")
+            t0 = time.monotonic()
+            t.send(CTRL_C)
+            t.expect(b"cancelled")
+            took = time.monotonic() - t0
+            ok(took < 0.2 * TIMEOUT_SCALE + 0.05, "cancelled within 200 ms (took %.3f s)" % took)
+            t.prompt()
+            t.line("second question")
+            t.expect(b"Second answer.")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+        reqs = chats(m)
+    eq(len(reqs), 2, "requests")
+    msgs = reqs[1]["messages"]
+    eq([(x["role"], x.get("content")) for x in msgs],
+       [("system", SYSTEM), ("user", "first question"), ("user", "second question")],
+       "second request")
+
+
+@case
+def ctrl_c_during_tool_abandons_it_with_one_result_per_call(tmp):
+    calls = [("call_n", "nap", '{"ms": 3000}'), ("call_a", "add", ADD)]
+    sc = S.script(S.tool_call_stream(calls), S.text_stream("Fresh start."))
+    with mock(sc) as m:
+        t = start(tmp, setup(tmp, m, plugins=("add", "nap")))
+        try:
+            t.line("nap then add")
+            t.expect(b"running nap, add")  # the spinner: tools are running
+            t0 = time.monotonic()
+            t.send(CTRL_C)
+            t.expect(b"cancelled by user")
+            t.expect(b"cancelled;")
+            took = time.monotonic() - t0
+            ok(took < 0.2 * TIMEOUT_SCALE + 0.05, "cancelled within 200 ms (took %.3f s)" % took)
+            t.prompt()
+            t.line("again")
+            t.expect(b"Fresh start.")
+            t.prompt()
+            t.line("/exit")
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+        reqs = chats(m)
+    eq(len(reqs), 2, "requests")
+    msgs = reqs[1]["messages"]
+    eq([x["role"] for x in msgs], ["system", "user", "assistant", "tool", "tool", "user"], "roles")
+    check_consistent(msgs)
+    eq([x["content"] for x in msgs if x["role"] == "tool"], ["cancelled by user", "5"],
+       "tool results")
+
+
+@case
+def history_persists_across_sessions(tmp):
+    with mock(S.script(S.text_stream("One."))) as m:
+        cfg = setup(tmp, m)
+        t = start(tmp, cfg)
+        try:
+            t.line("remember this line")
+            t.expect(b"One.")
+            t.prompt()
+            t.line("/model")
+            t.expect(b"test-model")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "first exit")
+        finally:
+            t.close()
+    path = os.path.join(tmp, "state", "agentd", "history")
+    ok(os.path.isfile(path), "history file at %s" % path)
+    eq(stat.S_IMODE(os.stat(path).st_mode), 0o600, "history file mode")
+    eq(stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode), 0o700, "history folder mode")
+    with mock(S.script(S.text_stream("Two."))) as m:
+        t = start(tmp, write_config(tmp, m.base_url, agent={"system_prompt": SYSTEM}))
+        try:
+            t.send(b"\x1b[A\x1b[A")  # Up twice: the first entry of last time
+            t.expect(b"remember this line")
+            t.send(b"\r")
+            t.expect(b"Two.")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "second exit")
+        finally:
+            t.close()
+        reqs = chats(m)
+    eq(reqs[0]["messages"][-1]["content"], "remember this line", "recalled prompt sent")
+
+
+def approval_script():
+    call = [("call_x", "add", ADD)]
+    out = []
+    for i in range(4):
+        out += [S.tool_call_stream(call), S.text_stream("Turn %d done." % i)]
+    return S.script(*out)
+
+
+@case
+def approval_yes_no_always(tmp):
+    question = b'run add {"a": 2, "b": 3}? [y]es/[n]o/[a]lways '
+    with mock(approval_script()) as m:
+        cfg = setup(tmp, m, raw_append="[tools.add]\nconfirm = true\n")
+        t = start(tmp, cfg)
+        try:
+            t.line("one")
+            t.expect(question)
+            t.send("y")
+            t.expect(b"yes")
+            t.expect(b"Turn 0 done.")
+            t.prompt()
+            t.line("two")
+            t.expect(question)
+            t.send("n")
+            t.expect(b"denied running tool")
+            t.expect(b"Turn 1 done.")
+            t.prompt()
+            t.line("three")
+            t.expect(question)
+            t.send("a")
+            t.expect(b"always")
+            t.expect(b"Turn 2 done.")
+            t.prompt()
+            t.line("four")
+            out = t.expect(b"Turn 3 done.")
+            eq(out.count(b"[y]es/[n]o/[a]lways"), 3, "questions asked")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+        reqs = chats(m)
+    eq(len(reqs), 8, "requests")
+    last = reqs[7]["messages"]
+    check_consistent(last)
+    results = [x["content"] for x in last if x["role"] == "tool"]
+    eq(results[0], "5", "approved")
+    contains(results[1], "denied", "denied result")
+    eq(results[2:], ["5", "5"], "always")
+
+
+@case
+def approval_ctrl_c_cancels_the_turn(tmp):
+    with mock(approval_script()) as m:
+        cfg = setup(tmp, m, agent={"confirm_tools": ["*"]})
+        t = start(tmp, cfg)
+        try:
+            t.line("one")
+            t.expect(b"[a]lways ")
+            t.send(CTRL_C)  # a key: the question turned ISIG off before it showed
+            t.expect(b"cancelled;")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+        eq(len(chats(m)), 1, "no request after the cancelled approval")
+
+
+@case
+def reset_starts_a_new_conversation(tmp):
+    with mock(S.script(S.text_stream("First."), S.text_stream("Second."))) as m:
+        t = start(tmp, setup(tmp, m))
+        try:
+            t.line("before reset")
+            t.expect(b"First.")
+            t.prompt()
+            t.line("/reset")
+            t.expect(b"new conversation (system prompt kept)")
+            t.prompt()
+            t.line("after reset")
+            t.expect(b"Second.")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+        reqs = chats(m)
+    eq([(x["role"], x["content"]) for x in reqs[1]["messages"]],
+       [("system", SYSTEM), ("user", "after reset")], "after /reset")
+
+
+@case
+def no_color_means_no_escape_sequences(tmp):
+    for no_color in ("1", None):
+        sub = os.path.join(tmp, "nc" if no_color else "c")
+        os.mkdir(sub)
+        with mock(S.script(*tool_turn())) as m:
+            t = start(sub, setup(sub, m), env={"NO_COLOR": no_color})
+            try:
+                t.line("/tools")
+                t.expect(b"[add.so]")
+                t.line("Add and multiply 2 and 3")
+                t.expect(b"2 + 3 = 5")
+                t.prompt()
+                t.line("/modle")
+                t.expect(b"unknown command /modle; did you mean /model?")
+                t.prompt()
+                t.line("/zzz")
+                t.expect(b"unknown command /zzz; /help lists the commands")
+                t.prompt()
+                t.send(CTRL_D)
+                eq(t.wait_exit(), 0, "exit code")
+            finally:
+                t.close()
+        if no_color:
+            ok(b"\x1b" not in t.out, "no escape sequence with NO_COLOR: %r" % t.out[:400])
+        else:
+            ok(b"\x1b[" in t.out, "colours without NO_COLOR (so the check above means something)")
+
+
+@case
+def ctrl_c_at_empty_prompt_does_not_exit(tmp):
+    with mock(S.script()) as m:
+        cfg = setup(tmp, m)
+        t = start(tmp, cfg)
+        try:
+            t.send(CTRL_C)
+            t.expect(b"press Ctrl-C again to leave")
+            t.prompt()
+            ok(t.p.poll() is None, "still running after one Ctrl-C")
+            t.line("/model")
+            t.expect(b"test-model")
+            t.prompt()
+            t.send("some half-typed text")
+            t.expect(b"half-typed text")
+            t.send(CTRL_C)  # clears the line: no hint, no exit
+            t.prompt()
+            t.line("/usage")
+            out = t.expect(b"no usage reported yet")
+            eq(out.count(b"press Ctrl-C again"), 1, "hint once")
+            t.prompt()
+            t.send(CTRL_C)
+            t.expect(b"press Ctrl-C again")
+            t.prompt()
+            t.send(CTRL_C)
+            eq(t.wait_exit(), 0, "second Ctrl-C exits 0")
+        finally:
+            t.close()
+        t = start(tmp, cfg)
+        try:
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "Ctrl-D exits 0")
+        finally:
+            t.close()
+        eq(len(chats(m)), 0, "no request")
+
+
+@case
+def multi_line_input_and_completion(tmp):
+    with mock(S.script(S.text_stream("A."), S.text_stream("B."))) as m:
+        t = start(tmp, setup(tmp, m))
+        try:
+            t.line("first line \\")
+            t.expect(b"\xe2\x80\xa6 ")  # "… "
+            t.line("second line")
+            t.expect(b"A.")
+            t.prompt()
+            t.line('"""')
+            t.line("block one")
+            t.line("")
+            t.line("block three \\")
+            t.line('"""')
+            t.expect(b"B.")
+            t.prompt()
+            t.send("/mod\t")
+            t.expect(b"/model")
+            t.send("\r")
+            t.expect(b"test-model")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+        reqs = chats(m)
+    eq(reqs[0]["messages"][-1]["content"], "first line \nsecond line", "continued line")
+    eq(reqs[1]["messages"][-1]["content"], "block one\n\nblock three \\", "block")
+
+
+@case
+def save_load_model_and_system(tmp):
+    saved = os.path.join(tmp, "conv.json")
+    with mock(S.script(*tool_turn(), S.text_stream("Loaded fine."))) as m:
+        cfg = setup(tmp, m)
+        t = start(tmp, cfg)
+        try:
+            t.line("Add and multiply 2 and 3")
+            t.expect(b"2 + 3 = 5")
+            t.prompt()
+            t.line("/model other-model")
+            t.expect(b"model: other-model")
+            t.line("/save " + saved)
+            t.expect(b"saved 6 messages")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+        eq(stat.S_IMODE(os.stat(saved).st_mode), 0o600, "saved file mode")
+        doc = json.load(open(saved))
+        eq(doc["model"], "other-model", "saved model")
+        eq([x["role"] for x in doc["messages"]],
+           ["system", "user", "assistant", "tool", "tool", "assistant"], "saved roles")
+        bad = os.path.join(tmp, "bad.json")
+        with open(bad, "w") as f:
+            json.dump({"messages": [{"role": "assistant", "content": None, "tool_calls": [
+                {"id": "x", "type": "function",
+                 "function": {"name": "add", "arguments": "{}"}}]}]}, f)
+        t = start(tmp, cfg)
+        try:
+            t.line("/load " + bad)
+            t.expect(b'tool call "x" has no tool message')
+            t.line("/load " + saved)
+            t.expect(b"loaded 6 messages")
+            t.line("/system Be brief.")
+            t.expect(b"system prompt set")
+            t.line("/system")
+            t.expect(b"Be brief.")
+            t.line("and now?")
+            t.expect(b"Loaded fine.")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+        reqs = chats(m)
+    last = reqs[-1]
+    eq(last["model"], "other-model", "model after /load")
+    eq([x["role"] for x in last["messages"]],
+       ["system", "user", "assistant", "tool", "tool", "assistant", "user"], "loaded roles")
+    eq(last["messages"][0]["content"], "Be brief.", "new system prompt")
+    check_consistent(last["messages"])
+
+
+@case
+def repl_flag_with_piped_stdin(tmp):
+    with mock(S.script(S.text_stream("Piped one."), S.text_stream("Piped two."))) as m:
+        cfg = setup(tmp, m)
+        r = run_agentd(["--config", cfg, "--repl"], input="hello\n/model\nagain\n",
+                       env={"XDG_STATE_HOME": os.path.join(tmp, "state")})
+        reqs = chats(m)
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    contains(r.stdout, "Piped one.")
+    contains(r.stdout, "test-model")
+    contains(r.stdout, "Piped two.")
+    ok("\x1b" not in r.stdout + r.stderr, "no colours on pipes")
+    eq([x["content"] for x in reqs[1]["messages"] if x["role"] == "user"], ["hello", "again"],
+       "one conversation")
+
+
+@case
+def json_with_repl_is_a_usage_error(tmp):
+    with mock(S.script()) as m:
+        r = run_agentd(["--config", setup(tmp, m), "--repl", "--json"])
+    eq(r.rc, 2, "exit code")
+    contains(r.stderr, "--json needs a prompt")
+
+
+if __name__ == "__main__":
+    main()
