@@ -7,6 +7,10 @@
 #
 #   /* fuzz-sources: runtime/toml.c runtime/buf.c */
 #
+# and an optional second line names the libraries it needs:
+#
+#   /* fuzz-libs: -ljson-c */
+#
 # Its seed corpus is tests/fuzz/corpus/<name>/. The seeds are copied into
 # build/fuzz/corpus/<name>/ and the fuzzer runs there, so what it learns
 # accumulates between runs without ever writing into the source tree. An
@@ -24,11 +28,12 @@ FUZZ_ALL     := $(patsubst tests/fuzz/%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.
 FUZZ_TARGETS ?= $(FUZZ_ALL)
 
 fuzz_sources = $(shell sed -n '1s|^/\* *fuzz-sources: *\(.*[^ ]\) *\*/.*|\1|p' tests/fuzz/$(1).c)
+fuzz_libs = $(shell sed -n '2s|^/\* *fuzz-libs: *\(.*[^ ]\) *\*/.*|\1|p' tests/fuzz/$(1).c)
 
 define fuzz_rule
 build/fuzz/$(1): tests/fuzz/$(1).c $(call fuzz_sources,$(1)) $(wildcard runtime/*.h include/agentd/*.h)
 	@mkdir -p $$(@D)
-	$$(FUZZ_CC) $$(FUZZ_CFLAGS) -o $$@ $$(filter %.c,$$^) -lm
+	$$(FUZZ_CC) $$(FUZZ_CFLAGS) -o $$@ $$(filter %.c,$$^) $(call fuzz_libs,$(1)) -lm
 endef
 $(foreach t,$(FUZZ_ALL),$(eval $(call fuzz_rule,$(t))))
 

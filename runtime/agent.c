@@ -20,6 +20,21 @@
  *  - Reasoning fields go back verbatim on the assistant message.
  *  - Nothing is freed from inside a curl callback: on_data only parses and
  *    flags; on_http_done runs after curl let go of the transfer.
+ *
+ * Failures (docs/failures.md has the full table): connect failures and other
+ * transient network errors, HTTP 408/409/429/500/502/503/504, an empty body
+ * and a stream that ends before its finish reason are retried up to
+ * provider.max_retries times, waiting Retry-After / retry-after-ms when the
+ * server says so and exponential backoff with jitter otherwise, never longer
+ * than provider.max_retry_wait_s. Once text of the step was shown, the step
+ * is only repeated while no tool has run in this run (a "retry" event tells
+ * --json consumers to drop what they got for the step); after that the run
+ * fails with the partial text kept. Protocol errors (malformed JSON, a bound
+ * exceeded) and other statuses are not retried.
+ *
+ * The API key never leaves through here: error bodies are redacted before
+ * they are shortened, and streamed text holds back any tail that could be
+ * the start of the key until the next bytes show it is not.
  */
 #include "agent.h"
 
@@ -33,11 +48,11 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "request.h"
 #include "sse.h"
 #include "stream.h"
 
 #define MAX_ERROR_BODY (64u << 10)
-#define MAX_RESPONSE_BODY (64u << 20)
 
 typedef struct batch batch;
 
@@ -107,7 +122,10 @@ struct ad_agent {
     int attempt;        /* retries so far in this step */
     uv_timer_t retry_timer;
     bool emitted;       /* output of this step was shown: no silent retry */
+    bool tools_ran;     /* a tool call was dispatched in this run */
     int mode;           /* 0 undecided, 1 SSE, 2 JSON body, 3 error body */
+    size_t resp_bytes;  /* body bytes of this attempt, against max_response_bytes */
+    ad_buf held;        /* streamed text held back: it may be the start of the key */
     ad_buf resp_body;   /* JSON or error body */
     ad_sse *sse;
     ad_stream *stream;
@@ -262,43 +280,63 @@ static void batch_detach(ad_agent *a)
 
 char *ad_agent_request_body(ad_agent *a, size_t *len)
 {
-    json_object *req = json_object_new_object();
-    if (!req)
-        return NULL;
-    json_object_object_add(req, "model", json_object_new_string(a->model));
-    json_object_object_add(req, "messages", json_object_get(a->messages));
-    if (a->tools_json)
-        json_object_object_add(req, "tools", json_object_get(a->tools_json));
-    if (a->cfg->max_tokens > 0)
-        json_object_object_add(req, "max_tokens", json_object_new_int64(a->cfg->max_tokens));
-    if (a->cfg->stream) {
-        json_object_object_add(req, "stream", json_object_new_boolean(1));
-        json_object *so = json_object_new_object();
-        json_object_object_add(so, "include_usage", json_object_new_boolean(1));
-        json_object_object_add(req, "stream_options", so);
-    }
-    if (a->cfg->extra) {
-        json_object_object_foreach(a->cfg->extra, k, v)
-        {
-            json_object_object_add(req, k, json_object_get(v));
-        }
-    }
-    const char *s = json_object_to_json_string_length(
-        req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
-    char *out = s ? ad_strndup(s, *len) : NULL;
-    json_object_put(req);
-    return out;
+    return ad_request_body(a->cfg, a->model, a->messages, a->tools_json, len);
 }
 
 /* ---- receiving --------------------------------------------------------- */
 
-static void on_text(void *ud, const char *text, size_t len)
+static void show_text(ad_agent *a, const char *text, size_t len)
 {
-    ad_agent *a = ud;
     if (len == 0)
         return;
     a->emitted = true;
     ad_events_text(a->ev, a->step, text, len);
+}
+
+/* Streamed text goes out at once, except a tail that is a proper prefix of
+ * the API key: a key echoed across two deltas would otherwise escape the
+ * per-event redaction. Complete occurrences are redacted first. */
+static void on_text(void *ud, const char *text, size_t len)
+{
+    ad_agent *a = ud;
+    const char *key = a->cfg->api_key;
+    size_t kl = key ? strlen(key) : 0;
+    if (len == 0)
+        return;
+    if (kl < AD_REDACT_MIN) { /* too short to be redacted at all (events.h) */
+        show_text(a, text, len);
+        return;
+    }
+    if (ad_buf_append(&a->held, text, len) != AD_OK)
+        return;
+    size_t rl;
+    char *r = ad_redact(a->held.data, a->held.len, key, &rl);
+    if (r) {
+        ad_buf_reset(&a->held);
+        ad_buf_append(&a->held, r, rl);
+        free(r);
+    }
+    size_t hold = 0;
+    for (size_t h = kl - 1 < a->held.len ? kl - 1 : a->held.len; h > 0; h--) {
+        if (memcmp(a->held.data + a->held.len - h, key, h) == 0) {
+            hold = h;
+            break;
+        }
+    }
+    size_t out = a->held.len - hold;
+    show_text(a, a->held.data, out);
+    memmove(a->held.data, a->held.data + out, hold);
+    a->held.len = hold;
+    if (a->held.data)
+        a->held.data[hold] = '\0';
+}
+
+/* End of the step's text: what was held back was not the key. */
+static void flush_text(ad_agent *a)
+{
+    if (a->held.len)
+        show_text(a, a->held.data, a->held.len);
+    ad_buf_reset(&a->held);
 }
 
 static int on_sse_event(void *ud, const char *event, size_t event_len, const char *data,
@@ -336,6 +374,21 @@ static bool media_type_is(const char *ct, const char *want)
     return strncasecmp(ct, want, n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
+/* A body sent with a Content-Type that is neither SSE nor JSON: does it
+ * start like an event stream? (Some gateways relabel streams text/plain.) */
+static bool looks_like_sse(const char *d, size_t n)
+{
+    static const char *const starts[] = {"data:", "event:", ":", "id:"};
+    while (n && (*d == '\n' || *d == '\r'))
+        d++, n--;
+    for (size_t i = 0; i < 4; i++) {
+        size_t sl = strlen(starts[i]);
+        if (n >= sl && memcmp(d, starts[i], sl) == 0)
+            return true;
+    }
+    return false;
+}
+
 static int on_data(void *ud, long status, const char *ctype, const char *data, size_t len)
 {
     ad_agent *a = ud;
@@ -344,17 +397,32 @@ static int on_data(void *ud, long status, const char *ctype, const char *data, s
             a->mode = 3;
         else if (media_type_is(ctype, "text/event-stream"))
             a->mode = 1;
+        else if (!media_type_is(ctype, "application/json") && a->cfg->stream &&
+                 looks_like_sse(data, len))
+            a->mode = 1;
         else
             a->mode = 2;
     }
+    if (a->mode != 3 && len > (size_t)a->cfg->max_response_bytes - a->resp_bytes) {
+        ad_errf(a->err, sizeof a->err,
+                "the response is larger than %ld bytes (limits.max_response_bytes)",
+                a->cfg->max_response_bytes);
+        a->has_err = true;
+        return 1;
+    }
+    a->resp_bytes += len;
     switch (a->mode) {
     case 1: {
         int rc = ad_sse_feed(a->sse, data, len);
         if (rc != 0) {
             if (!a->has_err) {
-                ad_errf(a->err, sizeof a->err, "%s",
-                        rc == AD_ETOOBIG ? "a server-sent event exceeded the size limit (16 MiB)"
-                                         : "cannot parse the event stream");
+                if (rc == AD_ETOOBIG)
+                    ad_errf(a->err, sizeof a->err,
+                            "a server-sent event line or event is larger than %ld bytes "
+                            "(limits.max_event_bytes)",
+                            a->cfg->max_event_bytes);
+                else
+                    ad_errf(a->err, sizeof a->err, "cannot parse the event stream");
                 a->has_err = true;
             }
             return 1;
@@ -362,12 +430,6 @@ static int on_data(void *ud, long status, const char *ctype, const char *data, s
         return 0;
     }
     case 2:
-        if (a->resp_body.len + len > MAX_RESPONSE_BODY) {
-            ad_errf(a->err, sizeof a->err, "response body larger than %u MiB",
-                    MAX_RESPONSE_BODY >> 20);
-            a->has_err = true;
-            return 1;
-        }
         return ad_buf_append(&a->resp_body, data, len) == AD_OK ? 0 : 1;
     default:
         if (a->resp_body.len < MAX_ERROR_BODY) {
@@ -379,12 +441,20 @@ static int on_data(void *ud, long status, const char *ctype, const char *data, s
 }
 
 /* A one-line description of an error body: the provider's message if it
- * is JSON with error.message, else its first bytes. */
-static void describe_error_body(const ad_buf *b, char *out, size_t outlen)
+ * is JSON with error.message, else its first bytes. The key is redacted in
+ * the whole body first, so shortening cannot leave a piece of it behind. */
+static void describe_error_body(ad_agent *a, ad_buf *b, char *out, size_t outlen)
 {
     out[0] = '\0';
     if (b->len == 0)
         return;
+    size_t rl;
+    char *r = ad_redact(b->data, b->len, a->cfg->api_key, &rl);
+    if (r) {
+        ad_buf_reset(b);
+        ad_buf_append(b, r, rl);
+        free(r);
+    }
     json_object *o = json_tokener_parse(b->data);
     if (o) {
         json_object *e, *m;
@@ -418,7 +488,7 @@ static void describe_error_body(const ad_buf *b, char *out, size_t outlen)
 
 static bool retryable_status(long s)
 {
-    return s == 408 || s == 409 || s == 429 || (s >= 500 && s <= 599);
+    return s == 408 || s == 409 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
 }
 
 static void on_retry_timer(uv_timer_t *t)
@@ -427,12 +497,18 @@ static void on_retry_timer(uv_timer_t *t)
     start_step(a);
 }
 
-/* Schedules another attempt of the step, or returns false when none is left. */
+/* Schedules another attempt of the step, or returns false when none is left
+ * or the step cannot be repeated (text shown after a tool ran). */
 static bool maybe_retry(ad_agent *a, const char *reason, double retry_after_s)
 {
-    if (a->emitted || a->cancelled || a->attempt >= a->cfg->max_retries)
+    if (a->cancelled || a->attempt >= a->cfg->max_retries || (a->emitted && a->tools_ran))
         return false;
     a->attempt++;
+    ad_buf why = AD_BUF_INIT;
+    if (a->emitted)
+        ad_buf_printf(&why, "%s; the partial response of step %d is dropped and the step is "
+                      "repeated",
+                      reason, a->step);
     double wait;
     if (retry_after_s >= 0) {
         wait = retry_after_s;
@@ -443,7 +519,8 @@ static bool maybe_retry(ad_agent *a, const char *reason, double retry_after_s)
     }
     if (wait > a->cfg->max_retry_wait_s)
         wait = a->cfg->max_retry_wait_s;
-    ad_events_retry(a->ev, a->step, a->attempt, reason, wait);
+    ad_events_retry(a->ev, a->step, a->attempt, why.data ? why.data : reason, wait);
+    ad_buf_free(&why);
     uv_update_time(a->loop);
     uv_timer_start(&a->retry_timer, on_retry_timer, (uint64_t)(wait * 1000), 0);
     return true;
@@ -836,10 +913,62 @@ static void response_done(ad_agent *a)
         }
     }
     append_message(a, assistant_message(a, r));
+    a->tools_ran = true;
     for (size_t i = 0; i < b->n; i++)
         ad_events_tool_call(a->ev, a->step, b->slots[i].id, b->slots[i].name, b->slots[i].args,
                             b->slots[i].args_len);
     dispatch(a);
+}
+
+/* What a failed transfer means, naming the setting behind a timeout. */
+static void transport_error(ad_agent *a, const ad_http_result *res, ad_buf *msg)
+{
+    switch (res->timeout) {
+    case AD_HTTP_TIMEOUT_CONNECT:
+        ad_buf_printf(msg, "could not connect to %s within %g s (provider.connect_timeout_s)",
+                      a->url, a->cfg->connect_timeout_s);
+        break;
+    case AD_HTTP_TIMEOUT_IDLE:
+        ad_buf_printf(msg, "no data from %s for %g s (provider.idle_timeout_s)", a->url,
+                      a->cfg->idle_timeout_s);
+        break;
+    case AD_HTTP_TIMEOUT_TOTAL:
+        ad_buf_printf(msg, "the request to %s took longer than %g s (provider.request_timeout_s)",
+                      a->url, a->cfg->timeout_s);
+        break;
+    default:
+        ad_buf_printf(msg, "%s %s failed: %s", a->emitted ? "the response from" : "request to",
+                      a->url, res->error ? res->error : "transfer failed");
+        if (a->emitted)
+            ad_buf_puts(msg, " (it broke off after partial output)");
+    }
+}
+
+/* Why a status is not retried, and what to check. */
+static void status_hint(ad_agent *a, long status, ad_buf *msg)
+{
+    char src[512];
+    ad_config_key_source(a->cfg, src, sizeof src);
+    switch (status) {
+    case 400:
+        ad_buf_puts(msg, " (the provider rejected the request: check provider.model, "
+                         "provider.extra and agent.max_tokens)");
+        break;
+    case 401:
+        ad_buf_printf(msg, " (check the API key in %s)", src);
+        break;
+    case 403:
+        ad_buf_printf(msg,
+                      " (the API key in %s is not allowed to do this: check its permissions "
+                      "and provider.model)",
+                      src);
+        break;
+    case 404:
+        ad_buf_puts(msg, " (check provider.base_url and provider.model)");
+        break;
+    default:
+        break;
+    }
 }
 
 static void on_http_done(void *ud, const ad_http_result *res)
@@ -850,23 +979,25 @@ static void on_http_done(void *ud, const ad_http_result *res)
         end_run(a, AD_RUN_CANCELLED);
         return;
     }
+    flush_text(a);
     char detail[512];
     if (a->has_err) {
         fail(a, "%s (from %s)", a->err, a->url);
         return;
     }
     if (res->curl_code != 0 && a->mode != 3) {
-        const char *what = res->error ? res->error : "transfer failed";
-        if (!res->fatal && maybe_retry(a, what, -1))
+        ad_buf msg = AD_BUF_INIT;
+        transport_error(a, res, &msg);
+        if (res->transient && !res->fatal && maybe_retry(a, msg.data, -1)) {
+            ad_buf_free(&msg);
             return;
-        if (a->emitted)
-            fail(a, "the response from %s broke off: %s", a->url, what);
-        else
-            fail(a, "request to %s failed: %s", a->url, what);
+        }
+        fail(a, "%s", msg.data ? msg.data : "out of memory");
+        ad_buf_free(&msg);
         return;
     }
     if (a->mode == 3 || res->status < 200 || res->status >= 300) {
-        describe_error_body(&a->resp_body, detail, sizeof detail);
+        describe_error_body(a, &a->resp_body, detail, sizeof detail);
         ad_buf msg = AD_BUF_INIT;
         ad_buf_printf(&msg, "HTTP %ld from %s%s%s", res->status, a->url, detail[0] ? ": " : "",
                       detail);
@@ -874,17 +1005,21 @@ static void on_http_done(void *ud, const ad_http_result *res)
             ad_buf_free(&msg);
             return;
         }
-        if (res->status == 401 || res->status == 403)
-            ad_buf_printf(&msg, " (check the API key in the environment variable %s)",
-                          a->cfg->api_key_env ? a->cfg->api_key_env : "named by provider.api_key_env");
-        else if (res->status == 404)
-            ad_buf_printf(&msg, " (check provider.base_url and provider.model)");
+        status_hint(a, res->status, &msg);
         fail(a, "%s", msg.data);
         ad_buf_free(&msg);
         return;
     }
     char err[512];
     int rc;
+    if (res->bytes == 0) {
+        snprintf(err, sizeof err, "empty response body (HTTP %ld, Content-Type %s)", res->status,
+                 res->content_type ? res->content_type : "none");
+        if (maybe_retry(a, err, -1))
+            return;
+        fail(a, "%s from %s", err, a->url);
+        return;
+    }
     if (a->mode == 1) {
         rc = ad_sse_finish(a->sse);
         if (rc != 0) {
@@ -892,12 +1027,6 @@ static void on_http_done(void *ud, const ad_http_result *res)
             return;
         }
     } else {
-        if (a->resp_body.len == 0) {
-            if (maybe_retry(a, "empty response body", -1))
-                return;
-            fail(a, "empty response body from %s", a->url);
-            return;
-        }
         rc = ad_stream_message(a->stream, a->resp_body.data, a->resp_body.len, err, sizeof err);
         if (rc != AD_OK) {
             const char *ct = res->content_type ? res->content_type : "none";
@@ -905,12 +1034,15 @@ static void on_http_done(void *ud, const ad_http_result *res)
             return;
         }
     }
+    flush_text(a);
     rc = ad_stream_end(a->stream, err, sizeof err);
     if (rc != AD_OK) {
-        /* A stream cut before any content is a network failure: retry. */
-        if (maybe_retry(a, err, -1))
+        /* A stream that ends before its finish reason was cut: retry. */
+        char why[700];
+        snprintf(why, sizeof why, "%s; the stream from %s was cut", err, a->url);
+        if (maybe_retry(a, why, -1))
             return;
-        fail(a, "%s (from %s)", err, a->url);
+        fail(a, "%s%s", why, a->emitted ? " (the partial text above is kept)" : "");
         return;
     }
     response_done(a);
@@ -937,6 +1069,8 @@ static void start_step(ad_agent *a)
     a->has_err = false;
     a->err[0] = '\0';
     a->emitted = false;
+    a->resp_bytes = 0;
+    ad_buf_reset(&a->held);
     ad_buf_reset(&a->resp_body);
     ad_sse_reset(a->sse);
     ad_stream_reset(a->stream);
@@ -964,7 +1098,10 @@ ad_agent *ad_agent_new(const ad_agent_opts *o)
     a->messages = json_object_new_array();
     ad_stream_callbacks scb = {on_text, NULL};
     a->stream = ad_stream_new(&scb, a);
-    a->sse = ad_sse_new(0, on_sse_event, a);
+    a->sse = ad_sse_new((size_t)o->cfg->max_event_bytes, on_sse_event, a);
+    if (a->stream)
+        ad_stream_set_limits(a->stream, (size_t)o->cfg->max_tool_calls,
+                             (size_t)o->cfg->max_tool_args_bytes);
     ad_buf u = AD_BUF_INIT;
     ad_buf_printf(&u, "%s/chat/completions", o->cfg->base_url ? o->cfg->base_url : "");
     a->url = ad_buf_steal(&u);
@@ -1040,6 +1177,7 @@ void ad_agent_free(ad_agent *a)
     free(a->headers);
     ad_buf_free(&a->body);
     ad_buf_free(&a->resp_body);
+    ad_buf_free(&a->held);
     ad_sse_free(a->sse);
     ad_stream_free(a->stream);
     batch_detach(a);
@@ -1075,6 +1213,7 @@ int ad_agent_run(ad_agent *a, const char *prompt, ad_agent_done_fn on_done, void
     a->ud = ud;
     a->step = 1;
     a->attempt = 0;
+    a->tools_ran = false;
     json_object_put(a->usage);
     a->usage = json_object_new_object();
     start_step(a);

@@ -13,8 +13,14 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,7 +29,7 @@
 #include "buf.h"
 #include "toml.h"
 
-enum kind { K_STRING, K_BOOL, K_INT, K_NUMBER, K_TABLE };
+enum kind { K_STRING, K_BOOL, K_INT, K_LONG, K_NUMBER, K_TABLE };
 
 typedef struct keydef {
     const char *table; /* "provider", "agent", "plugins" */
@@ -37,6 +43,8 @@ typedef struct keydef {
 static const keydef keys[] = {
     {"provider", "base_url", K_STRING, OFF(base_url), 0, 0},
     {"provider", "api_key_env", K_STRING, OFF(api_key_env), 0, 0},
+    {"provider", "api_key_file", K_STRING, OFF(api_key_file), 0, 0},
+    {"provider", "allow_http", K_BOOL, OFF(allow_http), 0, 0},
     {"provider", "model", K_STRING, OFF(model), 0, 0},
     {"provider", "stream", K_BOOL, OFF(stream), 0, 0},
     {"provider", "timeout_s", K_NUMBER, OFF(timeout_s), 0, 86400},
@@ -49,7 +57,7 @@ static const keydef keys[] = {
     {"provider", "extra", K_TABLE, 0, 0, 0},
     {"agent", "system_prompt", K_STRING, OFF(system_prompt), 0, 0},
     {"agent", "max_steps", K_INT, OFF(max_steps), 1, 100000},
-    {"agent", "max_tokens", K_INT, OFF(max_tokens), 1, 100000000},
+    {"agent", "max_tokens", K_LONG, OFF(max_tokens), 1, 100000000},
     {"agent", "unique_tool_call_ids", K_BOOL, OFF(unique_tool_call_ids), 0, 0},
     {"agent", "tool_timeout_s", K_NUMBER, OFF(tool_timeout_s), 0, 86400},
     {"agent", "isolation", K_STRING, 0, 0, 0},
@@ -61,8 +69,13 @@ static const keydef keys[] = {
     {"plugins", "config", K_TABLE, 0, 0, 0},
     {"sessions", "path", K_STRING, OFF(sessions_path), 0, 0},
     {"sessions", "enabled", K_BOOL, OFF(sessions_enabled), 0, 0},
+    {"limits", "max_event_bytes", K_LONG, OFF(max_event_bytes), 64, 1 << 30},
+    {"limits", "max_response_bytes", K_LONG, OFF(max_response_bytes), 64, 1 << 30},
+    {"limits", "max_tool_args_bytes", K_LONG, OFF(max_tool_args_bytes), 2, 1 << 30},
+    {"limits", "max_tool_calls", K_LONG, OFF(max_tool_calls), 1, 4096},
+    {"limits", "max_tool_result_bytes", K_LONG, OFF(max_tool_result_bytes), 64, 1 << 30},
 };
-static const char *const tables[] = {"provider", "agent", "plugins", "tools", "sessions"};
+static const char *const tables[] = {"provider", "agent", "plugins", "tools", "sessions", "limits"};
 
 void ad_config_init(ad_config *c)
 {
@@ -75,6 +88,11 @@ void ad_config_init(ad_config *c)
     c->max_retry_wait_s = 60;
     c->max_steps = 20;
     c->tool_timeout_s = 60;
+    c->max_event_bytes = 16L << 20;
+    c->max_response_bytes = 64L << 20;
+    c->max_tool_args_bytes = 8L << 20;
+    c->max_tool_calls = 128;
+    c->max_tool_result_bytes = 1L << 20;
     c->sessions_enabled = true;
 }
 
@@ -84,6 +102,7 @@ void ad_config_free(ad_config *c)
     free(c->dir);
     free(c->base_url);
     free(c->api_key_env);
+    free(c->api_key_file);
     if (c->api_key) {
         /* Do not leave the key behind in freed memory. */
         volatile char *p = c->api_key;
@@ -253,6 +272,7 @@ static const char *kind_name(enum kind k)
     case K_BOOL:
         return "a boolean (true or false)";
     case K_INT:
+    case K_LONG:
         return "an integer";
     case K_NUMBER:
         return "a number";
@@ -266,7 +286,7 @@ static void set_scalar(diag *d, ad_config *c, const keydef *k, const ad_toml *v)
     ad_toml_type t = ad_toml_type_of(v);
     char *base = (char *)c;
     bool ok = (k->kind == K_STRING && t == AD_TOML_STRING) || (k->kind == K_BOOL && t == AD_TOML_BOOL) ||
-              (k->kind == K_INT && t == AD_TOML_INTEGER) ||
+              ((k->kind == K_INT || k->kind == K_LONG) && t == AD_TOML_INTEGER) ||
               (k->kind == K_NUMBER && (t == AD_TOML_INTEGER || t == AD_TOML_FLOAT));
     if (!ok) {
         problem(d, v, "%s.%s must be %s, not %s", k->table, k->key, kind_name(k->kind),
@@ -289,14 +309,15 @@ static void set_scalar(diag *d, ad_config *c, const keydef *k, const ad_toml *v)
     case K_BOOL:
         *(bool *)(void *)(base + k->off) = ad_toml_bool(v);
         break;
-    case K_INT: {
+    case K_INT:
+    case K_LONG: {
         int64_t x = ad_toml_int(v);
         if ((double)x < k->min || (double)x > k->max) {
             problem(d, v, "%s.%s must be between %.0f and %.0f, not %lld", k->table, k->key, k->min,
                     k->max, (long long)x);
             return;
         }
-        if (strcmp(k->key, "max_tokens") == 0)
+        if (k->kind == K_LONG)
             *(long *)(void *)(base + k->off) = (long)x;
         else
             *(int *)(void *)(base + k->off) = (int)x;
@@ -598,8 +619,9 @@ int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen)
             if (ad_toml_type_of(t) == AD_TOML_TABLE)
                 unknown(&d, t, NULL, name);
             else
-                problem(&d, t, "unknown top-level key '%s' (settings live in [provider], [agent] "
-                        "and [plugins])", name);
+                problem(&d, t, "unknown top-level key '%s' (settings live in tables such as "
+                                 "[provider], [agent], [limits] and [plugins])",
+                        name);
             continue;
         }
         if (ad_toml_type_of(t) != AD_TOML_TABLE) {
@@ -613,8 +635,18 @@ int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen)
     else if (strncmp(c->base_url, "http://", 7) != 0 && strncmp(c->base_url, "https://", 8) != 0)
         problem(&d, ad_toml_get(ad_toml_get(root, "provider"), "base_url"),
                 "provider.base_url must start with http:// or https://, not '%s'", c->base_url);
+    else {
+        char uerr[512];
+        if (ad_config_check_url(c->base_url, c->allow_http, uerr, sizeof uerr) != AD_OK)
+            problem(&d, ad_toml_get(ad_toml_get(root, "provider"), "base_url"), "%s", uerr);
+    }
     if (!c->model)
         problem(&d, NULL, "missing required key model in [provider]");
+    if (c->api_key_file) {
+        char *abs = resolve(c->dir, c->api_key_file);
+        free(c->api_key_file);
+        c->api_key_file = abs;
+    }
     if (c->plugins_dir) {
         char *abs = resolve(c->dir, c->plugins_dir);
         free(c->plugins_dir);
@@ -644,12 +676,157 @@ int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen)
     return AD_OK;
 }
 
+static bool is_loopback_host(const char *h, size_t n)
+{
+    char host[64];
+    if (n == 0 || n >= sizeof host)
+        return false;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    if (strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.") == 0)
+        return true;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (host[0] == '[' && host[n - 1] == ']') {
+        struct in6_addr a6;
+        host[n - 1] = '\0';
+        return inet_pton(AF_INET6, host + 1, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+    }
+    return false;
+}
+
+int ad_config_check_url(const char *url, bool allow_http, char *err, size_t errlen)
+{
+    if (strncmp(url, "https://", 8) == 0)
+        return AD_OK;
+    if (strncmp(url, "http://", 7) != 0) {
+        ad_errf(err, errlen, "provider.base_url must start with http:// or https://, not '%s'",
+                url);
+        return AD_EINVAL;
+    }
+    if (allow_http)
+        return AD_OK;
+    /* authority = [userinfo@]host[:port], up to the first / ? or # */
+    const char *auth = url + 7;
+    size_t alen = strcspn(auth, "/?#");
+    const char *host = auth;
+    for (size_t i = 0; i < alen; i++)
+        if (auth[i] == '@')
+            host = auth + i + 1;
+    size_t hlen = (size_t)(auth + alen - host);
+    if (hlen && host[0] == '[') {
+        const char *close = memchr(host, ']', hlen);
+        hlen = close ? (size_t)(close - host) + 1 : hlen;
+    } else {
+        const char *colon = memchr(host, ':', hlen);
+        if (colon)
+            hlen = (size_t)(colon - host);
+    }
+    if (is_loopback_host(host, hlen))
+        return AD_OK;
+    ad_errf(err, errlen,
+            "provider.base_url '%.200s' uses plain http to a host that is not loopback: the key "
+            "and the conversation would cross the network unencrypted; use https:// or set "
+            "provider.allow_http = true",
+            url);
+    return AD_EINVAL;
+}
+
+void ad_config_key_source(const ad_config *c, char *out, size_t outlen)
+{
+    const char *v = c->api_key_env ? getenv(c->api_key_env) : NULL;
+    if (c->api_key_env && (v && v[0]))
+        snprintf(out, outlen, "the environment variable %s", c->api_key_env);
+    else if (c->api_key_file)
+        snprintf(out, outlen, "the file %s (provider.api_key_file)", c->api_key_file);
+    else if (c->api_key_env)
+        snprintf(out, outlen, "the environment variable %s", c->api_key_env);
+    else
+        snprintf(out, outlen, "provider.api_key_env (no key is configured)");
+}
+
+/* Reads the key file: a regular file nobody but its owner can read, at
+ * most 64 KiB; surrounding whitespace is dropped. */
+static int read_key_file(ad_config *c, char *err, size_t errlen)
+{
+    const char *path = c->api_key_file;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        ad_errf(err, errlen, "cannot read provider.api_key_file %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return AD_EINVAL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        ad_errf(err, errlen, "provider.api_key_file %s is not a regular file", path);
+        return AD_EINVAL;
+    }
+    if (st.st_mode & 077) {
+        close(fd);
+        ad_errf(err, errlen,
+                "provider.api_key_file %s can be read by group or others (mode %04o); run "
+                "chmod 600 %s",
+                path, (unsigned)(st.st_mode & 07777), path);
+        return AD_EINVAL;
+    }
+    char buf[65536 + 1];
+    size_t n = 0;
+    for (;;) {
+        ssize_t got = read(fd, buf + n, sizeof buf - 1 - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        n += (size_t)got;
+        if (n == sizeof buf - 1)
+            break;
+    }
+    close(fd);
+    int rc = AD_OK;
+    size_t b = 0;
+    while (b < n && (buf[b] == ' ' || buf[b] == '\t' || buf[b] == '\n' || buf[b] == '\r'))
+        b++;
+    while (n > b && (buf[n - 1] == ' ' || buf[n - 1] == '\t' || buf[n - 1] == '\n' ||
+                     buf[n - 1] == '\r'))
+        n--;
+    if (n == sizeof buf - 1) {
+        ad_errf(err, errlen, "provider.api_key_file %s is larger than 64 KiB", path);
+        rc = AD_EINVAL;
+    } else if (n == b) {
+        ad_errf(err, errlen, "provider.api_key_file %s is empty", path);
+        rc = AD_EINVAL;
+    }
+    for (size_t i = b; rc == AD_OK && i < n; i++) {
+        if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f) {
+            ad_errf(err, errlen, "the API key in %s contains control characters", path);
+            rc = AD_EINVAL;
+        }
+    }
+    if (rc == AD_OK) {
+        free(c->api_key);
+        c->api_key = ad_strndup(buf + b, n - b);
+        if (!c->api_key)
+            rc = AD_ENOMEM;
+    }
+    volatile char *p = buf;
+    for (size_t i = 0; i < sizeof buf; i++)
+        p[i] = 0;
+    return rc;
+}
+
 int ad_config_read_key(ad_config *c, char *err, size_t errlen)
 {
-    if (!c->api_key_env || !c->api_key_env[0])
-        return AD_OK; /* local servers need no key */
-    const char *v = getenv(c->api_key_env);
+    if (c->base_url && ad_config_check_url(c->base_url, c->allow_http, err, errlen) != AD_OK)
+        return AD_EINVAL;
+    const char *v = c->api_key_env && c->api_key_env[0] ? getenv(c->api_key_env) : NULL;
     if (!v || !v[0]) {
+        if (c->api_key_file)
+            return read_key_file(c, err, errlen);
+        if (!c->api_key_env || !c->api_key_env[0])
+            return AD_OK; /* local servers need no key */
         ad_errf(err, errlen,
                 "the API key variable %s (provider.api_key_env) is not set in the environment",
                 c->api_key_env);
@@ -700,10 +877,13 @@ void ad_config_print(const ad_config *c, FILE *out)
 {
     fprintf(out, "# effective settings of %s\n[provider]\n", c->path ? c->path : "(defaults)");
     print_str(out, "base_url", c->base_url ? c->base_url : "");
-    if (c->api_key_env) {
+    if (c->api_key_env)
         print_str(out, "api_key_env", c->api_key_env);
+    if (c->api_key_file)
+        print_str(out, "api_key_file", c->api_key_file);
+    if (c->api_key_env || c->api_key_file)
         fprintf(out, "# key: %s\n", c->api_key ? "set (value not shown)" : "not set");
-    }
+    fprintf(out, "allow_http = %s\n", c->allow_http ? "true" : "false");
     print_str(out, "model", c->model ? c->model : "");
     fprintf(out, "stream = %s\ntimeout_s = %g\nconnect_timeout_s = %g\nidle_timeout_s = %g\n",
             c->stream ? "true" : "false", c->timeout_s, c->connect_timeout_s, c->idle_timeout_s);
@@ -744,6 +924,10 @@ void ad_config_print(const ad_config *c, FILE *out)
         }
         fprintf(out, "]\n");
     }
+    fprintf(out, "\n[limits]\nmax_event_bytes = %ld\nmax_response_bytes = %ld\n"
+                 "max_tool_args_bytes = %ld\nmax_tool_calls = %ld\nmax_tool_result_bytes = %ld\n",
+            c->max_event_bytes, c->max_response_bytes, c->max_tool_args_bytes, c->max_tool_calls,
+            c->max_tool_result_bytes);
     fprintf(out, "\n[plugins]\n");
     if (c->plugins_dir)
         print_str(out, "dir", c->plugins_dir);

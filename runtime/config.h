@@ -5,7 +5,13 @@
  * file:line, the key and the closest valid key; a value of the wrong type
  * names the expected type; missing required keys are named. Relative paths
  * resolve against the config file's folder. The API key is read from the
- * environment variable named by provider.api_key_env and is never printed.
+ * environment variable named by provider.api_key_env, or else from
+ * provider.api_key_file (which must not be readable by group or others), and
+ * is never printed. Plain http:// is accepted only for loopback hosts
+ * (127.0.0.0/8, localhost, [::1]) unless provider.allow_http = true.
+ *
+ * [limits] bounds what a provider can make agentd hold (all in bytes except
+ * max_tool_calls); see docs/failures.md.
  */
 #ifndef AD_CONFIG_H
 #define AD_CONFIG_H
@@ -39,6 +45,8 @@ typedef struct ad_config {
     char *base_url;    /* owned; POST {base_url}/chat/completions */
     char *api_key_env; /* owned or NULL: the variable holding the key */
     char *api_key;     /* owned or NULL: the key itself; never printed */
+    char *api_key_file; /* owned or NULL: resolved path of a file holding the key */
+    bool allow_http;    /* plain http:// to hosts other than loopback */
     char *model;       /* owned */
     bool stream;
     double timeout_s;         /* whole request; 0 = none */
@@ -64,6 +72,13 @@ typedef struct ad_config {
     ad_tool_conf *tools; /* owned array */
     size_t ntools;
 
+    /* [limits] */
+    long max_event_bytes;       /* one SSE line or event (16 MiB) */
+    long max_response_bytes;    /* one response body, SSE or JSON (64 MiB) */
+    long max_tool_args_bytes;   /* arguments of one tool call (8 MiB) */
+    long max_tool_calls;        /* tool calls in one response (128) */
+    long max_tool_result_bytes; /* one tool result; the rest is cut with a marker (1 MiB) */
+
     /* [plugins] */
     char *plugins_dir;          /* owned, resolved, or NULL: no plugins */
     json_object *plugin_config; /* owned object: stem -> object */
@@ -81,9 +96,19 @@ void ad_config_init(ad_config *c);
  * are reported one per line), or another negative code. */
 int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen);
 
-/* Reads the API key from the environment (after CLI overrides were applied).
- * Returns 0, or AD_EINVAL with err naming the variable when it is unset. */
+/* Reads the API key from the environment, or from provider.api_key_file
+ * when the variable is unset, and checks base_url's scheme again (CLI
+ * overrides are applied by then). Returns 0, or AD_EINVAL with err naming
+ * the variable or file (never the key). */
 int ad_config_read_key(ad_config *c, char *err, size_t errlen);
+
+/* 0 when url may be used: https://, or http:// to a loopback host, or any
+ * http:// with allow_http. Else AD_EINVAL with err saying what to change. */
+int ad_config_check_url(const char *url, bool allow_http, char *err, size_t errlen);
+
+/* Where the key comes from, for messages: "the environment variable X",
+ * "the file Y" (never the key itself). Writes into out. */
+void ad_config_key_source(const ad_config *c, char *out, size_t outlen);
 
 /* The effective settings of tool `name`: timeout (0 = none), whether it
  * needs approval, and its isolation. */

@@ -16,6 +16,10 @@
  *  - Transfers are removed from the multi handle only outside curl
  *    callbacks: in drain() after curl returned, or in ad_http_cancel().
  *  - While closing, curl may still report sockets; nothing is re-armed.
+ *  - The idle timeout is our own uv timer per request, restarted on every
+ *    header or body byte (curl's low-speed check counts whole seconds). When
+ *    it fires the transfer is removed and reported like any other failure;
+ *    a request with a timer is freed from the timer's close callback.
  *
  * Record and replay (see http.h) hook in at the edges only. Recording keeps
  * a copy of what curl reports (header lines, body bytes) on the request and
@@ -30,6 +34,7 @@
 
 #include <curl/curl.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +83,9 @@ struct ad_http_req {
     double retry_after_s; /* -1 when absent */
     bool aborted;
     size_t bytes;
+    uv_timer_t idle;      /* initialised when idle_ms > 0 */
+    uint64_t idle_ms;
+    int timeout;          /* AD_HTTP_TIMEOUT_* */
     ad_http_req *next;
     ad_http_req *prev;
     /* recording */
@@ -209,10 +217,16 @@ static void req_unlink(ad_http_req *r)
     r->next = r->prev = NULL;
 }
 
+static void on_req_closed(uv_handle_t *handle)
+{
+    free(handle->data);
+}
+
 static void req_free(ad_http_req *r)
 {
     if (r->easy)
         curl_easy_cleanup(r->easy);
+    r->easy = NULL;
     curl_slist_free_all(r->headers);
     free(r->body);
     free(r->content_type);
@@ -221,7 +235,21 @@ static void req_free(ad_http_req *r)
     ad_buf_free(&r->rec_body);
     free(r->rec_status);
     free(r->fail_msg);
-    free(r);
+    if (r->idle_ms) {
+        uv_timer_stop(&r->idle);
+        uv_close((uv_handle_t *)&r->idle, on_req_closed);
+    } else {
+        free(r);
+    }
+}
+
+static void on_idle_timeout(uv_timer_t *t);
+
+/* A byte arrived: the idle clock starts again. */
+static void idle_touch(ad_http_req *r)
+{
+    if (r->idle_ms && !r->http->closing)
+        uv_timer_start(&r->idle, on_idle_timeout, r->idle_ms, 0);
 }
 
 static void capture_status(ad_http_req *r)
@@ -241,6 +269,7 @@ static size_t on_write(char *data, size_t size, size_t n, void *userp)
     size_t len = size * n;
     capture_status(r);
     r->bytes += len;
+    idle_touch(r);
     if (r->http->recorder && r->rec_body.len + len <= MAX_RECORDED_BODY)
         ad_buf_append(&r->rec_body, data, len);
     if (r->cb.on_data(r->ud, r->status, r->content_type, data, len) != 0) {
@@ -265,6 +294,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
         }
     }
     char line[256];
+    idle_touch(r);
     if (len >= sizeof line)
         return len;
     memcpy(line, data, len);
@@ -305,11 +335,35 @@ static size_t on_header(char *data, size_t size, size_t n, void *userp)
     return len;
 }
 
+static bool transient_code(CURLcode c)
+{
+    switch (c) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_GOT_NOTHING:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_SSL_CONNECT_ERROR:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static void record(ad_http_req *r);
 
 static void finish(ad_http_req *r, CURLcode code)
 {
     capture_status(r);
+    if (code == CURLE_OPERATION_TIMEDOUT && r->timeout == AD_HTTP_TIMEOUT_NONE) {
+        curl_off_t connected = 0;
+        curl_easy_getinfo(r->easy, CURLINFO_CONNECT_TIME_T, &connected);
+        r->timeout = connected > 0 ? AD_HTTP_TIMEOUT_TOTAL : AD_HTTP_TIMEOUT_CONNECT;
+    }
     if (r->http->recorder && r->status)
         record(r);
     ad_http_result res = {
@@ -320,6 +374,8 @@ static void finish(ad_http_req *r, CURLcode code)
         .retry_after_s = r->retry_after_s,
         .aborted = r->aborted,
         .bytes = r->bytes,
+        .timeout = r->timeout,
+        .transient = transient_code(code),
     };
     r->cb.on_done(r->ud, &res);
 }
@@ -343,6 +399,19 @@ static void drain(ad_http *h)
         finish(r, code);
         req_free(r);
     }
+}
+
+static void on_idle_timeout(uv_timer_t *t)
+{
+    ad_http_req *r = t->data;
+    ad_http *h = r->http;
+    /* Outside any curl callback: the transfer can go at once. */
+    curl_multi_remove_handle(h->multi, r->easy);
+    req_unlink(r);
+    r->timeout = AD_HTTP_TIMEOUT_IDLE;
+    snprintf(r->errbuf, sizeof r->errbuf, "no data received for %.3g s", (double)r->idle_ms / 1000);
+    finish(r, CURLE_OPERATION_TIMEDOUT);
+    req_free(r);
 }
 
 static void on_handle_closed(uv_handle_t *handle)
@@ -748,9 +817,11 @@ ad_http_req *ad_http_post(ad_http *h, const char *url, const char *const *header
         if (opts->connect_timeout_s > 0)
             curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(opts->connect_timeout_s * 1000));
         if (opts->idle_timeout_s > 0) {
-            long secs = (long)(opts->idle_timeout_s + 0.999);
-            curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-            curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, secs < 1 ? 1L : secs);
+            uint64_t ms = (uint64_t)(opts->idle_timeout_s * 1000 + 0.5);
+            if (uv_timer_init(h->loop, &r->idle) != 0)
+                goto fail;
+            r->idle.data = r;
+            r->idle_ms = ms ? ms : 1;
         }
     }
     r->next = h->reqs;
@@ -761,6 +832,8 @@ ad_http_req *ad_http_post(ad_http *h, const char *url, const char *const *header
         req_unlink(r);
         goto fail;
     }
+    if (r->idle_ms)
+        uv_timer_start(&r->idle, on_idle_timeout, r->idle_ms, 0);
     return r;
 fail:
     req_free(r);

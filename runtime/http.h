@@ -29,9 +29,18 @@ typedef struct ad_http_result {
     double retry_after_s;     /* from Retry-After / retry-after-ms, -1 when absent */
     int aborted;              /* on_data returned non-zero */
     size_t bytes;             /* body bytes received */
+    int timeout;              /* AD_HTTP_TIMEOUT_*: which timeout ended the transfer */
+    int transient;            /* a network failure worth another attempt */
     int fatal;                /* retrying cannot help: the same request would
                                * fail the same way (a replay mismatch) */
 } ad_http_result;
+
+enum {
+    AD_HTTP_TIMEOUT_NONE = 0,
+    AD_HTTP_TIMEOUT_CONNECT, /* no connection within connect_timeout_s */
+    AD_HTTP_TIMEOUT_IDLE,    /* no byte for idle_timeout_s */
+    AD_HTTP_TIMEOUT_TOTAL    /* the whole transfer took longer than timeout_s */
+};
 
 typedef struct ad_http_callbacks {
     /* Body bytes as they arrive. `status` and `content_type` describe the
@@ -44,7 +53,9 @@ typedef struct ad_http_callbacks {
 typedef struct ad_http_opts {
     double timeout_s;         /* whole transfer; 0 = none */
     double connect_timeout_s; /* 0 = curl's default */
-    double idle_timeout_s;    /* abort when no byte arrives for this long; 0 = none */
+    double idle_timeout_s;    /* abort when no byte (header or body) arrives for this long,
+                                 counted from the start of the request; 0 = none.
+                                 A uv timer reset on every byte: millisecond precision. */
 } ad_http_opts;
 
 /* Returns a new client on loop; NULL on failure. curl_global_init must have

@@ -406,6 +406,7 @@ int main(int argc, char **argv)
         goto out_tools;
     }
 
+    ad_tools_set_result_max(tools, (size_t)cfg.max_tool_result_bytes);
     for (size_t i = 0; i < cfg.ntools; i++) {
         if (!ad_tools_find(tools, cfg.tools[i].name)) {
             char *names = ad_tools_names(tools);

@@ -31,8 +31,9 @@
  * a "signature" that was null or "" takes a later non-empty one (Anthropic
  * sends "" on every text delta and the real signature at the end).
  *
- * Bounds: at most AD_STREAM_MAX_CALLS calls, AD_STREAM_MAX_ARGS bytes of
- * arguments per call, AD_STREAM_MAX_TEXT bytes of text, of each reasoning
+ * Bounds: at most max_calls calls, max_args bytes of arguments per call
+ * (AD_STREAM_MAX_CALLS / AD_STREAM_MAX_ARGS unless ad_stream_set_limits()
+ * lowered or raised them), AD_STREAM_MAX_TEXT bytes of text, of each reasoning
  * spelling and of reasoning_details text; beyond -> AD_ETOOBIG.
  */
 #include "stream.h"
@@ -71,6 +72,8 @@ struct ad_stream {
     size_t nrd, rd_cap;
     size_t rd_bytes;
     bool rd_dirty; /* side buffers hold text not yet in the entry objects */
+    size_t max_calls;
+    size_t max_args;
 };
 
 /* ---- small json helpers: JSON null and a missing key are the same ---- */
@@ -117,12 +120,20 @@ ad_stream *ad_stream_new(const ad_stream_callbacks *cbs, void *ud)
     if (cbs)
         s->cbs = *cbs;
     s->ud = ud;
+    s->max_calls = AD_STREAM_MAX_CALLS;
+    s->max_args = AD_STREAM_MAX_ARGS;
     s->tok = json_tokener_new();
     if (s->tok == NULL) {
         free(s);
         return NULL;
     }
     return s;
+}
+
+void ad_stream_set_limits(ad_stream *s, size_t max_calls, size_t max_args)
+{
+    s->max_calls = max_calls ? max_calls : AD_STREAM_MAX_CALLS;
+    s->max_args = max_args ? max_args : AD_STREAM_MAX_ARGS;
 }
 
 void ad_stream_reset(ad_stream *s)
@@ -265,14 +276,15 @@ static int set_finish(ad_response *r, const char *fr, char *err, size_t errlen)
 static ad_tool_call *new_call(ad_stream *s, char *err, size_t errlen)
 {
     ad_response *r = &s->r;
-    if (r->ncalls >= AD_STREAM_MAX_CALLS) {
-        ad_errf(err, errlen, "more than %d tool calls in one response", AD_STREAM_MAX_CALLS);
+    if (r->ncalls >= s->max_calls) {
+        ad_errf(err, errlen, "more than %zu tool calls in one response (limits.max_tool_calls)",
+                s->max_calls);
         return NULL;
     }
     if (r->ncalls == s->calls_cap) {
         size_t cap = s->calls_cap ? s->calls_cap * 2 : 4;
-        if (cap > AD_STREAM_MAX_CALLS)
-            cap = AD_STREAM_MAX_CALLS;
+        if (cap > s->max_calls)
+            cap = s->max_calls;
         ad_tool_call *c = realloc(r->calls, cap * sizeof(*c));
         if (c == NULL) {
             oom(err, errlen);
@@ -345,7 +357,7 @@ static int tool_delta(ad_stream *s, json_object *tc, bool complete, char *err, s
     if (c == NULL) {
         c = new_call(s, err, errlen);
         if (c == NULL)
-            return r->ncalls >= AD_STREAM_MAX_CALLS ? AD_ETOOBIG : AD_ENOMEM;
+            return r->ncalls >= s->max_calls ? AD_ETOOBIG : AD_ENOMEM;
         adopt_id = id != NULL;
     }
     if (adopt_id) {
@@ -379,7 +391,7 @@ static int tool_delta(ad_stream *s, json_object *tc, bool complete, char *err, s
 
     if (jis(args, json_type_string)) {
         return append_bounded(&c->args, json_object_get_string(args),
-                              (size_t)json_object_get_string_len(args), AD_STREAM_MAX_ARGS,
+                              (size_t)json_object_get_string_len(args), s->max_args,
                               "tool call arguments", err, errlen);
     } else if (args != NULL) {
         /* Some servers send the arguments as a JSON value, not as text. */
@@ -387,7 +399,7 @@ static int tool_delta(ad_stream *s, json_object *tc, bool complete, char *err, s
             args, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
         if (t == NULL)
             return oom(err, errlen);
-        return append_bounded(&c->args, t, strlen(t), AD_STREAM_MAX_ARGS, "tool call arguments",
+        return append_bounded(&c->args, t, strlen(t), s->max_args, "tool call arguments",
                               err, errlen);
     }
     return 0;
@@ -712,8 +724,10 @@ static int parse(ad_stream *s, const char *data, size_t len, json_object **out, 
     enum json_tokener_error je = json_tokener_get_error(s->tok);
     if (je != json_tokener_success) {
         json_object_put(o);
-        ad_errf(err, errlen, "malformed JSON (%s): %.60s",
-                je == json_tokener_continue ? "truncated" : json_tokener_error_desc(je), data);
+        /* data is not NUL-terminated: bound the quote by len. */
+        ad_errf(err, errlen, "malformed JSON (%s): %.*s",
+                je == json_tokener_continue ? "truncated" : json_tokener_error_desc(je),
+                (int)(len < 60 ? len : 60), data);
         return AD_EINVAL;
     }
     size_t end = json_tokener_get_parse_end(s->tok);
@@ -721,7 +735,8 @@ static int parse(ad_stream *s, const char *data, size_t len, json_object **out, 
         end++;
     if (end != len) {
         json_object_put(o);
-        ad_errf(err, errlen, "malformed JSON (trailing data): %.60s", data);
+        ad_errf(err, errlen, "malformed JSON (trailing data): %.*s", (int)(len < 60 ? len : 60),
+                data);
         return AD_EINVAL;
     }
     *out = o;

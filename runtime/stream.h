@@ -68,6 +68,10 @@ typedef struct ad_stream_callbacks {
  * `cbs` is copied; ud is passed back to the callbacks. */
 ad_stream *ad_stream_new(const ad_stream_callbacks *cbs, void *ud);
 void ad_stream_free(ad_stream *s); /* accepts NULL */
+/* Bounds: tool calls per response and argument bytes per call (0 = the
+ * defaults, 128 and 8 MiB); beyond them a chunk fails with AD_ETOOBIG.
+ * Calls already beyond a lowered max_calls are kept; set before a response. */
+void ad_stream_set_limits(ad_stream *s, size_t max_calls, size_t max_args);
 /* Starts a new response: clears the ad_response (keeps allocations where it can). */
 void ad_stream_reset(ad_stream *s);
 

@@ -15,7 +15,8 @@
  * them against the tool's schema (schema.c) and calls the plugin with a
  * private NUL-terminated copy of the argument text. The plugin writes into
  * an agentd_result that lives on the caller's stack; the text is bounded
- * (AD_TOOL_RESULT_MAX, the rest is cut with a marker) and made valid UTF-8
+ * (ad_tools_set_result_max(), default AD_TOOL_RESULT_MAX; the rest is cut
+ * with a marker that says how much was cut) and made valid UTF-8
  * without NUL bytes before it leaves this file, because it goes straight
  * into a JSON request.
  *
@@ -103,11 +104,13 @@ struct ad_tools {
     size_t nplugins;
     ad_tool **tools;
     size_t ntools, cap;
+    size_t result_max; /* bytes of plugin output kept per call */
 };
 
 struct agentd_result {
     ad_buf buf;
-    size_t cut;     /* bytes dropped beyond AD_TOOL_RESULT_MAX */
+    size_t max;     /* bytes kept (the registry's result_max) */
+    size_t cut;     /* bytes dropped beyond max */
     int is_error;
     int has_msg;    /* result_error() was called with a message */
 };
@@ -285,7 +288,7 @@ static int host_result_write(agentd_result *out, const char *data, size_t len)
 {
     if (out == NULL || (data == NULL && len > 0))
         return AGENTD_EINVAL;
-    size_t room = out->buf.len < AD_TOOL_RESULT_MAX ? AD_TOOL_RESULT_MAX - out->buf.len : 0;
+    size_t room = out->buf.len < out->max ? out->max - out->buf.len : 0;
     size_t take = len;
     if (take > room) {
         take = room;
@@ -857,6 +860,7 @@ int ad_tools_invoke(const ad_tools *t, const char *name, const char *args, size_
         return AD_ENOMEM;
     agentd_result res;
     memset(&res, 0, sizeof res);
+    res.max = t->result_max ? t->result_max : AD_TOOL_RESULT_MAX;
     int prc = tool->invoke(tool->tool_data, copy, args_len, &res);
     free(copy);
 
@@ -872,6 +876,11 @@ int ad_tools_invoke(const ad_tools *t, const char *name, const char *args, size_
         return AD_ENOMEM;
     }
     return finish(out, &res.buf, is_error);
+}
+
+void ad_tools_set_result_max(ad_tools *t, size_t max)
+{
+    t->result_max = max;
 }
 
 /* ---- process isolation -------------------------------------------------- */
@@ -1035,7 +1044,11 @@ int ad_tools_invoke_isolated(const ad_tools *t, const char *name, const char *ar
     ad_buf req = AD_BUF_INIT;
     char ppid[32];
     snprintf(ppid, sizeof ppid, "%ld", (long)getpid());
-    char *argv[] = {t->exe, (char *)AD_TOOLS_WORKER_FLAG, ppid, NULL};
+    /* The worker cuts the output at the host's bound (argv[3]). */
+    size_t keep = t->result_max ? t->result_max : AD_TOOL_RESULT_MAX;
+    char keep_s[32];
+    snprintf(keep_s, sizeof keep_s, "%zu", keep);
+    char *argv[] = {t->exe, (char *)AD_TOOLS_WORKER_FLAG, ppid, keep_s, NULL};
     char **env = worker_env(o->scrub_env);
     if (env == NULL ||
         ad_buf_printf(&req, WORKER_REQ_MAGIC "%zu %ld %zu %zu\n", strlen(p->path),
@@ -1054,7 +1067,7 @@ int ad_tools_invoke_isolated(const ad_tools *t, const char *name, const char *ar
         .input = req.data,
         .input_len = req.len,
         .timeout_s = o->timeout_s,
-        .result_max = WORKER_RESULT_MAX,
+        .result_max = 3 * keep + 4096,
         .output_max = WORKER_OUTPUT_MAX,
     };
     ad_proc_result pr;
@@ -1198,6 +1211,8 @@ int ad_tools_worker_main(int argc, char **argv)
     worker_tools = ad_tools_new();
     if (worker_tools == NULL)
         worker_fail(rfd, "tool worker: out of memory");
+    if (argc > 3)
+        worker_tools->result_max = (size_t)strtoull(argv[3], NULL, 10);
     if (ad_tools_load_file(worker_tools, path, config, err, sizeof err) != AD_OK)
         worker_fail(rfd, "tool '%s' cannot run isolated: %s", name, err);
     if (ad_tools_invoke(worker_tools, name, args, (size_t)al, &worker_res) != AD_OK)

@@ -79,6 +79,9 @@ char *ad_tools_names(const ad_tools *t);
 int ad_tools_invoke(const ad_tools *t, const char *name, const char *args, size_t args_len,
                     ad_tool_result *out);
 void ad_tool_result_free(ad_tool_result *r);
+/* Bytes of one call's output kept (0 = 1 MiB); the rest is cut with a
+ * marker saying how many bytes were cut. Set before any call runs. */
+void ad_tools_set_result_max(ad_tools *t, size_t max);
 
 /* ---- process isolation ---- */
 

@@ -8,6 +8,7 @@ tool-call ids included: the cassette keeps their prefix). A replay whose
 requests differ from the recording fails with exit 1 and names the field;
 a missing or broken cassette is a usage error (exit 2).
 """
+import json
 import os
 
 from lib import (case, contains, eq, main, make_plugin_dir, mock, ok, run_agentd, script,
@@ -56,6 +57,22 @@ def replay(cfg, cas, prompt=PROMPT, extra=(), env=NO_KEY):
                       env=env)
 
 
+def merged_text_deltas(stdout):
+    """--json output with consecutive text_delta events of a step joined.
+    Where the pieces split depends on the key: agentd holds back a tail
+    that could be the start of the key (a key echoed across deltas is then
+    still redacted), and the replay runs without one."""
+    out = []
+    for line in stdout.splitlines():
+        e = json.loads(line)
+        if (e.get("type") == "text_delta" and out and out[-1].get("type") == "text_delta"
+                and out[-1]["step"] == e["step"]):
+            out[-1]["text"] += e["text"]
+        else:
+            out.append(e)
+    return out
+
+
 def read(path):
     with open(path, encoding="utf-8") as f:
         return f.read()
@@ -80,9 +97,9 @@ def record_has_no_secrets_and_replays_identically(tmp):
     # Offline: the mock is gone and there is no key.
     rep = replay(cfg, cas)
     eq(rep.rc, 0, "replay exit code (stderr: %s)" % rep.stderr)
-    eq(rep.stdout, rec.stdout, "replayed --json output")
+    eq(merged_text_deltas(rep.stdout), merged_text_deltas(rec.stdout), "replayed --json output")
     rep2 = replay(cfg, cas)
-    eq(rep2.stdout, rec.stdout, "second replay")
+    eq(rep2.stdout, rep.stdout, "second replay")
 
 
 @case

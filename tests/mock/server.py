@@ -23,6 +23,12 @@ a plain write the client must reassemble):
     "close" sends Connection: close and ends the body by closing.
 close_after / hang_after count payload bytes (not chunk framing bytes); headers
 are always sent. "delay_ms" sleeps between writes (for slow-stream tests only).
+Fault modes: "pad_bytes": N sends N filler bytes ("x") after the scripted
+payload, generated in 64 KiB writes (huge lines without a huge script);
+"echo_key": true replaces every "%KEY%" in the payload with the bearer
+token of the request (a server that echoes the API key back).
+A script {"responses": [...], "cycle": true} serves its responses round and
+round instead of answering 500 after the last (soak runs).
 String bodies and {"raw": ...} events are encoded as UTF-8 with surrogateescape,
 so the JSON string "\\udcff" sends the single byte 0xff (invalid UTF-8 tests).
 
@@ -74,6 +80,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        # Many small writes (one per event): without this, Nagle's algorithm
+        # and the client's delayed ACK stall each response by ~40 ms.
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         self.server.mock._track(self.connection, True)
 
     def finish(self):
@@ -141,12 +153,17 @@ class _Handler(BaseHTTPRequestHandler):
             body = r.get("body", "")
             body = _text_bytes(body) if isinstance(body, str) else _text_bytes(_compact(body))
             pieces, ctype, framing = [body], "application/json", "length"
+        if r.get("echo_key"):
+            auth = self.headers.get("Authorization", "")
+            token = _text_bytes(auth.split(" ", 1)[1] if " " in auth else auth)
+            pieces = [p.replace(b"%KEY%", token) for p in pieces]
+        pad = int(r.get("pad_bytes", 0))
         ctype = r.get("content_type", ctype)
         framing = r.get("framing", framing)
         if r.get("chunk"):
             data, n = b"".join(pieces), int(r["chunk"])
             pieces = [data[i:i + n] for i in range(0, len(data), n)]
-        total = sum(len(p) for p in pieces)
+        total = sum(len(p) for p in pieces) + pad
         limit = r.get("close_after", r.get("hang_after"))
         if limit is not None:
             cut, left = [], int(limit)
@@ -178,6 +195,10 @@ class _Handler(BaseHTTPRequestHandler):
             if delay and i:
                 time.sleep(delay)
             self._write(p, framing == "chunked")
+        while pad > 0:
+            n = min(pad, 65536)
+            self._write(b"x" * n, framing == "chunked")
+            pad -= n
         if "close_after" in r:
             self._drop()
         elif "hang_after" in r:
@@ -223,7 +244,9 @@ class MockServer:
     or a bare list of responses."""
 
     def __init__(self, script=None, port=0, host="127.0.0.1", log_path=None, verbose=False):
+        self.cycle = False
         if isinstance(script, dict):
+            self.cycle = bool(script.get("cycle"))
             script = script.get("responses", [])
         self.responses = list(script or [])
         self.verbose = verbose
@@ -302,6 +325,8 @@ class MockServer:
                 return {"status": 404, "body": _error_body("mock: no route for " + path)}
             self._chat_count += 1
             n = self._chat_count
+            if self.cycle and self.responses:
+                return self.responses[(n - 1) % len(self.responses)]
             if n > len(self.responses):
                 return {"status": 500,
                         "body": _error_body("mock: no scripted response for request %d" % n)}

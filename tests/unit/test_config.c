@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../harness.h"
@@ -225,6 +226,127 @@ TEST(api_key_from_environment)
     ad_config_free(&c);
 }
 
+TEST(plain_http_only_to_loopback)
+{
+    char err[512];
+    static const char *const fine[] = {
+        "http://127.0.0.1:8080/v1", "http://localhost/v1", "http://LOCALHOST:1", "http://[::1]:9/v1",
+        "http://127.1.2.3", "https://api.example.com/v1", "http://user@127.0.0.1:5/v1",
+    };
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+        err[0] = '\0';
+        CHECK_EQ(ad_config_check_url(fine[i], false, err, sizeof err), 0);
+    }
+    static const char *const bad[] = {
+        "http://api.example.com/v1", "http://127.0.0.1.example.com/v1", "http://[::2]/v1",
+        "http://localhost.example.com", "http://127.0.0.1@example.com/v1", "http://10.0.0.1",
+        "http://", "http://:80/",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        CHECK_EQ(ad_config_check_url(bad[i], false, err, sizeof err), AD_EINVAL);
+        CHECK(strstr(err, "allow_http") != NULL);
+        CHECK_EQ(ad_config_check_url(bad[i], true, err, sizeof err), 0);
+    }
+    CHECK_EQ(ad_config_check_url("ftp://x", true, err, sizeof err), AD_EINVAL);
+    CHECK(fails_with("[provider]\nbase_url = \"http://api.example.com/v1\"\nmodel = \"m\"\n",
+                     "agent.toml:2: provider.base_url 'http://api.example.com/v1' uses plain http"));
+    ad_config c;
+    CHECK_EQ(load(&c,
+                  "[provider]\nbase_url = \"http://api.example.com/v1\"\nmodel = \"m\"\n"
+                  "allow_http = true\n",
+                  err, sizeof err),
+             0);
+    CHECK(c.allow_http);
+    /* A later override (--base-url) is checked when the key is read. */
+    c.allow_http = false;
+    CHECK_EQ(ad_config_read_key(&c, err, sizeof err), AD_EINVAL);
+    CHECK(strstr(err, "allow_http") != NULL);
+    ad_config_free(&c);
+}
+
+static void write_key(const char *name, const char *text, int mode)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    chmod(path, (mode_t)mode);
+}
+
+TEST(api_key_file)
+{
+    ad_config c;
+    char err[512];
+    unsetenv("AGENTD_UNIT_KEY2");
+    write_key("key", "  sk-from-file-9\n", 0600);
+    CHECK_EQ(load(&c, MIN "api_key_env = \"AGENTD_UNIT_KEY2\"\napi_key_file = \"key\"\n", err,
+                  sizeof err),
+             0);
+    CHECK(c.api_key_file && c.api_key_file[0] == '/'); /* resolved against the config folder */
+    CHECK_EQ(ad_config_read_key(&c, err, sizeof err), 0);
+    CHECK_STREQ(c.api_key, "sk-from-file-9");
+    char src[256];
+    ad_config_key_source(&c, src, sizeof src);
+    CHECK(strstr(src, "api_key_file") != NULL);
+    /* The environment wins when both are there. */
+    setenv("AGENTD_UNIT_KEY2", "sk-env", 1);
+    CHECK_EQ(ad_config_read_key(&c, err, sizeof err), 0);
+    CHECK_STREQ(c.api_key, "sk-env");
+    ad_config_key_source(&c, src, sizeof src);
+    CHECK(strstr(src, "AGENTD_UNIT_KEY2") != NULL);
+    unsetenv("AGENTD_UNIT_KEY2");
+    /* Group or world readable: refused, and the key is not in the message. */
+    write_key("key", "sk-from-file-9\n", 0640);
+    CHECK_EQ(ad_config_read_key(&c, err, sizeof err), AD_EINVAL);
+    CHECK(strstr(err, "chmod 600") != NULL && strstr(err, "0640") != NULL);
+    CHECK(strstr(err, "sk-from-file") == NULL);
+    write_key("key", "sk-from-file-9\n", 0604);
+    CHECK_EQ(ad_config_read_key(&c, err, sizeof err), AD_EINVAL);
+    write_key("key", "\n\n", 0600);
+    CHECK_EQ(ad_config_read_key(&c, err, sizeof err), AD_EINVAL);
+    CHECK(strstr(err, "empty") != NULL);
+    write_key("key", "sk-a\x01b", 0600);
+    CHECK_EQ(ad_config_read_key(&c, err, sizeof err), AD_EINVAL);
+    CHECK(strstr(err, "control") != NULL);
+    char path[160];
+    snprintf(path, sizeof path, "%s/key", dir);
+    unlink(path);
+    CHECK_EQ(ad_config_read_key(&c, err, sizeof err), AD_EINVAL);
+    CHECK(strstr(err, "cannot read") != NULL);
+    ad_config_free(&c);
+}
+
+TEST(limits_table)
+{
+    ad_config c;
+    char err[512];
+    CHECK_EQ(load(&c, MIN, err, sizeof err), 0);
+    CHECK_EQ(c.max_event_bytes, 16L << 20);
+    CHECK_EQ(c.max_response_bytes, 64L << 20);
+    CHECK_EQ(c.max_tool_args_bytes, 8L << 20);
+    CHECK_EQ(c.max_tool_calls, 128);
+    CHECK_EQ(c.max_tool_result_bytes, 1L << 20);
+    ad_config_free(&c);
+    CHECK_EQ(load(&c,
+                  MIN "[limits]\nmax_event_bytes = 1024\nmax_response_bytes = 4096\n"
+                      "max_tool_args_bytes = 100\nmax_tool_calls = 2\nmax_tool_result_bytes = 64\n",
+                  err, sizeof err),
+             0);
+    CHECK_EQ(c.max_event_bytes, 1024);
+    CHECK_EQ(c.max_response_bytes, 4096);
+    CHECK_EQ(c.max_tool_args_bytes, 100);
+    CHECK_EQ(c.max_tool_calls, 2);
+    CHECK_EQ(c.max_tool_result_bytes, 64);
+    ad_config_free(&c);
+    CHECK(fails_with(MIN "[limits]\nmax_tool_calls = 0\n",
+                     "limits.max_tool_calls must be between 1 and 4096, not 0"));
+    CHECK(fails_with(MIN "[limits]\nmax_event_byte = 10\n", "did you mean 'max_event_bytes'"));
+    CHECK(fails_with(MIN "[limits]\nmax_response_bytes = \"big\"\n",
+                     "limits.max_response_bytes must be an integer"));
+}
+
 int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
@@ -245,6 +367,9 @@ int main(int argc, char **argv)
     RUN(toml_syntax_error_has_line_and_column);
     RUN(missing_file);
     RUN(api_key_from_environment);
+    RUN(plain_http_only_to_loopback);
+    RUN(api_key_file);
+    RUN(limits_table);
     char path[128];
     snprintf(path, sizeof path, "%s/agent.toml", dir);
     unlink(path);

@@ -697,6 +697,13 @@ TEST(result_size_bound)
     CHECK(strstr(r.content, "\xEF\xBF\xBD") == NULL);
     ad_tool_result_free(&r);
     CHECK(r.content == NULL);
+    /* A configured bound: the first 1000 bytes, then the marker. */
+    ad_tools_set_result_max(t, 1000);
+    CHECK_EQ(ad_tools_invoke(t, "big_output", "{}", 2, &r), 0);
+    char *cut = strstr(r.content, "\n[... ");
+    CHECK(cut != NULL && cut - r.content <= 1000 && cut - r.content >= 997);
+    CHECK(strstr(cut, " bytes cut]") != NULL);
+    ad_tool_result_free(&r);
     capture_begin();
     ad_tools_free(t);
     free(capture_end());
