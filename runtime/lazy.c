@@ -4,7 +4,6 @@
 #define AD_LAZY_NO_REDIRECT
 #define AD_LAZY_DECLARE(f) __typeof__(f) *ad_lazy_##f;
 #include "lazy_edit.h"
-#include "lazy_sqlite.h"
 #include "lazy_yaml.h"
 
 #include <dlfcn.h>
@@ -22,8 +21,6 @@ typedef struct lib {
     bool loaded;
 } lib;
 
-static lib sqlite_lib = {"libsqlite3.so.0", "libsqlite3-0", "sessions",
-                         PTHREAD_MUTEX_INITIALIZER, false};
 static lib yaml_lib = {"libyaml-0.so.2", "libyaml-0-2", "--record and --replay",
                        PTHREAD_MUTEX_INITIALIZER, false};
 static lib edit_lib = {"libedit.so.2", "libedit2", "the interactive REPL",
@@ -67,12 +64,6 @@ static bool resolve(void *h, const char *name, void **slot, char *err, size_t er
         pthread_mutex_unlock(&(l)->lock);                                                          \
         return ok ? AD_OK : AD_ERR;                                                                \
     } while (0)
-
-int ad_lazy_sqlite(char *err, size_t errlen)
-{
-    lib *l = &sqlite_lib;
-    LOAD(l, AD_SQLITE_SYMBOLS);
-}
 
 int ad_lazy_yaml(char *err, size_t errlen)
 {
