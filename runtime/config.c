@@ -69,6 +69,7 @@ static const keydef keys[] = {
     {"plugins", "config", K_TABLE, 0, 0, 0},
     {"sessions", "path", K_STRING, OFF(sessions_path), 0, 0},
     {"sessions", "enabled", K_BOOL, OFF(sessions_enabled), 0, 0},
+    {"sessions", "one_shot", K_BOOL, OFF(sessions_one_shot), 0, 0},
     {"limits", "max_event_bytes", K_LONG, OFF(max_event_bytes), 64, 1 << 30},
     {"limits", "max_response_bytes", K_LONG, OFF(max_response_bytes), 64, 1 << 30},
     {"limits", "max_tool_args_bytes", K_LONG, OFF(max_tool_args_bytes), 2, 1 << 30},
@@ -938,7 +939,8 @@ void ad_config_print(const ad_config *c, FILE *out)
                     json_object_to_json_string_ext(v, JSON_C_TO_STRING_NOSLASHESCAPE));
         }
     }
-    fprintf(out, "\n[sessions]\nenabled = %s\n", c->sessions_enabled ? "true" : "false");
+    fprintf(out, "\n[sessions]\nenabled = %s\none_shot = %s\n", c->sessions_enabled ? "true" : "false",
+            c->sessions_one_shot ? "true" : "false");
     if (c->sessions_path)
         print_str(out, "path", c->sessions_path);
     for (size_t i = 0; i < c->ntools; i++) {

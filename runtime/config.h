@@ -84,7 +84,9 @@ typedef struct ad_config {
     json_object *plugin_config; /* owned object: stem -> object */
 
     /* [sessions] */
-    bool sessions_enabled; /* default true: every run is stored */
+    bool sessions_enabled;  /* default true: sessions can be stored and resumed */
+    bool sessions_one_shot; /* default false: store plain -p runs too (REPL and
+                               --session/--continue runs are always stored) */
     char *sessions_path;   /* owned, resolved, or NULL: the XDG state default */
 } ad_config;
 

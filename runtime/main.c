@@ -450,7 +450,12 @@ int main(int argc, char **argv)
         ad_http_set_recorder(http, cassette);
     }
     ad_session *sess = NULL;
-    int sess_exit = agent ? attach_session(&o, &cfg, agent, ev, &sess) : -1;
+    /* Conversations are stored: REPL sessions, --session/--continue runs,
+     * and plain one-shot runs when [sessions] one_shot = true. A scripted
+     * `agentd -p` is not recorded behind its caller's back, and does not
+     * pay SQLite's ~1 ms and ~1 MiB per run (docs/sessions.md). */
+    bool store = repl || o.session || o.cont || cfg.sessions_one_shot;
+    int sess_exit = agent && store ? attach_session(&o, &cfg, agent, ev, &sess) : -1;
     if (sess_exit >= 0) {
         exit_code = sess_exit;
         ad_agent_free(agent);

@@ -49,6 +49,14 @@ struct ad_session {
     char *model, *config_path; /* of the current session, for a fork */
     ad_agent *agent;           /* followed (see ad_session_follow), or NULL */
     json_object *tail;         /* a reference to the last message followed */
+    /* Prepared statements, kept for reuse: compiling SQL costs more than
+     * running it, and a run stores a few rows per message. Keyed by the
+     * address of the SQL text (all of it is string literals). */
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } cache[32];
+    size_t ncache;
 };
 
 /* ---- schema ------------------------------------------------------------- */
@@ -132,15 +140,42 @@ static void rollback(ad_session *s)
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
+/* A statement for sql, ready to bind: a cached one when there is one.
+ * Give it back with release(). */
 static sqlite3_stmt *prepare(ad_session *s, const char *sql, char *err, size_t errlen)
 {
+    for (size_t i = 0; i < s->ncache; i++) {
+        if (s->cache[i].sql == sql) {
+            sqlite3_reset(s->cache[i].st);
+            sqlite3_clear_bindings(s->cache[i].st);
+            return s->cache[i].st;
+        }
+    }
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
         db_fail(s, err, errlen, "prepare");
         sqlite3_finalize(st);
         return NULL;
     }
+    if (s->ncache < sizeof s->cache / sizeof s->cache[0]) {
+        s->cache[s->ncache].sql = sql;
+        s->cache[s->ncache].st = st;
+        s->ncache++;
+    }
     return st;
+}
+
+/* Ends the use of a statement from prepare(): a cached one is reset (so it
+ * holds no read transaction open), any other finalized. */
+static void release(ad_session *s, sqlite3_stmt *st)
+{
+    for (size_t i = 0; i < s->ncache; i++) {
+        if (s->cache[i].st == st) {
+            sqlite3_reset(st);
+            return;
+        }
+    }
+    sqlite3_finalize(st);
 }
 
 static void bind_text(sqlite3_stmt *st, int i, const char *v)
@@ -222,7 +257,7 @@ static int user_version(ad_session *s)
     if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         v = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
+    release(s, st);
     return v;
 }
 
@@ -323,6 +358,8 @@ void ad_session_close(ad_session *s)
 {
     if (!s)
         return;
+    for (size_t i = 0; i < s->ncache; i++)
+        sqlite3_finalize(s->cache[i].st);
     sqlite3_close(s->db);
     free(s->path);
     free(s->name);
@@ -401,7 +438,7 @@ static sqlite3_int64 find(ad_session *s, const char *name, char *err, size_t err
         id = sqlite3_column_int64(st, 0);
     else if (rc != SQLITE_DONE)
         id = db_fail(s, err, errlen, "cannot look up the session");
-    sqlite3_finalize(st);
+    release(s, st);
     return id;
 }
 
@@ -451,11 +488,11 @@ int ad_session_start(ad_session *s, const char *name, bool create, const char *m
     bind_text(st, 4, config_path);
     if (sqlite3_step(st) != SQLITE_DONE) {
         int rc = db_fail(s, err, errlen, id ? "cannot update the session" : "cannot create the session");
-        sqlite3_finalize(st);
+        release(s, st);
         free(nm);
         return rc;
     }
-    sqlite3_finalize(st);
+    release(s, st);
     if (id == 0) {
         id = sqlite3_last_insert_rowid(s->db);
         if (created)
@@ -496,7 +533,7 @@ int ad_session_last(ad_session *s, char **name, char *err, size_t errlen)
     } else {
         ret = db_fail(s, err, errlen, "cannot find the last session");
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return ret;
 }
 
@@ -579,7 +616,7 @@ static int append_ex(ad_session *s, json_object *msg, int step, int is_error, ch
         goto out;
     }
     seq = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    release(s, st);
     st = prepare(s, "INSERT INTO messages (session, seq, role, json, step, time) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
                  err, errlen);
@@ -598,7 +635,7 @@ static int append_ex(ad_session *s, json_object *msg, int step, int is_error, ch
         db_fail(s, err, errlen, "cannot store the message");
         goto out;
     }
-    sqlite3_finalize(st);
+    release(s, st);
     st = NULL;
     json_object *calls = tool_calls_of(m);
     for (size_t i = 0; calls && i < json_object_array_length(calls); i++) {
@@ -622,7 +659,7 @@ static int append_ex(ad_session *s, json_object *msg, int step, int is_error, ch
             db_fail(s, err, errlen, "cannot store a tool call");
             goto out;
         }
-        sqlite3_finalize(st);
+        release(s, st);
         st = NULL;
     }
     if (role && strcmp(role, "tool") == 0) {
@@ -651,7 +688,7 @@ static int append_ex(ad_session *s, json_object *msg, int step, int is_error, ch
             db_fail(s, err, errlen, "cannot store a tool result");
             goto out;
         }
-        sqlite3_finalize(st);
+        release(s, st);
         st = NULL;
     }
     st = prepare(s, "UPDATE sessions SET updated = ? WHERE id = ?", err, errlen);
@@ -670,7 +707,7 @@ static int append_ex(ad_session *s, json_object *msg, int step, int is_error, ch
         s->mark = t; /* a prompt starts the run's first step */
     rc = AD_OK;
 out:
-    sqlite3_finalize(st);
+    release(s, st);
     if (rc != AD_OK)
         rollback(s);
     json_object_put(m);
@@ -753,7 +790,7 @@ static int on_tool_result(ad_session *s, json_object *ev, char *err, size_t errl
     sqlite3_bind_int64(st, 3, s->id);
     bind_text(st, 4, str_field(ev, "id") ? str_field(ev, "id") : "");
     int rc = sqlite3_step(st) == SQLITE_DONE ? AD_OK : db_fail(s, err, errlen, "cannot store a tool result");
-    sqlite3_finalize(st);
+    release(s, st);
     return rc;
 }
 
@@ -792,7 +829,7 @@ static int on_step_finish(ad_session *s, json_object *ev, char *err, size_t errl
     sqlite3_bind_double(st, 9, s->mark);
     sqlite3_bind_double(st, 10, t);
     int rc = sqlite3_step(st) == SQLITE_DONE ? AD_OK : db_fail(s, err, errlen, "cannot store a step");
-    sqlite3_finalize(st);
+    release(s, st);
     s->mark = t;
     return rc;
 }
@@ -905,7 +942,7 @@ static int load_raw(ad_session *s, sqlite3_int64 id, json_object **out, int *las
             json_object_put(m);
         step = sqlite3_column_int(st, 1);
     }
-    sqlite3_finalize(st);
+    release(s, st);
     if (!arr)
         return AD_ENOMEM;
     if (rc != SQLITE_DONE) {
@@ -985,7 +1022,7 @@ int ad_session_list(ad_session *s, FILE *out, char *err, size_t errlen)
         wmodel = b > wmodel ? (b > 40 ? 40 : b) : wmodel;
     }
     if (rc != SQLITE_DONE) {
-        sqlite3_finalize(st);
+        release(s, st);
         return db_fail(s, err, errlen, "cannot list the sessions");
     }
     sqlite3_reset(st);
@@ -999,7 +1036,7 @@ int ad_session_list(ad_session *s, FILE *out, char *err, size_t errlen)
                 (const char *)sqlite3_column_text(st, 2), (long long)sqlite3_column_int64(st, 3),
                 (long long)sqlite3_column_int64(st, 4));
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return rc == SQLITE_DONE ? AD_OK : db_fail(s, err, errlen, "cannot list the sessions");
 }
 
@@ -1028,7 +1065,7 @@ static int lookup(ad_session *s, const char *name, sqlite3_int64 *id, char **mod
     } else {
         ret = db_fail(s, err, errlen, "cannot look up the session");
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return ret;
 }
 
@@ -1098,7 +1135,7 @@ int ad_session_show(ad_session *s, const char *name, FILE *out, char *err, size_
         }
         json_object_put(m);
     }
-    sqlite3_finalize(st);
+    release(s, st);
     return rc == SQLITE_DONE ? AD_OK : db_fail(s, err, errlen, "cannot read the messages");
 }
 
@@ -1158,7 +1195,7 @@ int ad_session_remove(ad_session *s, const char *name, char *err, size_t errlen)
         }
         sqlite3_bind_int64(st, 1, id);
         rc = sqlite3_step(st);
-        sqlite3_finalize(st);
+        release(s, st);
         if (rc != SQLITE_DONE) {
             db_fail(s, err, errlen, "cannot remove the session");
             rollback(s);

@@ -158,9 +158,18 @@ def continue_resumes_the_last_session(tmp):
 
 
 @case
-def unnamed_runs_are_new_sessions(tmp):
-    with mock(S.script(S.text_stream("one"), S.text_stream("two"))) as m:
+def plain_one_shot_runs_are_not_stored_by_default(tmp):
+    with mock(S.script(S.text_stream("one"))) as m:
         cfg = setup(tmp, m)
+        eq(run(tmp, cfg, "p1").rc, 0, "run")
+    ok(not os.path.exists(db_path(tmp)), "no database written for a plain -p run")
+    eq(sessions(tmp, "list").stdout.splitlines()[1:], [], "no session listed")
+
+
+@case
+def unnamed_runs_are_new_sessions_with_one_shot_on(tmp):
+    with mock(S.script(S.text_stream("one"), S.text_stream("two"))) as m:
+        cfg = setup(tmp, m, raw_append="[sessions]\none_shot = true\n")
         eq(run(tmp, cfg, "p1").rc, 0, "run 1")
         eq(run(tmp, cfg, "p2").rc, 0, "run 2")
         reqs = chat(m)
@@ -316,7 +325,7 @@ def sessions_disabled(tmp):
 def database_and_folder_permissions(tmp):
     with mock(S.script(S.text_stream("ok"))) as m:
         cfg = setup(tmp, m)
-        eq(run(tmp, cfg, "hi").rc, 0, "run")
+        eq(run(tmp, cfg, "hi", "--session", "perm").rc, 0, "run")
     eq(stat.S_IMODE(os.stat(db_path(tmp)).st_mode), 0o600, "db mode")
     for d in (os.path.join(tmp, "state"), os.path.join(tmp, "state", "agentd")):
         eq(stat.S_IMODE(os.stat(d).st_mode), 0o700, "mode of " + d)
