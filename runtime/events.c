@@ -45,6 +45,10 @@ ad_events *ad_events_new(FILE *out, FILE *err, bool json)
     e->err = err;
     e->json = json;
     e->out_tty = isatty(fileno(out));
+    /* Text mode to a pipe or file flushes at each step's end: a large
+     * buffer turns a long answer's thousands of deltas into a few writes. */
+    if (!e->out_tty && !json)
+        setvbuf(out, NULL, _IOFBF, 64u << 10);
     return e;
 }
 
