@@ -103,6 +103,8 @@ struct ad_agent {
     char *model; /* owned */
 
     json_object *messages;   /* owned array: the conversation */
+    ad_buf history_json;     /* "[m1,m2,..." : messages serialised so far */
+    size_t history_count;    /* how many messages history_json holds */
     json_object *tools_json; /* owned: the request's "tools", or NULL */
     char *url;               /* owned: {base_url}/chat/completions */
     char **headers;          /* owned "Name: value" strings */
@@ -278,9 +280,57 @@ static void batch_detach(ad_agent *a)
 
 /* ---- request ----------------------------------------------------------- */
 
+/*
+ * The history is serialised incrementally: messages never change once
+ * appended (the conversation is only ever replaced whole, through
+ * ad_agent_load_messages), so each is turned into JSON text once, and every
+ * request splices the accumulated text in through a json-c serializer hook.
+ * A step then costs the new messages plus one copy of the text, not a walk
+ * over the whole history.
+ */
+static int write_history(json_object *proxy, struct printbuf *pb, int level, int flags)
+{
+    (void)level;
+    (void)flags;
+    ad_agent *a = json_object_get_userdata(proxy);
+    printbuf_memappend(pb, a->history_json.data, (int)a->history_json.len);
+    printbuf_memappend(pb, "]", 1);
+    return 0;
+}
+
+static int update_history_json(ad_agent *a)
+{
+    size_t n = json_object_array_length(a->messages);
+    if (n < a->history_count || !a->history_json.data) {
+        ad_buf_reset(&a->history_json);
+        a->history_count = 0;
+        if (ad_buf_putc(&a->history_json, '[') != AD_OK)
+            return AD_ENOMEM;
+    }
+    for (size_t i = a->history_count; i < n; i++) {
+        size_t mlen = 0;
+        const char *m = json_object_to_json_string_length(
+            json_object_array_get_idx(a->messages, i),
+            JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &mlen);
+        if (!m || (i > 0 && ad_buf_putc(&a->history_json, ',') != AD_OK) ||
+            ad_buf_append(&a->history_json, m, mlen) != AD_OK)
+            return AD_ENOMEM;
+    }
+    a->history_count = n;
+    return AD_OK;
+}
+
 char *ad_agent_request_body(ad_agent *a, size_t *len)
 {
-    return ad_request_body(a->cfg, a->model, a->messages, a->tools_json, len);
+    if (update_history_json(a) != AD_OK)
+        return NULL;
+    json_object *proxy = json_object_new_array();
+    if (!proxy)
+        return NULL;
+    json_object_set_serializer(proxy, write_history, a, NULL);
+    char *body = ad_request_body(a->cfg, a->model, proxy, a->tools_json, len);
+    json_object_put(proxy);
+    return body;
 }
 
 /* ---- receiving --------------------------------------------------------- */
@@ -1176,6 +1226,7 @@ void ad_agent_free(ad_agent *a)
     }
     free(a->headers);
     ad_buf_free(&a->body);
+    ad_buf_free(&a->history_json);
     ad_buf_free(&a->resp_body);
     ad_buf_free(&a->held);
     ad_sse_free(a->sse);
@@ -1263,6 +1314,8 @@ int ad_agent_load_messages(ad_agent *a, json_object *messages)
         return AD_ENOMEM;
     json_object_put(a->messages);
     a->messages = copy;
+    a->history_count = 0;
+    ad_buf_free(&a->history_json);
     return AD_OK;
 }
 
