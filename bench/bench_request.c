@@ -1,17 +1,21 @@
 /*
  * bench_request.c -- request body build time against history length.
  *
- * Every step of a run serialises the whole conversation again
- * (ad_agent_request_body: model, messages, tools, max_tokens,
- * stream_options into one JSON text), so this cost is paid once per step and
- * grows with the history. The conversation is a repeating tool round of
- * five messages: a user prompt, an assistant message with two tool calls
- * (ids, names, arguments), two tool results and an assistant answer of
- * about 400 bytes with UTF-8 and escapes, after a system prompt; one tool
- * (the bench "stamp" plugin) is offered. The body is built again and again
- * for 50, 100, 200, 400 and 800 messages; reported in µs per build, with
- * the cost per message and per byte, whose flatness shows the growth is
- * linear.
+ * Two costs, for histories of 50..800 messages:
+ *  - full: serialising a whole conversation into a request body
+ *    (ad_request_body over the message array: model, messages, tools,
+ *    max_tokens, stream_options). This is what the first request of a
+ *    loaded or resumed conversation costs; it grows linearly with the
+ *    history, shown by a flat cost per message and per byte.
+ *  - step: what each further step of a run costs. The agent serialises each
+ *    message once, when it first goes out, and splices the accumulated text
+ *    into later requests, so a step costs its new messages plus one copy of
+ *    the text: measured as "append a five-message round, build the body".
+ * The conversation is a repeating tool round of five messages: a user
+ * prompt, an assistant message with two tool calls (ids, names, arguments),
+ * two tool results and an assistant answer of about 400 bytes with UTF-8 and
+ * escapes, after a system prompt; one tool (the bench "stamp" plugin) is
+ * offered.
  *
  * One known bump: around 400 messages (a 76 KB body) json-c's output buffer
  * doubles to 128 KiB, glibc's mmap threshold, so each build maps and faults
@@ -25,6 +29,7 @@
 
 #include "agent.h"
 #include "bench.h"
+#include "request.h"
 
 static const int sizes[] = {50, 100, 200, 400, 800};
 #define NSIZES (sizeof sizes / sizeof sizes[0])
@@ -94,17 +99,19 @@ static void add_message(json_object *msgs, int i)
         bench_die("out of memory");
 }
 
-/* Builds the body again and again; prints the line, returns us per message. */
-static double measure(ad_agent *agent, int nmsgs, const char *note)
+/* Serialises the whole history again and again (ad_request_body); prints
+ * the line, returns us per message. */
+static double measure_full(const ad_config *cfg, json_object *msgs, json_object *tools,
+                           int nmsgs, const char *note)
 {
     static bench_batches bb;
     size_t len = 0, builds = 0;
-    bench_batches_start(&bb, bench_budget_s() / 2);
+    bench_batches_start(&bb, bench_budget_s() / 3);
     uint64_t t0;
     do {
         t0 = bench_now_ns();
         for (int r = 0; r < 20; r++) {
-            char *body = ad_agent_request_body(agent, &len);
+            char *body = ad_request_body(cfg, cfg->model, msgs, tools, &len);
             if (!body)
                 bench_die("out of memory");
             free(body);
@@ -114,10 +121,36 @@ static double measure(ad_agent *agent, int nmsgs, const char *note)
     double best, median; /* ns per build */
     bench_batches_summary(&bb, &best, &median);
     double us = best / 1e3;
-    printf("bench request %3d msgs: %6.1f us/build  %5.3f us/message  %4.2f ns/byte  "
+    printf("bench request full %3d msgs: %6.1f us/build  %5.3f us/message  %4.2f ns/byte  "
            "(median %.1f us; %zu B body, best batch of 20 of %zu builds)%s\n",
            nmsgs, us, us / nmsgs, us * 1e3 / (double)len, median / 1e3, len, builds, note);
     return us / nmsgs;
+}
+
+/* One step at a history of about nmsgs: append a five-message round and
+ * build the body through the agent, 20 times; prints µs per step. The
+ * agent's conversation only grows, so each call adds 100 messages. */
+static void measure_step(ad_agent *agent, json_object *msgs, int *have)
+{
+    int start = *have;
+    size_t len = 0;
+    char *body = ad_agent_request_body(agent, &len); /* catch up first */
+    free(body);
+    uint64_t best = UINT64_MAX;
+    for (int r = 0; r < 20; r++) {
+        uint64_t t0 = bench_now_ns();
+        for (int k = 0; k < 5; k++)
+            add_message(msgs, (*have)++ - 1);
+        body = ad_agent_request_body(agent, &len);
+        uint64_t dt = bench_now_ns() - t0;
+        if (!body)
+            bench_die("out of memory");
+        free(body);
+        best = dt < best ? dt : best;
+    }
+    printf("bench request step %3d msgs: %6.1f us/step (append 5 messages + build; best of 20, "
+           "history %d..%d msgs, %zu B body)\n",
+           start, (double)best / 1e3, start, *have, len);
 }
 
 int main(void)
@@ -146,13 +179,17 @@ int main(void)
     if (!ev || !agent)
         bench_die("out of memory");
 
-    json_object *msgs = ad_agent_messages(agent);
+    /* The full builds run over a history of our own; the step builds over
+     * the agent's conversation. */
+    json_object *hist = json_object_new_array();
+    json_object *tools_json = ad_tools_openai_json(tools);
+    json_object_array_add(hist, msg("system", cfg.system_prompt));
     int have = 1; /* the system prompt */
     double per_msg[NSIZES];
     for (size_t k = 0; k < NSIZES; k++) {
         while (have < sizes[k])
-            add_message(msgs, have++ - 1);
-        per_msg[k] = measure(agent, sizes[k], "");
+            add_message(hist, have++ - 1);
+        per_msg[k] = measure_full(&cfg, hist, tools_json, sizes[k], "");
     }
     double lo = per_msg[0], hi = per_msg[0];
     for (size_t k = 1; k < NSIZES; k++) {
@@ -167,11 +204,22 @@ int main(void)
      * body: what is left is json-c's own serialisation cost. */
     mallopt(M_MMAP_THRESHOLD, 64 << 20);
     mallopt(M_TRIM_THRESHOLD, 128 << 20);
-    double pinned = measure(agent, sizes[NSIZES - 1], " (mmap threshold 64 MiB)");
+    double pinned = measure_full(&cfg, hist, tools_json, sizes[NSIZES - 1],
+                                 " (mmap threshold 64 MiB)");
     printf("bench request linearity without the allocator's mmap: us/message at %d msgs / at %d "
            "msgs = %.2f\n",
            sizes[NSIZES - 1], sizes[0], pinned / per_msg[0]);
 #endif
+    json_object_put(hist);
+    json_object_put(tools_json);
+
+    json_object *msgs = ad_agent_messages(agent);
+    int n = 1;
+    for (size_t k = 0; k < NSIZES; k++) {
+        while (n < sizes[k])
+            add_message(msgs, n++ - 1);
+        measure_step(agent, msgs, &n);
+    }
 
     ad_agent_free(agent);
     uv_run(&loop, UV_RUN_DEFAULT);
