@@ -818,6 +818,38 @@ static int read_key_file(ad_config *c, char *err, size_t errlen)
     return rc;
 }
 
+static bool is_regular_file(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+char *ad_config_find(const char *given, char **tried)
+{
+    if (tried)
+        *tried = NULL;
+    if (given)
+        return ad_strdup(given);
+    const char *env = getenv("AGENTD_CONFIG");
+    if (env && env[0])
+        return ad_strdup(env);
+    if (is_regular_file("agent.toml"))
+        return ad_strdup("agent.toml");
+    ad_buf b = AD_BUF_INIT;
+    const char *xdg = getenv("XDG_CONFIG_HOME");
+    const char *home = getenv("HOME");
+    if (xdg && xdg[0])
+        ad_buf_printf(&b, "%s/agentd/agent.toml", xdg);
+    else if (home && home[0])
+        ad_buf_printf(&b, "%s/.config/agentd/agent.toml", home);
+    if (b.data && is_regular_file(b.data))
+        return ad_buf_steal(&b);
+    if (tried && b.data)
+        *tried = ad_buf_steal(&b);
+    ad_buf_free(&b);
+    return NULL;
+}
+
 int ad_config_read_key(ad_config *c, char *err, size_t errlen)
 {
     if (c->base_url && ad_config_check_url(c->base_url, c->allow_http, err, errlen) != AD_OK)

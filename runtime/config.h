@@ -90,6 +90,12 @@ typedef struct ad_config {
     char *sessions_path;   /* owned, resolved, or NULL: the XDG state default */
 } ad_config;
 
+/* The config file to use: `given` when not NULL, else $AGENTD_CONFIG, else
+ * ./agent.toml, else $XDG_CONFIG_HOME/agentd/agent.toml (~/.config/...),
+ * the first that exists. New string (caller frees), or NULL when none
+ * exists; then *tried (may be NULL) gets the XDG path looked at, or NULL. */
+char *ad_config_find(const char *given, char **tried);
+
 /* Sets the defaults. */
 void ad_config_init(ad_config *c);
 

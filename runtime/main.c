@@ -211,36 +211,17 @@ static void print_lines(const char *msg)
     }
 }
 
-static bool file_exists(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 /* The config path to use, or NULL with a message printed. Caller frees. */
 static char *find_config(const char *given)
 {
-    if (given)
-        return ad_strdup(given);
-    const char *env = getenv("AGENTD_CONFIG");
-    if (env && env[0])
-        return ad_strdup(env);
-    if (file_exists("agent.toml"))
-        return ad_strdup("agent.toml");
-    ad_buf b = AD_BUF_INIT;
-    const char *xdg = getenv("XDG_CONFIG_HOME");
-    const char *home = getenv("HOME");
-    if (xdg && xdg[0])
-        ad_buf_printf(&b, "%s/agentd/agent.toml", xdg);
-    else if (home && home[0])
-        ad_buf_printf(&b, "%s/.config/agentd/agent.toml", home);
-    if (b.data && file_exists(b.data))
-        return ad_buf_steal(&b);
-    fprintf(stderr, "agentd: no config file: give --config FILE, set AGENTD_CONFIG, or create "
-                    "./agent.toml%s%s\n",
-            b.data ? " or " : "", b.data ? b.data : "");
-    ad_buf_free(&b);
-    return NULL;
+    char *tried = NULL;
+    char *path = ad_config_find(given, &tried);
+    if (!path)
+        fprintf(stderr, "agentd: no config file: give --config FILE, set AGENTD_CONFIG, or create "
+                        "./agent.toml%s%s\n",
+                tried ? " or " : "", tried ? tried : "");
+    free(tried);
+    return path;
 }
 
 static char *read_stdin(void)

@@ -101,34 +101,11 @@ static int cli_usage(const char *fmt, const char *arg)
     return 2;
 }
 
-static bool is_file(const char *p)
-{
-    struct stat st;
-    return p && stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 /* The config that a run would use, if there is one; never an error when
  * none is found (the default database is used then). */
 static char *quiet_config(const char *given)
 {
-    if (given)
-        return ad_strdup(given);
-    const char *env = getenv("AGENTD_CONFIG");
-    if (env && env[0])
-        return ad_strdup(env);
-    if (is_file("agent.toml"))
-        return ad_strdup("agent.toml");
-    ad_buf b = AD_BUF_INIT;
-    const char *xdg = getenv("XDG_CONFIG_HOME");
-    const char *home = getenv("HOME");
-    if (xdg && xdg[0])
-        ad_buf_printf(&b, "%s/agentd/agent.toml", xdg);
-    else if (home && home[0])
-        ad_buf_printf(&b, "%s/.config/agentd/agent.toml", home);
-    if (b.data && is_file(b.data))
-        return ad_buf_steal(&b);
-    ad_buf_free(&b);
-    return NULL;
+    return ad_config_find(given, NULL);
 }
 
 /* Prints "agentd: LINE" for each line of msg. */
