@@ -257,8 +257,13 @@ def ctrl_c_during_tool_abandons_it_with_one_result_per_call(tmp):
     msgs = reqs[1]["messages"]
     eq([x["role"] for x in msgs], ["system", "user", "assistant", "tool", "tool", "user"], "roles")
     check_consistent(msgs)
-    eq([x["content"] for x in msgs if x["role"] == "tool"], ["cancelled by user", "5"],
-       "tool results")
+    results = [x["content"] for x in msgs if x["role"] == "tool"]
+    eq(results[0], "cancelled by user", "the running nap is abandoned")
+    # add runs beside nap on the worker pool: it normally has finished when
+    # Ctrl-C arrives and keeps its result; on a slow machine (valgrind) it
+    # may not have, and then it is cancelled like nap. Either way: one
+    # result per call, in call order.
+    ok(results[1] in ("5", "cancelled by user"), "add's result: %r" % results[1])
 
 
 @case
