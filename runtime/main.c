@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -200,6 +202,17 @@ static int parse_args(int argc, char **argv, cli *o)
     return -1;
 }
 
+/* The API key is in this process's memory from now on: no core file may
+ * carry it away, and other processes of the same user may not read our
+ * memory (ptrace, /proc/PID/mem). Tool workers are separate programs
+ * (exec resets this) and never get the key. */
+static void no_core_dumps(void)
+{
+    struct rlimit none = {0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
 /* Prints a possibly multi-line message, each line as "agentd: LINE". */
 static void print_lines(const char *msg)
 {
@@ -345,6 +358,8 @@ int main(int argc, char **argv)
         ad_config_free(&cfg);
         return EXIT_USAGE;
     }
+    if (cfg.api_key)
+        no_core_dumps();
     ad_cassette *cassette = NULL;
     if (o.replay && ad_cassette_load(&cassette, o.replay, err, sizeof err) != AD_OK) {
         fprintf(stderr, "agentd: %s\n", err);

@@ -19,7 +19,7 @@ import threading
 import time
 
 from lib import (case, contains, eq, main, make_plugin_dir, mock, ok, run_agentd, script,
-                 write_config, TEST_KEY_ENV, WRAP)
+                 spawn_agentd, write_config, TEST_KEY_ENV, WRAP)
 
 S = script
 KEY = "sk-test-dummy"   # what lib.agentd_env() puts in AGENTD_TEST_KEY
@@ -647,6 +647,28 @@ def tool_result_bound_cuts_with_marker(tmp):
     sent = [x for x in reqs[1]["json"]["messages"] if x["role"] == "tool"][0]["content"]
     eq(sent, res, "the model gets the cut result with the marker")
 
+
+
+@case
+def a_process_holding_the_key_writes_no_core_dump(tmp):
+    # While agentd holds the API key it may not dump core (the core could
+    # carry the key away): core size limit 0 and not dumpable.
+    if WRAP:
+        return  # valgrind is the process then; nothing of agentd's to look at
+    with mock(S.script(S.text_stream("never", hang_after=0))) as m:
+        cfg = setup(tmp, m, provider={"idle_timeout_s": 30})
+        p = spawn_agentd(["--config", cfg, "-p", PROMPT])
+        try:
+            deadline = time.monotonic() + 10
+            while not chat(m) and time.monotonic() < deadline and p.poll() is None:
+                time.sleep(0.01)  # waiting for a condition, with a deadline
+            ok(chat(m), "agentd reached the provider")
+            with open("/proc/%d/limits" % p.pid) as f:
+                core = [l for l in f if l.startswith("Max core file size")][0].split()
+            eq(core[4:6], ["0", "0"], "core file size limits (soft, hard)")
+        finally:
+            p.kill()
+            p.communicate()
 
 if __name__ == "__main__":
     main()
