@@ -7,7 +7,8 @@
 # `make test`; `make` alone never installs anything.
 set -eu
 
-# package:check pairs; check is "pc:MODULE" (pkg-config) or "cmd:NAME".
+# package:check pairs; check is "pc:MODULE" (pkg-config), "cmd:NAME" or
+# "glob:PATTERN" (a file that must exist).
 DEPS="
 pkg-config:cmd:pkg-config
 gcc:cmd:cc
@@ -29,6 +30,8 @@ for d in $DEPS; do
     case $kind in
         pc) have_pc "$what" || missing="$missing $pkg" ;;
         cmd) command -v "$what" >/dev/null 2>&1 || missing="$missing $pkg" ;;
+        glob) # shellcheck disable=SC2086
+              ls $what >/dev/null 2>&1 || missing="$missing $pkg" ;;
     esac
 done
 [ -z "$missing" ] && exit 0

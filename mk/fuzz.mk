@@ -39,7 +39,13 @@ $(foreach t,$(FUZZ_ALL),$(eval $(call fuzz_rule,$(t))))
 
 fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/%)
 
-fuzz: fuzz-build
+# clang and its libFuzzer runtime, installed like the build deps.
+fuzz-deps:
+	@AGENTD_EXTRA_DEPS="clang:cmd:clang libclang-rt-14-dev:glob:/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a" \
+	    sh mk/deps.sh
+
+fuzz: fuzz-deps
+	@$(MAKE) --no-print-directory fuzz-build
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	    name=$${t#fuzz_}; corpus=build/fuzz/corpus/$$name; mkdir -p $$corpus; \
 	    if [ -d tests/fuzz/corpus/$$name ]; then cp tests/fuzz/corpus/$$name/* $$corpus/; fi; \
@@ -49,4 +55,4 @@ fuzz: fuzz-build
 	        $(FUZZ_ARGS) $$dict $$corpus; \
 	done
 
-.PHONY: fuzz fuzz-build
+.PHONY: fuzz fuzz-build fuzz-deps
