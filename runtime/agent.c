@@ -196,7 +196,11 @@ static void add_usage(ad_agent *a, json_object *u)
         double sum = json_object_get_double(cost);
         if (json_object_object_get_ex(a->usage, "cost", &cur))
             sum += json_object_get_double(cur);
-        json_object_object_add(a->usage, "cost", json_object_new_double(sum));
+        /* Summing binary fractions leaves noise in the 17th digit
+         * (0.00046496000000000005); twelve digits are exact for money. */
+        char text[32];
+        snprintf(text, sizeof text, "%.12g", sum);
+        json_object_object_add(a->usage, "cost", json_object_new_double_s(sum, text));
     }
 }
 
