@@ -1,8 +1,11 @@
 # agentd in a container: Debian 12, multi-stage, runs as a non-root user.
 #
 #   docker build -t agentd .
-#   docker run --rm -e OPENROUTER_API_KEY -v "$PWD/configs:/etc/agentd:ro" \
+#   docker run --rm -e OPENROUTER_API_KEY \
 #       agentd --config /etc/agentd/agent.toml -p "Add and multiply 2 and 3"
+#
+# The image's configs point [plugins] dir at /usr/lib/agentd/plugins; a
+# config of your own can be mounted anywhere (-v "$PWD/my.toml:/my.toml:ro").
 
 FROM debian:bookworm-slim AS build
 RUN apt-get update \
