@@ -138,6 +138,7 @@ struct ad_agent {
     batch *batch;        /* the step's calls, while it waits for them */
     batch *batches;      /* every live batch (attached or not) */
     bool serial_busy;    /* a non-thread-safe call is running */
+    batch *serial_batch; /* the batch of that call (alive while it runs) */
     ad_agent_approve_fn approve;
     void *approve_ud;
     bool yes;            /* approve every call that needs confirmation */
@@ -659,6 +660,13 @@ static void after_work_cb(uv_work_t *w, int status)
     }
     if (!b->attached || !a) {
         batch_release(b);
+        /* A late call of an abandoned batch freed the serial chain: the
+         * current step may have calls waiting for it. */
+        if (a && s->serial && a->batch) {
+            start_serial(a);
+            if (a->batch->open == 0)
+                finish_tools(a);
+        }
         return;
     }
     if (s->serial)
@@ -693,14 +701,34 @@ static void queue_slot(ad_agent *a, call_slot *s)
 static void start_serial(ad_agent *a)
 {
     batch *b = a->batch;
-    if (!b || a->serial_busy || a->cancelled)
+    if (!b || a->cancelled)
+        return;
+    if (a->serial_busy && a->serial_batch != b) {
+        /* The chain is held by a call of an earlier step that timed out and
+         * still runs: the tool's plugin is not thread-safe, so nothing of its
+         * kind may run beside it, and waiting could be forever. */
+        for (size_t i = 0; i < b->n; i++) {
+            call_slot *s = &b->slots[i];
+            if (s->serial && !s->final && !s->queued) {
+                set_result(&s->result, true,
+                           "tool '%s' was not run: an earlier call of a tool that is not "
+                           "thread-safe timed out and is still running",
+                           s->name);
+                slot_final(s);
+            }
+        }
+        return;
+    }
+    if (a->serial_busy)
         return;
     for (size_t i = 0; i < b->n; i++) {
         call_slot *s = &b->slots[i];
         if (s->serial && !s->final && !s->queued && !s->t1) {
             queue_slot(a, s);
-            if (s->queued)
+            if (s->queued) {
+                a->serial_batch = b;
                 return;
+            }
         }
     }
 }
@@ -720,6 +748,8 @@ static void on_batch_timer(uv_timer_t *t)
         set_result(&s->result, true, "tool '%s' timed out after %g s (its result will be ignored)",
                    s->name, s->timeout_s);
         slot_final(s);
+        /* Still waiting for a worker thread: make sure it never starts. */
+        uv_cancel((uv_req_t *)&s->work);
         serial_stuck |= s->serial;
     }
     if (serial_stuck) {
@@ -822,7 +852,8 @@ static void finish_tools(ad_agent *a)
             json_object_new_string_len(s->result.content ? s->result.content : "",
                                        (int)s->result.len));
         append_message(a, m);
-        double secs = s->t1 > s->t0 ? (double)(s->t1 - s->t0) / 1e9 : 0;
+        /* t0/t1 belong to the worker until it returns (queued = false). */
+        double secs = s->queued ? s->timeout_s : s->t1 > s->t0 ? (double)(s->t1 - s->t0) / 1e9 : 0;
         ad_events_tool_result(a->ev, a->step, s->id, s->name,
                               s->result.content ? s->result.content : "", s->result.len,
                               s->result.is_error, secs);
@@ -1039,7 +1070,11 @@ static void on_http_done(void *ud, const ad_http_result *res)
         fail(a, "%s (from %s)", a->err, a->url);
         return;
     }
-    if (res->curl_code != 0 && a->mode != 3) {
+    /* A connection that drops after the stream said [DONE] lost nothing:
+     * the response is complete (its finish reason is checked below). */
+    bool complete = a->mode == 1 && ad_stream_response(a->stream)->done && !res->timeout &&
+                    !res->aborted && res->status >= 200 && res->status < 300;
+    if (res->curl_code != 0 && a->mode != 3 && !complete) {
         ad_buf msg = AD_BUF_INIT;
         transport_error(a, res, &msg);
         if (res->transient && !res->fatal && maybe_retry(a, msg.data, -1)) {
@@ -1289,7 +1324,13 @@ void ad_agent_cancel(ad_agent *a)
     }
     if (a->batch) {
         /* Running tools are abandoned: their results are dropped when they
-         * return; every call gets "cancelled by user" now. */
+         * return; calls still waiting for a worker thread never start; every
+         * call gets "cancelled by user" now. */
+        for (size_t i = 0; i < a->batch->n; i++) {
+            call_slot *s = &a->batch->slots[i];
+            if (s->queued && !s->final)
+                uv_cancel((uv_req_t *)&s->work);
+        }
         finish_tools(a);
         return;
     }

@@ -341,6 +341,17 @@ static int tool_delta(ad_stream *s, json_object *tc, bool complete, char *err, s
     if (!complete) {
         if (id != NULL) {
             c = find_by_id(r, id);
+            if (c != NULL && has_idx && c->has_index && c->index != idx) {
+                /* The same id at another index is another call (a server
+                 * that numbers ids per name, or reuses one): the one with
+                 * this id at this index, if any, else a new one. */
+                ad_tool_call *same = NULL;
+                for (size_t i = 0; i < r->ncalls && !same; i++)
+                    if (r->calls[i].id && strcmp(r->calls[i].id, id) == 0 &&
+                        r->calls[i].has_index && r->calls[i].index == idx)
+                        same = &r->calls[i];
+                c = same;
+            }
             if (c == NULL && has_idx) {
                 ad_tool_call *byidx = find_by_index(r, idx);
                 if (byidx != NULL && byidx->id == NULL) {

@@ -458,5 +458,21 @@ def html_page_with_status_200_is_an_error(tmp):
     ok(of_type(r, "error"), "error event")
 
 
+
+@case
+def same_id_at_two_indexes_is_two_calls(tmp):
+    # A server that reuses one id for two calls of a response: told apart by
+    # their index values; the second gets a generated id.
+    with mock(seed_script(ids=("dup", "dup"))) as m:
+        r = run_json(setup(tmp, m))
+        reqs = chat_requests(m)
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    calls = of_type(r, "tool_call")
+    eq([(c["name"], c["arguments"]) for c in calls],
+       [("add", ADD_ARGS), ("multiply", ADD_ARGS)], "two calls, arguments not mixed")
+    eq(calls[0]["id"], "dup", "first keeps the provider id")
+    ok(calls[1]["id"] != "dup", "second gets its own id: %r" % calls[1]["id"])
+    eq([x["content"] for x in of_type(r, "tool_result")], ["5", "6"], "results")
+
 if __name__ == "__main__":
     main()
