@@ -6,6 +6,7 @@ exit code) and what it sent (the requests the mock recorded).
 """
 import json
 import os
+import time
 
 from lib import (case, contains, eq, main, make_plugin_dir, mock, ok, run_agentd, script,
                  write_config, TEST_KEY_ENV)
@@ -473,6 +474,26 @@ def same_id_at_two_indexes_is_two_calls(tmp):
     eq(calls[0]["id"], "dup", "first keeps the provider id")
     ok(calls[1]["id"] != "dup", "second gets its own id: %r" % calls[1]["id"])
     eq([x["content"] for x in of_type(r, "tool_result")], ["5", "6"], "results")
+
+
+@case
+def a_timed_out_tool_that_is_not_thread_safe_does_not_stall_later_steps(tmp):
+    # Step 1's call outlives its timeout and keeps the tool's plugin busy;
+    # step 2 calls the same kind of tool: it must get an error at once, not
+    # wait for ever behind the abandoned call.
+    slow = [("s1", "slow_counter", '{"ms": 600000}')]
+    again = [("s2", "slow_counter", '{"ms": 0}')]
+    sc = S.script(S.tool_call_stream(slow), S.tool_call_stream(again), S.text_stream("done"))
+    with mock(sc) as m:
+        cfg = setup(tmp, m, plugins=("serial",), agent={"tool_timeout_s": 0.5})
+        # A stall would wait ten minutes: run_agentd's timeout catches it.
+        r = run_json(cfg, timeout=30)
+        reqs = chat_requests(m)
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    eq(len(reqs), 3, "requests")
+    res = [x["content"] for x in of_type(r, "tool_result")]
+    contains(res[0], "timed out", "step 1")
+    contains(res[1], "not run", "step 2")
 
 if __name__ == "__main__":
     main()
