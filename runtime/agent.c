@@ -400,8 +400,12 @@ static int on_sse_event(void *ud, const char *event, size_t event_len, const cha
     ad_agent *a = ud;
     (void)event_len;
     if (event[0] && strcmp(event, "error") == 0) {
+        /* Redact before cutting: a cut could split the key. */
+        size_t rl;
+        char *r = ad_redact(data, data_len, a->cfg->api_key, &rl);
         ad_errf(a->err, sizeof a->err, "provider sent an error event: %.*s",
-                (int)(data_len > 500 ? 500 : data_len), data);
+                (int)((r ? rl : data_len) > 500 ? 500 : (r ? rl : data_len)), r ? r : data);
+        free(r);
         a->has_err = true;
         return 1;
     }
@@ -1188,9 +1192,11 @@ ad_agent *ad_agent_new(const ad_agent_opts *o)
     ad_stream_callbacks scb = {on_text, NULL};
     a->stream = ad_stream_new(&scb, a);
     a->sse = ad_sse_new((size_t)o->cfg->max_event_bytes, on_sse_event, a);
-    if (a->stream)
+    if (a->stream) {
         ad_stream_set_limits(a->stream, (size_t)o->cfg->max_tool_calls,
                              (size_t)o->cfg->max_tool_args_bytes);
+        ad_stream_set_secret(a->stream, o->cfg->api_key);
+    }
     ad_buf u = AD_BUF_INIT;
     ad_buf_printf(&u, "%s/chat/completions", o->cfg->base_url ? o->cfg->base_url : "");
     a->url = ad_buf_steal(&u);

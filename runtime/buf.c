@@ -1,6 +1,7 @@
 /*
  * buf.c -- growable byte buffer (see buf.h).
  */
+#define _GNU_SOURCE /* memmem */
 #include "buf.h"
 
 #include <stdint.h>
@@ -118,4 +119,25 @@ void ad_errf(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+}
+
+char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len)
+{
+    size_t sl = secret ? strlen(secret) : 0;
+    /* A key of a few characters ("x", "test") would turn every occurrence
+     * of an ordinary word into a marker; real keys are far longer. */
+    if (sl < AD_REDACT_MIN || len < sl || !memmem(s, len, secret, sl))
+        return NULL;
+    ad_buf b = AD_BUF_INIT;
+    const char *p = s, *end = s + len;
+    const char *hit;
+    while ((hit = memmem(p, (size_t)(end - p), secret, sl)) != NULL) {
+        ad_buf_append(&b, p, (size_t)(hit - p));
+        ad_buf_puts(&b, "[REDACTED]");
+        p = hit + sl;
+    }
+    ad_buf_append(&b, p, (size_t)(end - p));
+    if (out_len)
+        *out_len = b.len;
+    return ad_buf_steal(&b);
 }

@@ -49,4 +49,11 @@ char *ad_strndup(const char *s, size_t n);
 /* snprintf into err[0..errlen) when err is not NULL; always NUL-terminates. */
 void ad_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Secrets shorter than this are not redacted (they would mangle text). */
+#define AD_REDACT_MIN 6
+
+/* Replaces every occurrence of secret in s[0..len) with "[REDACTED]";
+ * returns a new string (caller frees) or NULL when nothing matched. */
+char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len);
+
 #endif /* AD_BUF_H */

@@ -128,27 +128,6 @@ static void tap_step_finish(ad_events *e, int step, const char *finish_reason, j
     json_object_put(o);
 }
 
-char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len)
-{
-    size_t sl = secret ? strlen(secret) : 0;
-    /* A key of a few characters ("x", "test") would turn every occurrence
-     * of an ordinary word into a marker; real keys are far longer. */
-    if (sl < AD_REDACT_MIN || len < sl || !memmem(s, len, secret, sl))
-        return NULL;
-    ad_buf b = AD_BUF_INIT;
-    const char *p = s, *end = s + len;
-    const char *hit;
-    while ((hit = memmem(p, (size_t)(end - p), secret, sl)) != NULL) {
-        ad_buf_append(&b, p, (size_t)(hit - p));
-        ad_buf_puts(&b, "[REDACTED]");
-        p = hit + sl;
-    }
-    ad_buf_append(&b, p, (size_t)(end - p));
-    if (out_len)
-        *out_len = b.len;
-    return ad_buf_steal(&b);
-}
-
 /* Hands ev to the observer with its strings redacted; true: it showed it. */
 static bool observe(ad_events *e, ad_event *ev)
 {
@@ -336,13 +315,21 @@ static void close_text_line(ad_events *e)
 /* Shortens s for a one-line display. */
 static void show_short(ad_events *e, const char *s, size_t len)
 {
+    /* Redact the whole text before cutting it: a cut could split the key. */
+    size_t rl;
+    char *r = ad_redact(s, len, e->secret, &rl);
+    if (r) {
+        s = r;
+        len = rl;
+    }
     size_t n = len > 200 ? 200 : len;
     for (size_t i = 0; i < n; i++)
         if (s[i] == '\n' || s[i] == '\r')
             n = i;
-    write_redacted(e, e->err, s, n);
+    fwrite(s, 1, n, e->err);
     if (n < len)
         fputs("...", e->err);
+    free(r);
 }
 
 void ad_events_tool_call(ad_events *e, int step, const char *id, const char *name,

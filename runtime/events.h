@@ -88,11 +88,5 @@ typedef struct ad_event {
 typedef bool (*ad_events_observer_fn)(void *ud, const ad_event *ev);
 void ad_events_set_observer(ad_events *e, ad_events_observer_fn fn, void *ud);
 
-/* Secrets shorter than this are not redacted (they would mangle text). */
-#define AD_REDACT_MIN 6
-
-/* Replaces every occurrence of secret in s[0..len) with "[REDACTED]";
- * returns a new string (caller frees) or NULL when nothing matched. */
-char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len);
 
 #endif /* AD_EVENTS_H */

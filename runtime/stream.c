@@ -39,6 +39,7 @@
 #include "stream.h"
 
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,7 @@ typedef struct rd_entry {
 struct ad_stream {
     ad_stream_callbacks cbs;
     void *ud;
+    const char *secret; /* borrowed: redacted from error messages */
     json_tokener *tok;
     ad_response r;
     size_t calls_cap; /* slots in r.calls; slots >= ncalls keep only args */
@@ -128,6 +130,11 @@ ad_stream *ad_stream_new(const ad_stream_callbacks *cbs, void *ud)
         return NULL;
     }
     return s;
+}
+
+void ad_stream_set_secret(ad_stream *s, const char *secret)
+{
+    s->secret = secret;
 }
 
 void ad_stream_set_limits(ad_stream *s, size_t max_calls, size_t max_args)
@@ -233,7 +240,38 @@ static int append_bounded(ad_buf *b, const char *p, size_t n, size_t max, const 
     return 0;
 }
 
-static int provider_error(json_object *e, char *err, size_t errlen)
+/* Writes fmt's text into err with the secret redacted first, so that
+ * cutting it to errlen can never leave part of the secret behind. */
+static void errf_redacted(const ad_stream *s, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void errf_redacted(const ad_stream *s, char *err, size_t errlen, const char *fmt, ...)
+{
+    ad_buf b = AD_BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    ad_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    size_t rl;
+    char *r = b.data ? ad_redact(b.data, b.len, s->secret, &rl) : NULL;
+    ad_errf(err, errlen, "%s", r ? r : b.data ? b.data : "out of memory");
+    free(r);
+    ad_buf_free(&b);
+}
+
+/* The first bytes of untrusted data for a message: redacted, then cut. */
+static void quote(const ad_stream *s, const char *data, size_t len, char *out, size_t outlen)
+{
+    size_t rl;
+    char *r = ad_redact(data, len, s->secret, &rl);
+    const char *q = r ? r : data;
+    size_t ql = r ? rl : len;
+    size_t n = ql < outlen - 1 ? ql : outlen - 1;
+    memcpy(out, q, n);
+    out[n] = '\0';
+    free(r);
+}
+
+static int provider_error(const ad_stream *s, json_object *e, char *err, size_t errlen)
 {
     const char *msg = NULL;
     json_object *code = NULL;
@@ -255,9 +293,9 @@ static int provider_error(json_object *e, char *err, size_t errlen)
         snprintf(codebuf, sizeof(codebuf), " (code %s)", c);
     }
     if (raw != NULL && *raw != '\0')
-        ad_errf(err, errlen, "provider error: %s%s: %s", msg, codebuf, raw);
+        errf_redacted(s, err, errlen, "provider error: %s%s: %s", msg, codebuf, raw);
     else
-        ad_errf(err, errlen, "provider error: %s%s", msg, codebuf);
+        errf_redacted(s, err, errlen, "provider error: %s%s", msg, codebuf);
     return AD_ERR;
 }
 
@@ -680,7 +718,7 @@ static int fold(ad_stream *s, json_object *root, bool complete, char *err, size_
         }
     }
     if (e != NULL)
-        return provider_error(e, err, errlen);
+        return provider_error(s, e, err, errlen);
 
     if (!jis(usage, json_type_object) && xgroq != NULL)
         usage = jget(xgroq, "usage");
@@ -735,10 +773,10 @@ static int parse(ad_stream *s, const char *data, size_t len, json_object **out, 
     enum json_tokener_error je = json_tokener_get_error(s->tok);
     if (je != json_tokener_success) {
         json_object_put(o);
-        /* data is not NUL-terminated: bound the quote by len. */
-        ad_errf(err, errlen, "malformed JSON (%s): %.*s",
-                je == json_tokener_continue ? "truncated" : json_tokener_error_desc(je),
-                (int)(len < 60 ? len : 60), data);
+        char q[61];
+        quote(s, data, len, q, sizeof q);
+        ad_errf(err, errlen, "malformed JSON (%s): %s",
+                je == json_tokener_continue ? "truncated" : json_tokener_error_desc(je), q);
         return AD_EINVAL;
     }
     size_t end = json_tokener_get_parse_end(s->tok);
@@ -746,8 +784,9 @@ static int parse(ad_stream *s, const char *data, size_t len, json_object **out, 
         end++;
     if (end != len) {
         json_object_put(o);
-        ad_errf(err, errlen, "malformed JSON (trailing data): %.*s", (int)(len < 60 ? len : 60),
-                data);
+        char q[61];
+        quote(s, data, len, q, sizeof q);
+        ad_errf(err, errlen, "malformed JSON (trailing data): %s", q);
         return AD_EINVAL;
     }
     *out = o;

@@ -72,6 +72,9 @@ void ad_stream_free(ad_stream *s); /* accepts NULL */
  * defaults, 128 and 8 MiB); beyond them a chunk fails with AD_ETOOBIG.
  * Calls already beyond a lowered max_calls are kept; set before a response. */
 void ad_stream_set_limits(ad_stream *s, size_t max_calls, size_t max_args);
+/* A string (the API key) never to quote in error messages: it is replaced
+ * by "[REDACTED]" before a message is cut to size. Borrowed; NULL: none. */
+void ad_stream_set_secret(ad_stream *s, const char *secret);
 /* Starts a new response: clears the ad_response (keeps allocations where it can). */
 void ad_stream_reset(ad_stream *s);
 

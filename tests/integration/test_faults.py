@@ -670,5 +670,28 @@ def a_process_holding_the_key_writes_no_core_dump(tmp):
             p.kill()
             p.communicate()
 
+
+@case
+def the_key_is_redacted_before_messages_are_cut(tmp):
+    # A malformed chunk, an error event and a tool call all carry the key
+    # right where their quotes are cut (60, 500 and 200 bytes): no piece of
+    # it may survive the cut.
+    bad_chunk = {"raw": 'data: {"a": "%s%s\n\n' % ("y" * 43, KEY)}
+    with mock(S.script({"status": 200, "sse": [bad_chunk]})) as m:
+        r = run_json(setup(tmp, m), env={TEST_KEY_ENV: KEY})
+    eq(r.rc, 1, "malformed chunk: exit code")
+    no_key(r)
+    ev = {"raw": "event: error\ndata: %s%s\n\n" % ("z" * 490, KEY)}
+    with mock(S.script({"status": 200, "sse": [ev]})) as m:
+        r = run_json(setup(tmp, m), env={TEST_KEY_ENV: KEY})
+    eq(r.rc, 1, "error event: exit code")
+    no_key(r)
+    args = '{"a": 2, "b": 3, "note": "%s%s"}' % ("w" * 166, KEY)
+    sc = S.script(S.tool_call_stream([("c1", "add", args)]), S.text_stream("ok"))
+    with mock(sc) as m:
+        r = run_agentd(["--config", setup(tmp, m), "-p", PROMPT], env={TEST_KEY_ENV: KEY})
+    eq(r.rc, 0, "tool call: exit code (%s)" % r.stderr)
+    no_key(r)
+
 if __name__ == "__main__":
     main()
