@@ -26,6 +26,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <math.h>
 #include <stdint.h>
@@ -37,7 +38,8 @@
 #include <unistd.h>
 #include "lazy_yaml.h"
 
-#include "events.h" /* ad_redact */
+#include "buf.h"
+#include "config.h"
 
 #define BINARY_TAG "tag:yaml.org,2002:binary"
 #define MAX_DIFF_LINES 5
@@ -230,13 +232,18 @@ static int redact_field(char **s, size_t *len, const char *secret)
     return AD_OK;
 }
 
-static void redact_headers(ad_cassette_header *h, size_t *n, const char *secret)
+/* Drops headers that hold credentials. Request headers are ours (from the
+ * config): any whose name suggests a credential goes (api-key, x-api-key,
+ * cookie, ...). Response headers only when they hold the key itself, so a
+ * server's x-ratelimit-remaining-tokens stays in the recording. */
+static void redact_headers(ad_cassette_header *h, size_t *n, const char *secret, bool request)
 {
     size_t sl = secret ? strlen(secret) : 0;
     size_t keep = 0;
     for (size_t i = 0; i < *n; i++) {
         bool drop = strcasecmp(h[i].name, "Authorization") == 0 ||
                     strcasecmp(h[i].name, "Proxy-Authorization") == 0 ||
+                    (request && ad_config_sensitive_header(h[i].name, h[i].value, secret)) ||
                     (sl && strstr(h[i].value, secret) != NULL);
         if (drop) {
             free(h[i].name);
@@ -252,8 +259,8 @@ int ad_cassette_redact(ad_cassette *c, const char *secret)
 {
     for (size_t i = 0; i < c->n; i++) {
         ad_interaction *it = &c->items[i];
-        redact_headers(it->req_headers, &it->nreq_headers, secret);
-        redact_headers(it->resp_headers, &it->nresp_headers, secret);
+        redact_headers(it->req_headers, &it->nreq_headers, secret, true);
+        redact_headers(it->resp_headers, &it->nresp_headers, secret, false);
         if (!secret || !secret[0])
             continue;
         redact_field(&it->url, NULL, secret);
@@ -1117,7 +1124,13 @@ int ad_cassette_save(const ad_cassette *c, const char *path, char *err, size_t e
         ad_buf_free(&b);
         return AD_ENOMEM;
     }
-    FILE *f = fopen(tmp.data, "wb");
+    /* A new file of our own (O_EXCL: no symlink or stale file is followed),
+     * readable by its owner only, like every file agentd writes that may
+     * hold a conversation. */
+    int fd = open(tmp.data, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!f && fd >= 0)
+        close(fd);
     if (!f) {
         ad_errf(err, errlen, "cannot write cassette %s: %s", path, strerror(errno));
         rc = AD_ERR;

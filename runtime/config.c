@@ -876,8 +876,7 @@ int ad_config_read_key(ad_config *c, char *err, size_t errlen)
     return c->api_key ? AD_OK : AD_ENOMEM;
 }
 
-/* Headers that may carry credentials are never printed. */
-static bool sensitive_header(const char *name, const char *value, const char *key)
+bool ad_config_sensitive_header(const char *name, const char *value, const char *key)
 {
     static const char *const words[] = {"auth", "key", "token", "secret", "cookie", "pass", "sign"};
     char lower[128];
@@ -926,7 +925,7 @@ void ad_config_print(const ad_config *c, FILE *out)
         json_object *k = json_object_new_string(c->headers[i].name);
         fprintf(out, "%s = ", json_object_to_json_string(k));
         json_object_put(k);
-        if (sensitive_header(c->headers[i].name, c->headers[i].value, c->api_key))
+        if (ad_config_sensitive_header(c->headers[i].name, c->headers[i].value, c->api_key))
             fprintf(out, "\"<%zu bytes, not shown>\"\n", strlen(c->headers[i].value));
         else
             print_str_value(out, c->headers[i].value);

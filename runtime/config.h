@@ -123,6 +123,11 @@ void ad_config_key_source(const ad_config *c, char *out, size_t outlen);
 void ad_config_tool(const ad_config *c, const char *name, double *timeout_s, bool *confirm,
                     int *isolation);
 
+/* True for a header that may carry a credential: its name has auth, key,
+ * token, secret, cookie, pass or sign in it, or its value holds the key.
+ * Such headers are never printed or recorded. */
+bool ad_config_sensitive_header(const char *name, const char *value, const char *key);
+
 /* Prints the effective settings as TOML (the key's value is never shown). */
 void ad_config_print(const ad_config *c, FILE *out);
 

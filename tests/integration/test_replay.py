@@ -10,6 +10,7 @@ a missing or broken cassette is a usage error (exit 2).
 """
 import json
 import os
+import stat
 
 from lib import (case, contains, eq, main, make_plugin_dir, mock, ok, run_agentd, script,
                  write_config, PLUGINS_DIR, TEST_KEY_ENV, TEST_PLUGINS_DIR)
@@ -82,8 +83,12 @@ def read(path):
 def record_has_no_secrets_and_replays_identically(tmp):
     # The key is also in a configured header and comes back in the answer.
     cfg, cas, rec, nreq = record(tmp, seed_script(final="5 and 6; your key is " + KEY),
-                                 headers={"X-Api-Key": KEY, "X-Title": "agentd-test"})
+                                 headers={"X-Api-Key": KEY, "X-Title": "agentd-test",
+                                          "Api-Key": "azure-other-secret"})
     text = read(cas)
+    eq(stat.S_IMODE(os.stat(cas).st_mode), 0o600, "cassette mode")
+    ok("azure-other-secret" not in text and "Api-Key" not in text,
+       "a configured credential header is not recorded, whatever its value")
     eq(nreq, 2, "requests the mock saw")
     ok(text.startswith("---\nversion: 2\n"), "go-vcr v2 header")
     eq(text.count("\n- id: "), 2, "interactions")
