@@ -44,6 +44,7 @@ static bool resolve(void *h, const char *name, void **slot, char *err, size_t er
 
 #define AD_LAZY_RESOLVE(f)                                                                         \
     ok = ok && resolve(h, #f, (void **)(void *)&ad_lazy_##f, err, errlen, l);
+#define AD_LAZY_RESET(f) ad_lazy_##f = NULL;
 
 /* Opens l and runs `body` (a list of AD_LAZY_RESOLVE) once. */
 #define LOAD(l, SYMBOLS)                                                                           \
@@ -59,6 +60,11 @@ static bool resolve(void *h, const char *name, void **slot, char *err, size_t er
             ad_errf(err, errlen, "%s needs %s (Debian package %s): %s", (l)->purpose,             \
                     (l)->soname, (l)->package, dlerror());                                         \
         SYMBOLS(AD_LAZY_RESOLVE)                                                                   \
+        if (!ok && h) {                                                                            \
+            /* A library without a symbol we need: leave nothing half set. */                    \
+            SYMBOLS(AD_LAZY_RESET)                                                                 \
+            dlclose(h);                                                                            \
+        }                                                                                          \
         (l)->loaded = ok;                                                                          \
         /* The library stays mapped for the life of the process. */                                \
         pthread_mutex_unlock(&(l)->lock);                                                          \

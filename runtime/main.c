@@ -358,8 +358,13 @@ int main(int argc, char **argv)
         ad_config_free(&cfg);
         return EXIT_USAGE;
     }
-    if (cfg.api_key)
+    if (cfg.api_key) {
         no_core_dumps();
+        /* The key lives in cfg from here on; plugins, and any program a
+         * plugin starts, do not inherit it through the environment. */
+        if (cfg.api_key_env)
+            unsetenv(cfg.api_key_env);
+    }
     ad_cassette *cassette = NULL;
     if (o.replay && ad_cassette_load(&cassette, o.replay, err, sizeof err) != AD_OK) {
         fprintf(stderr, "agentd: %s\n", err);
@@ -404,6 +409,20 @@ int main(int argc, char **argv)
     }
 
     ad_tools_set_result_max(tools, (size_t)cfg.max_tool_result_bytes);
+    /* A misspelt tool name in confirm_tools would silently run that tool
+     * without asking: refuse it like a misspelt [tools.NAME]. */
+    for (size_t i = 0; i < cfg.nconfirm_tools; i++) {
+        const char *t = cfg.confirm_tools[i];
+        if (strcmp(t, "*") != 0 && !ad_tools_find(tools, t)) {
+            char *names = ad_tools_names(tools);
+            fprintf(stderr, "agentd: %s: agent.confirm_tools names '%s', which is no loaded tool "
+                            "(loaded: %s)\n",
+                    cfg.path, t, names && names[0] ? names : "none");
+            free(names);
+            exit_code = EXIT_USAGE;
+            goto out_tools;
+        }
+    }
     for (size_t i = 0; i < cfg.ntools; i++) {
         if (!ad_tools_find(tools, cfg.tools[i].name)) {
             char *names = ad_tools_names(tools);
@@ -548,6 +567,11 @@ out_cfg:
     ad_cassette_free(cassette);
     free(stdin_prompt);
     ad_config_free(&cfg);
-    fflush(stdout);
+    /* An answer that could not be written (a full disk, a closed pipe) is a
+     * failed run, not a success. */
+    if ((fflush(stdout) != 0 || ferror(stdout)) && exit_code == EXIT_OK) {
+        fprintf(stderr, "agentd: error: cannot write the output: %s\n", strerror(errno));
+        exit_code = EXIT_RUNTIME;
+    }
     return exit_code;
 }

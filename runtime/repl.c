@@ -763,9 +763,20 @@ static int save_conversation(repl *r, const char *path, char *err, size_t errlen
     const char *s = json_object_to_json_string_length(
         o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE,
         &len);
+    /* Like the session store, the file never holds the API key (a user may
+     * have pasted it, or a server echoed it). */
+    size_t rlen = 0;
+    char *red = s ? ad_redact(s, len, r->o->cfg->api_key, &rlen) : NULL;
+    if (red) {
+        s = red;
+        len = rlen;
+    }
     int rc = AD_OK;
-    /* A conversation can hold anything the user typed: owner only. */
+    /* A conversation can hold anything the user typed: owner only, also
+     * when the file already existed with a wider mode. */
     int fd = s ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+    if (fd >= 0)
+        fchmod(fd, 0600);
     if (!s) {
         ad_errf(err, errlen, "out of memory");
         rc = AD_ENOMEM;
@@ -794,6 +805,7 @@ static int save_conversation(repl *r, const char *path, char *err, size_t errlen
             rc = AD_ERR;
         }
     }
+    free(red);
     json_object_put(o);
     return rc;
 }

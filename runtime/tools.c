@@ -288,6 +288,12 @@ static int host_result_write(agentd_result *out, const char *data, size_t len)
 {
     if (out == NULL || (data == NULL && len > 0))
         return AGENTD_EINVAL;
+    /* Once something was cut, everything after it is cut too: later text
+     * must not appear before the marker that says text is missing. */
+    if (out->cut > 0) {
+        out->cut += len;
+        return AGENTD_OK;
+    }
     size_t room = out->buf.len < out->max ? out->max - out->buf.len : 0;
     size_t take = len;
     if (take > room) {

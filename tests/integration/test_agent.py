@@ -495,5 +495,31 @@ def a_timed_out_tool_that_is_not_thread_safe_does_not_stall_later_steps(tmp):
     contains(res[0], "timed out", "step 1")
     contains(res[1], "not run", "step 2")
 
+
+@case
+def output_that_cannot_be_written_is_a_failure(tmp):
+    import subprocess
+    from lib import agentd_cmd, agentd_env
+    with mock(S.script(S.text_stream("hello"), S.text_stream("hello"))) as m:
+        cfg = setup(tmp, m)
+        for extra in ([], ["--json"]):
+            with open("/dev/full", "w") as full:
+                p = subprocess.run(agentd_cmd(["--config", cfg, "-p", "hi"] + extra), stdout=full,
+                                   stderr=subprocess.PIPE, env=agentd_env(), timeout=60)
+            eq(p.returncode, 1, "exit code %s" % extra)
+            contains(p.stderr.decode(), "cannot write the output", "message")
+
+
+@case
+def a_misspelt_confirm_tools_entry_stops_startup(tmp):
+    with mock(S.script(S.text_stream("x"))) as m:
+        cfg = setup(tmp, m, agent={"confirm_tools": ["ad"]})
+        r = run_json(cfg)
+        n = len(chat_requests(m))
+    eq(r.rc, 2, "exit code")
+    eq(n, 0, "no request")
+    contains(r.stderr, "'ad'", "names the entry")
+    contains(r.stderr, "add, multiply", "lists the loaded tools")
+
 if __name__ == "__main__":
     main()
