@@ -39,7 +39,6 @@
 #include "agent.h"
 
 #include <ctype.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,7 +88,6 @@ struct batch {
     size_t open;     /* slots without a final result */
     size_t running;  /* workers not yet returned */
     uv_timer_t timer;
-    bool timer_on;
     batch *next;     /* the agent's list of live batches */
     call_slot slots[];
 };
@@ -156,12 +154,8 @@ static void start_step(ad_agent *a);
 static void fill_random_prefix(char *out, size_t n)
 {
     unsigned char rnd[8] = {0};
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        ssize_t got = read(fd, rnd, sizeof rnd);
-        (void)got;
-        close(fd);
-    }
+    uv_random(NULL, NULL, rnd, sizeof rnd, 0, NULL); /* synchronous */
+    /* Ids must differ between runs even if the system has no entropy. */
     uint64_t mix = uv_hrtime() ^ ((uint64_t)getpid() << 32);
     for (size_t i = 0; i < sizeof rnd; i++)
         rnd[i] ^= (unsigned char)(mix >> (8 * i));
@@ -218,6 +212,15 @@ static json_object *step_usage(json_object *u)
             json_object_object_add(o, keys[i], json_object_get(v));
     }
     return o;
+}
+
+/* The step_finish event of the step in progress. */
+static void emit_step_finish(ad_agent *a)
+{
+    ad_response *r = ad_stream_response(a->stream);
+    json_object *u = step_usage(r->usage);
+    ad_events_step_finish(a->ev, a->step, r->finish_reason, u);
+    json_object_put(u);
 }
 
 /* Every message enters the conversation here, so an observer (the session
@@ -371,12 +374,17 @@ static void on_text(void *ud, const char *text, size_t len)
         ad_buf_append(&a->held, r, rl);
         free(r);
     }
+    /* The longest tail that starts the key: only places holding its first
+     * byte can, so a typical delta costs one memchr. */
     size_t hold = 0;
-    for (size_t h = kl - 1 < a->held.len ? kl - 1 : a->held.len; h > 0; h--) {
-        if (memcmp(a->held.data + a->held.len - h, key, h) == 0) {
-            hold = h;
+    const char *end = a->held.data + a->held.len;
+    const char *p = a->held.len > kl - 1 ? end - (kl - 1) : a->held.data;
+    while (p < end && (p = memchr(p, key[0], (size_t)(end - p))) != NULL) {
+        if (memcmp(p, key, (size_t)(end - p)) == 0) {
+            hold = (size_t)(end - p);
             break;
         }
+        p++;
     }
     size_t out = a->held.len - hold;
     show_text(a, a->held.data, out);
@@ -774,11 +782,6 @@ static void on_batch_timer(uv_timer_t *t)
         finish_tools(a);
 }
 
-static const char *approval_word(int d)
-{
-    return d == AD_APPROVE_NO ? "denied" : "approved";
-}
-
 static void dispatch(ad_agent *a)
 {
     batch *b = a->batch;
@@ -808,8 +811,7 @@ static void dispatch(ad_agent *a)
                 continue;
             }
             if (d == AD_APPROVE_NO) {
-                set_result(&s->result, true, "the user %s running tool '%s'", approval_word(d),
-                           s->name);
+                set_result(&s->result, true, "the user denied running tool '%s'", s->name);
                 slot_final(s);
                 continue;
             }
@@ -864,10 +866,7 @@ static void finish_tools(ad_agent *a)
     }
     uv_timer_stop(&b->timer);
     batch_detach(a);
-    ad_response *r = ad_stream_response(a->stream);
-    json_object *u = step_usage(r->usage);
-    ad_events_step_finish(a->ev, a->step, r->finish_reason, u);
-    json_object_put(u);
+    emit_step_finish(a);
     if (a->cancelled) {
         end_run(a, AD_RUN_CANCELLED);
         return;
@@ -879,13 +878,19 @@ static void finish_tools(ad_agent *a)
 
 /* ---- the step ---------------------------------------------------------- */
 
+/* The assistant message of a response: its text, any reasoning it carried
+ * (verbatim: some providers reject a turn without it), and its tool calls
+ * with the ids sent back (a->batch). A final answer has "" for no text; a
+ * message with tool calls has null. */
 static json_object *assistant_message(ad_agent *a, ad_response *r)
 {
     json_object *m = json_object_new_object();
     json_object_object_add(m, "role", json_object_new_string("assistant"));
     json_object_object_add(m, "content",
-                           r->text.len ? json_object_new_string_len(r->text.data, (int)r->text.len)
-                                       : NULL);
+                           r->text.len || r->ncalls == 0
+                               ? json_object_new_string_len(r->text.data ? r->text.data : "",
+                                                            (int)r->text.len)
+                               : NULL);
     if (r->has_reasoning)
         json_object_object_add(
             m, "reasoning",
@@ -900,7 +905,7 @@ static json_object *assistant_message(ad_agent *a, ad_response *r)
     if (r->reasoning_details)
         json_object_object_add(m, "reasoning_details", json_object_get(r->reasoning_details));
     json_object *calls = json_object_new_array();
-    for (size_t i = 0; i < a->batch->n; i++) {
+    for (size_t i = 0; i < r->ncalls; i++) {
         ad_tool_call *c = &r->calls[i];
         json_object *call = json_object_new_object();
         json_object *fn = json_object_new_object();
@@ -913,7 +918,10 @@ static json_object *assistant_message(ad_agent *a, ad_response *r)
         json_object_object_add(call, "function", fn);
         json_object_array_add(calls, call);
     }
-    json_object_object_add(m, "tool_calls", calls);
+    if (r->ncalls)
+        json_object_object_add(m, "tool_calls", calls);
+    else
+        json_object_put(calls);
     return m;
 }
 
@@ -925,15 +933,8 @@ static void response_done(ad_agent *a)
     bool cut = strcmp(fr, "length") == 0 || strcmp(fr, "content_filter") == 0;
 
     if (r->ncalls == 0) {
-        json_object *m = json_object_new_object();
-        json_object_object_add(m, "role", json_object_new_string("assistant"));
-        json_object_object_add(m, "content",
-                               json_object_new_string_len(r->text.data ? r->text.data : "",
-                                                          (int)r->text.len));
-        append_message(a, m);
-        json_object *u = step_usage(r->usage);
-        ad_events_step_finish(a->ev, a->step, r->finish_reason, u);
-        json_object_put(u);
+        append_message(a, assistant_message(a, r));
+        emit_step_finish(a);
         if (cut)
             ad_events_warn(a->ev, "the answer was cut short (finish_reason \"%s\")%s", fr,
                            strcmp(fr, "length") == 0 ? "; raise agent.max_tokens for longer answers"
@@ -943,9 +944,7 @@ static void response_done(ad_agent *a)
         return;
     }
     if (cut) {
-        json_object *u = step_usage(r->usage);
-        ad_events_step_finish(a->ev, a->step, r->finish_reason, u);
-        json_object_put(u);
+        emit_step_finish(a);
         fail(a,
              "the response was cut short (finish_reason \"%s\") while the model was writing %zu "
              "tool call(s); no tool was run%s",
@@ -953,9 +952,7 @@ static void response_done(ad_agent *a)
         return;
     }
     if (a->step >= a->cfg->max_steps) {
-        json_object *u = step_usage(r->usage);
-        ad_events_step_finish(a->ev, a->step, r->finish_reason, u);
-        json_object_put(u);
+        emit_step_finish(a);
         ad_events_error(a->ev,
                         "max_steps (%d) reached and the model still asks for %zu tool call(s); "
                         "raise agent.max_steps or --max-steps",
