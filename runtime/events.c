@@ -481,3 +481,14 @@ void ad_events_warn(ad_events *e, const char *fmt, ...)
     vmessage(e, false, fmt, ap);
     va_end(ap);
 }
+
+void ad_print_lines(FILE *f, const char *msg)
+{
+    const char *p = msg;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        fprintf(f, "agentd: %.*s\n", (int)n, p);
+        p += n + (nl ? 1 : 0);
+    }
+}

@@ -50,6 +50,10 @@ void ad_events_step_finish(ad_events *e, int step, const char *finish_reason,
                            json_object *usage);
 void ad_events_retry(ad_events *e, int step, int attempt, const char *reason, double wait_s);
 void ad_events_finish(ad_events *e, int steps, const char *text, size_t len, json_object *usage);
+/* Writes msg to f, each of its lines as "agentd: LINE" (config errors come
+ * one problem per line). */
+void ad_print_lines(FILE *f, const char *msg);
+
 void ad_events_error(ad_events *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ad_events_warn(ad_events *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

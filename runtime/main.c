@@ -20,6 +20,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <agentd/plugin.h>
+
 #include "agent.h"
 #include "buf.h"
 #include "cassette.h"
@@ -102,8 +104,18 @@ static int usage_error(const char *fmt, const char *arg)
 /* Returns -1 to go on, or an exit code. */
 static int parse_args(int argc, char **argv, cli *o)
 {
-    enum { OPT_JSON = 256, OPT_BASE_URL, OPT_MAX_STEPS, OPT_CHECK, OPT_YES, OPT_RECORD, OPT_REPLAY, OPT_REPL };
-    enum { OPT_SESSION = 320, OPT_CONTINUE };
+    enum {
+        OPT_JSON = 256,
+        OPT_BASE_URL,
+        OPT_MAX_STEPS,
+        OPT_CHECK,
+        OPT_YES,
+        OPT_RECORD,
+        OPT_REPLAY,
+        OPT_REPL,
+        OPT_SESSION,
+        OPT_CONTINUE
+    };
     static const struct option longs[] = {
         {"config", required_argument, NULL, 'c'},
         {"prompt", required_argument, NULL, 'p'},
@@ -179,7 +191,8 @@ static int parse_args(int argc, char **argv, cli *o)
             fputs(usage_text, stdout);
             return EXIT_OK;
         case 'V':
-            printf("agentd %s (plugin ABI %d.%d)\n", AGENTD_VERSION, 1, 0);
+            printf("agentd %s (plugin ABI %d.%d)\n", AGENTD_VERSION, AGENTD_PLUGIN_ABI_MAJOR,
+                   AGENTD_PLUGIN_ABI_MINOR);
             return EXIT_OK;
         case ':':
             return usage_error("option '%s' needs a value", argv[optind - 1]);
@@ -213,18 +226,6 @@ static void no_core_dumps(void)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
-/* Prints a possibly multi-line message, each line as "agentd: LINE". */
-static void print_lines(const char *msg)
-{
-    const char *p = msg;
-    while (*p) {
-        const char *nl = strchr(p, '\n');
-        size_t n = nl ? (size_t)(nl - p) : strlen(p);
-        fprintf(stderr, "agentd: %.*s\n", (int)n, p);
-        p += n + (nl ? 1 : 0);
-    }
-}
-
 /* The config path to use, or NULL with a message printed. Caller frees. */
 static char *find_config(const char *given)
 {
@@ -238,13 +239,17 @@ static char *find_config(const char *given)
     return path;
 }
 
+#define MAX_STDIN_PROMPT (64u << 20)
+
+/* The whole of standard input, trailing newlines dropped; NULL when it is
+ * larger than MAX_STDIN_PROMPT (or on ENOMEM). Caller frees. */
 static char *read_stdin(void)
 {
     ad_buf b = AD_BUF_INIT;
     char chunk[65536];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) {
-        if (b.len + n > (64u << 20) || ad_buf_append(&b, chunk, n) != AD_OK) {
+        if (b.len + n > MAX_STDIN_PROMPT || ad_buf_append(&b, chunk, n) != AD_OK) {
             ad_buf_free(&b);
             return NULL;
         }
@@ -261,6 +266,50 @@ static const char *plugin_config(void *ud, const char *stem)
     if (!c->plugin_config || !json_object_object_get_ex(c->plugin_config, stem, &v))
         return NULL;
     return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+/* Loads the plugins of [plugins] dir and checks that every tool the config
+ * names ([tools.NAME], agent.confirm_tools) is loaded: a misspelt name
+ * would otherwise go unnoticed (for confirm_tools, the tool would run
+ * without asking). Returns -1 with *out set, or an exit code with a
+ * message printed (*out may then still need ad_tools_free). */
+static int load_tools(const ad_config *cfg, ad_tools **out)
+{
+    char err[4096];
+    ad_tools *tools = *out = ad_tools_new();
+    if (!tools) {
+        fprintf(stderr, "agentd: out of memory\n");
+        return EXIT_RUNTIME;
+    }
+    if (cfg->plugins_dir && ad_tools_load_dir(tools, cfg->plugins_dir, plugin_config, (void *)cfg,
+                                              err, sizeof err) != AD_OK) {
+        fprintf(stderr, "agentd: %s\n", err);
+        return EXIT_USAGE;
+    }
+    ad_tools_set_result_max(tools, (size_t)cfg->max_tool_result_bytes);
+    const char *unknown = NULL;
+    int line = 0;
+    for (size_t i = 0; i < cfg->nconfirm_tools && !unknown; i++)
+        if (strcmp(cfg->confirm_tools[i], "*") != 0 && !ad_tools_find(tools, cfg->confirm_tools[i]))
+            unknown = cfg->confirm_tools[i];
+    for (size_t i = 0; i < cfg->ntools && !unknown; i++)
+        if (!ad_tools_find(tools, cfg->tools[i].name)) {
+            unknown = cfg->tools[i].name;
+            line = cfg->tools[i].line;
+        }
+    if (!unknown)
+        return -1;
+    char *names = ad_tools_names(tools);
+    const char *loaded = names && names[0] ? names : "none";
+    if (line)
+        fprintf(stderr, "agentd: %s:%d: [tools.%s] names no loaded tool (loaded: %s)\n", cfg->path,
+                line, unknown, loaded);
+    else
+        fprintf(stderr,
+                "agentd: %s: agent.confirm_tools names '%s', which is no loaded tool (loaded: %s)\n",
+                cfg->path, unknown, loaded);
+    free(names);
+    return EXIT_USAGE;
 }
 
 typedef struct run_state {
@@ -330,7 +379,7 @@ int main(int argc, char **argv)
     ad_config_init(&cfg);
     char err[4096];
     if (ad_config_load(&cfg, path, err, sizeof err) != AD_OK) {
-        print_lines(err);
+        ad_print_lines(stderr, err);
         free(path);
         ad_config_free(&cfg);
         return EXIT_USAGE;
@@ -347,10 +396,18 @@ int main(int argc, char **argv)
     if (o.max_steps)
         cfg.max_steps = o.max_steps;
     if (o.check_config) {
-        ad_config_read_key(&cfg, err, sizeof err);
-        ad_config_print(&cfg, stdout);
+        /* The plugins are loaded too: a config is valid when a run with it
+         * would start. */
+        ad_tools *tools = NULL;
+        rc = load_tools(&cfg, &tools);
+        if (rc < 0) {
+            ad_config_read_key(&cfg, err, sizeof err);
+            ad_config_print(&cfg, stdout);
+            rc = EXIT_OK;
+        }
+        ad_tools_free(tools);
         ad_config_free(&cfg);
-        return EXIT_OK;
+        return rc;
     }
     /* A replay sends nothing anywhere: it needs no key. */
     if (ad_config_read_key(&cfg, err, sizeof err) != AD_OK && !o.replay) {
@@ -388,51 +445,21 @@ int main(int argc, char **argv)
     if (!prompt && !repl) {
         stdin_prompt = read_stdin();
         if (!stdin_prompt || !stdin_prompt[0]) {
+            const char *why = stdin_prompt ? "the prompt read from standard input is empty"
+                                           : "the prompt on standard input is larger than 64 MiB";
             free(stdin_prompt);
             ad_config_free(&cfg);
-            return usage_error("%s", "the prompt read from standard input is empty");
+            return usage_error("%s", why);
         }
         prompt = stdin_prompt;
     }
 
     int exit_code = EXIT_RUNTIME;
-    ad_tools *tools = ad_tools_new();
-    if (!tools) {
-        fprintf(stderr, "agentd: out of memory\n");
-        goto out_cfg;
-    }
-    if (cfg.plugins_dir &&
-        ad_tools_load_dir(tools, cfg.plugins_dir, plugin_config, &cfg, err, sizeof err) != AD_OK) {
-        fprintf(stderr, "agentd: %s\n", err);
-        exit_code = EXIT_USAGE;
+    ad_tools *tools = NULL;
+    rc = load_tools(&cfg, &tools);
+    if (rc >= 0) {
+        exit_code = rc;
         goto out_tools;
-    }
-
-    ad_tools_set_result_max(tools, (size_t)cfg.max_tool_result_bytes);
-    /* A misspelt tool name in confirm_tools would silently run that tool
-     * without asking: refuse it like a misspelt [tools.NAME]. */
-    for (size_t i = 0; i < cfg.nconfirm_tools; i++) {
-        const char *t = cfg.confirm_tools[i];
-        if (strcmp(t, "*") != 0 && !ad_tools_find(tools, t)) {
-            char *names = ad_tools_names(tools);
-            fprintf(stderr, "agentd: %s: agent.confirm_tools names '%s', which is no loaded tool "
-                            "(loaded: %s)\n",
-                    cfg.path, t, names && names[0] ? names : "none");
-            free(names);
-            exit_code = EXIT_USAGE;
-            goto out_tools;
-        }
-    }
-    for (size_t i = 0; i < cfg.ntools; i++) {
-        if (!ad_tools_find(tools, cfg.tools[i].name)) {
-            char *names = ad_tools_names(tools);
-            fprintf(stderr, "agentd: %s:%d: [tools.%s] names no loaded tool (loaded: %s)\n",
-                    cfg.path, cfg.tools[i].line, cfg.tools[i].name,
-                    names && names[0] ? names : "none");
-            free(names);
-            exit_code = EXIT_USAGE;
-            goto out_tools;
-        }
     }
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -563,7 +590,6 @@ out_curl:
     curl_global_cleanup();
 out_tools:
     ad_tools_free(tools);
-out_cfg:
     ad_cassette_free(cassette);
     free(stdin_prompt);
     ad_config_free(&cfg);

@@ -108,18 +108,6 @@ static char *quiet_config(const char *given)
     return ad_config_find(given, NULL);
 }
 
-/* Prints "agentd: LINE" for each line of msg. */
-static void print_err(const char *msg)
-{
-    const char *p = msg;
-    while (*p) {
-        const char *nl = strchr(p, '\n');
-        size_t n = nl ? (size_t)(nl - p) : strlen(p);
-        fprintf(stderr, "agentd: %.*s\n", (int)n, p);
-        p += n + (nl ? 1 : 0);
-    }
-}
-
 int ad_session_cli(int argc, char **argv)
 {
     const char *config = NULL, *format = "json", *verb = NULL, *name = NULL;
@@ -168,7 +156,7 @@ int ad_session_cli(int argc, char **argv)
     ad_config cfg;
     ad_config_init(&cfg);
     if (cpath && ad_config_load(&cfg, cpath, err, sizeof err) != AD_OK) {
-        print_err(err);
+        ad_print_lines(stderr, err);
         free(cpath);
         ad_config_free(&cfg);
         return 2;
@@ -209,6 +197,6 @@ int ad_session_cli(int argc, char **argv)
     }
     if (rc == AD_OK)
         return 0;
-    print_err(err);
+    ad_print_lines(stderr, err);
     return rc == AD_SESSION_UNKNOWN || rc == AD_EINVAL ? 2 : 1;
 }
