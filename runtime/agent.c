@@ -408,18 +408,11 @@ static int on_sse_event(void *ud, const char *event, size_t event_len, const cha
     ad_agent *a = ud;
     (void)event_len;
     if (event[0] && strcmp(event, "error") == 0) {
-        /* Redact before cutting: a cut could split the key. */
-        size_t rl;
-        char *r = ad_redact(data, data_len, a->cfg->api_key, &rl);
-        ad_errf(a->err, sizeof a->err, "provider sent an error event: %.*s",
-                (int)((r ? rl : data_len) > 500 ? 500 : (r ? rl : data_len)), r ? r : data);
-        free(r);
+        char q[501];
+        ad_redact_cut(q, sizeof q, data, data_len, a->cfg->api_key);
+        ad_errf(a->err, sizeof a->err, "provider sent an error event: %s", q);
         a->has_err = true;
         return 1;
-    }
-    if (data_len == 6 && memcmp(data, "[DONE]", 6) == 0) {
-        ad_stream_response(a->stream)->done = true;
-        return 0;
     }
     char err[512];
     int rc = ad_stream_chunk(a->stream, data, data_len, err, sizeof err);
@@ -456,6 +449,22 @@ static bool looks_like_sse(const char *d, size_t n)
     return false;
 }
 
+/* The SSE parser stopped with rc: says why in a->err, unless the event
+ * callback already did (a provider error, a malformed chunk). */
+static void sse_error(ad_agent *a, int rc)
+{
+    if (a->has_err)
+        return;
+    if (rc == AD_ETOOBIG)
+        ad_errf(a->err, sizeof a->err,
+                "a server-sent event line or event is larger than %ld bytes "
+                "(limits.max_event_bytes)",
+                a->cfg->max_event_bytes);
+    else
+        ad_errf(a->err, sizeof a->err, "out of memory while reading the event stream");
+    a->has_err = true;
+}
+
 static int on_data(void *ud, long status, const char *ctype, const char *data, size_t len)
 {
     ad_agent *a = ud;
@@ -481,20 +490,9 @@ static int on_data(void *ud, long status, const char *ctype, const char *data, s
     switch (a->mode) {
     case 1: {
         int rc = ad_sse_feed(a->sse, data, len);
-        if (rc != 0) {
-            if (!a->has_err) {
-                if (rc == AD_ETOOBIG)
-                    ad_errf(a->err, sizeof a->err,
-                            "a server-sent event line or event is larger than %ld bytes "
-                            "(limits.max_event_bytes)",
-                            a->cfg->max_event_bytes);
-                else
-                    ad_errf(a->err, sizeof a->err, "cannot parse the event stream");
-                a->has_err = true;
-            }
-            return 1;
-        }
-        return 0;
+        if (rc != 0)
+            sse_error(a, rc);
+        return rc != 0;
     }
     case 2:
         return ad_buf_append(&a->resp_body, data, len) == AD_OK ? 0 : 1;
@@ -1113,7 +1111,8 @@ static void on_http_done(void *ud, const ad_http_result *res)
     if (a->mode == 1) {
         rc = ad_sse_finish(a->sse);
         if (rc != 0) {
-            fail(a, "%s (from %s)", a->has_err ? a->err : "cannot parse the event stream", a->url);
+            sse_error(a, rc);
+            fail(a, "%s (from %s)", a->err, a->url);
             return;
         }
     } else {

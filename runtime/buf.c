@@ -141,3 +141,18 @@ char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len)
         *out_len = b.len;
     return ad_buf_steal(&b);
 }
+
+size_t ad_redact_cut(char *out, size_t outlen, const char *s, size_t len, const char *secret)
+{
+    if (outlen == 0)
+        return len;
+    size_t rl;
+    char *r = ad_redact(s, len, secret, &rl);
+    const char *q = r ? r : s;
+    size_t ql = r ? rl : len;
+    size_t n = ql < outlen - 1 ? ql : outlen - 1;
+    memcpy(out, q, n);
+    out[n] = '\0';
+    free(r);
+    return ql;
+}

@@ -56,4 +56,10 @@ void ad_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((form
  * returns a new string (caller frees) or NULL when nothing matched. */
 char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len);
 
+/* Copies the first bytes of s[0..len) into out[0..outlen) as a C string,
+ * with the secret redacted first, so that the cut can never leave a piece
+ * of it behind. For quoting untrusted text in messages. Returns the length
+ * of the whole redacted text (more than was copied when it was cut). */
+size_t ad_redact_cut(char *out, size_t outlen, const char *s, size_t len, const char *secret);
+
 #endif /* AD_BUF_H */

@@ -10,7 +10,6 @@
  * renderer) sees every text-mode event first, redacted, and may show it its
  * own way instead.
  */
-#define _GNU_SOURCE /* memmem */
 #include "events.h"
 
 #include <stdarg.h>
@@ -288,7 +287,7 @@ void ad_events_text(ad_events *e, int step, const char *text, size_t len)
         return;
     if (e->json) {
         ad_buf_printf(&e->line, "{\"type\":\"text_delta\",\"step\":%d,\"text\":", step);
-        put_str(e, text, len);
+        put_json_string(&e->line, text, len); /* arrives redacted (events.h) */
         ad_buf_putc(&e->line, '}');
         emit(e);
         return;
@@ -296,7 +295,7 @@ void ad_events_text(ad_events *e, int step, const char *text, size_t len)
     ad_event ev = {.kind = AD_EVENT_TEXT, .step = step, .text = text, .len = len};
     if (observe(e, &ev))
         return;
-    write_redacted(e, e->out, text, len);
+    fwrite(text, 1, len, e->out); /* arrives redacted (events.h) */
     e->text_open = text[len - 1] != '\n';
     if (e->out_tty)
         fflush(e->out);
@@ -315,21 +314,12 @@ static void close_text_line(ad_events *e)
 /* Shortens s for a one-line display. */
 static void show_short(ad_events *e, const char *s, size_t len)
 {
-    /* Redact the whole text before cutting it: a cut could split the key. */
-    size_t rl;
-    char *r = ad_redact(s, len, e->secret, &rl);
-    if (r) {
-        s = r;
-        len = rl;
-    }
-    size_t n = len > 200 ? 200 : len;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '\n' || s[i] == '\r')
-            n = i;
-    fwrite(s, 1, n, e->err);
-    if (n < len)
+    char line[201];
+    size_t full = ad_redact_cut(line, sizeof line, s, len, e->secret);
+    size_t n = strcspn(line, "\r\n"); /* one line */
+    fwrite(line, 1, n, e->err);
+    if (n < full)
         fputs("...", e->err);
-    free(r);
 }
 
 void ad_events_tool_call(ad_events *e, int step, const char *id, const char *name,
@@ -435,8 +425,6 @@ void ad_events_finish(ad_events *e, int steps, const char *text, size_t len, jso
                    .len = text ? len : 0, .usage = usage};
     if (observe(e, &ev))
         return;
-    (void)text;
-    (void)len;
     close_text_line(e);
 }
 

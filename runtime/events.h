@@ -12,7 +12,8 @@
  *   {"type":"finish","steps":N,"text":"<final text>","usage":{...}}
  *   {"type":"error","message":...}
  * Every string that leaves the process through here has the API key (when
- * set with ad_events_set_secret) replaced by "[REDACTED]".
+ * set with ad_events_set_secret) replaced by "[REDACTED]"; text deltas are
+ * redacted by their producer (see ad_events_text).
  */
 #ifndef AD_EVENTS_H
 #define AD_EVENTS_H
@@ -40,6 +41,10 @@ void ad_events_set_quiet(ad_events *e, bool quiet);
 typedef void (*ad_events_tap_fn)(void *ud, json_object *ev);
 void ad_events_set_tap(ad_events *e, ad_events_tap_fn fn, void *ud);
 
+/* A text delta. It must arrive redacted: the agent redacts the stream and
+ * holds back a tail that could be the start of the key until the next
+ * delta shows, which a sink seeing one delta at a time cannot do; scanning
+ * every delta again here would only cost time on the hottest path. */
 void ad_events_text(ad_events *e, int step, const char *text, size_t len);
 void ad_events_tool_call(ad_events *e, int step, const char *id, const char *name,
                          const char *args, size_t args_len);

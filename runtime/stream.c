@@ -258,19 +258,6 @@ static void errf_redacted(const ad_stream *s, char *err, size_t errlen, const ch
     ad_buf_free(&b);
 }
 
-/* The first bytes of untrusted data for a message: redacted, then cut. */
-static void quote(const ad_stream *s, const char *data, size_t len, char *out, size_t outlen)
-{
-    size_t rl;
-    char *r = ad_redact(data, len, s->secret, &rl);
-    const char *q = r ? r : data;
-    size_t ql = r ? rl : len;
-    size_t n = ql < outlen - 1 ? ql : outlen - 1;
-    memcpy(out, q, n);
-    out[n] = '\0';
-    free(r);
-}
-
 static int provider_error(const ad_stream *s, json_object *e, char *err, size_t errlen)
 {
     const char *msg = NULL;
@@ -774,7 +761,7 @@ static int parse(ad_stream *s, const char *data, size_t len, json_object **out, 
     if (je != json_tokener_success) {
         json_object_put(o);
         char q[61];
-        quote(s, data, len, q, sizeof q);
+        ad_redact_cut(q, sizeof q, data, len, s->secret);
         ad_errf(err, errlen, "malformed JSON (%s): %s",
                 je == json_tokener_continue ? "truncated" : json_tokener_error_desc(je), q);
         return AD_EINVAL;
@@ -785,7 +772,7 @@ static int parse(ad_stream *s, const char *data, size_t len, json_object **out, 
     if (end != len) {
         json_object_put(o);
         char q[61];
-        quote(s, data, len, q, sizeof q);
+        ad_redact_cut(q, sizeof q, data, len, s->secret);
         ad_errf(err, errlen, "malformed JSON (trailing data): %s", q);
         return AD_EINVAL;
     }
