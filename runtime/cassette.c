@@ -115,17 +115,6 @@ const ad_interaction *ad_cassette_get(const ad_cassette *c, size_t i)
     return c && i < c->n ? &c->items[i] : NULL;
 }
 
-static char *dup_bytes(const char *s, size_t len)
-{
-    char *p = malloc(len + 1);
-    if (!p)
-        return NULL;
-    if (len)
-        memcpy(p, s, len);
-    p[len] = '\0';
-    return p;
-}
-
 static char *dup_or_empty(const char *s)
 {
     return ad_strdup(s ? s : "");
@@ -174,13 +163,13 @@ int ad_cassette_append(ad_cassette *c, const ad_interaction *it)
     ad_interaction d = {0};
     d.method = dup_or_empty(it->method);
     d.url = dup_or_empty(it->url);
-    d.req_body = dup_bytes(it->req_body ? it->req_body : "", it->req_body ? it->req_body_len : 0);
+    d.req_body = ad_strndup(it->req_body ? it->req_body : "", it->req_body ? it->req_body_len : 0);
     d.req_body_len = it->req_body ? it->req_body_len : 0;
     d.proto = dup_or_empty(it->proto);
     d.code = it->code;
     d.status = dup_or_empty(it->status);
     d.resp_body =
-        dup_bytes(it->resp_body ? it->resp_body : "", it->resp_body ? it->resp_body_len : 0);
+        ad_strndup(it->resp_body ? it->resp_body : "", it->resp_body ? it->resp_body_len : 0);
     d.resp_body_len = it->resp_body ? it->resp_body_len : 0;
     d.duration_s = it->duration_s;
     if (!d.method || !d.url || !d.req_body || !d.proto || !d.status || !d.resp_body ||
@@ -492,7 +481,7 @@ static int get_str(loader *l, yaml_node_t *n, char **out, size_t *len, const cha
         snprintf(msg, sizeof msg, "%s: contains a NUL byte", what);
         return bad(l, n, msg);
     }
-    *out = dup_bytes(v, vl);
+    *out = ad_strndup(v, vl);
     if (!*out)
         return AD_ENOMEM;
     if (len)

@@ -850,6 +850,41 @@ char *ad_config_find(const char *given, char **tried)
     return NULL;
 }
 
+char *ad_state_path(const char *leaf)
+{
+    ad_buf b = AD_BUF_INIT;
+    const char *xdg = getenv("XDG_STATE_HOME");
+    const char *home = getenv("HOME");
+    /* The XDG spec: a relative value is invalid and must be ignored. */
+    if (xdg && xdg[0] == '/')
+        ad_buf_printf(&b, "%s/agentd/%s", xdg, leaf);
+    else if (home && home[0])
+        ad_buf_printf(&b, "%s/.local/state/agentd/%s", home, leaf);
+    else
+        return NULL;
+    return ad_buf_steal(&b);
+}
+
+int ad_make_parents(const char *path, char *err, size_t errlen)
+{
+    char *p = ad_strdup(path);
+    if (!p)
+        return AD_ENOMEM;
+    for (char *q = p + 1; *q; q++) {
+        if (*q != '/')
+            continue;
+        *q = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST) {
+            ad_errf(err, errlen, "cannot create the folder %s: %s", p, strerror(errno));
+            free(p);
+            return AD_ERR;
+        }
+        *q = '/';
+    }
+    free(p);
+    return AD_OK;
+}
+
 int ad_config_read_key(ad_config *c, char *err, size_t errlen)
 {
     if (c->base_url && ad_config_check_url(c->base_url, c->allow_http, err, errlen) != AD_OK)

@@ -96,6 +96,15 @@ typedef struct ad_config {
  * exists; then *tried (may be NULL) gets the XDG path looked at, or NULL. */
 char *ad_config_find(const char *given, char **tried);
 
+/* $XDG_STATE_HOME/agentd/LEAF (else ~/.local/state/agentd/LEAF), where
+ * agentd keeps what it learns (sessions, REPL history). New string, caller
+ * frees; NULL when neither variable is usable. */
+char *ad_state_path(const char *leaf);
+
+/* Creates the missing folders above path, each 0700. Returns 0, or a
+ * negative AD_E* with err naming the folder and why. */
+int ad_make_parents(const char *path, char *err, size_t errlen);
+
 /* Sets the defaults. */
 void ad_config_init(ad_config *c);
 

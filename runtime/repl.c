@@ -1297,33 +1297,7 @@ static int read_entry(repl *r, char **out, bool *typed)
 
 char *ad_repl_history_path(void)
 {
-    ad_buf b = AD_BUF_INIT;
-    const char *xdg = getenv("XDG_STATE_HOME");
-    const char *home = getenv("HOME");
-    if (xdg && xdg[0] == '/')
-        ad_buf_printf(&b, "%s/agentd/history", xdg);
-    else if (home && home[0])
-        ad_buf_printf(&b, "%s/.local/state/agentd/history", home);
-    else
-        return NULL;
-    return ad_buf_steal(&b);
-}
-
-/* Creates the folders of path that are missing, each 0700. */
-static int make_parents(const char *path)
-{
-    char *p = ad_strdup(path);
-    if (!p)
-        return -1;
-    int rc = 0;
-    for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
-        *s = '\0';
-        if (mkdir(p, 0700) != 0 && errno != EEXIST)
-            rc = -1;
-        *s = '/';
-    }
-    free(p);
-    return rc;
+    return ad_state_path("history");
 }
 
 static void history_open(repl *r)
@@ -1333,8 +1307,9 @@ static void history_open(repl *r)
     r->history_path = ad_repl_history_path();
     if (!r->history_path)
         return;
-    if (make_parents(r->history_path) != 0) {
-        note(r, "history not kept: cannot create the folder of %s", r->history_path);
+    char err[512];
+    if (ad_make_parents(r->history_path, err, sizeof err) != AD_OK) {
+        note(r, "history not kept: %s", err);
         free(r->history_path);
         r->history_path = NULL;
         return;

@@ -21,7 +21,6 @@
  * patched in. The schema version lives in PRAGMA user_version; migrations
  * run in order, each in its own transaction.
  */
-#define _GNU_SOURCE /* memmem */
 #include "session.h"
 
 #include <errno.h>
@@ -211,41 +210,9 @@ static const char *call_id(json_object *call)
     return id ? id : "";
 }
 
-/* mkdir -p for the folders of path (not its last component), each new one
- * 0700: a history is private. */
-static int make_parents(const char *path, char *err, size_t errlen)
-{
-    char *p = ad_strdup(path);
-    if (!p)
-        return AD_ENOMEM;
-    for (char *q = p + 1; *q; q++) {
-        if (*q != '/')
-            continue;
-        *q = '\0';
-        if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-            ad_errf(err, errlen, "cannot create the folder %s: %s", p, strerror(errno));
-            free(p);
-            return AD_ERR;
-        }
-        *q = '/';
-    }
-    free(p);
-    return AD_OK;
-}
-
 char *ad_session_default_path(void)
 {
-    ad_buf b = AD_BUF_INIT;
-    const char *xdg = getenv("XDG_STATE_HOME");
-    const char *home = getenv("HOME");
-    /* The XDG spec: a relative value is invalid and must be ignored. */
-    if (xdg && xdg[0] == '/')
-        ad_buf_printf(&b, "%s/agentd/sessions.db", xdg);
-    else if (home && home[0])
-        ad_buf_printf(&b, "%s/.local/state/agentd/sessions.db", home);
-    else
-        return NULL;
-    return ad_buf_steal(&b);
+    return ad_state_path("sessions.db");
 }
 
 /* ---- open and migrate --------------------------------------------------- */
@@ -268,6 +235,9 @@ int ad_session_schema_version(ad_session *s)
 
 static int migrate(ad_session *s, char *err, size_t errlen)
 {
+    /* The usual case, a current schema, needs no write lock. */
+    if (user_version(s) == AD_SESSION_SCHEMA_VERSION)
+        return AD_OK;
     for (;;) {
         /* Under the write lock, so two processes never run one migration
          * twice: the version is read again inside the transaction. */
@@ -310,7 +280,7 @@ int ad_session_open(ad_session **out, const char *path, bool create, char *err, 
             ad_errf(err, errlen, "%s: no session database yet", path);
             return AD_SESSION_UNKNOWN;
         }
-        int rc = make_parents(path, err, errlen);
+        int rc = ad_make_parents(path, err, errlen);
         if (rc != AD_OK)
             return rc;
         /* Created here with 0600 so that SQLite never creates it with the
@@ -1179,33 +1149,16 @@ int ad_session_remove(ad_session *s, const char *name, char *err, size_t errlen)
     int rc = lookup(s, name, &id, NULL, NULL, NULL, err, errlen);
     if (rc != AD_OK)
         return rc;
-    static const char *const sql[] = {
-        "DELETE FROM steps WHERE session = ?",
-        "DELETE FROM tool_calls WHERE session = ?",
-        "DELETE FROM messages WHERE session = ?",
-        "DELETE FROM sessions WHERE id = ?",
-    };
-    if (exec(s, "BEGIN IMMEDIATE", err, errlen) != AD_OK)
+    /* Its messages, tool calls and steps go with it: the schema declares
+     * them ON DELETE CASCADE, and foreign keys are on (ad_session_open). */
+    sqlite3_stmt *st = prepare(s, "DELETE FROM sessions WHERE id = ?", err, errlen);
+    if (!st)
         return AD_ERR;
-    for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) {
-        sqlite3_stmt *st = prepare(s, sql[i], err, errlen);
-        if (!st) {
-            rollback(s);
-            return AD_ERR;
-        }
-        sqlite3_bind_int64(st, 1, id);
-        rc = sqlite3_step(st);
-        release(s, st);
-        if (rc != SQLITE_DONE) {
-            db_fail(s, err, errlen, "cannot remove the session");
-            rollback(s);
-            return AD_ERR;
-        }
-    }
-    if (exec(s, "COMMIT", err, errlen) != AD_OK) {
-        rollback(s);
-        return AD_ERR;
-    }
+    sqlite3_bind_int64(st, 1, id);
+    rc = sqlite3_step(st);
+    release(s, st);
+    if (rc != SQLITE_DONE)
+        return db_fail(s, err, errlen, "cannot remove the session");
     if (s->id == id) {
         s->id = 0;
         free(s->name);

@@ -10,10 +10,15 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "buf.h"
 #include "session.h"
+
+/* The database: [sessions] path, else the default. Caller frees. */
+static char *db_path(const ad_config *cfg)
+{
+    return cfg->sessions_path ? ad_strdup(cfg->sessions_path) : ad_session_default_path();
+}
 
 int ad_session_attach(ad_session **out, const ad_config *cfg, const char *name, bool cont,
                       ad_agent *agent, ad_events *ev, char *err, size_t errlen)
@@ -28,7 +33,7 @@ int ad_session_attach(ad_session **out, const ad_config *cfg, const char *name, 
         }
         return AD_OK;
     }
-    char *path = cfg->sessions_path ? ad_strdup(cfg->sessions_path) : ad_session_default_path();
+    char *path = db_path(cfg);
     if (!path) {
         ad_errf(err, errlen, "no place for sessions: set XDG_STATE_HOME or HOME, or [sessions] "
                              "path (or enabled = false)");
@@ -101,12 +106,6 @@ static int cli_usage(const char *fmt, const char *arg)
     return 2;
 }
 
-/* The config that a run would use, if there is one; never an error when
- * none is found (the default database is used then). */
-static char *quiet_config(const char *given)
-{
-    return ad_config_find(given, NULL);
-}
 
 int ad_session_cli(int argc, char **argv)
 {
@@ -152,7 +151,9 @@ int ad_session_cli(int argc, char **argv)
         return cli_usage("--format is json or transcript, not '%s'", format);
 
     char err[4096];
-    char *cpath = quiet_config(config);
+    /* The config a run would use, if there is one; without one the default
+     * database is used. */
+    char *cpath = ad_config_find(config, NULL);
     ad_config cfg;
     ad_config_init(&cfg);
     if (cpath && ad_config_load(&cfg, cpath, err, sizeof err) != AD_OK) {
@@ -162,7 +163,7 @@ int ad_session_cli(int argc, char **argv)
         return 2;
     }
     free(cpath);
-    char *path = cfg.sessions_path ? ad_strdup(cfg.sessions_path) : ad_session_default_path();
+    char *path = db_path(&cfg);
     ad_config_free(&cfg);
     if (!path) {
         fputs("agentd: no session database: set XDG_STATE_HOME or HOME, or [sessions] path\n",
