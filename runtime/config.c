@@ -633,9 +633,6 @@ int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen)
     }
     if (!c->base_url)
         problem(&d, NULL, "missing required key base_url in [provider]");
-    else if (strncmp(c->base_url, "http://", 7) != 0 && strncmp(c->base_url, "https://", 8) != 0)
-        problem(&d, ad_toml_get(ad_toml_get(root, "provider"), "base_url"),
-                "provider.base_url must start with http:// or https://, not '%s'", c->base_url);
     else {
         char uerr[512];
         if (ad_config_check_url(c->base_url, c->allow_http, uerr, sizeof uerr) != AD_OK)
@@ -926,18 +923,20 @@ bool ad_config_sensitive_header(const char *name, const char *value, const char 
     return key && key[0] && strstr(value, key);
 }
 
-static void print_str_value(FILE *out, const char *v)
+/* v as a TOML basic string. JSON's escapes are TOML's, but for "\/",
+ * which TOML lacks: hence NOSLASHESCAPE. */
+static void put_toml_str(FILE *out, const char *v)
 {
     json_object *s = json_object_new_string(v);
-    fprintf(out, "%s\n", json_object_to_json_string_ext(s, JSON_C_TO_STRING_NOSLASHESCAPE));
+    fputs(json_object_to_json_string_ext(s, JSON_C_TO_STRING_NOSLASHESCAPE), out);
     json_object_put(s);
 }
 
 static void print_str(FILE *out, const char *key, const char *v)
 {
-    json_object *s = json_object_new_string(v);
-    fprintf(out, "%s = %s\n", key, json_object_to_json_string_ext(s, JSON_C_TO_STRING_NOSLASHESCAPE));
-    json_object_put(s);
+    fprintf(out, "%s = ", key);
+    put_toml_str(out, v);
+    fputc('\n', out);
 }
 
 void ad_config_print(const ad_config *c, FILE *out)
@@ -957,13 +956,14 @@ void ad_config_print(const ad_config *c, FILE *out)
     fprintf(out, "max_retries = %d\nmax_retry_wait_s = %g\n", c->max_retries, c->max_retry_wait_s);
     fprintf(out, "\n[provider.headers]\n");
     for (size_t i = 0; i < c->nheaders; i++) {
-        json_object *k = json_object_new_string(c->headers[i].name);
-        fprintf(out, "%s = ", json_object_to_json_string(k));
-        json_object_put(k);
+        put_toml_str(out, c->headers[i].name);
+        fputs(" = ", out);
         if (ad_config_sensitive_header(c->headers[i].name, c->headers[i].value, c->api_key))
             fprintf(out, "\"<%zu bytes, not shown>\"\n", strlen(c->headers[i].value));
-        else
-            print_str_value(out, c->headers[i].value);
+        else {
+            put_toml_str(out, c->headers[i].value);
+            fputc('\n', out);
+        }
     }
     fprintf(out, "\n[provider.extra]\n");
     if (c->extra) {
@@ -985,9 +985,8 @@ void ad_config_print(const ad_config *c, FILE *out)
     if (c->nconfirm_tools) {
         fprintf(out, "confirm_tools = [");
         for (size_t i = 0; i < c->nconfirm_tools; i++) {
-            json_object *s = json_object_new_string(c->confirm_tools[i]);
-            fprintf(out, "%s%s", i ? ", " : "", json_object_to_json_string(s));
-            json_object_put(s);
+            fputs(i ? ", " : "", out);
+            put_toml_str(out, c->confirm_tools[i]);
         }
         fprintf(out, "]\n");
     }

@@ -85,6 +85,7 @@ struct ad_http_req {
     size_t bytes;
     uv_timer_t idle;      /* initialised when idle_ms > 0 */
     uint64_t idle_ms;
+    uint64_t last_byte; /* uv_now() when a byte last arrived */
     int timeout;          /* AD_HTTP_TIMEOUT_* */
     ad_http_req *next;
     ad_http_req *prev;
@@ -205,6 +206,14 @@ static int on_timeout(CURLM *multi, long timeout_ms, void *userp)
 
 /* ---- requests ---------------------------------------------------------- */
 
+static void req_link(ad_http *h, ad_http_req *r)
+{
+    r->next = h->reqs;
+    if (h->reqs)
+        h->reqs->prev = r;
+    h->reqs = r;
+}
+
 static void req_unlink(ad_http_req *r)
 {
     ad_http *h = r->http;
@@ -246,10 +255,12 @@ static void req_free(ad_http_req *r)
 static void on_idle_timeout(uv_timer_t *t);
 
 /* A byte arrived: the idle clock starts again. */
+/* A byte arrived. The idle timer is not re-armed here (that would be a
+ * timer-heap update per chunk): when it fires it checks this time and
+ * sleeps on if data came in meanwhile. */
 static void idle_touch(ad_http_req *r)
 {
-    if (r->idle_ms && !r->http->closing)
-        uv_timer_start(&r->idle, on_idle_timeout, r->idle_ms, 0);
+    r->last_byte = uv_now(r->http->loop);
 }
 
 static void capture_status(ad_http_req *r)
@@ -405,6 +416,11 @@ static void on_idle_timeout(uv_timer_t *t)
 {
     ad_http_req *r = t->data;
     ad_http *h = r->http;
+    uint64_t quiet = uv_now(h->loop) - r->last_byte;
+    if (quiet < r->idle_ms) {
+        uv_timer_start(&r->idle, on_idle_timeout, r->idle_ms - quiet, 0);
+        return;
+    }
     /* Outside any curl callback: the transfer can go at once. */
     curl_multi_remove_handle(h->multi, r->easy);
     req_unlink(r);
@@ -743,10 +759,7 @@ static ad_http_req *replay_post(ad_http *h, const char *body, size_t body_len,
             return NULL;
         }
     }
-    r->next = h->reqs;
-    if (h->reqs)
-        h->reqs->prev = r;
-    h->reqs = r;
+    req_link(h, r);
     uv_idle_start(&h->idle, on_replay_tick);
     return r;
 }
@@ -781,11 +794,9 @@ ad_http_req *ad_http_post(ad_http *h, const char *url, const char *const *header
             goto fail;
     }
     r->easy = curl_easy_init();
-    r->body = malloc(body_len + 1);
+    r->body = ad_strndup(body, body_len);
     if (!r->easy || !r->body)
         goto fail;
-    memcpy(r->body, body, body_len);
-    r->body[body_len] = '\0';
     r->body_len = body_len;
     for (size_t i = 0; i < nheaders; i++) {
         struct curl_slist *l = curl_slist_append(r->headers, headers[i]);
@@ -824,16 +835,15 @@ ad_http_req *ad_http_post(ad_http *h, const char *url, const char *const *header
             r->idle_ms = ms ? ms : 1;
         }
     }
-    r->next = h->reqs;
-    if (h->reqs)
-        h->reqs->prev = r;
-    h->reqs = r;
+    req_link(h, r);
     if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
         req_unlink(r);
         goto fail;
     }
-    if (r->idle_ms)
+    if (r->idle_ms) {
+        idle_touch(r); /* the silence counts from the start of the request */
         uv_timer_start(&r->idle, on_idle_timeout, r->idle_ms, 0);
+    }
     return r;
 fail:
     req_free(r);
