@@ -156,3 +156,41 @@ size_t ad_redact_cut(char *out, size_t outlen, const char *s, size_t len, const 
     free(r);
     return ql;
 }
+
+bool ad_utf8_seq(const unsigned char *s, size_t n, size_t *len)
+{
+    unsigned char c = s[0];
+    unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
+    size_t need;
+    if (c < 0x80) {
+        *len = 1;
+        return true;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 2;
+        if (c == 0xE0)
+            lo = 0xA0; /* overlong */
+        else if (c == 0xED)
+            hi = 0x9F; /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 3;
+        if (c == 0xF0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xF4)
+            hi = 0x8F; /* past U+10FFFF */
+    } else {
+        *len = 1; /* a continuation byte without a lead, C0/C1, F5..FF */
+        return false;
+    }
+    size_t got = 0;
+    while (got < need && 1 + got < n) {
+        unsigned char b = s[1 + got];
+        if (got == 0 ? (b < lo || b > hi) : (b & 0xC0) != 0x80)
+            break;
+        got++;
+    }
+    *len = 1 + got;
+    return got == need;
+}

@@ -10,6 +10,7 @@
 #define AD_BUF_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Error codes shared by every runtime module: 0 or negative. */
@@ -61,5 +62,12 @@ char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len);
  * of it behind. For quoting untrusted text in messages. Returns the length
  * of the whole redacted text (more than was copied when it was cut). */
 size_t ad_redact_cut(char *out, size_t outlen, const char *s, size_t len, const char *secret);
+
+/* The UTF-8 sequence at s[0..n): true when s starts with a valid one
+ * (no overlongs, surrogates or code points past U+10FFFF), *len its length;
+ * false otherwise, *len the length of the maximal invalid prefix (at least
+ * 1), the part one U+FFFD stands for. NUL counts as valid (a 1-byte
+ * sequence); callers that refuse NUL check for it themselves. */
+bool ad_utf8_seq(const unsigned char *s, size_t n, size_t *len);
 
 #endif /* AD_BUF_H */

@@ -165,36 +165,12 @@ static void put_json_string(ad_buf *b, const char *s, size_t len)
             continue;
         }
         if (c >= 0x80) {
-            /* Validate one UTF-8 sequence. */
-            size_t n = 0;
-            unsigned min = 0;
-            unsigned cp = 0;
-            if (c >= 0xc2 && c <= 0xdf) {
-                n = 1;
-                cp = c & 0x1f;
-                min = 0x80;
-            } else if (c >= 0xe0 && c <= 0xef) {
-                n = 2;
-                cp = c & 0x0f;
-                min = 0x800;
-            } else if (c >= 0xf0 && c <= 0xf4) {
-                n = 3;
-                cp = c & 0x07;
-                min = 0x10000;
-            }
-            bool ok = n > 0 && (size_t)(end - p) > n;
-            for (size_t i = 1; ok && i <= n; i++) {
-                if ((p[i] & 0xc0) != 0x80)
-                    ok = false;
-                else
-                    cp = (cp << 6) | (p[i] & 0x3f);
-            }
-            if (ok && (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)))
-                ok = false;
-            if (ok) {
-                p += n + 1;
+            size_t n;
+            if (ad_utf8_seq(p, (size_t)(end - p), &n)) {
+                p += n;
                 continue;
             }
+            /* One U+FFFD per invalid byte. */
             ad_buf_append(b, run, (size_t)(p - run));
             ad_buf_puts(b, "\xef\xbf\xbd");
             p++;

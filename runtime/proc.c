@@ -145,10 +145,8 @@ static int open_pidfd(pid_t pid)
     if (no_pidfd)
         return -1;
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (fd >= 0) {
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
-        return fd;
-    }
+    if (fd >= 0)
+        return fd; /* pidfd_open sets close-on-exec itself */
     if (errno == ENOSYS)
         no_pidfd = 1;
 #else
@@ -309,7 +307,6 @@ int ad_proc_run(const ad_proc_opts *o, ad_proc_result *r, char *err, size_t errl
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
-    r->secs = now_s() - t0;
     if (WIFEXITED(st))
         r->exit_status = WEXITSTATUS(st);
     else if (WIFSIGNALED(st))

@@ -40,7 +40,6 @@ typedef struct ad_proc_result {
     bool timed_out;        /* killed at the deadline */
     int exit_status;       /* >= 0: exited with this status; -1 otherwise */
     int term_signal;       /* > 0: killed by this signal */
-    double secs;           /* wall time from spawn to reaping */
 } ad_proc_result;
 
 /*

@@ -81,9 +81,7 @@ struct agentd_plugin {
     char *config;            /* owned copy of its config JSON, or NULL (worker processes) */
     void *handle;            /* dlopen handle */
     ad_tools *host;          /* registry the tools go to */
-    const char *config_json; /* borrowed, during init only */
     int loading;             /* register_tool()/config_json() allowed */
-    size_t registered;       /* tools accepted during init */
     char reg_err[256];       /* first register_tool() refusal, reported by the loader */
 };
 
@@ -271,7 +269,6 @@ static int host_register_tool(agentd_plugin *self, const agentd_tool *tool)
         h->cap = cap;
     }
     h->tools[h->ntools++] = t;
-    self->registered++;
     return AGENTD_OK;
 nomem:
     json_object_put(params);
@@ -281,7 +278,7 @@ nomem:
 
 static const char *host_config_json(agentd_plugin *self)
 {
-    return self != NULL && self->loading ? self->config_json : NULL;
+    return self != NULL && self->loading ? self->config : NULL;
 }
 
 static int host_result_write(agentd_result *out, const char *data, size_t len)
@@ -354,6 +351,7 @@ ad_tools *ad_tools_new(void)
     ad_tools *t = calloc(1, sizeof(ad_tools));
     if (t == NULL)
         return NULL;
+    t->result_max = AD_TOOL_RESULT_MAX;
     /* Resolved now, on the main thread: the link names this program even if
      * its file is replaced later, and under valgrind it names the program,
      * not the tool that runs it. */
@@ -486,11 +484,9 @@ int ad_tools_load_file(ad_tools *t, const char *path, const char *config_json, c
     size_t first = t->ntools;
     char perr[512];
     memset(perr, 0, sizeof perr);
-    p->config_json = config_json;
     p->loading = 1;
     int rc = init.fn(&host_api, p, perr, sizeof perr);
     p->loading = 0;
-    p->config_json = NULL;
     perr[sizeof perr - 1] = '\0';
 
     int status = AD_OK;
@@ -503,7 +499,7 @@ int ad_tools_load_file(ad_tools *t, const char *path, const char *config_json, c
         else
             ad_errf(err, errlen, "plugin %s: init failed (code %d)", file, rc);
         status = AD_ERR;
-    } else if (p->registered == 0) {
+    } else if (t->ntools == first) {
         ad_errf(err, errlen, "plugin %s: registers no tools", file);
         status = AD_EINVAL;
     }
@@ -704,59 +700,39 @@ static int utf8_repair(ad_buf *dst, const unsigned char *s, size_t n)
         return AD_ENOMEM;
     size_t i = 0;
     while (i < n) {
-        unsigned char c = s[i];
-        size_t start = i, need;
-        unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
-        if (c >= 0x01 && c < 0x80) {
-            if (ad_buf_putc(dst, (char)c) != 0)
-                return AD_ENOMEM;
-            i++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) {
-            need = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            need = 2;
-            if (c == 0xE0)
-                lo = 0xA0; /* overlong */
-            else if (c == 0xED)
-                hi = 0x9F; /* surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            need = 3;
-            if (c == 0xF0)
-                lo = 0x90;
-            else if (c == 0xF4)
-                hi = 0x8F;
-        } else {
-            /* NUL, continuation byte without a lead, C0/C1, F5..FF */
-            if (ad_buf_append(dst, repl, 3) != 0)
-                return AD_ENOMEM;
-            i++;
-            continue;
-        }
-        i++;
-        size_t got = 0;
-        while (got < need && i < n) {
-            unsigned char b = s[i];
-            if (got == 0 ? (b < lo || b > hi) : (b & 0xC0) != 0x80)
-                break;
-            got++;
-            i++;
-        }
-        int rc = got == need ? ad_buf_append(dst, s + start, i - start)
-                             : ad_buf_append(dst, repl, 3); /* maximal prefix -> one U+FFFD */
-        if (rc != 0)
+        size_t len;
+        bool ok = ad_utf8_seq(s + i, n - i, &len) && s[i] != 0;
+        /* A valid sequence is copied; an invalid prefix (and NUL) becomes
+         * one U+FFFD. */
+        if ((ok ? ad_buf_append(dst, s + i, len) : ad_buf_append(dst, repl, 3)) != 0)
             return AD_ENOMEM;
+        i += len;
     }
     return AD_OK;
 }
 
+/* True when s[0..n) is valid UTF-8 without NUL: nothing to repair. */
+static bool utf8_clean(const unsigned char *s, size_t n)
+{
+    size_t len;
+    for (size_t i = 0; i < n; i += len)
+        if (!ad_utf8_seq(s + i, n - i, &len) || s[i] == 0)
+            return false;
+    return true;
+}
+
 static int finish(ad_tool_result *out, ad_buf *raw, bool is_error)
 {
+    out->is_error = is_error;
+    if (utf8_clean((const unsigned char *)raw->data, raw->len)) {
+        /* The usual case: the result is handed over, not copied. */
+        out->len = raw->len;
+        out->content = ad_buf_steal(raw);
+        return out->content ? AD_OK : AD_ENOMEM;
+    }
     ad_buf clean = AD_BUF_INIT;
     int rc = utf8_repair(&clean, (const unsigned char *)(raw->data ? raw->data : ""), raw->len);
     ad_buf_free(raw);
-    out->is_error = is_error;
     if (rc != 0) {
         ad_buf_free(&clean);
         return AD_ENOMEM;
@@ -866,7 +842,7 @@ int ad_tools_invoke(const ad_tools *t, const char *name, const char *args, size_
         return AD_ENOMEM;
     agentd_result res;
     memset(&res, 0, sizeof res);
-    res.max = t->result_max ? t->result_max : AD_TOOL_RESULT_MAX;
+    res.max = t->result_max;
     int prc = tool->invoke(tool->tool_data, copy, args_len, &res);
     free(copy);
 
@@ -886,7 +862,7 @@ int ad_tools_invoke(const ad_tools *t, const char *name, const char *args, size_
 
 void ad_tools_set_result_max(ad_tools *t, size_t max)
 {
-    t->result_max = max;
+    t->result_max = max ? max : AD_TOOL_RESULT_MAX;
 }
 
 /* ---- process isolation -------------------------------------------------- */
@@ -926,7 +902,6 @@ void ad_tools_set_result_max(ad_tools *t, size_t max)
 #define WORKER_OUTPUT_MAX 4096               /* bytes of worker stdout/stderr shown */
 #define WORKER_LINE_MAX 300                  /* bytes of one such line shown */
 /* utf8_repair() may triple invalid bytes: room for a full cut result. */
-#define WORKER_RESULT_MAX (3 * AD_TOOL_RESULT_MAX + 4096)
 
 extern char **environ;
 
@@ -995,7 +970,7 @@ static size_t parse_result_header(const ad_buf *b, bool *is_error, size_t *len)
 }
 
 /* Turns what the worker did into the call's result. */
-static int worker_result(const char *tool, const ad_isolate_opts *o, ad_proc_result *pr,
+static int worker_result(const char *tool, const ad_isolate_opts *o, size_t limit, ad_proc_result *pr,
                          ad_tool_result *out)
 {
     if (pr->timed_out)
@@ -1009,8 +984,7 @@ static int worker_result(const char *tool, const ad_isolate_opts *o, ad_proc_res
         ad_buf raw = AD_BUF_INIT;
         int rc = ad_buf_append(&raw, pr->result.data + hdr, got);
         if (rc == 0 && pr->result_dropped)
-            rc = ad_buf_printf(&raw, "\n[result larger than %zu bytes: cut]",
-                               (size_t)WORKER_RESULT_MAX);
+            rc = ad_buf_printf(&raw, "\n[result larger than %zu bytes: cut]", limit);
         if (rc != 0) {
             ad_buf_free(&raw);
             return AD_ENOMEM;
@@ -1051,7 +1025,7 @@ int ad_tools_invoke_isolated(const ad_tools *t, const char *name, const char *ar
     char ppid[32];
     snprintf(ppid, sizeof ppid, "%ld", (long)getpid());
     /* The worker cuts the output at the host's bound (argv[3]). */
-    size_t keep = t->result_max ? t->result_max : AD_TOOL_RESULT_MAX;
+    size_t keep = t->result_max;
     char keep_s[32];
     snprintf(keep_s, sizeof keep_s, "%zu", keep);
     char *argv[] = {t->exe, (char *)AD_TOOLS_WORKER_FLAG, ppid, keep_s, NULL};
@@ -1087,7 +1061,7 @@ int ad_tools_invoke_isolated(const ad_tools *t, const char *name, const char *ar
         return error_result(out, "tool '%s' could not be started in a worker process: %s",
                             tool->name, err);
     forward_output(tool->name, &pr.output, pr.output_dropped);
-    rc = worker_result(tool->name, o, &pr, out);
+    rc = worker_result(tool->name, o, po.result_max, &pr, out);
     ad_proc_result_free(&pr);
     return rc;
 }
@@ -1218,7 +1192,7 @@ int ad_tools_worker_main(int argc, char **argv)
     if (worker_tools == NULL)
         worker_fail(rfd, "tool worker: out of memory");
     if (argc > 3)
-        worker_tools->result_max = (size_t)strtoull(argv[3], NULL, 10);
+        ad_tools_set_result_max(worker_tools, (size_t)strtoull(argv[3], NULL, 10));
     if (ad_tools_load_file(worker_tools, path, config, err, sizeof err) != AD_OK)
         worker_fail(rfd, "tool '%s' cannot run isolated: %s", name, err);
     if (ad_tools_invoke(worker_tools, name, args, (size_t)al, &worker_res) != AD_OK)
