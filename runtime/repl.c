@@ -602,7 +602,7 @@ static void run_turn(repl *r, const char *prompt)
     spin_start(r, "thinking");
     if (ad_agent_run(r->agent, prompt, on_done, r) != AD_OK) {
         r->running = false;
-        err_line(r, "cannot start the turn");
+        err_line(r, "cannot start the turn: the previous one is still running");
     } else {
         uv_run(r->o->loop, UV_RUN_DEFAULT);
         if (r->running) {

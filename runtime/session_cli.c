@@ -88,15 +88,17 @@ static const char sessions_usage[] =
     "       agentd sessions [--config FILE] rm NAME\n"
     "       agentd sessions [--config FILE] export NAME [--format json|transcript]\n"
     "\n"
-    "Stored conversations (see --session and --continue). The database is\n"
-    "[sessions] path of the config when one is found, else\n"
-    "$XDG_STATE_HOME/agentd/sessions.db (~/.local/state/agentd/sessions.db).\n"
+    "Stored conversations: every REPL conversation and every run with --session\n"
+    "or --continue. The database is the file set by `path` in the [sessions]\n"
+    "table of the config file (found as for a run: --config, $AGENTD_CONFIG,\n"
+    "./agent.toml, ...); without one, $XDG_STATE_HOME/agentd/sessions.db\n"
+    "(~/.local/state/agentd/sessions.db).\n"
     "\n"
     "  list     name, last update, model, message count and total tokens\n"
     "  show     the conversation as readable text\n"
     "  rm       delete the session\n"
-    "  export   {\"name\",\"model\",\"messages\":[...]} (json, the default) or the\n"
-    "           text of show (transcript)\n";
+    "  export   the conversation as JSON, {\"name\",\"model\",\"messages\":[...]}\n"
+    "           (the default), or with --format transcript as show prints it\n";
 
 static int cli_usage(const char *fmt, const char *arg)
 {

@@ -217,7 +217,9 @@ static int host_register_tool(agentd_plugin *self, const agentd_tool *tool)
     if (tool == NULL)
         return reg_fail(self, AGENTD_EINVAL, "register_tool() called with NULL");
     if (tool->size < AD_TOOL_V1_SIZE)
-        return reg_fail(self, AGENTD_EABI, "agentd_tool.size is %zu, expected at least %zu",
+        return reg_fail(self, AGENTD_EABI,
+                        "agentd_tool.size is %zu, expected at least %zu; set .size = "
+                        "sizeof(agentd_tool) and rebuild against this agentd's plugin.h",
                         tool->size, (size_t)AD_TOOL_V1_SIZE);
     /* Read only the fields this host knows; a newer plugin may have more. */
     agentd_tool d;
@@ -497,7 +499,11 @@ int ad_tools_load_file(ad_tools *t, const char *path, const char *config_json, c
         if (perr[0])
             ad_errf(err, errlen, "plugin %s: init failed: %s", file, perr);
         else
-            ad_errf(err, errlen, "plugin %s: init failed (code %d)", file, rc);
+            ad_errf(err, errlen, "plugin %s: init failed (code %d%s) and gave no reason", file, rc,
+                    rc == AGENTD_EABI     ? ", AGENTD_EABI: built for another ABI"
+                    : rc == AGENTD_ENOMEM ? ", AGENTD_ENOMEM"
+                    : rc == AGENTD_EINVAL ? ", AGENTD_EINVAL"
+                                          : "");
         status = AD_ERR;
     } else if (t->ntools == first) {
         ad_errf(err, errlen, "plugin %s: registers no tools", file);
@@ -1173,13 +1179,15 @@ int ad_tools_worker_main(int argc, char **argv)
     size_t m = sizeof WORKER_REQ_MAGIC - 1;
     const char *p = worker_input.data, *end = p ? p + worker_input.len : NULL;
     if (p == NULL || worker_input.len < m || memcmp(p, WORKER_REQ_MAGIC, m) != 0)
-        worker_fail(rfd, "tool worker: malformed request");
+        worker_fail(rfd, "tool worker: malformed request on stdin (this mode is started by "
+                         "agentd itself for isolated tool calls, not by hand)");
     p += m;
     long long pl = take_num(&p, end, false, ' '), cl = take_num(&p, end, true, ' ');
     long long nl = take_num(&p, end, false, ' '), al = take_num(&p, end, false, '\n');
     if (pl <= 0 || cl < -1 || nl <= 0 || al < 0 ||
         (unsigned long long)(pl + (cl > 0 ? cl : 0) + nl + al) != (unsigned long long)(end - p))
-        worker_fail(rfd, "tool worker: malformed request");
+        worker_fail(rfd, "tool worker: malformed request on stdin (this mode is started by "
+                         "agentd itself for isolated tool calls, not by hand)");
     char *path = ad_strndup(p, (size_t)pl);
     char *config = cl >= 0 ? ad_strndup(p + pl, (size_t)cl) : NULL;
     char *name = ad_strndup(p + pl + (cl > 0 ? cl : 0), (size_t)nl);
