@@ -1325,9 +1325,8 @@ static void cmp_arguments(differ *d, const char *field, json_object *rec, json_o
     const char *r = str_of(rec), *s = str_of(sent);
     if (r && s) {
         json_object *a = json_tokener_parse(r), *b = json_tokener_parse(s);
-        bool eq = (a || b) ? json_object_equal(a, b) : strcmp(r, s) == 0;
-        if (!a || !b) /* not JSON on one side: the text must match */
-            eq = strcmp(r, s) == 0;
+        /* Both JSON: equal as JSON; otherwise the text must match. */
+        bool eq = a && b ? json_object_equal(a, b) : strcmp(r, s) == 0;
         json_object_put(a);
         json_object_put(b);
         if (!eq)

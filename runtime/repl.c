@@ -1391,10 +1391,11 @@ int ad_repl_run(const ad_repl_opts *o)
     if (r->tty_in) {
         size_t nt = o->tools ? ad_tools_count(o->tools) : 0;
         const char *dot = r->utf8 ? "·" : "-";
-        fprintf(r->err, "%sagentd %s %s model%s %s%s%s, %zu tool%s %s /help for commands, Ctrl-D to "
-                        "leave%s\n",
-                DIM(r), AGENTD_VERSION, dot, OFF(r), r->model, DIM(r), "", nt, nt == 1 ? "" : "s",
-                dot, OFF(r));
+        fprintf(r->err,
+                "%sagentd %s %s model%s %s%s, %zu tool%s %s /help for commands, Ctrl-D to "
+                "leave%s\n",
+                DIM(r), AGENTD_VERSION, dot, OFF(r), r->model, DIM(r), nt, nt == 1 ? "" : "s", dot,
+                OFF(r));
         fflush(r->err);
     }
 

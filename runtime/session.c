@@ -395,21 +395,34 @@ static char *generated_name(void)
     return ad_buf_steal(&b);
 }
 
-/* Row id of the session called name: > 0, 0 when none, < 0 on error. */
-static sqlite3_int64 find(ad_session *s, const char *name, char *err, size_t errlen)
+/* The row of the session called name: its id (and, when wanted, model and
+ * times); AD_SESSION_UNKNOWN with err set when there is none. */
+static int lookup(ad_session *s, const char *name, sqlite3_int64 *id, char **model, double *created,
+                  double *updated, char *err, size_t errlen)
 {
-    sqlite3_stmt *st = prepare(s, "SELECT id FROM sessions WHERE name = ?", err, errlen);
+    sqlite3_stmt *st = prepare(
+        s, "SELECT id, COALESCE(model, ''), created, updated FROM sessions WHERE name = ?", err,
+        errlen);
     if (!st)
         return AD_ERR;
     bind_text(st, 1, name);
-    sqlite3_int64 id = 0;
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        id = sqlite3_column_int64(st, 0);
-    else if (rc != SQLITE_DONE)
-        id = db_fail(s, err, errlen, "cannot look up the session");
+    int rc = sqlite3_step(st), ret = AD_OK;
+    if (rc == SQLITE_ROW) {
+        *id = sqlite3_column_int64(st, 0);
+        if (model)
+            *model = ad_strdup((const char *)sqlite3_column_text(st, 1));
+        if (created)
+            *created = sqlite3_column_double(st, 2);
+        if (updated)
+            *updated = sqlite3_column_double(st, 3);
+    } else if (rc == SQLITE_DONE) {
+        ad_errf(err, errlen, "no session named '%s' (see 'agentd sessions list')", name);
+        ret = AD_SESSION_UNKNOWN;
+    } else {
+        ret = db_fail(s, err, errlen, "cannot look up the session");
+    }
     release(s, st);
-    return id;
+    return ret;
 }
 
 int ad_session_start(ad_session *s, const char *name, bool create, const char *model,
@@ -428,15 +441,13 @@ int ad_session_start(ad_session *s, const char *name, bool create, const char *m
         free(nm);
         return AD_EINVAL;
     }
-    sqlite3_int64 id = find(s, nm, err, errlen);
-    if (id < 0) {
+    sqlite3_int64 id = 0;
+    int found = lookup(s, nm, &id, NULL, NULL, NULL, err, errlen);
+    if (found == AD_SESSION_UNKNOWN && create)
+        found = AD_OK; /* id stays 0: a new session */
+    if (found != AD_OK) {
         free(nm);
-        return (int)id;
-    }
-    if (id == 0 && !create) {
-        ad_errf(err, errlen, "no session named '%s' (see 'agentd sessions list')", nm);
-        free(nm);
-        return AD_SESSION_UNKNOWN;
+        return found;
     }
     double t = now_s();
     sqlite3_stmt *st;
@@ -1011,34 +1022,6 @@ int ad_session_list(ad_session *s, FILE *out, char *err, size_t errlen)
 }
 
 /* Looks up name for the read-only commands: its row, model and times. */
-static int lookup(ad_session *s, const char *name, sqlite3_int64 *id, char **model, double *created,
-                  double *updated, char *err, size_t errlen)
-{
-    sqlite3_stmt *st = prepare(
-        s, "SELECT id, COALESCE(model, ''), created, updated FROM sessions WHERE name = ?", err,
-        errlen);
-    if (!st)
-        return AD_ERR;
-    bind_text(st, 1, name);
-    int rc = sqlite3_step(st), ret = AD_OK;
-    if (rc == SQLITE_ROW) {
-        *id = sqlite3_column_int64(st, 0);
-        if (model)
-            *model = ad_strdup((const char *)sqlite3_column_text(st, 1));
-        if (created)
-            *created = sqlite3_column_double(st, 2);
-        if (updated)
-            *updated = sqlite3_column_double(st, 3);
-    } else if (rc == SQLITE_DONE) {
-        ad_errf(err, errlen, "no session named '%s' (see 'agentd sessions list')", name);
-        ret = AD_SESSION_UNKNOWN;
-    } else {
-        ret = db_fail(s, err, errlen, "cannot look up the session");
-    }
-    release(s, st);
-    return ret;
-}
-
 static void put_block(FILE *out, const char *text)
 {
     size_t n = strlen(text);
