@@ -4,6 +4,11 @@
 #define _GNU_SOURCE /* memmem */
 #include "buf.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,4 +198,37 @@ bool ad_utf8_seq(const unsigned char *s, size_t n, size_t *len)
     }
     *len = 1 + got;
     return got == need;
+}
+
+int ad_read_file(const char *path, size_t max, ad_buf *out)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return AD_ERR;
+    struct stat st;
+    int rc = AD_OK;
+    if (fstat(fd, &st) != 0)
+        rc = AD_ERR;
+    else if (!S_ISREG(st.st_mode))
+        rc = AD_EINVAL;
+    else if ((unsigned long long)st.st_size > max)
+        rc = AD_ETOOBIG;
+    char chunk[65536];
+    while (rc == AD_OK) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? AD_ERR : AD_OK;
+            break;
+        }
+        if (out->len + (size_t)n > max) /* it grew since fstat */
+            rc = AD_ETOOBIG;
+        else if (ad_buf_append(out, chunk, (size_t)n) != AD_OK)
+            rc = AD_ENOMEM;
+    }
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
 }

@@ -70,4 +70,10 @@ size_t ad_redact_cut(char *out, size_t outlen, const char *s, size_t len, const 
  * sequence); callers that refuse NUL check for it themselves. */
 bool ad_utf8_seq(const unsigned char *s, size_t n, size_t *len);
 
+/* Reads the regular file at path into out (appended), at most max bytes.
+ * Returns 0; AD_ETOOBIG when it is larger than max; AD_EINVAL when it is not
+ * a regular file; AD_ERR with errno set when it cannot be opened or read;
+ * AD_ENOMEM. Callers say what the file was for in their own message. */
+int ad_read_file(const char *path, size_t max, ad_buf *out);
+
 #endif /* AD_BUF_H */

@@ -691,46 +691,18 @@ done:
 
 int ad_cassette_load(ad_cassette **out, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        ad_errf(err, errlen, "cannot read cassette %s: %s", path, strerror(errno));
-        return AD_ERR;
-    }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        ad_errf(err, errlen, "cannot read cassette %s: not a regular file", path);
-        fclose(f);
-        return AD_ERR;
-    }
-    if ((unsigned long long)st.st_size > AD_CASSETTE_MAX_FILE) {
-        ad_errf(err, errlen, "cassette %s is larger than %u MiB", path, AD_CASSETTE_MAX_FILE >> 20);
-        fclose(f);
-        return AD_ETOOBIG;
-    }
     ad_buf b = AD_BUF_INIT;
-    char chunk[65536];
-    size_t n;
-    int rc = AD_OK;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (b.len + n > AD_CASSETTE_MAX_FILE) {
-            ad_errf(err, errlen, "cassette %s is larger than %u MiB", path,
-                    AD_CASSETTE_MAX_FILE >> 20);
-            rc = AD_ETOOBIG;
-            break;
-        }
-        if (ad_buf_append(&b, chunk, n) != AD_OK) {
-            ad_errf(err, errlen, "cassette %s: out of memory", path);
-            rc = AD_ENOMEM;
-            break;
-        }
-    }
-    if (rc == AD_OK && ferror(f)) {
-        ad_errf(err, errlen, "cannot read cassette %s: %s", path, strerror(errno));
-        rc = AD_ERR;
-    }
-    fclose(f);
+    int rc = ad_read_file(path, AD_CASSETTE_MAX_FILE, &b);
     if (rc == AD_OK)
         rc = ad_cassette_parse(out, b.data ? b.data : "", b.len, path, err, errlen);
+    else if (rc == AD_ETOOBIG)
+        ad_errf(err, errlen, "cassette %s is larger than %u MiB", path, AD_CASSETTE_MAX_FILE >> 20);
+    else if (rc == AD_EINVAL)
+        ad_errf(err, errlen, "cannot read cassette %s: not a regular file", path);
+    else if (rc == AD_ERR)
+        ad_errf(err, errlen, "cannot read cassette %s: %s", path, strerror(errno));
+    else
+        ad_errf(err, errlen, "cassette %s: out of memory", path);
     ad_buf_free(&b);
     return rc;
 }

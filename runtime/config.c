@@ -561,31 +561,14 @@ static char *resolve(const char *dir, const char *p)
 
 static int read_file(const char *path, ad_buf *out, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    int rc = ad_read_file(path, 16u << 20, out);
+    if (rc == AD_ETOOBIG)
+        ad_errf(err, errlen, "%s: larger than 16 MiB; not a config file", path);
+    else if (rc == AD_EINVAL)
+        ad_errf(err, errlen, "%s: cannot open: not a regular file", path);
+    else if (rc == AD_ERR)
         ad_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return AD_EINVAL;
-    }
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (out->len + n > 16u << 20) {
-            fclose(f);
-            ad_errf(err, errlen, "%s: larger than 16 MiB; not a config file", path);
-            return AD_EINVAL;
-        }
-        if (ad_buf_append(out, chunk, n) != AD_OK) {
-            fclose(f);
-            return AD_ENOMEM;
-        }
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        ad_errf(err, errlen, "%s: read error", path);
-        return AD_EINVAL;
-    }
-    return AD_OK;
+    return rc == AD_ENOMEM ? rc : rc != AD_OK ? AD_EINVAL : AD_OK;
 }
 
 int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen)

@@ -813,39 +813,22 @@ static int save_conversation(repl *r, const char *path, char *err, size_t errlen
 /* Reads a whole file of at most max bytes. */
 static char *read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    ad_buf b = AD_BUF_INIT;
+    int rc = ad_read_file(path, max, &b);
+    if (rc == AD_ETOOBIG)
+        ad_errf(err, errlen, "%s is larger than %zu MiB", path, max >> 20);
+    else if (rc == AD_EINVAL)
+        ad_errf(err, errlen, "cannot open %s: not a regular file", path);
+    else if (rc == AD_ERR)
         ad_errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+    else if (rc == AD_ENOMEM)
+        ad_errf(err, errlen, "out of memory reading %s", path);
+    if (rc != AD_OK) {
+        ad_buf_free(&b);
         return NULL;
     }
-    ad_buf b = AD_BUF_INIT;
-    char chunk[65536];
-    for (;;) {
-        ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            ad_errf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-            goto fail;
-        }
-        if (n == 0)
-            break;
-        if (b.len + (size_t)n > max) {
-            ad_errf(err, errlen, "%s is larger than %zu MiB", path, max >> 20);
-            goto fail;
-        }
-        if (ad_buf_append(&b, chunk, (size_t)n) != AD_OK) {
-            ad_errf(err, errlen, "out of memory reading %s", path);
-            goto fail;
-        }
-    }
-    close(fd);
     *len = b.len;
     return ad_buf_steal(&b);
-fail:
-    close(fd);
-    ad_buf_free(&b);
-    return NULL;
 }
 
 static int load_conversation(repl *r, const char *path, size_t *count, char *err, size_t errlen)
