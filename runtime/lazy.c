@@ -13,72 +13,72 @@
 
 #include "buf.h"
 
+/* One symbol to resolve: its name and the pointer that receives it. */
+typedef struct sym {
+    const char *name;
+    void **slot;
+} sym;
+
+#define AD_LAZY_SYM(f) {#f, (void **)(void *)&ad_lazy_##f},
+static const sym yaml_syms[] = {AD_YAML_SYMBOLS(AD_LAZY_SYM)};
+static const sym edit_syms[] = {AD_EDIT_SYMBOLS(AD_LAZY_SYM)};
+
 typedef struct lib {
     const char *soname;
     const char *package; /* the Debian package that ships it */
     const char *purpose;
+    const sym *syms;
+    size_t nsyms;
     pthread_mutex_t lock;
     bool loaded;
 } lib;
 
-static lib yaml_lib = {"libyaml-0.so.2", "libyaml-0-2", "--record and --replay",
-                       PTHREAD_MUTEX_INITIALIZER, false};
-static lib edit_lib = {"libedit.so.2", "libedit2", "the interactive REPL",
-                       PTHREAD_MUTEX_INITIALIZER, false};
+static lib yaml_lib = {"libyaml-0.so.2", "libyaml-0-2", "--record and --replay", yaml_syms,
+                       sizeof yaml_syms / sizeof yaml_syms[0], PTHREAD_MUTEX_INITIALIZER, false};
+static lib edit_lib = {"libedit.so.2", "libedit2", "the interactive REPL", edit_syms,
+                       sizeof edit_syms / sizeof edit_syms[0], PTHREAD_MUTEX_INITIALIZER, false};
 
-/* Resolves one symbol into *slot; the name table below drives it. */
-static bool resolve(void *h, const char *name, void **slot, char *err, size_t errlen,
-                    const lib *l)
+/* Opens l and resolves its symbols, once. The library stays mapped for the
+ * life of the process. */
+static int load(lib *l, char *err, size_t errlen)
 {
-    dlerror();
-    void *p = dlsym(h, name);
-    if (!p) {
-        const char *why = dlerror();
-        ad_errf(err, errlen, "%s (%s) lacks %s: %s", l->soname, l->purpose, name,
-                why ? why : "not found");
-        return false;
+    pthread_mutex_lock(&l->lock);
+    if (l->loaded) {
+        pthread_mutex_unlock(&l->lock);
+        return AD_OK;
     }
-    *slot = p;
-    return true;
+    void *h = dlopen(l->soname, RTLD_NOW | RTLD_LOCAL);
+    bool ok = h != NULL;
+    if (!h)
+        ad_errf(err, errlen, "%s needs %s (Debian package %s): %s", l->purpose, l->soname,
+                l->package, dlerror());
+    for (size_t i = 0; ok && i < l->nsyms; i++) {
+        dlerror();
+        *l->syms[i].slot = dlsym(h, l->syms[i].name);
+        if (!*l->syms[i].slot) {
+            const char *why = dlerror();
+            ad_errf(err, errlen, "%s (%s) lacks %s: %s", l->soname, l->purpose, l->syms[i].name,
+                    why ? why : "not found");
+            ok = false;
+        }
+    }
+    if (!ok && h) {
+        /* A library without a symbol we need: leave nothing half set. */
+        for (size_t i = 0; i < l->nsyms; i++)
+            *l->syms[i].slot = NULL;
+        dlclose(h);
+    }
+    l->loaded = ok;
+    pthread_mutex_unlock(&l->lock);
+    return ok ? AD_OK : AD_ERR;
 }
-
-#define AD_LAZY_RESOLVE(f)                                                                         \
-    ok = ok && resolve(h, #f, (void **)(void *)&ad_lazy_##f, err, errlen, l);
-#define AD_LAZY_RESET(f) ad_lazy_##f = NULL;
-
-/* Opens l and runs `body` (a list of AD_LAZY_RESOLVE) once. */
-#define LOAD(l, SYMBOLS)                                                                           \
-    do {                                                                                           \
-        pthread_mutex_lock(&(l)->lock);                                                            \
-        if ((l)->loaded) {                                                                         \
-            pthread_mutex_unlock(&(l)->lock);                                                      \
-            return AD_OK;                                                                          \
-        }                                                                                          \
-        void *h = dlopen((l)->soname, RTLD_NOW | RTLD_LOCAL);                                      \
-        bool ok = h != NULL;                                                                       \
-        if (!h)                                                                                    \
-            ad_errf(err, errlen, "%s needs %s (Debian package %s): %s", (l)->purpose,             \
-                    (l)->soname, (l)->package, dlerror());                                         \
-        SYMBOLS(AD_LAZY_RESOLVE)                                                                   \
-        if (!ok && h) {                                                                            \
-            /* A library without a symbol we need: leave nothing half set. */                    \
-            SYMBOLS(AD_LAZY_RESET)                                                                 \
-            dlclose(h);                                                                            \
-        }                                                                                          \
-        (l)->loaded = ok;                                                                          \
-        /* The library stays mapped for the life of the process. */                                \
-        pthread_mutex_unlock(&(l)->lock);                                                          \
-        return ok ? AD_OK : AD_ERR;                                                                \
-    } while (0)
 
 int ad_lazy_yaml(char *err, size_t errlen)
 {
-    lib *l = &yaml_lib;
-    LOAD(l, AD_YAML_SYMBOLS);
+    return load(&yaml_lib, err, errlen);
 }
 
 int ad_lazy_edit(char *err, size_t errlen)
 {
-    lib *l = &edit_lib;
-    LOAD(l, AD_EDIT_SYMBOLS);
+    return load(&edit_lib, err, errlen);
 }
