@@ -174,6 +174,20 @@ static size_t count_substr(const char *s, const char *sub)
 
 /* ---- loading ------------------------------------------------------------ */
 
+/* Loads one plugin file that must fail with exactly the message want,
+ * leaving no tool registered. */
+static void load_fails(const char *file, const char *want)
+{
+    char err[512];
+    int rc;
+    const char *files[] = {file, NULL};
+    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
+    CHECK(rc < 0);
+    CHECK_STREQ(err, want);
+    CHECK_EQ(ad_tools_count(t), 0);
+    ad_tools_free(t);
+}
+
 TEST(load_good_plugins)
 {
     char err[512];
@@ -284,25 +298,12 @@ TEST(missing_and_empty_dir)
 
 TEST(wrong_abi)
 {
-    char err[512];
-    int rc;
-    const char *files[] = {"bad_abi.so", NULL};
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
-    CHECK(rc < 0);
-    CHECK_STREQ(err, "plugin bad_abi.so: init failed: built for ABI 2.0, host has 1.0");
-    CHECK_EQ(ad_tools_count(t), 0);
-    ad_tools_free(t);
+    load_fails("bad_abi.so", "plugin bad_abi.so: init failed: built for ABI 2.0, host has 1.0");
 }
 
 TEST(missing_init_symbol)
 {
-    char err[512];
-    int rc;
-    const char *files[] = {"no_init.so", NULL};
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
-    CHECK(rc < 0);
-    CHECK_STREQ(err, "plugin no_init.so: not an agentd plugin (missing agentd_plugin_init_v1)");
-    ad_tools_free(t);
+    load_fails("no_init.so", "plugin no_init.so: not an agentd plugin (missing agentd_plugin_init_v1)");
 }
 
 TEST(not_an_elf)
@@ -366,13 +367,7 @@ TEST(init_failure_takes_tools_back)
 
 TEST(registers_no_tools)
 {
-    char err[512];
-    int rc;
-    const char *files[] = {"no_tools.so", NULL};
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
-    CHECK(rc < 0);
-    CHECK_STREQ(err, "plugin no_tools.so: registers no tools");
-    ad_tools_free(t);
+    load_fails("no_tools.so", "plugin no_tools.so: registers no tools");
 }
 
 /* Loads reg_bad.so with {"case":NAME} and returns the load error ("" if ok). */
