@@ -707,6 +707,24 @@ static void queue_slot(ad_agent *a, call_slot *s)
         a->serial_busy = true;
 }
 
+/* The serial chain is held by a call that timed out and still runs (its
+ * plugin is not thread-safe, so nothing of its kind may run beside it, and
+ * waiting could be forever): the calls of b still waiting for the chain get
+ * an error result instead. */
+static void refuse_waiting_serial(batch *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        call_slot *s = &b->slots[i];
+        if (s->serial && !s->final && !s->queued) {
+            set_result(&s->result, true,
+                       "tool '%s' was not run: an earlier call of a tool that is not "
+                       "thread-safe timed out and is still running",
+                       s->name);
+            slot_final(s);
+        }
+    }
+}
+
 /* Calls of tools that are not thread-safe run one at a time, in order. */
 static void start_serial(ad_agent *a)
 {
@@ -714,19 +732,8 @@ static void start_serial(ad_agent *a)
     if (!b || a->cancelled)
         return;
     if (a->serial_busy && a->serial_batch != b) {
-        /* The chain is held by a call of an earlier step that timed out and
-         * still runs: the tool's plugin is not thread-safe, so nothing of its
-         * kind may run beside it, and waiting could be forever. */
-        for (size_t i = 0; i < b->n; i++) {
-            call_slot *s = &b->slots[i];
-            if (s->serial && !s->final && !s->queued) {
-                set_result(&s->result, true,
-                           "tool '%s' was not run: an earlier call of a tool that is not "
-                           "thread-safe timed out and is still running",
-                           s->name);
-                slot_final(s);
-            }
-        }
+        /* Held by a call of an earlier step that timed out. */
+        refuse_waiting_serial(b);
         return;
     }
     if (a->serial_busy)
@@ -762,20 +769,8 @@ static void on_batch_timer(uv_timer_t *t)
         uv_cancel((uv_req_t *)&s->work);
         serial_stuck |= s->serial;
     }
-    if (serial_stuck) {
-        /* The stuck call still owns its plugin: the others of that kind
-         * cannot run beside it. */
-        for (size_t i = 0; i < b->n; i++) {
-            call_slot *s = &b->slots[i];
-            if (s->serial && !s->final && !s->queued) {
-                set_result(&s->result, true,
-                           "tool '%s' was not run: an earlier call of a tool that is not "
-                           "thread-safe timed out and is still running",
-                           s->name);
-                slot_final(s);
-            }
-        }
-    }
+    if (serial_stuck)
+        refuse_waiting_serial(b);
     if (b->open == 0)
         finish_tools(a);
 }
