@@ -124,10 +124,15 @@ void ad_config_free(ad_config *c)
     for (size_t i = 0; i < c->nconfirm_tools; i++)
         free(c->confirm_tools[i]);
     free(c->confirm_tools);
+    free(c->confirm_tools_at);
+    for (size_t i = 0; i < c->nplugin_configs; i++)
+        free(c->plugin_configs[i].name);
+    free(c->plugin_configs);
     for (size_t i = 0; i < c->ntools; i++)
         free(c->tools[i].name);
     free(c->tools);
     free(c->sessions_path);
+    free(c->key_at);
     memset(c, 0, sizeof *c);
 }
 
@@ -139,22 +144,49 @@ typedef struct diag {
     int count;
 } diag;
 
-static void problem(diag *d, const ad_toml *at, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static ad_conf_loc loc_of(const ad_toml *v)
+{
+    ad_conf_loc l = {0, 0};
+    if (v) {
+        l.line = ad_toml_line(v);
+        l.col = ad_toml_column(v);
+    }
+    return l;
+}
 
-static void problem(diag *d, const ad_toml *at, const char *fmt, ...)
+/* One problem, "FILE:LINE:COL: message" (or "FILE: message" without a place). */
+static void vproblem(diag *d, ad_conf_loc at, const char *fmt, va_list ap)
 {
     if (d->count++ >= 20)
         return;
     if (d->msgs.len)
         ad_buf_putc(&d->msgs, '\n');
-    if (at)
-        ad_buf_printf(&d->msgs, "%s:%d: ", d->file, ad_toml_line(at));
+    if (at.line > 0)
+        ad_buf_printf(&d->msgs, "%s:%d:%d: ", d->file, at.line, at.col);
     else
         ad_buf_printf(&d->msgs, "%s: ", d->file);
+    ad_buf_vprintf(&d->msgs, fmt, ap);
+}
+
+static void problem(diag *d, const ad_toml *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void problem(diag *d, const ad_toml *at, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    ad_buf_vprintf(&d->msgs, fmt, ap);
+    vproblem(d, loc_of(at), fmt, ap);
+    va_end(ap);
+}
+
+static void problem_at(diag *d, ad_conf_loc at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void problem_at(diag *d, ad_conf_loc at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vproblem(d, at, fmt, ap);
     va_end(ap);
 }
 
@@ -185,6 +217,35 @@ static size_t edit_distance(const char *a, const char *b)
     return row[lb];
 }
 
+/* Whether a name at edit distance dist from key is close enough to suggest. */
+static bool near_enough(const char *key, size_t dist)
+{
+    size_t limit = strlen(key) / 3 + 1;
+    if (limit < 2)
+        limit = 2;
+    return dist <= limit;
+}
+
+/* The name of names[0..n) closest to key, or NULL if none is close; a
+ * name that key abbreviates ("mul" for "multiply") counts as close. */
+static const char *closest_of(const char *key, const char *const *names, size_t n)
+{
+    const char *best = NULL, *longer = NULL;
+    size_t bestd = SIZE_MAX, klen = strlen(key);
+    for (size_t i = 0; i < n; i++) {
+        size_t dist = edit_distance(key, names[i]);
+        if (dist < bestd) {
+            bestd = dist;
+            best = names[i];
+        }
+        if (!longer && klen >= 2 && strncmp(names[i], key, klen) == 0)
+            longer = names[i];
+    }
+    if (best && near_enough(key, bestd))
+        return best;
+    return longer;
+}
+
 /* The accepted key of `table` closest to `key`, or NULL if none is close. */
 static const char *closest(const char *table, const char *key)
 {
@@ -200,10 +261,7 @@ static const char *closest(const char *table, const char *key)
             best = cand;
         }
     }
-    size_t limit = strlen(key) / 3 + 1;
-    if (limit < 2)
-        limit = 2;
-    return bestd <= limit ? best : NULL;
+    return near_enough(key, bestd) ? best : NULL;
 }
 
 static void unknown(diag *d, const ad_toml *at, const char *table, const char *key)
@@ -405,14 +463,18 @@ static void load_confirm_tools(diag *d, ad_config *c, const ad_toml *v)
     }
     size_t n = ad_toml_len(v);
     c->confirm_tools = calloc(n ? n : 1, sizeof *c->confirm_tools);
-    if (!c->confirm_tools)
+    c->confirm_tools_at = calloc(n ? n : 1, sizeof *c->confirm_tools_at);
+    if (!c->confirm_tools || !c->confirm_tools_at) {
+        problem(d, v, "out of memory");
         return;
+    }
     for (size_t i = 0; i < n; i++) {
         const ad_toml *e = ad_toml_at(v, i);
         if (ad_toml_type_of(e) != AD_TOML_STRING) {
             problem(d, e, "agent.confirm_tools entries must be strings");
             continue;
         }
+        c->confirm_tools_at[c->nconfirm_tools] = loc_of(e);
         c->confirm_tools[c->nconfirm_tools++] = ad_strdup(ad_toml_string(e, NULL));
     }
 }
@@ -437,7 +499,7 @@ static void load_tools(diag *d, ad_config *c, const ad_toml *t)
         tc->timeout_s = -1;
         tc->confirm = -1;
         tc->isolation = -1;
-        tc->line = ad_toml_line(tt);
+        tc->at = loc_of(tt);
         for (size_t j = 0; j < ad_toml_len(tt); j++) {
             const char *key = ad_toml_key_at(tt, j);
             const ad_toml *v = ad_toml_at(tt, j);
@@ -503,6 +565,8 @@ static void load_table(diag *d, ad_config *c, const char *tname, const ad_toml *
             unknown(d, v, tname, key);
             continue;
         }
+        if (c->key_at)
+            c->key_at[k - keys] = loc_of(v);
         if (strcmp(key, "isolation") == 0) {
             int iso = parse_isolation(d, v, "agent.isolation");
             if (iso >= 0)
@@ -528,11 +592,24 @@ static void load_table(diag *d, ad_config *c, const char *tname, const ad_toml *
             json_object_put(c->extra);
             c->extra = to_json(v);
         } else { /* plugins.config */
-            for (size_t j = 0; j < ad_toml_len(v); j++) {
+            size_t n = ad_toml_len(v);
+            c->plugin_configs = calloc(n ? n : 1, sizeof *c->plugin_configs);
+            if (!c->plugin_configs) {
+                problem(d, v, "out of memory");
+                continue;
+            }
+            for (size_t j = 0; j < n; j++) {
                 const ad_toml *pc = ad_toml_at(v, j);
-                if (ad_toml_type_of(pc) != AD_TOML_TABLE)
+                if (ad_toml_type_of(pc) != AD_TOML_TABLE) {
                     problem(d, pc, "plugins.config.%s must be a table, not %s",
                             ad_toml_key_at(v, j), ad_toml_type_name(ad_toml_type_of(pc)));
+                    continue;
+                }
+                ad_conf_ref *ref = &c->plugin_configs[c->nplugin_configs];
+                if ((ref->name = ad_strdup(ad_toml_key_at(v, j))) != NULL) {
+                    ref->at = loc_of(pc);
+                    c->nplugin_configs++;
+                }
             }
             json_object_put(c->plugin_config);
             c->plugin_config = to_json(v);
@@ -584,13 +661,15 @@ int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen)
     rc = ad_toml_parse(text.data ? text.data : "", text.len, &root, perr, sizeof perr);
     ad_buf_free(&text);
     if (rc != AD_OK) {
-        ad_errf(err, errlen, "%s: %s", path, perr);
+        ad_errf(err, errlen, "%s:%s", path, perr); /* perr is "LINE:COL: message" */
         return AD_EINVAL;
     }
     free(c->path);
     free(c->dir);
+    free(c->key_at);
     c->path = ad_strdup(path);
     c->dir = dirname_of(path);
+    c->key_at = calloc(sizeof keys / sizeof keys[0], sizeof *c->key_at);
 
     diag d = {AD_BUF_INIT, path, 0};
     for (size_t i = 0; i < ad_toml_len(root); i++) {
@@ -614,15 +693,21 @@ int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen)
         }
         load_table(&d, c, name, t);
     }
+    /* A required key missing from a table that is there points at the table. */
+    const ad_toml *prov = ad_toml_get(root, "provider");
+    if (prov && ad_toml_type_of(prov) != AD_TOML_TABLE)
+        prov = NULL;
     if (!c->base_url)
-        problem(&d, NULL, "missing required key base_url in [provider]");
+        problem(&d, prov, "missing required key base_url in [provider]");
     else {
         char uerr[512];
         if (ad_config_check_url(c->base_url, c->allow_http, uerr, sizeof uerr) != AD_OK)
-            problem(&d, ad_toml_get(ad_toml_get(root, "provider"), "base_url"), "%s", uerr);
+            problem(&d, ad_toml_get(prov, "base_url"), "%s", uerr);
     }
     if (!c->model)
-        problem(&d, NULL, "missing required key model in [provider]");
+        problem(&d, prov, "missing required key model in [provider]");
+    else if (!c->model[0])
+        problem(&d, ad_toml_get(prov, "model"), "provider.model must not be empty");
     if (c->api_key_file) {
         char *abs = resolve(c->dir, c->api_key_file);
         free(c->api_key_file);
@@ -679,17 +764,14 @@ static bool is_loopback_host(const char *h, size_t n)
 
 int ad_config_check_url(const char *url, bool allow_http, char *err, size_t errlen)
 {
-    if (strncmp(url, "https://", 8) == 0)
-        return AD_OK;
-    if (strncmp(url, "http://", 7) != 0) {
+    bool https = strncmp(url, "https://", 8) == 0;
+    if (!https && strncmp(url, "http://", 7) != 0) {
         ad_errf(err, errlen, "provider.base_url must start with http:// or https://, not '%s'",
                 url);
         return AD_EINVAL;
     }
-    if (allow_http)
-        return AD_OK;
     /* authority = [userinfo@]host[:port], up to the first / ? or # */
-    const char *auth = url + 7;
+    const char *auth = url + (https ? 8 : 7);
     size_t alen = strcspn(auth, "/?#");
     const char *host = auth;
     for (size_t i = 0; i < alen; i++)
@@ -704,7 +786,27 @@ int ad_config_check_url(const char *url, bool allow_http, char *err, size_t errl
         if (colon)
             hlen = (size_t)(colon - host);
     }
-    if (is_loopback_host(host, hlen))
+    if (hlen == 0 || (hlen == 2 && host[0] == '[')) {
+        ad_errf(err, errlen, "provider.base_url '%.200s' has no host name", url);
+        return AD_EINVAL;
+    }
+    /* A URL copied from a provider's docs often names the endpoint itself:
+     * agentd would post to .../chat/completions/chat/completions. */
+    static const char endpoint[] = "/chat/completions";
+    size_t ulen = strlen(url), elen = sizeof endpoint - 1;
+    while (ulen > 0 && url[ulen - 1] == '/')
+        ulen--;
+    if (ulen >= elen && strncmp(url + ulen - elen, endpoint, elen) == 0) {
+        size_t keep = ulen - elen;
+        while (keep > 0 && url[keep - 1] == '/')
+            keep--;
+        ad_errf(err, errlen,
+                "provider.base_url ends with /chat/completions, which agentd appends itself: "
+                "drop the suffix (base_url = \"%.*s\")",
+                keep > 200 ? 200 : (int)keep, url);
+        return AD_EINVAL;
+    }
+    if (https || allow_http || is_loopback_host(host, hlen))
         return AD_OK;
     ad_errf(err, errlen,
             "provider.base_url '%.200s' uses plain http to a host that is not loopback: the key "
@@ -865,30 +967,144 @@ int ad_make_parents(const char *path, char *err, size_t errlen)
     return AD_OK;
 }
 
+/* Puts where TABLE.KEY was written in front of the message in err. */
+static void locate_err(const ad_config *c, const char *table, const char *key, char *err,
+                       size_t errlen)
+{
+    char where[512], msg[1024];
+    ad_config_where(c, table, key, where, sizeof where);
+    if (!err || !errlen || !where[0])
+        return;
+    snprintf(msg, sizeof msg, "%s", err);
+    ad_errf(err, errlen, "%s%s", where, msg);
+}
+
 int ad_config_read_key(ad_config *c, char *err, size_t errlen)
 {
-    if (c->base_url && ad_config_check_url(c->base_url, c->allow_http, err, errlen) != AD_OK)
+    if (c->base_url && ad_config_check_url(c->base_url, c->allow_http, err, errlen) != AD_OK) {
+        locate_err(c, "provider", "base_url", err, errlen);
         return AD_EINVAL;
+    }
     const char *v = c->api_key_env && c->api_key_env[0] ? getenv(c->api_key_env) : NULL;
     if (!v || !v[0]) {
-        if (c->api_key_file)
-            return read_key_file(c, err, errlen);
+        if (c->api_key_file) {
+            int rc = read_key_file(c, err, errlen);
+            if (rc == AD_EINVAL)
+                locate_err(c, "provider", "api_key_file", err, errlen);
+            return rc;
+        }
         if (!c->api_key_env || !c->api_key_env[0])
             return AD_OK; /* local servers need no key */
         ad_errf(err, errlen,
                 "the API key variable %s (provider.api_key_env) is not set in the environment",
                 c->api_key_env);
+        locate_err(c, "provider", "api_key_env", err, errlen);
         return AD_EINVAL;
     }
     for (const char *p = v; *p; p++) {
         if ((unsigned char)*p < 0x20 || *p == 0x7f) {
             ad_errf(err, errlen, "the API key in %s contains control characters", c->api_key_env);
+            locate_err(c, "provider", "api_key_env", err, errlen);
             return AD_EINVAL;
         }
     }
     free(c->api_key);
     c->api_key = ad_strdup(v);
     return c->api_key ? AD_OK : AD_ENOMEM;
+}
+
+static const ad_conf_loc *key_loc(const ad_config *c, const char *table, const char *key)
+{
+    const keydef *k = find_key(table, key);
+    return k && c->key_at ? &c->key_at[k - keys] : NULL;
+}
+
+const char *ad_config_where(const ad_config *c, const char *table, const char *key, char *buf,
+                            size_t buflen)
+{
+    const ad_conf_loc *l = key_loc(c, table, key);
+    if (l && l->line > 0 && c->path)
+        snprintf(buf, buflen, "%s:%d:%d: ", c->path, l->line, l->col);
+    else if (buflen)
+        buf[0] = '\0';
+    return buf;
+}
+
+void ad_config_unlocate(ad_config *c, const char *table, const char *key)
+{
+    ad_conf_loc *l = (ad_conf_loc *)key_loc(c, table, key);
+    if (l)
+        l->line = l->col = 0;
+}
+
+/* " (did you mean 'X'? loaded: A, B)" for an unknown name. */
+static void name_hint(const ad_config *c, ad_buf *b, const char *name, const char *const *names,
+                      size_t n, const char *what)
+{
+    if (n == 0) {
+        ad_buf_printf(b, " (no %s are loaded%s)", what,
+                      c->plugins_dir ? "" : ": [plugins] dir is not set");
+        return;
+    }
+    const char *near = closest_of(name, names, n);
+    ad_buf_puts(b, " (");
+    if (near)
+        ad_buf_printf(b, "did you mean '%s'? ", near);
+    ad_buf_puts(b, "loaded: ");
+    for (size_t i = 0; i < n; i++)
+        ad_buf_printf(b, "%s%s", i ? ", " : "", names[i]);
+    ad_buf_putc(b, ')');
+}
+
+static bool has_name(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+int ad_config_check_names(const ad_config *c, const char *const *tools, size_t ntools,
+                          const char *const *plugins, size_t nplugins, char *err, size_t errlen)
+{
+    diag d = {AD_BUF_INIT, c->path ? c->path : "agent.toml", 0};
+    ad_buf hint = AD_BUF_INIT;
+    for (size_t i = 0; i < c->nconfirm_tools; i++) {
+        const char *name = c->confirm_tools[i];
+        if (strcmp(name, "*") == 0 || has_name(tools, ntools, name))
+            continue;
+        ad_buf_reset(&hint);
+        name_hint(c, &hint, name, tools, ntools, "tools");
+        problem_at(&d, c->confirm_tools_at ? c->confirm_tools_at[i] : (ad_conf_loc){0, 0},
+                   "agent.confirm_tools names '%s', which is no loaded tool%s", name,
+                   hint.data ? hint.data : "");
+    }
+    for (size_t i = 0; i < c->ntools; i++) {
+        const char *name = c->tools[i].name;
+        if (has_name(tools, ntools, name))
+            continue;
+        ad_buf_reset(&hint);
+        name_hint(c, &hint, name, tools, ntools, "tools");
+        problem_at(&d, c->tools[i].at, "[tools.%s] names no loaded tool%s", name,
+                   hint.data ? hint.data : "");
+    }
+    for (size_t i = 0; i < c->nplugin_configs; i++) {
+        const char *name = c->plugin_configs[i].name;
+        if (has_name(plugins, nplugins, name))
+            continue;
+        ad_buf_reset(&hint);
+        name_hint(c, &hint, name, plugins, nplugins, "plugins");
+        problem_at(&d, c->plugin_configs[i].at, "[plugins.config.%s] names no loaded plugin%s",
+                   name, hint.data ? hint.data : "");
+    }
+    ad_buf_free(&hint);
+    if (d.count == 0)
+        return AD_OK;
+    if (d.count > 20)
+        ad_buf_printf(&d.msgs, "\n%s: ... and %d more problems", d.file, d.count - 20);
+    ad_errf(err, errlen, "%s", d.msgs.data ? d.msgs.data : "out of memory");
+    ad_buf_free(&d.msgs);
+    return AD_EINVAL;
 }
 
 bool ad_config_sensitive_header(const char *name, const char *value, const char *key)

@@ -26,14 +26,26 @@ typedef struct ad_header {
     char *value; /* owned */
 } ad_header;
 
+/* Where something was written in the file: 1-based line and column (of
+ * the key, or of an array element); 0 when it was not written there. */
+typedef struct ad_conf_loc {
+    int line, col;
+} ad_conf_loc;
+
 /* [tools.NAME]: per-tool settings. */
 typedef struct ad_tool_conf {
     char *name;       /* owned */
     double timeout_s; /* < 0: the default (agent.tool_timeout_s) */
     int confirm;      /* -1 unset, 0 no, 1 yes */
     int isolation;    /* -1 unset, else AD_ISOLATION_* */
-    int line;         /* where the table was written */
+    ad_conf_loc at;   /* where the table was written */
 } ad_tool_conf;
+
+/* A name the file gives to something outside it (a plugin's stem). */
+typedef struct ad_conf_ref {
+    char *name; /* owned */
+    ad_conf_loc at;
+} ad_conf_ref;
 
 enum { AD_ISOLATION_NONE = 0, AD_ISOLATION_PROCESS = 1 };
 
@@ -66,6 +78,7 @@ typedef struct ad_config {
     double tool_timeout_s; /* default per-call tool timeout; 0 = none */
     int isolation;         /* default AD_ISOLATION_* */
     char **confirm_tools;  /* owned: tool names (or "*") that need approval */
+    ad_conf_loc *confirm_tools_at; /* owned: where each entry was written */
     size_t nconfirm_tools;
 
     /* [tools.NAME] */
@@ -82,12 +95,16 @@ typedef struct ad_config {
     /* [plugins] */
     char *plugins_dir;          /* owned, resolved, or NULL: no plugins */
     json_object *plugin_config; /* owned object: stem -> object */
+    ad_conf_ref *plugin_configs; /* owned: the [plugins.config.STEM] tables, in file order */
+    size_t nplugin_configs;
 
     /* [sessions] */
     bool sessions_enabled;  /* default true: sessions can be stored and resumed */
     bool sessions_one_shot; /* default false: store plain -p runs too (REPL and
                                --session/--continue runs are always stored) */
     char *sessions_path;   /* owned, resolved, or NULL: the XDG state default */
+
+    ad_conf_loc *key_at; /* owned: where each scalar setting was written (see ad_config_where) */
 } ad_config;
 
 /* The config file to use: `given` when not NULL, else $AGENTD_CONFIG, else
@@ -109,19 +126,41 @@ int ad_make_parents(const char *path, char *err, size_t errlen);
 void ad_config_init(ad_config *c);
 
 /* Loads and validates path into c (initialised with ad_config_init()).
- * Returns 0, or AD_EINVAL with err = "FILE:LINE: message" (several problems
- * are reported one per line), or another negative code. */
+ * Returns 0, or AD_EINVAL with err = "FILE:LINE:COL: message" (several
+ * problems are reported one per line; "FILE: message" when the problem has
+ * no place in the file, such as a missing table), or another negative code.
+ * TOML syntax errors have the same form. */
 int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen);
 
 /* Reads the API key from the environment, or from provider.api_key_file
- * when the variable is unset, and checks base_url's scheme again (CLI
- * overrides are applied by then). Returns 0, or AD_EINVAL with err naming
- * the variable or file (never the key). */
+ * when the variable is unset, and checks base_url again (CLI overrides are
+ * applied by then). Returns 0, or AD_EINVAL with err naming the variable or
+ * file (never the key), prefixed with where the setting was written. */
 int ad_config_read_key(ad_config *c, char *err, size_t errlen);
 
 /* 0 when url may be used: https://, or http:// to a loopback host, or any
- * http:// with allow_http. Else AD_EINVAL with err saying what to change. */
+ * http:// with allow_http; it must name a host, and must not end with the
+ * /chat/completions that agentd appends. Else AD_EINVAL with err saying
+ * what to change. */
 int ad_config_check_url(const char *url, bool allow_http, char *err, size_t errlen);
+
+/* "FILE:LINE:COL: " for the scalar setting TABLE.KEY as written in the
+ * file, or "" when it was not written there (a default, or a value replaced
+ * on the command line, see ad_config_unlocate). Written into buf, returned. */
+const char *ad_config_where(const ad_config *c, const char *table, const char *key, char *buf,
+                            size_t buflen);
+/* TABLE.KEY was replaced by a command-line option: its messages no longer
+ * point into the file. */
+void ad_config_unlocate(ad_config *c, const char *table, const char *key);
+
+/* Checks the names the file gives against what was loaded: every
+ * agent.confirm_tools entry (but "*") and every [tools.NAME] must be one of
+ * tools[0..ntools), every [plugins.config.STEM] one of plugins[0..nplugins)
+ * (the loaded plugins' file names without ".so"). Returns 0, or AD_EINVAL
+ * with err holding one "FILE:LINE:COL: ..." line per unknown name, with the
+ * closest loaded name as a suggestion and the loaded names listed. */
+int ad_config_check_names(const ad_config *c, const char *const *tools, size_t ntools,
+                          const char *const *plugins, size_t nplugins, char *err, size_t errlen);
 
 /* Where the key comes from, for messages: "the environment variable X",
  * "the file Y" (never the key itself). Writes into out. */

@@ -102,6 +102,11 @@ static int usage_error(const char *fmt, const char *arg)
     return EXIT_USAGE;
 }
 
+static bool blank(const char *s)
+{
+    return s[strspn(s, " \t\r\n")] == '\0';
+}
+
 /* Returns -1 to go on, or an exit code. */
 static int parse_args(int argc, char **argv, cli *o)
 {
@@ -147,6 +152,8 @@ static int parse_args(int argc, char **argv, cli *o)
             o->prompt = optarg;
             break;
         case 'm':
+            if (!optarg[0])
+                return usage_error("%s", "--model needs a model name, not an empty string");
             o->model = optarg;
             break;
         case 'q':
@@ -208,6 +215,10 @@ static int parse_args(int argc, char **argv, cli *o)
         else
             return usage_error("unexpected argument '%s' (the prompt goes after -p)", argv[optind]);
     }
+    /* An empty prompt is refused like an empty standard input: the model
+     * would only be asked to answer nothing. */
+    if (o->prompt && blank(o->prompt))
+        return usage_error("%s", "the prompt given with -p is empty");
     if (o->session && o->cont)
         return usage_error("%s", "--session and --continue cannot be used together");
     if (o->record && o->replay) {
@@ -269,11 +280,37 @@ static const char *plugin_config(void *ud, const char *stem)
     return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
-/* Loads the plugins of [plugins] dir and checks that every tool the config
- * names ([tools.NAME], agent.confirm_tools) is loaded: a misspelt name
- * would otherwise go unnoticed (for confirm_tools, the tool would run
- * without asking). Returns -1 with *out set, or an exit code with a
- * message printed (*out may then still need ad_tools_free). */
+/* Checks the tool and plugin names the config uses against what was
+ * loaded (see ad_config_check_names). Returns 0, AD_EINVAL with err set, or
+ * AD_ENOMEM. */
+static int check_names(const ad_config *cfg, const ad_tools *tools, char *err, size_t errlen)
+{
+    size_t nt = ad_tools_count(tools), np = ad_tools_plugin_count(tools);
+    const char **names = calloc(nt + 1, sizeof *names);
+    char **stems = calloc(np + 1, sizeof *stems);
+    int rc = names && stems ? AD_OK : AD_ENOMEM;
+    for (size_t i = 0; rc == AD_OK && i < nt; i++)
+        names[i] = ad_tool_name(ad_tools_at(tools, i));
+    for (size_t i = 0; rc == AD_OK && i < np; i++) {
+        const char *file = ad_tools_plugin_file(tools, i);
+        if (!(stems[i] = ad_strndup(file, strlen(file) - 3))) /* without ".so" */
+            rc = AD_ENOMEM;
+    }
+    if (rc == AD_OK)
+        rc = ad_config_check_names(cfg, names, nt, (const char *const *)stems, np, err, errlen);
+    for (size_t i = 0; stems && i < np; i++)
+        free(stems[i]);
+    free(stems);
+    free(names);
+    return rc;
+}
+
+/* Loads the plugins of [plugins] dir and checks that every tool and plugin
+ * the config names ([tools.NAME], agent.confirm_tools,
+ * [plugins.config.STEM]) is loaded: a misspelt name would otherwise go
+ * unnoticed (for confirm_tools, the tool would run without asking).
+ * Returns -1 with *out set, or an exit code with a message printed (*out
+ * may then still need ad_tools_free). */
 static int load_tools(const ad_config *cfg, ad_tools **out)
 {
     char err[4096];
@@ -284,33 +321,43 @@ static int load_tools(const ad_config *cfg, ad_tools **out)
     }
     if (cfg->plugins_dir && ad_tools_load_dir(tools, cfg->plugins_dir, plugin_config, (void *)cfg,
                                               err, sizeof err) != AD_OK) {
-        fprintf(stderr, "agentd: %s\n", err);
+        char where[512];
+        fprintf(stderr, "agentd: %s%s\n", ad_config_where(cfg, "plugins", "dir", where, sizeof where),
+                err);
         return EXIT_USAGE;
     }
     ad_tools_set_result_max(tools, (size_t)cfg->max_tool_result_bytes);
-    const char *unknown = NULL;
-    int line = 0;
-    for (size_t i = 0; i < cfg->nconfirm_tools && !unknown; i++)
-        if (strcmp(cfg->confirm_tools[i], "*") != 0 && !ad_tools_find(tools, cfg->confirm_tools[i]))
-            unknown = cfg->confirm_tools[i];
-    for (size_t i = 0; i < cfg->ntools && !unknown; i++)
-        if (!ad_tools_find(tools, cfg->tools[i].name)) {
-            unknown = cfg->tools[i].name;
-            line = cfg->tools[i].line;
-        }
-    if (!unknown)
+    int rc = check_names(cfg, tools, err, sizeof err);
+    if (rc == AD_OK)
         return -1;
-    char *names = ad_tools_names(tools);
-    const char *loaded = names && names[0] ? names : "none";
-    if (line)
-        fprintf(stderr, "agentd: %s:%d: [tools.%s] names no loaded tool (loaded: %s)\n", cfg->path,
-                line, unknown, loaded);
-    else
-        fprintf(stderr,
-                "agentd: %s: agent.confirm_tools names '%s', which is no loaded tool (loaded: %s)\n",
-                cfg->path, unknown, loaded);
-    free(names);
+    if (rc == AD_ENOMEM) {
+        fprintf(stderr, "agentd: out of memory\n");
+        return EXIT_RUNTIME;
+    }
+    ad_print_lines(stderr, err);
     return EXIT_USAGE;
+}
+
+/* --check-config: what the effective settings do not show. */
+static void print_loaded(const ad_config *cfg, const ad_tools *tools, FILE *out)
+{
+    size_t n = ad_tools_count(tools);
+    fprintf(out, "\n# tools:%s\n", n ? "" : " none");
+    for (size_t i = 0; i < n; i++) {
+        const ad_tool *t = ad_tools_at(tools, i);
+        double timeout;
+        bool confirm;
+        int iso;
+        ad_config_tool(cfg, ad_tool_name(t), &timeout, &confirm, &iso);
+        fprintf(out, "#   %s (%s, %s)\n", ad_tool_name(t), ad_tool_plugin(t),
+                iso == AD_ISOLATION_PROCESS ? "process" : "in-process");
+    }
+    char *db = cfg->sessions_path ? ad_strdup(cfg->sessions_path) : ad_session_default_path();
+    if (!cfg->sessions_enabled)
+        fprintf(out, "# sessions: not stored ([sessions] enabled = false)\n");
+    else
+        fprintf(out, "# sessions: %s\n", db ? db : "(no place: neither XDG_STATE_HOME nor HOME is set)");
+    free(db);
 }
 
 typedef struct run_state {
@@ -389,10 +436,12 @@ int main(int argc, char **argv)
     if (o.model) {
         free(cfg.model);
         cfg.model = ad_strdup(o.model);
+        ad_config_unlocate(&cfg, "provider", "model");
     }
     if (o.base_url) {
         free(cfg.base_url);
         cfg.base_url = ad_strdup(o.base_url);
+        ad_config_unlocate(&cfg, "provider", "base_url");
     }
     if (o.max_steps)
         cfg.max_steps = o.max_steps;
@@ -401,9 +450,12 @@ int main(int argc, char **argv)
          * would start. */
         ad_tools *tools = NULL;
         rc = load_tools(&cfg, &tools);
-        if (rc < 0) {
-            ad_config_read_key(&cfg, err, sizeof err);
+        if (rc < 0 && ad_config_read_key(&cfg, err, sizeof err) != AD_OK) {
+            fprintf(stderr, "agentd: %s\n", err);
+            rc = EXIT_USAGE;
+        } else if (rc < 0) {
             ad_config_print(&cfg, stdout);
+            print_loaded(&cfg, tools, stdout);
             rc = EXIT_OK;
         }
         ad_tools_free(tools);
@@ -445,7 +497,7 @@ int main(int argc, char **argv)
     }
     if (!prompt && !repl) {
         stdin_prompt = read_stdin();
-        if (!stdin_prompt || !stdin_prompt[0]) {
+        if (!stdin_prompt || blank(stdin_prompt)) {
             const char *why = stdin_prompt ? "the prompt read from standard input is empty"
                                            : "the prompt on standard input is larger than 64 MiB";
             free(stdin_prompt);

@@ -269,7 +269,7 @@ static int err_at(toml_parser *p, int line, int col, int code, const char *fmt, 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    ad_errf(p->err, p->errlen, "line %d, column %d: %s", line, col, msg);
+    ad_errf(p->err, p->errlen, "%d:%d: %s", line, col, msg);
     return code;
 }
 

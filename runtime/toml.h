@@ -33,8 +33,9 @@ typedef struct ad_toml ad_toml; /* one value of the tree */
 /*
  * Parses data[0..len). On success returns 0 and stores the root table in
  * *out (caller frees with ad_toml_free()). On failure returns a negative
- * AD_E* code, stores NULL and writes "line L, column C: <what was expected>"
- * into err (columns count bytes from 1).
+ * AD_E* code, stores NULL and writes "LINE:COLUMN: <what was expected>"
+ * into err (columns count bytes from 1), so that a caller prefixing the
+ * file name gets the usual "FILE:LINE:COLUMN: message".
  */
 int ad_toml_parse(const char *data, size_t len, ad_toml **out, char *err, size_t errlen);
 void ad_toml_free(ad_toml *root); /* accepts NULL */

@@ -597,6 +597,16 @@ int ad_tools_load_dir(ad_tools *t, const char *dir, ad_tools_config_fn cfg, void
     return rc;
 }
 
+size_t ad_tools_plugin_count(const ad_tools *t)
+{
+    return t ? t->nplugins : 0;
+}
+
+const char *ad_tools_plugin_file(const ad_tools *t, size_t i)
+{
+    return t && i < t->nplugins ? t->plugins[i]->file : NULL;
+}
+
 size_t ad_tools_count(const ad_tools *t)
 {
     return t ? t->ntools : 0;

@@ -51,6 +51,9 @@ int ad_tools_load_dir(ad_tools *t, const char *dir, ad_tools_config_fn cfg, void
 int ad_tools_load_file(ad_tools *t, const char *path, const char *config_json, char *err,
                        size_t errlen);
 
+size_t ad_tools_plugin_count(const ad_tools *t);
+const char *ad_tools_plugin_file(const ad_tools *t, size_t i); /* "add.so", load order */
+
 size_t ad_tools_count(const ad_tools *t);
 const ad_tool *ad_tools_at(const ad_tools *t, size_t i); /* registration order */
 const ad_tool *ad_tools_find(const ad_tools *t, const char *name); /* NULL if unknown */

@@ -521,5 +521,125 @@ def a_misspelt_confirm_tools_entry_stops_startup(tmp):
     contains(r.stderr, "'ad'", "names the entry")
     contains(r.stderr, "add, multiply", "lists the loaded tools")
 
+
+@case
+def a_misspelt_plugin_config_table_stops_startup(tmp):
+    with mock(S.script(S.text_stream("x"))) as m:
+        cfg = setup(tmp, m, plugin_config={"addd": {"scale": 2}})
+        r = run_json(cfg)
+        n = len(chat_requests(m))
+    eq(r.rc, 2, "exit code (%s)" % r.stderr)
+    eq(n, 0, "no request")
+    # [plugins.config.addd] is the 4th table of the file write_config writes.
+    line = open(cfg).read().splitlines().index("[plugins.config.addd]") + 1
+    contains(r.stderr, "agentd: %s:%d:17: [plugins.config.addd] names no loaded plugin "
+             "(did you mean 'add'? loaded: add, multiply)" % (cfg, line), "message")
+
+
+def sub(tmp, name):
+    d = os.path.join(tmp, name)
+    os.makedirs(d)
+    return d
+
+
+def line_of(path, text):
+    """1-based number of the first line of the file that starts with text."""
+    for i, ln in enumerate(open(path).read().splitlines(), 1):
+        if ln.startswith(text):
+            return i
+    raise AssertionError("%r not in %s" % (text, path))
+
+
+@case
+def config_messages_have_file_line_and_column(tmp):
+    # A missing key variable, a missing plugin folder and a misspelt
+    # confirm_tools entry all say where the setting was written.
+    with mock(S.script(S.text_stream("x"))) as m:
+        cfg = setup(tmp, m)
+        r = run_json(cfg, env={TEST_KEY_ENV: None})
+        eq(r.rc, 2, "exit code, no key")
+        contains(r.stderr, "agentd: %s:%d:1: the API key variable %s (provider.api_key_env) is "
+                 "not set" % (cfg, line_of(cfg, "api_key_env"), TEST_KEY_ENV), "key message")
+        cfg = write_config(tmp, m.base_url, plugins_dir="nowhere")
+        r = run_json(cfg)
+        eq(r.rc, 2, "exit code, no plugin folder")
+        contains(r.stderr, "agentd: %s:%d:1: plugin directory %s/nowhere: No such file or "
+                 "directory" % (cfg, line_of(cfg, "dir ="), tmp), "plugin folder message")
+        cfg = setup(sub(tmp, "c"), m, agent={"confirm_tools": ["add", "mul"]})
+        r = run_json(cfg)
+        eq(r.rc, 2, "exit code, confirm_tools")
+        contains(r.stderr, "agentd: %s:%d:25: agent.confirm_tools names 'mul', which is no "
+                 "loaded tool (did you mean 'multiply'? loaded: add, multiply)"
+                 % (cfg, line_of(cfg, "confirm_tools")), "confirm_tools message")
+        eq(len(chat_requests(m)), 0, "no request")
+    path = os.path.join(tmp, "syntax.toml")
+    with open(path, "w") as f:
+        f.write('[provider]\nbase_url = "http://127.0.0.1:9/v1\nmodel = "m"\n')
+    r = run_agentd(["--config", path, "-p", "x"])
+    eq(r.rc, 2, "exit code, syntax error")
+    contains(r.stderr, "agentd: %s:2:12: unterminated string" % path, "TOML syntax error")
+
+
+@case
+def base_url_naming_the_endpoint_is_refused(tmp):
+    with mock(S.script(S.text_stream("x"))) as m:
+        cfg = setup(tmp, m, provider={"base_url": m.base_url + "/chat/completions"})
+        r = run_json(cfg)
+        eq(r.rc, 2, "exit code (%s)" % r.stderr)
+        contains(r.stderr, "%s:%d:1: provider.base_url ends with /chat/completions, which agentd "
+                 "appends itself: drop the suffix (base_url = \"%s\")"
+                 % (cfg, line_of(cfg, "base_url"), m.base_url), "message")
+        cfg = setup(sub(tmp, "b"), m)
+        r = run_json(cfg, extra_args=["--base-url", m.base_url + "/chat/completions/"])
+        eq(r.rc, 2, "--base-url too")
+        contains(r.stderr, "agentd: provider.base_url ends with /chat/completions", "no file place")
+        cfg = setup(sub(tmp, "c"), m, provider={"base_url": "https://"})
+        r = run_json(cfg)
+        eq(r.rc, 2, "no host")
+        contains(r.stderr, "%s:%d:1: provider.base_url 'https://' has no host name"
+                 % (cfg, line_of(cfg, "base_url")), "no host message")
+        eq(len(chat_requests(m)), 0, "no request")
+
+
+@case
+def empty_prompt_and_empty_model_are_refused(tmp):
+    with mock(S.script(S.text_stream("x"))) as m:
+        cfg = setup(tmp, m)
+        r = run_json(cfg, prompt="")
+        eq(r.rc, 2, "-p '' exit code")
+        contains(r.stderr, "agentd: the prompt given with -p is empty", "-p '' message")
+        r = run_json(cfg, prompt=" \n\t")
+        eq(r.rc, 2, "blank -p exit code")
+        r = run_agentd(["--config", cfg, "--json"], input=" \n \n")
+        eq(r.rc, 2, "blank stdin exit code")
+        contains(r.stderr, "the prompt read from standard input is empty", "stdin message")
+        r = run_json(cfg, extra_args=["--model", ""])
+        eq(r.rc, 2, "--model '' exit code")
+        contains(r.stderr, "--model needs a model name", "--model '' message")
+        cfg = setup(sub(tmp, "b"), m, model="")
+        r = run_json(cfg)
+        eq(r.rc, 2, "model = '' exit code")
+        contains(r.stderr, "%s:%d:1: provider.model must not be empty"
+                 % (cfg, line_of(cfg, "model")), "model message")
+        eq(len(chat_requests(m)), 0, "no request")
+
+
+@case
+def check_config_refuses_what_a_run_refuses_and_lists_tools(tmp):
+    with mock(S.script(S.text_stream("x"))) as m:
+        cfg = setup(tmp, m, raw_append='[tools.multiply]\nisolation = "process"\n')
+    r = run_agentd(["--check-config", cfg], env={TEST_KEY_ENV: None})
+    eq(r.rc, 2, "exit code without the key (%s)" % r.stdout)
+    contains(r.stderr, "the API key variable %s (provider.api_key_env) is not set" % TEST_KEY_ENV,
+             "the run's message")
+    state = os.path.join(tmp, "state")
+    r = run_agentd(["--check-config", cfg], env={"XDG_STATE_HOME": state})
+    eq(r.rc, 0, "exit code with the key (%s)" % r.stderr)
+    contains(r.stdout, "# tools:\n#   add (add.so, in-process)\n"
+             "#   multiply (multiply.so, process)\n", "loaded tools")
+    contains(r.stdout, "# sessions: %s/agentd/sessions.db\n" % state, "sessions path")
+    ok("sk-test-dummy" not in r.stdout + r.stderr, "key not shown")
+
+
 if __name__ == "__main__":
     main()

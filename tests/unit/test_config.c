@@ -117,7 +117,7 @@ TEST(full_config)
 
 TEST(unknown_key_with_suggestion_and_line)
 {
-    CHECK(fails_with(MIN "[agent]\nmax_step = 3\n", "agent.toml:5: unknown key 'max_step' in [agent] "
+    CHECK(fails_with(MIN "[agent]\nmax_step = 3\n", "agent.toml:5:1: unknown key 'max_step' in [agent] "
                                                     "(did you mean 'max_steps'?)"));
     CHECK(fails_with(MIN "modle = \"x\"\n", "unknown key 'modle' in [provider] (did you mean 'model'?)"));
     /* No suggestion when nothing is close. */
@@ -190,7 +190,93 @@ TEST(several_problems_reported_at_once)
 
 TEST(toml_syntax_error_has_line_and_column)
 {
-    CHECK(fails_with("[provider]\nbase_url = \n", "agent.toml: line 2, column"));
+    /* The one format of every located message: FILE:LINE:COL: message. */
+    CHECK(fails_with("[provider]\nbase_url = \n", "/agent.toml:2:12: expected a value"));
+}
+
+TEST(every_located_message_has_file_line_and_column)
+{
+    CHECK(fails_with(MIN "  stream = \"yes\"\n", "/agent.toml:4:3: provider.stream must be a boolean"));
+    CHECK(fails_with(MIN "[agnet]\nmax_steps = 3\n", "/agent.toml:4:2: unknown table [agnet]"));
+    /* A required key missing from a table that exists points at the table. */
+    CHECK(fails_with("\n[provider]\nmodel = \"m\"\n",
+                     "/agent.toml:2:2: missing required key base_url in [provider]"));
+    /* Without the table there is no place to point at: just the file. */
+    CHECK(fails_with("", "/agent.toml: missing required key base_url in [provider]"));
+}
+
+TEST(base_url_with_the_endpoint_or_without_a_host)
+{
+    CHECK(fails_with("[provider]\nmodel = \"m\"\nbase_url = \"https://api.example.com/v1/chat/completions\"\n",
+                     "/agent.toml:3:1: provider.base_url ends with /chat/completions, which agentd "
+                     "appends itself: drop the suffix (base_url = \"https://api.example.com/v1\")"));
+    CHECK(fails_with("[provider]\nmodel = \"m\"\nbase_url = \"http://127.0.0.1:9/chat/completions/\"\n",
+                     "drop the suffix (base_url = \"http://127.0.0.1:9\")"));
+    CHECK(fails_with("[provider]\nmodel = \"m\"\nbase_url = \"https://\"\n",
+                     "/agent.toml:3:1: provider.base_url 'https://' has no host name"));
+    CHECK(fails_with("[provider]\nmodel = \"m\"\nbase_url = \"https:///v1\"\n",
+                     "has no host name"));
+    char err[512];
+    CHECK_EQ(ad_config_check_url("https://x/v1/chat/completions", false, err, sizeof err),
+             AD_EINVAL);
+    CHECK(strstr(err, "drop the suffix") != NULL);
+    CHECK_EQ(ad_config_check_url("https://x/v1/chat/completionsx", false, err, sizeof err), 0);
+}
+
+TEST(empty_model_is_refused)
+{
+    CHECK(fails_with("[provider]\nbase_url = \"http://127.0.0.1:1/v1\"\nmodel = \"\"\n",
+                     "/agent.toml:3:1: provider.model must not be empty"));
+}
+
+TEST(key_messages_name_where_the_setting_was_written)
+{
+    ad_config c;
+    char err[512];
+    CHECK_EQ(load(&c, MIN "api_key_env = \"AGENTD_UNIT_NOKEY\"\n", err, sizeof err), 0);
+    unsetenv("AGENTD_UNIT_NOKEY");
+    CHECK_EQ(ad_config_read_key(&c, err, sizeof err), AD_EINVAL);
+    CHECK(strstr(err, "/agent.toml:4:1: the API key variable AGENTD_UNIT_NOKEY "
+                      "(provider.api_key_env) is not set") != NULL);
+    ad_config_free(&c);
+    CHECK_EQ(load(&c, MIN "api_key_file = \"nokey\"\n", err, sizeof err), 0);
+    CHECK_EQ(ad_config_read_key(&c, err, sizeof err), AD_EINVAL);
+    CHECK(strstr(err, "/agent.toml:4:1: cannot read provider.api_key_file") != NULL);
+    ad_config_free(&c);
+}
+
+TEST(names_of_tools_and_plugins_are_checked)
+{
+    ad_config c;
+    char err[2048];
+    CHECK_EQ(load(&c,
+                  MIN "[agent]\nconfirm_tools = [\"add\", \"mul\", \"*\"]\n"
+                      "[plugins]\ndir = \"p\"\n"
+                      "[plugins.config.addd]\nx = 1\n[plugins.config.multiply]\ny = 2\n"
+                      "[tools.ad]\nconfirm = true\n[tools.multiply]\nconfirm = true\n",
+                  err, sizeof err),
+             0);
+    const char *tools[] = {"add", "multiply"};
+    const char *stems[] = {"add", "multiply"};
+    CHECK_EQ(ad_config_check_names(&c, tools, 2, stems, 2, err, sizeof err), AD_EINVAL);
+    CHECK(strstr(err, "/agent.toml:5:25: agent.confirm_tools names 'mul', which is no loaded "
+                      "tool (did you mean 'multiply'? loaded: add, multiply)") != NULL);
+    CHECK(strstr(err, "/agent.toml:8:17: [plugins.config.addd] names no loaded plugin (did you "
+                      "mean 'add'? loaded: add, multiply)") != NULL);
+    CHECK(strstr(err, "/agent.toml:12:8: [tools.ad] names no loaded tool (did you mean 'add'? "
+                      "loaded: add, multiply)") != NULL);
+    CHECK(strstr(err, "multiply]") == NULL);
+    const char *tools3[] = {"add", "multiply", "mul"};
+    const char *stems3[] = {"add", "multiply", "addd"};
+    const char *tools4[] = {"add", "multiply", "mul", "ad"};
+    CHECK_EQ(ad_config_check_names(&c, tools4, 4, stems3, 3, err, sizeof err), 0);
+    CHECK_EQ(ad_config_check_names(&c, tools3, 3, stems3, 3, err, sizeof err), AD_EINVAL);
+    CHECK(strstr(err, "[tools.ad]") != NULL && strstr(err, "mul'") == NULL);
+    /* Nothing loaded at all: said so, no suggestion. */
+    CHECK_EQ(ad_config_check_names(&c, NULL, 0, NULL, 0, err, sizeof err), AD_EINVAL);
+    CHECK(strstr(err, "[plugins.config.addd] names no loaded plugin (no plugins are loaded)") !=
+          NULL);
+    ad_config_free(&c);
 }
 
 TEST(missing_file)
@@ -240,7 +326,6 @@ TEST(plain_http_only_to_loopback)
     static const char *const bad[] = {
         "http://api.example.com/v1", "http://127.0.0.1.example.com/v1", "http://[::2]/v1",
         "http://localhost.example.com", "http://127.0.0.1@example.com/v1", "http://10.0.0.1",
-        "http://", "http://:80/",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
@@ -248,9 +333,16 @@ TEST(plain_http_only_to_loopback)
         CHECK(strstr(err, "allow_http") != NULL);
         CHECK_EQ(ad_config_check_url(bad[i], true, err, sizeof err), 0);
     }
+    /* No host at all: refused whatever allow_http says. */
+    static const char *const nohost[] = {"http://", "http://:80/", "https://", "https://@/v1"};
+    for (size_t i = 0; i < sizeof nohost / sizeof nohost[0]; i++) {
+        err[0] = '\0';
+        CHECK_EQ(ad_config_check_url(nohost[i], true, err, sizeof err), AD_EINVAL);
+        CHECK(strstr(err, "has no host name") != NULL);
+    }
     CHECK_EQ(ad_config_check_url("ftp://x", true, err, sizeof err), AD_EINVAL);
     CHECK(fails_with("[provider]\nbase_url = \"http://api.example.com/v1\"\nmodel = \"m\"\n",
-                     "agent.toml:2: provider.base_url 'http://api.example.com/v1' uses plain http"));
+                     "agent.toml:2:1: provider.base_url 'http://api.example.com/v1' uses plain http"));
     ad_config c;
     CHECK_EQ(load(&c,
                   "[provider]\nbase_url = \"http://api.example.com/v1\"\nmodel = \"m\"\n"
@@ -365,6 +457,11 @@ int main(int argc, char **argv)
     RUN(bad_headers);
     RUN(several_problems_reported_at_once);
     RUN(toml_syntax_error_has_line_and_column);
+    RUN(every_located_message_has_file_line_and_column);
+    RUN(base_url_with_the_endpoint_or_without_a_host);
+    RUN(empty_model_is_refused);
+    RUN(key_messages_name_where_the_setting_was_written);
+    RUN(names_of_tools_and_plugins_are_checked);
     RUN(missing_file);
     RUN(api_key_from_environment);
     RUN(plain_http_only_to_loopback);

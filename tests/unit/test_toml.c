@@ -51,7 +51,7 @@ TEST(integer_edges)
     ad_toml_free(r);
 
     CHECK(parse("x = 9223372036854775808") == NULL);
-    CHECK_STREQ(err, "line 1, column 5: integer '9223372036854775808' does not fit in 64 bits");
+    CHECK_STREQ(err, "1:5: integer '9223372036854775808' does not fit in 64 bits");
     CHECK(parse("x = -9223372036854775809") == NULL);
     CHECK(parse("x = 0x8000000000000000") == NULL);
     CHECK(parse("x = 0xFFFFFFFFFFFFFFFFF") == NULL);
@@ -82,12 +82,12 @@ TEST(floats)
 TEST(bare_cr)
 {
     CHECK(parse_rc("s = \"\"\"a\rb\"\"\"\n", 14) == AD_EINVAL);
-    CHECK_STREQ(err, "line 1, column 9: carriage return not followed by a line feed");
+    CHECK_STREQ(err, "1:9: carriage return not followed by a line feed");
     CHECK(parse_rc("s = '''a\rb'''\n", 14) == AD_EINVAL);
     CHECK(parse_rc("s = '''a\r", 9) == AD_EINVAL);
     CHECK(parse_rc("a = 1\r", 6) == AD_EINVAL);
     CHECK(parse_rc("# comment\r\n# x\ry\n", 17) == AD_EINVAL);
-    CHECK_STREQ(err, "line 2, column 4: carriage return not followed by a line feed");
+    CHECK_STREQ(err, "2:4: carriage return not followed by a line feed");
 
     /* CRLF is a newline, and reads as "\n" inside multi-line strings */
     ad_toml *r = parse("s = \"\"\"\r\na\r\nb\"\"\"\r\nt = '''x\r\n'''\r\n");
@@ -100,9 +100,9 @@ TEST(bare_cr)
 TEST(encoding)
 {
     CHECK(parse_rc("a = \"x\0\"", 8) == AD_EINVAL);
-    CHECK_STREQ(err, "line 1, column 7: control character U+0000 is not allowed");
+    CHECK_STREQ(err, "1:7: control character U+0000 is not allowed");
     CHECK(parse_rc("a = 1\nb = \"\xff\"", 12) == AD_EINVAL);
-    CHECK_STREQ(err, "line 2, column 6: invalid UTF-8 byte 0xFF");
+    CHECK_STREQ(err, "2:6: invalid UTF-8 byte 0xFF");
     CHECK(parse_rc("a = \"\xed\xa0\x80\"", 9) == AD_EINVAL);  /* encoded surrogate */
     CHECK(parse_rc("a = \"\xc0\x80\"", 8) == AD_EINVAL);      /* overlong NUL */
     CHECK(parse_rc("a = \"\xf4\x90\x80\x80\"", 10) == AD_EINVAL); /* > U+10FFFF */
@@ -176,7 +176,7 @@ TEST(nesting_limit)
         ad_buf_putc(&b, '[');
     CHECK_EQ(parse_rc(b.data, b.len), AD_ETOOBIG);
     CHECK(strstr(err, "nested deeper than 128") != NULL);
-    CHECK(strncmp(err, "line 1, column 133: ", 20) == 0);
+    CHECK(strncmp(err, "1:133: ", 7) == 0);
     ad_buf_reset(&b);
     ad_buf_puts(&b, "a = ");
     for (int i = 0; i < 1000000; i++)
@@ -220,7 +220,7 @@ TEST(huge_file)
     /* a duplicate at the very end is still found through the index */
     ad_buf_puts(&b, "[t7]\n");
     CHECK_EQ(parse_rc(b.data, b.len), AD_EINVAL);
-    CHECK(strncmp(err, "line 180001, column 2: ", 23) == 0);
+    CHECK(strncmp(err, "180001:2: ", 10) == 0);
     ad_buf_free(&b);
 }
 
@@ -253,23 +253,23 @@ TEST(positions)
 TEST(error_positions)
 {
     CHECK(parse("a = 1\nb = \n") == NULL);
-    CHECK_STREQ(err, "line 2, column 5: expected a value");
+    CHECK_STREQ(err, "2:5: expected a value");
     CHECK(parse("a = 1\na = 2\n") == NULL);
-    CHECK_STREQ(err, "line 2, column 1: duplicate key \"a\"");
+    CHECK_STREQ(err, "2:1: duplicate key \"a\"");
     CHECK(parse("x = \"abc\n") == NULL);
-    CHECK_STREQ(err, "line 1, column 5: unterminated string");
+    CHECK_STREQ(err, "1:5: unterminated string");
     CHECK(parse("a = 1 b = 2") == NULL);
-    CHECK_STREQ(err, "line 1, column 7: expected a newline after the value");
+    CHECK_STREQ(err, "1:7: expected a newline after the value");
     CHECK(parse("[t]\nx = 1\n[t]\n") == NULL);
-    CHECK_STREQ(err, "line 3, column 2: \"t\" is already defined as a table");
+    CHECK_STREQ(err, "3:2: \"t\" is already defined as a table");
     CHECK(parse("a = [1, 2\n") == NULL);
-    CHECK_STREQ(err, "line 2, column 1: unterminated array, expected ']'");
+    CHECK_STREQ(err, "2:1: unterminated array, expected ']'");
     CHECK(parse("t = {a = 1,}") == NULL);
-    CHECK_STREQ(err, "line 1, column 12: trailing comma in an inline table");
+    CHECK_STREQ(err, "1:12: trailing comma in an inline table");
     CHECK(parse("\n\n  = 1") == NULL);
-    CHECK_STREQ(err, "line 3, column 3: expected a key, found '='");
+    CHECK_STREQ(err, "3:3: expected a key, found '='");
     CHECK(parse("s = \"\\q\"") == NULL);
-    CHECK_STREQ(err, "line 1, column 6: invalid escape sequence \\q");
+    CHECK_STREQ(err, "1:6: invalid escape sequence \\q");
 }
 
 TEST(redefinition)
