@@ -12,7 +12,9 @@
  * Invariants:
  *  - The loop continues because tool calls were collected, not because of the
  *    finish_reason string; tools never run after "length", "content_filter"
- *    or an error, and a response with no finish reason is an error.
+ *    or an error, and a response with no finish reason is an error unless it
+ *    ended explicitly ([DONE]) after content. "tool_calls" with neither a
+ *    call nor text is an error, never an empty answer.
  *  - Every tool call of an appended assistant message gets exactly one tool
  *    message, in call order, whatever order the calls finish in.
  *  - Provider tool-call ids go back byte-exact; a missing or repeated id
@@ -925,6 +927,22 @@ static void response_done(ad_agent *a)
     const char *fr = r->finish_reason ? r->finish_reason : "";
     bool cut = strcmp(fr, "length") == 0 || strcmp(fr, "content_filter") == 0;
 
+    if (!r->finish_reason)
+        ad_events_warn(a->ev, "the provider sent no finish reason; the response ended normally "
+                              "(data: [DONE]) and is used as it is");
+    if (r->ncalls == 0 && strcmp(fr, "tool_calls") == 0) {
+        /* The calls were announced but none arrived in a form we read: an
+         * empty "answer" here would be a silent loss. */
+        if (r->text.len == 0) {
+            emit_step_finish(a);
+            fail(a, "the response ended with finish_reason \"tool_calls\" but carried no tool "
+                    "call and no text (the provider sent the calls in a form agentd does not "
+                    "read, or lost them)");
+            return;
+        }
+        ad_events_warn(a->ev, "the response ended with finish_reason \"tool_calls\" but carried "
+                              "no tool call; its text is taken as the answer");
+    }
     if (r->ncalls == 0) {
         append_message(a, assistant_message(a, r));
         emit_step_finish(a);

@@ -17,6 +17,9 @@
  *   2. no id, an `index` -> the latest call with that index value (the value,
  *      not the array position: some servers start at 1), else a new call;
  *   3. neither -> the last call, or a new one when there is none.
+ * A new call carries a name: a delta with an unknown id but no name
+ * continues the call at its index (or, without an index, the last call)
+ * instead of starting one (servers that send a fresh id on every delta).
  * An empty-string id counts as no id. Names: the first non-empty name is
  * kept; a later name equal to the current one is ignored (servers that
  * repeat the name on every delta); a different one is appended (servers that
@@ -382,7 +385,13 @@ static int tool_delta(ad_stream *s, json_object *tc, bool complete, char *err, s
                 if (byidx != NULL && byidx->id == NULL) {
                     c = byidx;
                     adopt_id = true;
+                } else if (byidx != NULL && (name == NULL || namelen == 0)) {
+                    /* A new call carries a name: a nameless delta at an
+                     * open call's index continues it, whatever its id. */
+                    c = byidx;
                 }
+            } else if (c == NULL && !has_idx && (name == NULL || namelen == 0) && r->ncalls > 0) {
+                c = &r->calls[r->ncalls - 1];
             }
         } else if (has_idx) {
             c = find_by_index(r, idx);
@@ -656,6 +665,9 @@ static int fold_delta(ad_stream *s, json_object *d, bool complete, char *err, si
         for (size_t i = 0; i < n; i++)
             if ((rc = tool_delta(s, json_object_array_get_idx(tcs, i), complete, err, errlen)) != 0)
                 return rc;
+    } else if (jis(tcs, json_type_object)) {
+        /* One call given as an object instead of a one-entry array. */
+        return tool_delta(s, tcs, complete, err, errlen);
     }
     return 0;
 }
@@ -832,7 +844,9 @@ int ad_stream_end(ad_stream *s, char *err, size_t errlen)
         if (r->calls[i].args.len == 0 && ad_buf_append(&r->calls[i].args, "{}", 2) != AD_OK)
             return oom(err, errlen);
     }
-    if (r->finish_reason == NULL) {
+    /* An explicit end ([DONE], or a whole body) after content is a
+     * complete response even without a finish reason; the caller warns. */
+    if (r->finish_reason == NULL && !(r->done && (r->text.len > 0 || r->ncalls > 0))) {
         ad_errf(err, errlen, "stream ended without a finish reason");
         return AD_ERR;
     }

@@ -11,9 +11,12 @@
  *  - Text deltas are reported as they arrive (on_text), and collected.
  *  - A tool-call delta belongs to the call with the same non-null id; else to
  *    the call with the same `index` value (never an array position); else to
- *    the last call. Every entry of delta.tool_calls is read; arguments are
- *    appended from every entry; a name repeated on later deltas is not
- *    appended again. Calls are only final at ad_stream_end().
+ *    the last call. A new call carries a name: a nameless delta whose id is
+ *    new continues the open call at its index (or the last call) all the
+ *    same. Every entry of delta.tool_calls is read (a single object instead
+ *    of an array is one entry); arguments are appended from every entry; a
+ *    name repeated on later deltas is not appended again. Calls are only
+ *    final at ad_stream_end().
  *  - A later finish_reason null never erases an earlier finish reason.
  *  - Chunks with empty `choices` still carry usage (also x_groq.usage).
  *  - A chunk {"error": ...} is an error (AD_ERR with the provider's message).
@@ -84,7 +87,9 @@ int ad_stream_chunk(ad_stream *s, const char *data, size_t len, char *err, size_
 /* A whole non-streaming response body (leading whitespace allowed). */
 int ad_stream_message(ad_stream *s, const char *data, size_t len, char *err, size_t errlen);
 /* End of the response: finalises the calls (empty arguments become "{}").
- * Returns 0, or AD_ERR when the response has no finish reason. */
+ * Returns 0, or AD_ERR when the response has no finish reason, unless it
+ * ended explicitly (done) with text or tool calls: then it is complete and
+ * returns 0 with finish_reason still NULL (the caller may warn). */
 int ad_stream_end(ad_stream *s, char *err, size_t errlen);
 
 /* The response assembled so far. Borrowed; valid until reset/free. */

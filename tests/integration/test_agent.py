@@ -173,10 +173,11 @@ def missing_and_repeated_ids_get_generated_ones(tmp):
     ok(all(ids) and len(set(ids)) == 2, "generated ids %r" % ids)
 
 
-def setup_b(tmp, m):
+def setup_b(tmp, m, **kw):
+    """setup() in a fresh sub-folder: a second run of a case."""
     sub = os.path.join(tmp, "b")
     os.makedirs(sub)
-    return setup(sub, m)
+    return setup(sub, m, **kw)
 
 
 @case
@@ -203,12 +204,36 @@ def finish_length_inside_tool_arguments_runs_nothing(tmp):
 
 
 @case
-def stream_without_finish_reason_is_an_error(tmp):
-    with mock(S.script(S.text_stream("partial answer", finish=None))) as m:
+def stream_without_finish_reason_or_done_is_an_error(tmp):
+    with mock(S.script(S.text_stream("partial answer", finish=None, done=False))) as m:
         r = run_json(setup(tmp, m))
     eq(r.rc, 1, "exit code")
     eq(of_type(r, "finish"), [], "no finish event")
     contains(of_type(r, "error")[0]["message"], "finish reason", "message")
+
+
+@case
+def done_without_finish_reason_is_complete_with_a_warning(tmp):
+    # Some gateways and third-party servers end with [DONE] and never send a
+    # finish reason: the answer is complete, not cut (no retry, no bill twice).
+    sc = S.script(S.text_stream("The answer is 42.", finish=None), S.text_stream("unused"))
+    with mock(sc) as m:
+        r = run_json(setup(tmp, m, max_retries=2))
+        n = len(chat_requests(m))
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    eq(n, 1, "not retried")
+    eq(of_type(r, "retry"), [], "no retry event")
+    eq(of_type(r, "finish")[0]["text"], "The answer is 42.", "answer")
+    eq(of_type(r, "step_finish")[0]["finish_reason"], None, "the missing reason is not invented")
+    contains(r.stderr, "no finish reason", "warning")
+    # Tool calls ended by [DONE] alone run too.
+    calls = S.tool_call_stream([("c1", "add", ADD_ARGS)], finish=None)
+    with mock(S.script(calls, S.text_stream("5", finish=None))) as m:
+        r = run_json(setup_b(tmp, m, max_retries=2))
+        n = len(chat_requests(m))
+    eq(r.rc, 0, "tools: exit code (%s)" % r.stderr)
+    eq(n, 2, "tools: requests")
+    eq([x["content"] for x in of_type(r, "tool_result")], ["5"], "tools: result")
 
 
 @case
@@ -217,6 +242,79 @@ def stream_with_finish_but_no_done_is_fine(tmp):
         r = run_json(setup(tmp, m))
     eq(r.rc, 0, "exit code (%s)" % r.stderr)
     eq(of_type(r, "finish")[0]["text"], "all good", "text")
+
+
+@case
+def tool_calls_sent_as_an_object_are_one_call(tmp):
+    # Text Generation Inference sends delta.tool_calls as one object.
+    def piece(args, name="add"):
+        return S.chunk({"role": "assistant", "tool_calls": {
+            "index": 0, "id": "", "type": "function",
+            "function": {"description": None, "name": name, "arguments": args}}})
+    stream = {"status": 200, "sse": [piece('{"a": 2,'), piece(' "b": 3}'),
+                                     S.chunk({}, "tool_calls"), "[DONE]"]}
+    with mock(S.script(stream, S.text_stream("5"))) as m:
+        r = run_json(setup(tmp, m))
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    eq([(c["name"], c["arguments"]) for c in of_type(r, "tool_call")], [("add", ADD_ARGS)],
+       "the call")
+    eq([x["content"] for x in of_type(r, "tool_result")], ["5"], "result")
+    # The same in a whole (non-streaming) body.
+    body = S.message(content=None)
+    body["body"]["choices"][0]["message"]["tool_calls"] = {
+        "id": "0", "type": "function", "function": {"name": "multiply", "arguments": ADD_ARGS}}
+    body["body"]["choices"][0]["finish_reason"] = "tool_calls"
+    with mock(S.script(body, S.message(content="6"))) as m:
+        r = run_json(setup_b(tmp, m, stream=False))
+    eq(r.rc, 0, "body: exit code (%s)" % r.stderr)
+    eq([x["content"] for x in of_type(r, "tool_result")], ["6"], "body: result")
+
+
+@case
+def finish_tool_calls_without_calls_or_text_fails(tmp):
+    # A response that says "tool_calls" but carries neither a call nor text
+    # lost its calls on the way: never a silent empty success.
+    stream = {"status": 200, "sse": [S.chunk({"role": "assistant", "content": None}),
+                                     S.chunk({}, "tool_calls"), "[DONE]"]}
+    with mock(S.script(stream, S.text_stream("unused"))) as m:
+        r = run_json(setup(tmp, m, max_retries=2))
+        n = len(chat_requests(m))
+    eq(r.rc, 1, "exit code (%s)" % r.stderr)
+    eq(n, 1, "not retried")
+    eq(of_type(r, "finish"), [], "no finish event")
+    contains(of_type(r, "error")[0]["message"], "no tool call", "message")
+    # With text, the text is the answer (and a warning says the calls are missing).
+    stream = {"status": 200, "sse": [S.chunk({"role": "assistant", "content": "Done."}),
+                                     S.chunk({}, "tool_calls"), "[DONE]"]}
+    with mock(S.script(stream)) as m:
+        r = run_json(setup_b(tmp, m))
+    eq(r.rc, 0, "with text: exit code (%s)" % r.stderr)
+    eq(of_type(r, "finish")[0]["text"], "Done.", "with text: answer")
+    contains(r.stderr, "no tool call", "with text: warning")
+
+
+@case
+def a_fresh_id_on_every_continuation_delta_is_one_call(tmp):
+    # poolside: every delta of a call has its own id; only the first has a name.
+    def tc(index, cid, args, name=None):
+        f = {"arguments": args}
+        if name:
+            f["name"] = name
+        return S.chunk({"tool_calls": [{"index": index, "id": cid, "type": "function",
+                                        "function": f}]})
+    stream = {"status": 200, "sse": [
+        tc(0, "p1", "", "add"), tc(0, "p2", '{"a": 2,'), tc(0, "p3", ' "b": 3}'),
+        tc(1, "p4", '{"a": 2, ', "multiply"), tc(1, "p5", '"b": 3}'),
+        S.chunk({}, "tool_calls"), "[DONE]"]}
+    with mock(S.script(stream, S.text_stream("5 and 6"))) as m:
+        r = run_json(setup(tmp, m))
+        reqs = chat_requests(m)
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    eq([(c["id"], c["name"], c["arguments"]) for c in of_type(r, "tool_call")],
+       [("p1", "add", ADD_ARGS), ("p4", "multiply", ADD_ARGS)], "two calls, first ids")
+    eq([x["content"] for x in of_type(r, "tool_result")], ["5", "6"], "results")
+    eq([m["tool_call_id"] for m in reqs[1]["json"]["messages"] if m["role"] == "tool"],
+       ["p1", "p4"], "ids sent back")
 
 
 @case
