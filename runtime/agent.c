@@ -201,7 +201,8 @@ static void add_usage(ad_agent *a, json_object *u)
     }
 }
 
-/* Normalised usage of one response: the three counters (and cost). */
+/* Normalised usage of one response: the three counters (and cost); NULL
+ * when it reported none of them (events.h: one shape, null for none). */
 static json_object *step_usage(json_object *u)
 {
     if (!u || !json_object_is_type(u, json_type_object))
@@ -212,6 +213,10 @@ static json_object *step_usage(json_object *u)
         json_object *v;
         if (json_object_object_get_ex(u, keys[i], &v) && v)
             json_object_object_add(o, keys[i], json_object_get(v));
+    }
+    if (o && json_object_object_length(o) == 0) {
+        json_object_put(o);
+        return NULL;
     }
     return o;
 }
@@ -950,7 +955,8 @@ static void response_done(ad_agent *a)
             ad_events_warn(a->ev, "the answer was cut short (finish_reason \"%s\")%s", fr,
                            strcmp(fr, "length") == 0 ? "; raise agent.max_tokens for longer answers"
                                                      : "");
-        ad_events_finish(a->ev, a->step, r->text.data ? r->text.data : "", r->text.len, a->usage);
+        ad_events_finish(a->ev, a->step, r->text.data ? r->text.data : "", r->text.len,
+                         json_object_object_length(a->usage) ? a->usage : NULL);
         end_run(a, AD_RUN_OK);
         return;
     }
@@ -963,6 +969,11 @@ static void response_done(ad_agent *a)
         return;
     }
     if (a->step >= a->cfg->max_steps) {
+        /* The calls the model asked for in vain: reported, marked not run. */
+        for (size_t i = 0; i < r->ncalls; i++)
+            ad_events_tool_not_run(a->ev, a->step, r->calls[i].id, r->calls[i].name,
+                                   r->calls[i].args.data ? r->calls[i].args.data : "{}",
+                                   r->calls[i].args.data ? r->calls[i].args.len : 2);
         emit_step_finish(a);
         ad_events_error(a->ev,
                         "max_steps (%d) reached and the model still asks for %zu tool call(s); "
@@ -1046,6 +1057,11 @@ static void status_hint(ad_agent *a, long status, ad_buf *msg)
 {
     char src[512];
     ad_config_key_source(a->cfg, src, sizeof src);
+    if ((status == 401 || status == 403) && !a->cfg->api_key) {
+        ad_buf_puts(msg, " (no API key was sent: name the variable that holds it in "
+                         "provider.api_key_env, or a file in provider.api_key_file)");
+        return;
+    }
     switch (status) {
     case 400:
         ad_buf_puts(msg, " (the provider rejected the request: check provider.model, "

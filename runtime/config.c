@@ -995,9 +995,8 @@ int ad_config_read_key(ad_config *c, char *err, size_t errlen)
         }
         if (!c->api_key_env || !c->api_key_env[0])
             return AD_OK; /* local servers need no key */
-        ad_errf(err, errlen,
-                "the API key variable %s (provider.api_key_env) is not set in the environment",
-                c->api_key_env);
+        ad_errf(err, errlen, "the API key variable %s (provider.api_key_env) %s",
+                c->api_key_env, v ? "is empty" : "is not set in the environment");
         locate_err(c, "provider", "api_key_env", err, errlen);
         return AD_EINVAL;
     }

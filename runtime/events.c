@@ -298,8 +298,8 @@ static void show_short(ad_events *e, const char *s, size_t len)
         fputs("...", e->err);
 }
 
-void ad_events_tool_call(ad_events *e, int step, const char *id, const char *name,
-                         const char *args, size_t args_len)
+static void tool_call(ad_events *e, int step, const char *id, const char *name, const char *args,
+                      size_t args_len, bool not_run)
 {
     if (e->json) {
         ad_buf_printf(&e->line, "{\"type\":\"tool_call\",\"step\":%d,\"id\":", step);
@@ -308,18 +308,30 @@ void ad_events_tool_call(ad_events *e, int step, const char *id, const char *nam
         put_strz(e, name);
         ad_buf_puts(&e->line, ",\"arguments\":");
         put_str(e, args, args_len);
-        ad_buf_putc(&e->line, '}');
+        ad_buf_puts(&e->line, not_run ? ",\"not_run\":true}" : "}");
         emit(e);
         return;
     }
     ad_event ev = {.kind = AD_EVENT_TOOL_CALL, .step = step, .id = id, .name = name,
-                   .text = args, .len = args_len};
+                   .text = args, .len = args_len, .not_run = not_run};
     if (observe(e, &ev) || e->quiet)
         return;
     close_text_line(e);
     fprintf(e->err, "[tool] %s ", name ? name : "?");
     show_short(e, args, args_len);
-    fputc('\n', e->err);
+    fputs(not_run ? " (not run)\n" : "\n", e->err);
+}
+
+void ad_events_tool_call(ad_events *e, int step, const char *id, const char *name,
+                         const char *args, size_t args_len)
+{
+    tool_call(e, step, id, name, args, args_len, false);
+}
+
+void ad_events_tool_not_run(ad_events *e, int step, const char *id, const char *name,
+                            const char *args, size_t args_len)
+{
+    tool_call(e, step, id, name, args, args_len, true);
 }
 
 void ad_events_tool_result(ad_events *e, int step, const char *id, const char *name,

@@ -6,11 +6,17 @@
  * with one fwrite and flushed per event:
  *   {"type":"text_delta","step":N,"text":...}
  *   {"type":"tool_call","step":N,"id":...,"name":...,"arguments":"..."}
+ *   {"type":"tool_call",...,"not_run":true}   a call that will never run (the
+ *        last step at max_steps): no tool_result follows; id is the
+ *        provider's or null
  *   {"type":"tool_result","step":N,"id":...,"name":...,"content":...,"is_error":false}
- *   {"type":"step_finish","step":N,"finish_reason":...,"usage":{...}}
+ *   {"type":"step_finish","step":N,"finish_reason":...,"usage":{...}|null}
  *   {"type":"retry","step":N,"attempt":N,"reason":...,"wait_s":S}
- *   {"type":"finish","steps":N,"text":"<final text>","usage":{...}}
+ *   {"type":"finish","steps":N,"text":"<final text>","usage":{...}|null}
  *   {"type":"error","message":...}
+ * usage has one shape everywhere: an object with the counters the provider
+ * reported (prompt_tokens, completion_tokens, total_tokens, cost; in finish
+ * the sums over the run), or null when it reported none.
  * Every string that leaves the process through here has the API key (when
  * set with ad_events_set_secret) replaced by "[REDACTED]"; text deltas are
  * redacted by their producer (see ad_events_text).
@@ -48,6 +54,10 @@ void ad_events_set_tap(ad_events *e, ad_events_tap_fn fn, void *ud);
 void ad_events_text(ad_events *e, int step, const char *text, size_t len);
 void ad_events_tool_call(ad_events *e, int step, const char *id, const char *name,
                          const char *args, size_t args_len);
+/* A call the run ends without running (max_steps): a tool_call marked
+ * not_run; no result follows. */
+void ad_events_tool_not_run(ad_events *e, int step, const char *id, const char *name,
+                            const char *args, size_t args_len);
 void ad_events_tool_result(ad_events *e, int step, const char *id, const char *name,
                            const char *content, size_t len, bool is_error, double seconds);
 /* usage: borrowed, may be NULL */
@@ -85,6 +95,7 @@ typedef struct ad_event {
     const char *text;
     size_t len;
     bool is_error;             /* TOOL_RESULT */
+    bool not_run;              /* TOOL_CALL: the call will never run (max_steps) */
     double seconds;            /* TOOL_RESULT: run time; RETRY: the wait */
     int attempt;               /* RETRY */
     const char *finish_reason; /* STEP_FINISH */

@@ -364,6 +364,44 @@ def max_steps_exits_3(tmp):
 
 
 @case
+def max_steps_reports_the_calls_it_does_not_run(tmp):
+    calls = [("c1", "add", ADD_ARGS)]
+    last = [("c2", "add", ADD_ARGS), ("c3", "multiply", ADD_ARGS)]
+    sc = S.script(S.tool_call_stream(calls), S.tool_call_stream(last))
+    with mock(sc) as m:
+        r = run_json(setup(tmp, m), extra_args=["--max-steps", "2"])
+    eq(r.rc, 3, "exit code (%s)" % r.stderr)
+    step2 = [e for e in of_type(r, "tool_call") if e["step"] == 2]
+    eq([(e["id"], e["name"], e["arguments"], e.get("not_run")) for e in step2],
+       [("c2", "add", ADD_ARGS, True), ("c3", "multiply", ADD_ARGS, True)],
+       "the unrun calls, marked not run")
+    ok("not_run" not in of_type(r, "tool_call")[0], "a call that ran has no not_run field")
+    eq([x["id"] for x in of_type(r, "tool_result")], ["c1"], "results only for calls that ran")
+    types = [e["type"] for e in r.events]
+    eq(types[-3:], ["tool_call", "step_finish", "error"], "event order")
+    # Text mode shows them too.
+    with mock(sc) as m:
+        t = run_agentd(["--config", setup_b(tmp, m), "-p", PROMPT, "--max-steps", "2"])
+    eq(t.rc, 3, "text mode exit code")
+    contains(t.stderr, "multiply", "text mode names the unrun call")
+    contains(t.stderr, "not run", "text mode says it was not run")
+
+
+@case
+def usage_is_null_in_every_event_when_none_was_reported(tmp):
+    with mock(S.script(S.text_stream("hi"))) as m:
+        r = run_json(setup(tmp, m))
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    eq(of_type(r, "step_finish")[0]["usage"], None, "step_finish usage")
+    eq(of_type(r, "finish")[0]["usage"], None, "finish usage")
+    # A usage object without any counter counts as none.
+    with mock(S.script(S.text_stream("hi", usage={"queue_time": 0.1}))) as m:
+        r = run_json(setup_b(tmp, m))
+    eq(of_type(r, "step_finish")[0]["usage"], None, "step_finish usage without counters")
+    eq(of_type(r, "finish")[0]["usage"], None, "finish usage without counters")
+
+
+@case
 def retries_429_honouring_retry_after(tmp):
     sc = S.script(S.error(429, "slow down", retry_after="0"), S.error(503, "busy", retry_after="0"),
                   S.text_stream("hello"))
@@ -398,6 +436,33 @@ def unauthorized_names_the_key_variable_and_hides_the_key(tmp):
     contains(r.stderr, TEST_KEY_ENV, "names the variable")
     ok("sk-test-dummy" not in r.stdout + r.stderr, "key redacted: %s" % r.stderr)
     contains(r.stderr, "[REDACTED]", "redaction marker")
+
+
+@case
+def unauthorized_without_a_key_says_none_was_sent(tmp):
+    # A local server needs no key, so none is configured; a 401 then says so
+    # and how to configure one (not "check the API key in ... no key").
+    with mock(S.script({"status": 401, "body": {"error": {"message": "auth required"}}})) as m:
+        r = run_json(setup(tmp, m, provider={"api_key_env": None}))
+        reqs = chat_requests(m)
+    eq(r.rc, 1, "exit code")
+    ok("authorization" not in reqs[0]["headers"], "no key was sent")
+    msg = of_type(r, "error")[0]["message"]
+    contains(msg, "no API key was sent", "message")
+    contains(msg, "provider.api_key_env", "how to configure one")
+    ok("check the API key" not in msg, "no advice to check a key that does not exist: %s" % msg)
+
+
+@case
+def empty_key_variable_is_empty_not_unset(tmp):
+    with mock(S.script(S.text_stream("x"))) as m:
+        r = run_json(setup(tmp, m), env={TEST_KEY_ENV: ""})
+        n = len(chat_requests(m))
+    eq(r.rc, 2, "exit code")
+    eq(n, 0, "no request")
+    contains(r.stderr, TEST_KEY_ENV, "names the variable")
+    contains(r.stderr, "is empty", "says it is empty")
+    ok("not set" not in r.stderr, "does not say it is unset: %s" % r.stderr)
 
 
 @case
