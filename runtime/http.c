@@ -199,7 +199,10 @@ static int on_timeout(CURLM *multi, long timeout_ms, void *userp)
         return 0;
     }
     /* 0 means "as soon as possible": libuv runs it on the next iteration,
-     * never from inside this callback, as curl requires. */
+     * never from inside this callback, as curl requires. The loop's cached
+     * time may be old (this can run right after the caller blocked): the
+     * timer counts from now. */
+    uv_update_time(h->loop);
     uv_timer_start(&h->timer, on_timer, (uint64_t)timeout_ms, 0);
     return 0;
 }
@@ -841,7 +844,11 @@ ad_http_req *ad_http_post(ad_http *h, const char *url, const char *const *header
         goto fail;
     }
     if (r->idle_ms) {
-        idle_touch(r); /* the silence counts from the start of the request */
+        /* The silence counts from the start of the request. The loop's
+         * cached time is as old as its last iteration, and the caller may
+         * have blocked since (a prompt, a long write): read the clock. */
+        uv_update_time(h->loop);
+        idle_touch(r);
         uv_timer_start(&r->idle, on_idle_timeout, r->idle_ms, 0);
     }
     return r;

@@ -215,6 +215,9 @@ static void spin_start(repl *r, const char *label)
     if (!r->tty_err || r->spin_on)
         return;
     r->spin_on = true;
+    /* The loop's clock stood still while the prompt waited: the delay
+     * counts from now. */
+    uv_update_time(r->o->loop);
     uv_timer_start(&r->spin, on_spin, SPIN_DELAY_MS, SPIN_EVERY_MS);
 }
 

@@ -570,5 +570,31 @@ def json_with_repl_is_a_usage_error(tmp):
     contains(r.stderr, "--json needs a prompt")
 
 
+@case
+def a_long_wait_at_the_prompt_does_not_time_out_the_next_request(tmp):
+    # The loop does not run while the prompt waits for a line: the request
+    # typed after a wait longer than idle_timeout_s must still get its whole
+    # idle timeout, and succeed on its first attempt (max_retries = 0).
+    with mock(S.script(S.text_stream("First answer."), S.text_stream("Second answer."))) as m:
+        pdir = make_plugin_dir(tmp, ("add",))
+        cfg = write_config(tmp, m.base_url, plugins_dir=os.path.basename(pdir),
+                           provider={"idle_timeout_s": 1})
+        t = start(tmp, cfg)
+        try:
+            t.line("first question")
+            t.expect(b"First answer.")
+            t.prompt()
+            time.sleep(2)  # the idle period under test: agentd sits at its prompt
+            t.line("second question")
+            t.expect(b"Second answer.")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+        ok(b"idle_timeout_s" not in t.plain(), "no idle timeout: %r" % t.plain()[-800:])
+        eq(len(chats(m)), 2, "one request per question")
+
+
 if __name__ == "__main__":
     main()

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "../harness.h"
+#include "mock.h"
 #include "agent.h"
 #include "buf.h"
 
@@ -120,36 +121,6 @@ static void start_one(soak *s)
     ad_agent_run(s->agent, "Add and multiply the number 2 and 3", on_done, s);
 }
 
-/* Starts the mock; returns its pid, the port in *port and its stdin in *in. */
-static pid_t start_mock(const char *src, const char *script_path, int *port, int *in)
-{
-    int to_child[2], from_child[2];
-    if (pipe(to_child) != 0 || pipe(from_child) != 0)
-        return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(to_child[0], 0);
-        dup2(from_child[1], 1);
-        close(to_child[1]);
-        close(from_child[0]);
-        char server[1024];
-        snprintf(server, sizeof server, "%s/tests/mock/server.py", src);
-        execlp("python3", "python3", server, "--script", script_path, "--exit-on-stdin-eof",
-               (char *)NULL);
-        _exit(127);
-    }
-    close(to_child[0]);
-    close(from_child[1]);
-    FILE *f = fdopen(from_child[0], "r");
-    char line[64] = "";
-    if (!f || !fgets(line, sizeof line, f) || sscanf(line, "PORT %d", port) != 1)
-        *port = 0;
-    if (f)
-        fclose(f);
-    *in = to_child[1];
-    return pid;
-}
-
 static int soak_n(void)
 {
     const char *pre = getenv("LD_PRELOAD");
@@ -161,24 +132,13 @@ static int soak_n(void)
 
 TEST(conversations_in_one_process_keep_memory_flat)
 {
-    const char *src = getenv("AGENTD_SRC") ? getenv("AGENTD_SRC") : ".";
     const char *dir = getenv("AGENTD_DIR") ? getenv("AGENTD_DIR") : ".";
-    char tmpdir[] = "/tmp/agentd-soak-XXXXXX";
-    CHECK(mkdtemp(tmpdir) != NULL);
-    char script_path[128];
-    snprintf(script_path, sizeof script_path, "%s/script.json", tmpdir);
-    FILE *f = fopen(script_path, "w");
-    CHECK(f != NULL);
-    if (!f)
+    mock_proc m;
+    int started_mock = mock_start(&m, script_json);
+    CHECK_EQ(started_mock, 0);
+    if (started_mock != 0)
         return;
-    fputs(script_json, f);
-    fclose(f);
-
-    int port = 0, mock_in = -1;
-    pid_t mock = start_mock(src, script_path, &port, &mock_in);
-    CHECK(mock > 0 && port > 0);
-    if (mock <= 0 || port <= 0)
-        return;
+    int port = m.port;
 
     static soak s;
     memset(&s, 0, sizeof s);
@@ -238,11 +198,7 @@ TEST(conversations_in_one_process_keep_memory_flat)
     fclose(devnull);
     ad_tools_free(s.tools);
     ad_config_free(&s.cfg);
-    close(mock_in);
-    int st;
-    waitpid(mock, &st, 0);
-    unlink(script_path);
-    rmdir(tmpdir);
+    mock_stop(&m);
 }
 
 int main(int argc, char **argv)
