@@ -49,6 +49,8 @@
 typedef struct sock_ctx {
     uv_poll_t poll;
     curl_socket_t fd;
+    int events;   /* UV_READABLE | UV_WRITABLE, as curl last asked */
+    bool removed; /* released; the memory lives until the close callback */
     ad_http *http;
     struct sock_ctx *next; /* live contexts, for shutdown */
     struct sock_ctx *prev;
@@ -119,6 +121,7 @@ static void sock_release(ad_http *h, sock_ctx *c)
         h->socks = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    c->removed = true;
     uv_poll_stop(&c->poll);
     uv_close((uv_handle_t *)&c->poll, on_sock_closed);
 }
@@ -127,10 +130,14 @@ static void on_poll(uv_poll_t *p, int status, int events)
 {
     sock_ctx *c = p->data;
     ad_http *h = c->http;
+    /* An error on the socket (libuv reports POLLERR, e.g. a reset
+     * connection, as a status and stops the poll): telling curl
+     * CURL_CSELECT_ERR would fail the transfer with a bare "select/poll
+     * returned error". With no bits curl checks the socket itself, reads
+     * what is still queued and then meets the real error ("Recv failure:
+     * Connection reset by peer") in its error buffer. */
     int flags = 0;
-    if (status < 0) {
-        flags = CURL_CSELECT_ERR;
-    } else {
+    if (status >= 0) {
         if (events & UV_READABLE)
             flags |= CURL_CSELECT_IN;
         if (events & UV_WRITABLE)
@@ -138,6 +145,9 @@ static void on_poll(uv_poll_t *p, int status, int events)
     }
     int running;
     curl_multi_socket_action(h->multi, c->fd, flags, &running);
+    /* curl still wants the socket after an error: watch it again. */
+    if (status < 0 && !c->removed && !h->closing)
+        uv_poll_start(&c->poll, c->events, on_poll);
     drain(h);
 }
 
@@ -177,6 +187,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
         ev |= UV_READABLE;
     if (what & CURL_POLL_OUT)
         ev |= UV_WRITABLE;
+    c->events = ev;
     if (uv_poll_start(&c->poll, ev, on_poll) != 0)
         return -1;
     return 0;

@@ -20,6 +20,7 @@ import time
 
 from lib import (case, contains, eq, main, make_plugin_dir, mock, ok, run_agentd, script,
                  spawn_agentd, write_config, TEST_KEY_ENV, WRAP)
+from server import encode_event  # noqa: E402  (tests/mock, on the path lib set)
 
 S = script
 KEY = "sk-test-dummy"   # what lib.agentd_env() puts in AGENTD_TEST_KEY
@@ -201,6 +202,23 @@ def request_timeout_on_a_slow_stream(tmp):
     contains(error_message(r), "provider.request_timeout_s", "names the setting")
     ok(text_of(r), "partial text shown")
     ok(took < 3, "stopped at the request timeout (%.2f s)" % took)
+
+
+@case
+def connection_reset_mid_stream_names_the_reset(tmp):
+    # Reset right after the headers, and after the first event (three times:
+    # whether the reset arrives with the data or on its own varies).
+    first = len(encode_event(S.text_stream("Hello there friend", pieces=3)["sse"][0]))
+    for after in (0, first, first, first):
+        resp = S.text_stream("Hello there friend", pieces=3, reset_after=after)
+        with mock(S.script(resp)) as m:
+            r = run_json(setup(tmp, m, max_retries=0))
+        eq(r.rc, 1, "exit code (%s)" % r.stderr)
+        msg = error_message(r)
+        contains(msg, "Connection reset by peer", "curl's own reason (reset after %d)" % after)
+        ok("select/poll" not in msg, "not the poll layer's generic message: %s" % msg)
+        contains(msg, m.base_url, "names the URL")
+        no_key(r)
 
 
 # ---- HTTP statuses and Retry-After ---------------------------------------------

@@ -174,6 +174,28 @@ def close_after_cuts_stream():
 
 
 @case
+def reset_after_sends_bytes_then_a_reset():
+    resp = S.text_stream("one two three four", reset_after=30)
+    with mock([resp, S.text_stream("next")]) as m:
+        raw = Raw(m.port)
+        got = raw.buf
+        try:
+            while True:
+                d = raw.s.recv(65536)
+                if not d:
+                    break
+                got += d
+            err = None
+        except ConnectionResetError as e:
+            err = e
+        raw.close()
+        ok(err is not None, "the read ends with ECONNRESET, not an orderly close")
+        eq(got[:2], b"1e", "the first 30 (0x1e) payload bytes came before the reset")
+        r, body = post(m)  # the server still serves others
+        contains(body.decode(), '"content":"next"', "second response")
+
+
+@case
 def hang_after_stalls_until_client_closes():
     with mock([S.text_stream("a b c", hang_after=10), S.text_stream("next")]) as m:
         raw = Raw(m.port)

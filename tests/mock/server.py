@@ -21,8 +21,9 @@ a plain write the client must reassemble):
   - "body" responses use Content-Length (the full length, even when cut).
   - "framing": "chunked" | "length" | "close" overrides either default;
     "close" sends Connection: close and ends the body by closing.
-close_after / hang_after count payload bytes (not chunk framing bytes); headers
+close_after / hang_after / reset_after count payload bytes (not chunk framing bytes); headers
 are always sent. "delay_ms" sleeps between writes (for slow-stream tests only).
+"reset_after": N sends N payload bytes and then a TCP RST (SO_LINGER 0, close).
 Fault modes: "pad_bytes": N sends N filler bytes ("x") after the scripted
 payload, generated in 64 KiB writes (huge lines without a huge script);
 "echo_key": true replaces every "%KEY%" in the payload with the bearer
@@ -43,6 +44,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -164,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
             data, n = b"".join(pieces), int(r["chunk"])
             pieces = [data[i:i + n] for i in range(0, len(data), n)]
         total = sum(len(p) for p in pieces) + pad
-        limit = r.get("close_after", r.get("hang_after"))
+        limit = r.get("close_after", r.get("hang_after", r.get("reset_after")))
         if limit is not None:
             cut, left = [], int(limit)
             for p in pieces:
@@ -201,6 +203,8 @@ class _Handler(BaseHTTPRequestHandler):
             pad -= n
         if "close_after" in r:
             self._drop()
+        elif "reset_after" in r:
+            self._reset()
         elif "hang_after" in r:
             self._hang()
             self._drop()
@@ -213,6 +217,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+    def _reset(self):
+        """Aborts the connection: with a zero linger time, close() sends a
+        TCP RST instead of a FIN, so the client's next read fails with
+        ECONNRESET ("Connection reset by peer")."""
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.connection.close()
 
     def _hang(self):
         """Sends nothing until the client closes or the server stops."""
