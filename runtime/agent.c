@@ -28,10 +28,12 @@
  * and a stream that ends before its finish reason are retried up to
  * provider.max_retries times, waiting Retry-After / retry-after-ms when the
  * server says so and exponential backoff with jitter otherwise, never longer
- * than provider.max_retry_wait_s. Once text of the step was shown, the step
- * is only repeated while no tool has run in this run (a "retry" event tells
- * --json consumers to drop what they got for the step); after that the run
- * fails with the partial text kept. Protocol errors (malformed JSON, a bound
+ * than provider.max_retry_wait_s; a status whose Retry-After asks for more
+ * than that fails at once (the same request would meet the same limit).
+ * Once text of the step was shown, the step is only repeated while no tool
+ * has run in this run (a "retry" event tells --json consumers to drop what
+ * they got for the step); after that the run fails with the partial text
+ * kept. Protocol errors (malformed JSON, a bound
  * exceeded) and other statuses are not retried.
  *
  * The API key never leaves through here: error bodies are redacted before
@@ -561,6 +563,16 @@ static void describe_error_body(ad_agent *a, ad_buf *b, char *out, size_t outlen
 static bool retryable_status(long s)
 {
     return s == 408 || s == 409 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
+}
+
+/* Seconds for a message: whole above 10 s ("86400"), else up to three
+ * digits ("0.25"). */
+static void format_wait(char *out, size_t n, double s)
+{
+    if (s >= 10)
+        snprintf(out, n, "%.0f", s);
+    else
+        snprintf(out, n, "%.3g", s);
 }
 
 static void on_retry_timer(uv_timer_t *t)
@@ -1118,6 +1130,19 @@ static void on_http_done(void *ud, const ad_http_result *res)
         ad_buf msg = AD_BUF_INIT;
         ad_buf_printf(&msg, "HTTP %ld from %s%s%s", res->status, a->url, detail[0] ? ": " : "",
                       detail);
+        if (retryable_status(res->status) && res->retry_after_s > a->cfg->max_retry_wait_s) {
+            /* Waiting only the cap would retry into the same limit. */
+            char asked[32], cap[32];
+            format_wait(asked, sizeof asked, res->retry_after_s);
+            format_wait(cap, sizeof cap, a->cfg->max_retry_wait_s);
+            ad_buf_printf(&msg,
+                          "; the provider asks to wait %s s, more than "
+                          "provider.max_retry_wait_s (%s s); not retried",
+                          asked, cap);
+            fail(a, "%s", msg.data);
+            ad_buf_free(&msg);
+            return;
+        }
         if (retryable_status(res->status) && maybe_retry(a, msg.data, res->retry_after_s)) {
             ad_buf_free(&msg);
             return;

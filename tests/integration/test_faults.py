@@ -250,12 +250,42 @@ def client_errors_are_not_retried_and_say_what_to_check(tmp):
 
 
 @case
-def retry_after_seconds_and_cap(tmp):
-    sc = S.script(S.error(429, "slow down", retry_after="1"), S.text_stream("ok"))
+def retry_after_seconds_within_the_cap(tmp):
+    sc = S.script(S.error(429, "slow down", retry_after="0.2"), S.text_stream("ok"))
     with mock(sc) as m:
-        r = run_json(setup(tmp, m, max_retries=1, provider={"max_retry_wait_s": 0.1}))
-    eq(r.rc, 0, "exit code")
-    eq(of_type(r, "retry")[0]["wait_s"], 0.1, "Retry-After 1 s capped at max_retry_wait_s")
+        r = run_json(setup(tmp, m, max_retries=1, provider={"max_retry_wait_s": 5}))
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    eq(of_type(r, "retry")[0]["wait_s"], 0.2, "Retry-After 0.2 s waited as asked")
+
+
+@case
+def retry_after_beyond_the_cap_fails_at_once(tmp):
+    # Waiting the cap would only retry into the same limit: agentd says what
+    # the provider asked for and stops, whatever retries are left.
+    sc = S.script(S.error(429, "rate limited", retry_after="86400"), S.text_stream("unused"))
+    with mock(sc) as m:
+        t0 = time.time()
+        r = run_json(setup(tmp, m, max_retries=3, provider={"max_retry_wait_s": 60}))
+        took = time.time() - t0
+        n = len(chat(m))
+    eq(r.rc, 1, "exit code (%s)" % r.stderr)
+    eq(n, 1, "not retried")
+    eq(of_type(r, "retry"), [], "no retry event")
+    ok(took < 10, "failed at once (%.1f s)" % took)
+    msg = error_message(r)
+    contains(msg, "HTTP 429 from %s" % m.base_url, "status and URL")
+    contains(msg, "rate limited", "provider's message")
+    contains(msg, "the provider asks to wait 86400 s, more than provider.max_retry_wait_s (60 s); "
+                  "not retried", "names both waits")
+    # retry-after-ms counts the same way.
+    sc = S.script(S.error(503, "busy", headers={"retry-after-ms": "5000"}), S.text_stream("x"))
+    with mock(sc) as m:
+        r = run_json(setup(tmp, m, max_retries=1, provider={"max_retry_wait_s": 2}))
+        n = len(chat(m))
+    eq(r.rc, 1, "retry-after-ms: exit code")
+    eq(n, 1, "retry-after-ms: not retried")
+    contains(error_message(r), "asks to wait 5 s, more than provider.max_retry_wait_s (2 s)",
+             "retry-after-ms: message")
 
 
 @case
@@ -275,9 +305,13 @@ def retry_after_http_date(tmp):
                   S.text_stream("ok"))
     with mock(sc) as m:
         r = run_json(setup(tmp, m, max_retries=2, provider={"max_retry_wait_s": 0.2}))
-    eq(r.rc, 0, "exit code (%s)" % r.stderr)
-    waits = [e["wait_s"] for e in of_type(r, "retry")]
-    eq(waits, [0, 0.2], "a date in the past waits 0; one an hour ahead is capped")
+        n = len(chat(m))
+    eq(r.rc, 1, "exit code (%s)" % r.stderr)
+    eq([e["wait_s"] for e in of_type(r, "retry")], [0], "a date in the past waits 0")
+    eq(n, 2, "a date an hour ahead is not retried")
+    wait = re.search(r"asks to wait (\d+) s", error_message(r))
+    ok(wait and 3500 <= int(wait.group(1)) <= 3600, "the wait until the date: %s"
+       % error_message(r))
 
 
 @case
