@@ -1053,7 +1053,7 @@ static void transport_error(ad_agent *a, const ad_http_result *res, ad_buf *msg)
                       a->cfg->idle_timeout_s);
         break;
     case AD_HTTP_TIMEOUT_TOTAL:
-        ad_buf_printf(msg, "the request to %s took longer than %g s (provider.request_timeout_s)",
+        ad_buf_printf(msg, "the request to %s took longer than %g s (provider.timeout_s)",
                       a->url, a->cfg->timeout_s);
         break;
     default:

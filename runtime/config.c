@@ -82,7 +82,7 @@ void ad_config_init(ad_config *c)
 {
     memset(c, 0, sizeof *c);
     c->stream = true;
-    c->timeout_s = 600;
+    c->timeout_s = 0;
     c->connect_timeout_s = 30;
     c->idle_timeout_s = 120;
     c->max_retries = 2;

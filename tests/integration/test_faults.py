@@ -192,16 +192,29 @@ def idle_timeout_before_any_byte_is_retried(tmp):
 
 @case
 def request_timeout_on_a_slow_stream(tmp):
+    # The whole-request limit is opt-in (timeout_s, alias request_timeout_s);
+    # the message names the key as the config reference spells it.
     slow = S.text_stream("a b c d e f g h i j k l m n o p", delay_ms=100)
-    with mock(S.script(slow)) as m:
-        cfg = setup(tmp, m, timeout_s=0.5, provider={"idle_timeout_s": 5})
-        t0 = time.time()
-        r = run_json(cfg)
-        took = time.time() - t0
-    eq(r.rc, 1, "exit code (%s)" % r.stderr)
-    contains(error_message(r), "provider.request_timeout_s", "names the setting")
-    ok(text_of(r), "partial text shown")
-    ok(took < 3, "stopped at the request timeout (%.2f s)" % took)
+    for key in ("timeout_s", "request_timeout_s"):
+        with mock(S.script(slow)) as m:
+            cfg = setup(tmp, m, timeout_s=None, provider={key: 0.5, "idle_timeout_s": 5})
+            t0 = time.time()
+            r = run_json(cfg)
+            took = time.time() - t0
+        eq(r.rc, 1, "%s: exit code (%s)" % (key, r.stderr))
+        contains(error_message(r), "took longer than 0.5 s (provider.timeout_s)",
+                 "%s: names the setting" % key)
+        ok(text_of(r), "partial text shown")
+        ok(took < 3, "stopped at the request timeout (%.2f s)" % took)
+
+
+@case
+def no_whole_request_limit_by_default(tmp):
+    cfg = setup(tmp, "http://127.0.0.1:9/v1", timeout_s=None)
+    r = run_agentd(["--check-config", cfg])
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    contains(r.stdout, "\ntimeout_s = 0\n", "a stream that still sends is never cut")
+    contains(r.stdout, "\nidle_timeout_s = 120\n", "silence is bounded")
 
 
 @case
