@@ -468,3 +468,24 @@ void ad_print_lines(FILE *f, const char *msg)
         p += n + (nl ? 1 : 0);
     }
 }
+
+void ad_events_fail(ad_events *e, const char *msg)
+{
+    if (e->json) {
+        ad_buf_puts(&e->line, "{\"type\":\"error\",\"message\":");
+        put_str(e, msg, strlen(msg));
+        ad_buf_putc(&e->line, '}');
+        emit(e);
+    }
+    fflush(e->out);
+    const char *p = msg;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        fputs("agentd: ", e->err);
+        write_redacted(e, e->err, p, n);
+        fputc('\n', e->err);
+        p += n + (nl ? 1 : 0);
+    }
+    fflush(e->err);
+}

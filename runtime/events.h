@@ -68,6 +68,11 @@ void ad_events_finish(ad_events *e, int steps, const char *text, size_t len, jso
 /* Writes msg to f, each of its lines as "agentd: LINE" (config errors come
  * one problem per line). */
 void ad_print_lines(FILE *f, const char *msg);
+/* A failure outside a run (usage, config, plugins, files): msg on err as
+ * ad_print_lines() writes it and, in JSON mode, as one error event with the
+ * whole message, so that every failing --json run ends with an error
+ * event. Redacted like every other output. */
+void ad_events_fail(ad_events *e, const char *msg);
 
 void ad_events_error(ad_events *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ad_events_warn(ad_events *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

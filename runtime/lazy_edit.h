@@ -19,6 +19,7 @@
     X(rl_getc_function) \
     X(rl_initialize) \
     X(rl_line_buffer) \
+    X(rl_outstream) \
     X(rl_readline_name) \
     X(using_history) \
     X(write_history)
@@ -41,6 +42,7 @@ AD_EDIT_SYMBOLS(AD_LAZY_DECLARE)
 #define rl_getc_function (*ad_lazy_rl_getc_function)
 #define rl_initialize (*ad_lazy_rl_initialize)
 #define rl_line_buffer (*ad_lazy_rl_line_buffer)
+#define rl_outstream (*ad_lazy_rl_outstream)
 #define rl_readline_name (*ad_lazy_rl_readline_name)
 #define using_history (*ad_lazy_using_history)
 #define write_history (*ad_lazy_write_history)

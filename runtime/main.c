@@ -8,8 +8,10 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,12 +96,68 @@ typedef struct cli {
     bool cont;           /* --continue */
 } cli;
 
+/* Set before the options are parsed: a caller that passes --json reads
+ * JSON Lines, about a usage error too, wherever --json stands. */
+static bool g_json;
+static FILE *g_out; /* agentd's own stdout (see keep_stdout); NULL until then */
+
 static int usage_error(const char *fmt, const char *arg)
 {
-    fprintf(stderr, "agentd: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nTry 'agentd --help'.\n");
+    char msg[1024];
+    snprintf(msg, sizeof msg, fmt, arg);
+    ad_events *e = g_json ? ad_events_new(g_out ? g_out : stdout, stderr, true) : NULL;
+    if (e) {
+        ad_events_fail(e, msg);
+        ad_events_free(e);
+    } else {
+        fprintf(stderr, "agentd: %s\n", msg);
+    }
+    fprintf(stderr, "Try 'agentd --help'.\n");
     return EXIT_USAGE;
+}
+
+/* Reports a failure outside the run (ad_events_fail) and returns code. */
+static int fail(ad_events *ev, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(ad_events *ev, int code, const char *fmt, ...)
+{
+    ad_buf msg = AD_BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = ad_buf_vprintf(&msg, fmt, ap);
+    va_end(ap);
+    ad_events_fail(ev, rc == AD_OK && msg.data ? msg.data : "out of memory");
+    ad_buf_free(&msg);
+    return code;
+}
+
+/*
+ * agentd's own output goes to the real stdout, kept on a private
+ * descriptor; fd 1 then points at stderr, before any plugin is loaded. So
+ * whatever a plugin (or a program it starts) writes to its stdout lands on
+ * stderr and can never corrupt the answer or a --json stream. Returns the
+ * stream for agentd's output (stdout itself when there is no stdout).
+ */
+static FILE *keep_stdout(void)
+{
+    fflush(stdout);
+    int fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+    if (fd < 0)
+        return stdout; /* fd 1 is closed: nothing to keep apart */
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        return stdout;
+    }
+    if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+        int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null >= 0) {
+            dup2(null, STDOUT_FILENO);
+            close(null);
+        }
+    }
+    /* A plugin's printf lines then show up as they are written. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    return f;
 }
 
 static bool blank(const char *s)
@@ -238,15 +296,15 @@ static void no_core_dumps(void)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
-/* The config path to use, or NULL with a message printed. Caller frees. */
-static char *find_config(const char *given)
+/* The config path to use, or NULL with a message reported. Caller frees. */
+static char *find_config(ad_events *ev, const char *given)
 {
     char *tried = NULL;
     char *path = ad_config_find(given, &tried);
     if (!path)
-        fprintf(stderr, "agentd: no config file: give --config FILE, set AGENTD_CONFIG, or create "
-                        "./agent.toml%s%s\n",
-                tried ? " or " : "", tried ? tried : "");
+        fail(ev, EXIT_USAGE,
+             "no config file: give --config FILE, set AGENTD_CONFIG, or create ./agent.toml%s%s",
+             tried ? " or " : "", tried ? tried : "");
     free(tried);
     return path;
 }
@@ -311,31 +369,25 @@ static int check_names(const ad_config *cfg, const ad_tools *tools, char *err, s
  * unnoticed (for confirm_tools, the tool would run without asking).
  * Returns -1 with *out set, or an exit code with a message printed (*out
  * may then still need ad_tools_free). */
-static int load_tools(const ad_config *cfg, ad_tools **out)
+static int load_tools(const ad_config *cfg, ad_events *ev, ad_tools **out)
 {
     char err[4096];
     ad_tools *tools = *out = ad_tools_new();
-    if (!tools) {
-        fprintf(stderr, "agentd: out of memory\n");
-        return EXIT_RUNTIME;
-    }
+    if (!tools)
+        return fail(ev, EXIT_RUNTIME, "out of memory");
     if (cfg->plugins_dir && ad_tools_load_dir(tools, cfg->plugins_dir, plugin_config, (void *)cfg,
                                               err, sizeof err) != AD_OK) {
         char where[512];
-        fprintf(stderr, "agentd: %s%s\n", ad_config_where(cfg, "plugins", "dir", where, sizeof where),
-                err);
-        return EXIT_USAGE;
+        return fail(ev, EXIT_USAGE, "%s%s",
+                    ad_config_where(cfg, "plugins", "dir", where, sizeof where), err);
     }
     ad_tools_set_result_max(tools, (size_t)cfg->max_tool_result_bytes);
     int rc = check_names(cfg, tools, err, sizeof err);
     if (rc == AD_OK)
         return -1;
-    if (rc == AD_ENOMEM) {
-        fprintf(stderr, "agentd: out of memory\n");
-        return EXIT_RUNTIME;
-    }
-    ad_print_lines(stderr, err);
-    return EXIT_USAGE;
+    if (rc == AD_ENOMEM)
+        return fail(ev, EXIT_RUNTIME, "out of memory");
+    return fail(ev, EXIT_USAGE, "%s", err);
 }
 
 /* --check-config: what the effective settings do not show. */
@@ -397,8 +449,8 @@ static int attach_session(const cli *o, const ad_config *cfg, ad_agent *agent, a
         fprintf(stderr, "agentd: warning: this run is not stored: %s\n", err);
         return -1;
     }
-    fprintf(stderr, "agentd: %s\n", err);
-    return rc == AD_EINVAL || rc == AD_SESSION_UNKNOWN ? EXIT_USAGE : EXIT_RUNTIME;
+    return fail(ev, rc == AD_EINVAL || rc == AD_SESSION_UNKNOWN ? EXIT_USAGE : EXIT_RUNTIME, "%s",
+                err);
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -415,24 +467,38 @@ int main(int argc, char **argv)
         return ad_tools_worker_main(argc, argv);
     if (argc > 1 && strcmp(argv[1], "sessions") == 0)
         return ad_session_cli(argc - 1, argv + 1);
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        g_json |= strcmp(argv[i], "--json") == 0;
     cli o = {0};
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0)
         return rc;
 
-    char *path = find_config(o.config);
-    if (!path)
-        return EXIT_USAGE;
+    /* From here on every failure goes through ev: in --json mode the
+     * stream then always ends with an error event. */
+    FILE *out = g_out = keep_stdout();
+    ad_events *ev = ad_events_new(out, stderr, o.json);
+    if (!ev) {
+        fprintf(stderr, "agentd: out of memory\n");
+        return EXIT_RUNTIME;
+    }
+    int exit_code = EXIT_USAGE;
     ad_config cfg;
     ad_config_init(&cfg);
+    ad_tools *tools = NULL;
+    ad_cassette *cassette = NULL;
+    char *stdin_prompt = NULL;
     char err[4096];
-    if (ad_config_load(&cfg, path, err, sizeof err) != AD_OK) {
-        ad_print_lines(stderr, err);
-        free(path);
-        ad_config_free(&cfg);
-        return EXIT_USAGE;
-    }
+
+    char *path = find_config(ev, o.config);
+    if (!path)
+        goto out_tools;
+    rc = ad_config_load(&cfg, path, err, sizeof err);
     free(path);
+    if (rc != AD_OK) {
+        fail(ev, EXIT_USAGE, "%s", err);
+        goto out_tools;
+    }
     if (o.model) {
         free(cfg.model);
         cfg.model = ad_strdup(o.model);
@@ -448,25 +514,22 @@ int main(int argc, char **argv)
     if (o.check_config) {
         /* The plugins are loaded too: a config is valid when a run with it
          * would start. */
-        ad_tools *tools = NULL;
-        rc = load_tools(&cfg, &tools);
-        if (rc < 0 && ad_config_read_key(&cfg, err, sizeof err) != AD_OK) {
-            fprintf(stderr, "agentd: %s\n", err);
-            rc = EXIT_USAGE;
-        } else if (rc < 0) {
-            ad_config_print(&cfg, stdout);
-            print_loaded(&cfg, tools, stdout);
-            rc = EXIT_OK;
+        rc = load_tools(&cfg, ev, &tools);
+        if (rc >= 0) {
+            exit_code = rc;
+        } else if (ad_config_read_key(&cfg, err, sizeof err) != AD_OK) {
+            exit_code = fail(ev, EXIT_USAGE, "%s", err);
+        } else {
+            ad_config_print(&cfg, out);
+            print_loaded(&cfg, tools, out);
+            exit_code = EXIT_OK;
         }
-        ad_tools_free(tools);
-        ad_config_free(&cfg);
-        return rc;
+        goto out_tools;
     }
     /* A replay sends nothing anywhere: it needs no key. */
     if (ad_config_read_key(&cfg, err, sizeof err) != AD_OK && !o.replay) {
-        fprintf(stderr, "agentd: %s\n", err);
-        ad_config_free(&cfg);
-        return EXIT_USAGE;
+        fail(ev, EXIT_USAGE, "%s", err);
+        goto out_tools;
     }
     if (cfg.api_key) {
         no_core_dumps();
@@ -475,61 +538,53 @@ int main(int argc, char **argv)
         if (cfg.api_key_env)
             unsetenv(cfg.api_key_env);
     }
-    ad_cassette *cassette = NULL;
     if (o.replay && ad_cassette_load(&cassette, o.replay, err, sizeof err) != AD_OK) {
-        fprintf(stderr, "agentd: %s\n", err);
-        ad_config_free(&cfg);
-        return EXIT_USAGE;
+        fail(ev, EXIT_USAGE, "%s", err);
+        goto out_tools;
     }
     if (o.record && !(cassette = ad_cassette_new())) {
-        fprintf(stderr, "agentd: out of memory\n");
-        ad_config_free(&cfg);
-        return EXIT_RUNTIME;
+        exit_code = fail(ev, EXIT_RUNTIME, "out of memory");
+        goto out_tools;
     }
 
-    char *stdin_prompt = NULL;
     const char *prompt = o.prompt;
     /* A terminal on stdin and no prompt: a conversation. */
     bool repl = o.repl || (!prompt && isatty(STDIN_FILENO));
     if (repl && o.json) {
-        ad_config_free(&cfg);
-        return usage_error("%s", "--json needs a prompt (-p or piped), not a conversation");
+        usage_error("%s", "--json needs a prompt (-p or piped), not a conversation");
+        goto out_tools;
     }
     if (!prompt && !repl) {
         stdin_prompt = read_stdin();
         if (!stdin_prompt || blank(stdin_prompt)) {
-            const char *why = stdin_prompt ? "the prompt read from standard input is empty"
-                                           : "the prompt on standard input is larger than 64 MiB";
-            free(stdin_prompt);
-            ad_config_free(&cfg);
-            return usage_error("%s", why);
+            usage_error("%s", stdin_prompt ? "the prompt read from standard input is empty"
+                                           : "the prompt on standard input is larger than 64 MiB");
+            goto out_tools;
         }
         prompt = stdin_prompt;
     }
 
-    int exit_code = EXIT_RUNTIME;
-    ad_tools *tools = NULL;
-    rc = load_tools(&cfg, &tools);
+    exit_code = EXIT_RUNTIME;
+    rc = load_tools(&cfg, ev, &tools);
     if (rc >= 0) {
         exit_code = rc;
         goto out_tools;
     }
 
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fprintf(stderr, "agentd: cannot initialise libcurl\n");
+        fail(ev, EXIT_RUNTIME, "cannot initialise libcurl");
         goto out_tools;
     }
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) {
-        fprintf(stderr, "agentd: cannot initialise the event loop\n");
+        fail(ev, EXIT_RUNTIME, "cannot initialise the event loop");
         goto out_curl;
     }
-    ad_events *ev = ad_events_new(stdout, stderr, o.json);
+    ad_events_set_secret(ev, cfg.api_key);
+    ad_events_set_quiet(ev, o.quiet);
     ad_http *http = ad_http_new(&loop);
     ad_agent *agent = NULL;
-    if (ev && http) {
-        ad_events_set_secret(ev, cfg.api_key);
-        ad_events_set_quiet(ev, o.quiet);
+    if (http) {
         ad_agent_opts ao = {&loop, http, &cfg, tools, ev};
         agent = ad_agent_new(&ao);
     }
@@ -558,19 +613,17 @@ int main(int argc, char **argv)
         goto out_loop;
     }
     if (!agent) {
-        fprintf(stderr, "agentd: out of memory\n");
+        fail(ev, EXIT_RUNTIME, "out of memory");
     } else if (repl) {
-        ad_repl_opts ro = {&loop, agent, &cfg, tools, ev, prompt, o.quiet, o.yes};
+        ad_repl_opts ro = {&loop, agent, &cfg, tools, ev, prompt, o.quiet, o.yes, out};
         exit_code = ad_repl_run(&ro);
         if (o.record) {
             ad_cassette_redact(cassette, cfg.api_key);
-            if (ad_cassette_save(cassette, o.record, err, sizeof err) != AD_OK) {
-                fprintf(stderr, "agentd: %s\n", err);
-                exit_code = EXIT_RUNTIME;
-            }
+            if (ad_cassette_save(cassette, o.record, err, sizeof err) != AD_OK)
+                exit_code = fail(ev, EXIT_RUNTIME, "%s", err);
         }
         if (ad_agent_busy(agent)) {
-            fflush(stdout);
+            fflush(out);
             fflush(stderr);
             _exit(exit_code);
         }
@@ -607,24 +660,19 @@ int main(int argc, char **argv)
          * both modes). A run that ended well but left recorded exchanges
          * unused took another path than the recording: that fails too. */
         if (o.replay && !ad_http_replay_error(http) && exit_code == EXIT_OK &&
-                   ad_cassette_used(cassette) < ad_cassette_count(cassette)) {
-            fprintf(stderr,
-                    "agentd: replay: the run made %zu request(s) but %s holds %zu interactions\n",
-                    ad_cassette_used(cassette), o.replay, ad_cassette_count(cassette));
-            exit_code = EXIT_RUNTIME;
-        }
+                   ad_cassette_used(cassette) < ad_cassette_count(cassette))
+            exit_code = fail(ev, EXIT_RUNTIME,
+                             "replay: the run made %zu request(s) but %s holds %zu interactions",
+                             ad_cassette_used(cassette), o.replay, ad_cassette_count(cassette));
         if (o.record) {
             ad_cassette_redact(cassette, cfg.api_key);
-            if (ad_cassette_save(cassette, o.record, err, sizeof err) != AD_OK) {
-                fprintf(stderr, "agentd: %s\n", err);
-                if (exit_code == EXIT_OK)
-                    exit_code = EXIT_RUNTIME;
-            }
+            if (ad_cassette_save(cassette, o.record, err, sizeof err) != AD_OK)
+                exit_code = fail(ev, exit_code == EXIT_OK ? EXIT_RUNTIME : exit_code, "%s", err);
         }
         if (ad_agent_busy(agent)) {
             /* A tool that timed out still runs on a worker thread and uses
              * its plugin: leave without unloading anything. */
-            fflush(stdout);
+            fflush(out);
             fflush(stderr);
             _exit(exit_code);
         }
@@ -638,7 +686,6 @@ out_loop:
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0)
         fprintf(stderr, "agentd: warning: event loop closed with open handles\n");
-    ad_events_free(ev);
 out_curl:
     curl_global_cleanup();
 out_tools:
@@ -646,9 +693,10 @@ out_tools:
     ad_cassette_free(cassette);
     free(stdin_prompt);
     ad_config_free(&cfg);
+    ad_events_free(ev);
     /* An answer that could not be written (a full disk, a closed pipe) is a
      * failed run, not a success. */
-    if ((fflush(stdout) != 0 || ferror(stdout)) && exit_code == EXIT_OK) {
+    if ((fflush(out) != 0 || ferror(out)) && exit_code == EXIT_OK) {
         fprintf(stderr, "agentd: error: cannot write the output: %s\n", strerror(errno));
         exit_code = EXIT_RUNTIME;
     }

@@ -1341,12 +1341,12 @@ int ad_repl_run(const ad_repl_opts *o)
     memset(r, 0, sizeof *r);
     r->o = o;
     r->agent = o->agent;
-    r->out = stdout;
+    r->out = o->out ? o->out : stdout;
     r->err = stderr;
     r->tty_in = isatty(STDIN_FILENO);
     r->tty_err = isatty(STDERR_FILENO);
     const char *nc = getenv("NO_COLOR");
-    r->color = r->tty_err && isatty(STDOUT_FILENO) && !(nc && nc[0]);
+    r->color = r->tty_err && isatty(fileno(r->out)) && !(nc && nc[0]);
     /* Multibyte line editing and the choice of glyphs follow the locale;
      * only LC_CTYPE, so number formatting stays "C". */
     setlocale(LC_CTYPE, "");
@@ -1365,6 +1365,7 @@ int ad_repl_run(const ad_repl_opts *o)
     ad_agent_set_approver(o->agent, approve, r, o->yes);
 
     rl_readline_name = "agentd";
+    rl_outstream = r->out; /* fd 1 may be stderr: plugins write there (main.c) */
     rl_getc_function = repl_getc;
     rl_attempted_completion_function = complete;
     rl_basic_word_break_characters = " \t\n\"'`@$><=;|&{(";

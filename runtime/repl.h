@@ -14,6 +14,7 @@
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <uv.h>
 
 #include "agent.h"
@@ -31,6 +32,7 @@ typedef struct ad_repl_opts {
     const char *first_prompt; /* -p with --repl: sent before the first read; may be NULL */
     bool quiet;               /* no tool lines */
     bool yes;                 /* run tools that need approval without asking */
+    FILE *out;                /* agentd's own stdout (NULL: stdout); plugins write to fd 1 */
 } ad_repl_opts;
 
 /* Runs the session on stdin/stdout/stderr until /exit, Ctrl-D, or a second

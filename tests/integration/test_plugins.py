@@ -1,0 +1,153 @@
+"""test_plugins.py -- what plugins write, and what agentd says when it fails.
+
+A plugin shares agentd's process (unless isolated), so it can write to
+stdout, log at any level and see the environment. These cases use
+tests/plugins/noisy.c against the mock provider and check that stdout
+carries only agentd's own output, that plugin log lines follow their level
+and -q, that nothing shows the API key, and that every failing --json run
+ends with an error event.
+"""
+import json
+import os
+
+from lib import (case, contains, eq, main, make_plugin_dir, mock, ok, run_agentd, script,
+                 toml_table, write_config, TEST_KEY_ENV)
+
+S = script
+KEY = "sk-test-dummy"  # the key lib.agentd_env() puts into AGENTD_TEST_KEY
+
+
+def setup(tmp, m, plugins=("noisy",), tools=None, agent=None, **kw):
+    pdir = make_plugin_dir(tmp, plugins)
+    raw = "".join(toml_table(["tools", n], v) for n, v in (tools or {}).items())
+    a = {"max_steps": 5}
+    a.update(agent or {})
+    return write_config(tmp, m.base_url, plugins_dir=os.path.basename(pdir), agent=a,
+                        raw_append=raw, **kw)
+
+
+def one_call(name, args="{}", answer="all done"):
+    return S.script(S.tool_call_stream([("call_1", name, args)]), S.text_stream(answer))
+
+
+def chat_requests(m):
+    return [q for q in m.requests if q["path"].endswith("/chat/completions")]
+
+
+def tool_messages(req):
+    return [x for x in req["json"]["messages"] if x["role"] == "tool"]
+
+
+def json_lines(stdout):
+    """Every line of stdout parsed as JSON (fails on a line that is not)."""
+    out = []
+    for line in stdout.splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            raise AssertionError("stdout line is not JSON: %r (stdout: %r)" % (line, stdout))
+    return out
+
+
+# ---- stdout belongs to agentd ------------------------------------------------
+
+@case
+def plugin_stdout_never_reaches_json_output(tmp):
+    with mock(one_call("noisy")) as m:
+        r = run_agentd(["--config", setup(tmp, m), "--json", "-p", "go"])
+    eq(r.rc, 0, "exit code (stderr: %s)" % r.stderr)
+    events = json_lines(r.stdout)
+    eq(events[-1]["type"], "finish", "last event")
+    eq([e["content"] for e in events if e["type"] == "tool_result"], ["done"], "tool result")
+    contains(r.stderr, "noisy: stdout from init\n", "init's printf on stderr")
+    contains(r.stderr, "noisy: stdout from invoke\n", "invoke's printf on stderr")
+
+
+@case
+def plugin_stdout_never_reaches_the_text_answer(tmp):
+    with mock(one_call("noisy", answer="the answer")) as m:
+        r = run_agentd(["--config", setup(tmp, m), "-p", "go"])
+    eq(r.rc, 0, "exit code (stderr: %s)" % r.stderr)
+    eq(r.stdout, "the answer\n", "stdout holds the answer only")
+    contains(r.stderr, "noisy: stdout from invoke\n", "invoke's printf on stderr")
+
+
+# ---- every failing --json run ends with an error event -------------------------
+
+def ends_with_error(r, want_rc, want_msg):
+    eq(r.rc, want_rc, "exit code (stderr: %s)" % r.stderr)
+    events = json_lines(r.stdout)
+    ok(events, "an event on stdout (stderr: %s)" % r.stderr)
+    eq(events[-1]["type"], "error", "last event")
+    contains(events[-1]["message"], want_msg, "error message")
+    contains(r.stderr, want_msg, "the same message on stderr")
+
+
+@case
+def json_failures_before_the_run_end_with_an_error_event(tmp):
+    with mock(S.script(S.text_stream("x"), S.text_stream("x"))) as m:
+        cfg = setup(tmp, m)
+        pdir = os.path.join(tmp, "plugins")
+        # Not a shared object.
+        with open(os.path.join(pdir, "zz_broken.so"), "w") as f:
+            f.write("not a shared object\n")
+        ends_with_error(run_agentd(["--config", cfg, "--json", "-p", "x"]), 2,
+                        "plugin zz_broken.so: cannot load")
+        os.unlink(os.path.join(pdir, "zz_broken.so"))
+        # Built for another ABI.
+        make_plugin_dir(tmp, ["bad_abi"])
+        ends_with_error(run_agentd(["--config", cfg, "--json", "-p", "x"]), 2,
+                        "plugin bad_abi.so: init failed")
+        os.unlink(os.path.join(pdir, "bad_abi.so"))
+        # The key variable is not set.
+        ends_with_error(run_agentd(["--config", cfg, "--json", "-p", "x"],
+                                   env={TEST_KEY_ENV: None}), 2,
+                        "the API key variable %s (provider.api_key_env) is not set" % TEST_KEY_ENV)
+        # An empty prompt on stdin; --json with a conversation.
+        ends_with_error(run_agentd(["--config", cfg, "--json"], input=""), 2,
+                        "the prompt read from standard input is empty")
+        ends_with_error(run_agentd(["--config", cfg, "--json", "--repl"]), 2,
+                        "--json needs a prompt")
+        # A cassette that does not exist.
+        ends_with_error(run_agentd(["--config", cfg, "--json", "--replay",
+                                    os.path.join(tmp, "none.yaml"), "-p", "x"]), 2, "none.yaml")
+        # Names the config uses that nothing loaded.
+        bad = write_config(tmp, m.base_url, plugins_dir="plugins", name="bad.toml",
+                           raw_append="[tools.nois]\nconfirm = true\n")
+        ends_with_error(run_agentd(["--config", bad, "--json", "-p", "x"]), 2,
+                        "[tools.nois] names no loaded tool (did you mean 'noisy'?")
+        eq(len(chat_requests(m)), 0, "no request was made")
+    # The config file: missing, or broken.
+    ends_with_error(run_agentd(["--config", os.path.join(tmp, "missing.toml"), "--json", "-p",
+                                "x"]), 2, "missing.toml: cannot open")
+    with open(os.path.join(tmp, "syntax.toml"), "w") as f:
+        f.write("[provider\n")
+    ends_with_error(run_agentd(["--config", os.path.join(tmp, "syntax.toml"), "--json", "-p",
+                                "x"]), 2, "syntax.toml:1:10: ")
+    # Usage errors, wherever --json stands.
+    ends_with_error(run_agentd(["--json", "--frobnicate"]), 2, "unknown option '--frobnicate'")
+    ends_with_error(run_agentd(["--max-steps", "zero", "--json"]), 2, "--max-steps wants")
+    ends_with_error(run_agentd(["--json", "-p", ""]), 2, "the prompt given with -p is empty")
+
+
+@case
+def json_replay_that_leaves_exchanges_unused_ends_with_an_error_event(tmp):
+    with mock(S.script(S.text_stream("one"))) as m:
+        cfg = setup(tmp, m)
+        cas = os.path.join(tmp, "c.yaml")
+        r = run_agentd(["--config", cfg, "--json", "--record", cas, "-p", "x"])
+        eq(r.rc, 0, "recording (stderr: %s)" % r.stderr)
+    # The one exchange twice: the replayed run uses only the first.
+    with open(cas) as f:
+        text = f.read()
+    eq(text.count("\n- id: "), 1, "interactions recorded")
+    first, end = text.index("\n- id: 0"), text.rindex("\n...")
+    with open(cas, "w") as f:
+        f.write(text[:end] + text[first:end].replace("- id: 0", "- id: 1", 1) + text[end:])
+    ends_with_error(run_agentd(["--config", cfg, "--json", "--replay", cas, "-p", "x"],
+                               env={TEST_KEY_ENV: None}), 1,
+                    "replay: the run made 1 request(s) but %s holds 2 interactions" % cas)
+
+
+if __name__ == "__main__":
+    main()
