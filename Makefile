@@ -55,11 +55,12 @@ LIB     := $(OBJDIR)/libagentd.a
 
 PLUGINS      := $(patsubst %.c,$(D)%.so,$(wildcard plugins/*.c))
 TEST_PLUGINS := $(patsubst %.c,$(D)%.so,$(wildcard tests/plugins/*.c))
+TEST_PRELOAD := $(patsubst %.c,$(D)%.so,$(wildcard tests/preload/*.c))
 UNIT_SRC     := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS    := $(UNIT_SRC:tests/unit/%.c=$(D)build/unit/%)
 TEST_PROGS   := $(patsubst tests/%.c,$(D)tests/%,$(wildcard tests/toml-decoder.c))
 
-all: $(D)agentd $(PLUGINS) $(TEST_PLUGINS) $(UNIT_BINS) $(TEST_PROGS)
+all: $(D)agentd $(PLUGINS) $(TEST_PLUGINS) $(TEST_PRELOAD) $(UNIT_BINS) $(TEST_PROGS)
 
 $(OBJDIR)/%.o: %.c
 	@mkdir -p $(@D)
@@ -81,6 +82,11 @@ $(D)plugins/%.so: plugins/%.c include/agentd/plugin.h
 $(D)tests/plugins/%.so: tests/plugins/%.c include/agentd/plugin.h
 	@mkdir -p $(@D)
 	$(CC) $(PLUGIN_CFLAGS) $(CFLAGS) -o $@ $<
+
+# LD_PRELOAD helpers of the integration tests (they wrap libc functions).
+$(D)tests/preload/%.so: tests/preload/%.c
+	@mkdir -p $(@D)
+	$(CC) $(PLUGIN_CFLAGS) $(CFLAGS) -o $@ $< -ldl
 
 $(D)build/unit/%: $(OBJDIR)/tests/unit/%.o $(LIB)
 	@mkdir -p $(@D)
@@ -146,7 +152,7 @@ format:
 	clang-format -i runtime/*.c runtime/*.h include/agentd/*.h plugins/*.c tests/unit/*.c
 
 clean:
-	rm -rf build agentd plugins/*.so tests/plugins/*.so $(TEST_PROGS)
+	rm -rf build agentd plugins/*.so tests/plugins/*.so tests/preload/*.so $(TEST_PROGS)
 
 # libFuzzer targets: make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS=fuzz_toml]
 include mk/fuzz.mk

@@ -4,15 +4,23 @@
  * Two phases alternate, never overlapping:
  *
  *   read   libedit's readline() blocks on the terminal; the loop does not
- *          run. SIGINT has our own handler (installed without SA_RESTART),
- *          so Ctrl-C interrupts the read, readline() returns NULL and the
- *          recorded press tells it apart from Ctrl-D.
- *   turn   one ad_agent_run; uv_run until its done callback. A uv_signal_t
- *          owns SIGINT and cancels the run. Output arrives through the
+ *          run. Ctrl-C wakes the read through the signal pipe (below),
+ *          readline() returns NULL and the recorded press tells it apart
+ *          from Ctrl-D.
+ *   turn   one ad_agent_run; uv_run until its done callback. A uv_poll_t
+ *          watches the signal pipe and cancels the run. Output arrives through the
  *          events observer: text goes out as events.c writes it, tool calls
  *          become one compact line each, a spinner (a uv_timer, stderr, a
  *          terminal only) fills the wait for the model and is wiped before
  *          anything else is written.
+ *
+ * SIGINT has one handler of ours from the start of the session to its end:
+ * it records the press and writes a byte to the signal pipe, and which
+ * phase reads the pipe decides what the press means. The disposition is
+ * never switched between phases, so no Ctrl-C can meet the default action
+ * (which would kill the session) at a phase change. libedit installs its
+ * own handler while readline() runs and puts ours back before passing the
+ * signal on.
  *
  * stdin is only ever read with blocking read(2) calls (libedit and the
  * approval prompt), so it is never left non-blocking; libedit restores the
@@ -70,7 +78,7 @@ typedef struct repl {
     /* the turn */
     bool running;
     int status;
-    uv_signal_t sigint;
+    uv_poll_t sigwatch; /* the signal pipe, during a turn */
     uv_timer_t spin;
     uv_timer_t cancel_timer;
     bool at_bol; /* the terminal's cursor is at the start of a line */
@@ -546,26 +554,18 @@ static void on_done(void *ud, int status)
     repl *r = ud;
     r->status = status;
     r->running = false;
-    uv_stop(r->sigint.loop);
-}
-
-static void on_sigint(uv_signal_t *s, int signum)
-{
-    (void)signum;
-    repl *r = s->data;
-    if (!r->running)
-        return;
-    r->cancel_requested = true;
-    ad_agent_cancel(r->agent);
+    uv_stop(r->o->loop);
 }
 
 static volatile sig_atomic_t g_sigint;
 static bool g_typed; /* a key other than Enter was read since the prompt */
-/* Wakes the line reader: a press that lands just before read(2) starts must
- * not be lost. Both ends non-blocking; stdin never is. */
+/* Written by the SIGINT handler: wakes the line reader (a press that lands
+ * just before read(2) starts must not be lost) and, during a turn, the
+ * loop. Both ends non-blocking; stdin never is. */
 static int g_sigpipe[2] = {-1, -1};
+static struct sigaction g_old_sigint; /* the disposition the session found */
 
-static void on_prompt_sigint(int signum)
+static void on_sigint(int signum)
 {
     (void)signum;
     int saved = errno;
@@ -584,14 +584,30 @@ static void sigpipe_drain(void)
     }
 }
 
-/* SIGINT at the prompt: interrupts the read (no SA_RESTART). */
-static void prompt_signals(void)
+/* Ctrl-C during a turn: cancels it. */
+static void on_sigpipe(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    repl *r = h->data;
+    sigpipe_drain();
+    if (!r->running)
+        return;
+    r->cancel_requested = true;
+    ad_agent_cancel(r->agent);
+}
+
+/* Installed once for the whole session. SA_RESTART: the pipe, not EINTR,
+ * wakes the readers, and tool plugins running on worker threads when the
+ * signal lands there are not disturbed. */
+static void session_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_prompt_sigint;
+    sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGINT, &sa, &g_old_sigint);
 }
 
 static void run_turn(repl *r, const char *prompt)
@@ -601,7 +617,7 @@ static void run_turn(repl *r, const char *prompt)
     r->status = AD_RUN_FAILED;
     r->at_bol = true;
     calls_clear(r);
-    uv_signal_start(&r->sigint, on_sigint, SIGINT);
+    uv_poll_start(&r->sigwatch, UV_READABLE, on_sigpipe);
     spin_start(r, "thinking");
     if (ad_agent_run(r->agent, prompt, on_done, r) != AD_OK) {
         r->running = false;
@@ -615,7 +631,7 @@ static void run_turn(repl *r, const char *prompt)
             r->running = false;
         }
     }
-    uv_signal_stop(&r->sigint);
+    uv_poll_stop(&r->sigwatch);
     uv_timer_stop(&r->cancel_timer);
     spin_stop(r);
     calls_clear(r);
@@ -628,7 +644,6 @@ static void run_turn(repl *r, const char *prompt)
         note(r, "cancelled; the conversation keeps what was said so far");
     }
     fflush(r->out);
-    prompt_signals();
 }
 
 /* ---- conversation checks, save and load ---------------------------------- */
@@ -1336,6 +1351,11 @@ int ad_repl_run(const ad_repl_opts *o)
         fprintf(stderr, "agentd: %s\n", lerr);
         return 1;
     }
+    /* The signal pipe is how Ctrl-C reaches a turn: no session without it. */
+    if (g_sigpipe[0] < 0 && pipe2(g_sigpipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        fprintf(stderr, "agentd: cannot start the conversation: pipe: %s\n", strerror(errno));
+        return 1;
+    }
     repl rs;
     repl *r = &rs;
     memset(r, 0, sizeof *r);
@@ -1354,8 +1374,8 @@ int ad_repl_run(const ad_repl_opts *o)
     r->model = ad_strdup(o->cfg->model ? o->cfg->model : "");
     r->at_bol = true;
 
-    uv_signal_init(o->loop, &r->sigint);
-    r->sigint.data = r;
+    uv_poll_init(o->loop, &r->sigwatch, g_sigpipe[0]);
+    r->sigwatch.data = r;
     uv_timer_init(o->loop, &r->spin);
     r->spin.data = r;
     uv_timer_init(o->loop, &r->cancel_timer);
@@ -1370,10 +1390,8 @@ int ad_repl_run(const ad_repl_opts *o)
     rl_attempted_completion_function = complete;
     rl_basic_word_break_characters = " \t\n\"'`@$><=;|&{(";
     rl_initialize();
-    if (g_sigpipe[0] < 0 && pipe2(g_sigpipe, O_CLOEXEC | O_NONBLOCK) != 0)
-        g_sigpipe[0] = g_sigpipe[1] = -1;
     history_open(r);
-    prompt_signals();
+    session_signals();
 
     if (r->tty_in) {
         size_t nt = o->tools ? ad_tools_count(o->tools) : 0;
@@ -1427,8 +1445,11 @@ int ad_repl_run(const ad_repl_opts *o)
     }
     fflush(r->out);
 
-    /* Back to the defaults; the caller frees the agent and the loop. */
-    signal(SIGINT, SIG_DFL);
+    /* Back to what the session found; the caller frees the agent and the
+     * loop. The pipe closes after its watcher is gone. */
+    sigaction(SIGINT, &g_old_sigint, NULL);
+    uv_close((uv_handle_t *)&r->sigwatch, on_handle_closed);
+    uv_run(o->loop, UV_RUN_NOWAIT);
     for (int i = 0; i < 2; i++) {
         if (g_sigpipe[i] >= 0)
             close(g_sigpipe[i]);
@@ -1436,7 +1457,6 @@ int ad_repl_run(const ad_repl_opts *o)
     }
     ad_events_set_observer(o->events, NULL, NULL);
     ad_agent_set_approver(o->agent, NULL, NULL, false);
-    uv_close((uv_handle_t *)&r->sigint, on_handle_closed);
     uv_close((uv_handle_t *)&r->spin, on_handle_closed);
     uv_close((uv_handle_t *)&r->cancel_timer, on_handle_closed);
     uv_run(o->loop, UV_RUN_NOWAIT);

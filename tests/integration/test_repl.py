@@ -11,6 +11,7 @@ import json
 import os
 import re
 import select
+import signal
 import stat
 import struct
 import subprocess
@@ -18,7 +19,7 @@ import termios
 import time
 
 from lib import (case, contains, eq, main, make_plugin_dir, mock, ok, run_agentd, script,
-                 write_config, agentd_cmd, agentd_env, TIMEOUT_SCALE)
+                 write_config, agentd_cmd, agentd_env, AGENTD_DIR, TIMEOUT_SCALE)
 from server import encode_event  # noqa: E402  (tests/mock, on the path lib set)
 
 S = script
@@ -31,7 +32,7 @@ CTRL_C, CTRL_D = b"\x03", b"\x04"
 class Term:
     """agentd on a pseudo-terminal."""
 
-    def __init__(self, args, env=None, cwd=None, cols=120, rows=40):
+    def __init__(self, args, env=None, cwd=None, cols=120, rows=40, preexec=None):
         self.master, self.slave = os.openpty()
         fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         e = {"TERM": "xterm", "LANG": "C.UTF-8", "LC_ALL": None, "NO_COLOR": None}
@@ -39,6 +40,8 @@ class Term:
 
         def become_tty_owner():
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            if preexec:
+                preexec()
 
         self.p = subprocess.Popen(agentd_cmd(args), env=agentd_env(e), cwd=cwd,
                                   stdin=self.slave, stdout=self.slave, stderr=self.slave,
@@ -136,10 +139,10 @@ def setup(tmp, m, plugins=("add", "multiply"), agent=None, raw_append=""):
                         raw_append=raw_append)
 
 
-def start(tmp, cfg, extra=(), env=None):
+def start(tmp, cfg, extra=(), env=None, **kw):
     e = {"XDG_STATE_HOME": os.path.join(tmp, "state")}
     e.update(env or {})
-    t = Term(["--config", cfg] + list(extra), env=e, cwd=tmp)
+    t = Term(["--config", cfg] + list(extra), env=e, cwd=tmp, **kw)
     t.prompt()
     return t
 
@@ -264,6 +267,44 @@ def ctrl_c_during_tool_abandons_it_with_one_result_per_call(tmp):
     # may not have, and then it is cancelled like nap. Either way: one
     # result per call, in call order.
     ok(results[1] in ("5", "cancelled by user"), "add's result: %r" % results[1])
+
+
+SIGINT_PROBE = os.path.join(AGENTD_DIR, "tests", "preload", "sigint_probe.so")
+
+
+@case
+def sigint_never_meets_the_default_action_between_turns(tmp):
+    # tests/preload/sigint_probe.so raises SIGINT right after anything sets
+    # SIGINT back to its default action, i.e. a Ctrl-C pressed at that very
+    # moment. agentd starts with SIGINT ignored, so only agentd itself could
+    # set the default. The REPL must survive turns and prompts (the switch
+    # between them once left the default in force for a moment) and give
+    # back the disposition it found when it leaves.
+    env = {"LD_PRELOAD": SIGINT_PROBE,
+           "ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                  "verify_asan_link_order=0"]))}
+    sc = S.script(S.text_stream("One."), *tool_turn(), S.text_stream("Three."))
+    with mock(sc) as m:
+        t = start(tmp, setup(tmp, m), env=env,
+                  preexec=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        try:
+            t.line("first")
+            t.expect(b"One.")
+            t.prompt()
+            t.line("second")
+            t.expect(b"2 + 3 = 5")
+            t.prompt()
+            t.line("third")
+            t.expect(b"Three.")
+            t.prompt()
+            t.send(CTRL_C)  # a Ctrl-C at the prompt still works as before
+            t.expect(b"press Ctrl-C again to leave")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+        eq(len(chats(m)), 4, "requests")
 
 
 @case
