@@ -827,12 +827,26 @@ static void dispatch(ad_agent *a)
                 slot_final(s);
                 continue;
             }
+            if (d == AD_APPROVE_CANCEL) {
+                set_result(&s->result, true,
+                           "the user cancelled the turn when asked to approve tool '%s'; it was "
+                           "not run",
+                           s->name);
+                slot_final(s);
+                a->cancelled = true;
+                break;
+            }
         }
         /* A worker process shares no memory with the others: no need to
          * serialise calls of a tool that is not thread-safe. */
         s->serial = !ad_tool_threadsafe(s->tool) && s->isolation != AD_ISOLATION_PROCESS;
         if (s->timeout_s > 0 && (min_timeout == 0 || s->timeout_s < min_timeout))
             min_timeout = s->timeout_s;
+    }
+    if (a->cancelled) {
+        /* Nothing was queued: every other call gets "not run". */
+        finish_tools(a);
+        return;
     }
     for (size_t i = 0; i < b->n; i++) {
         call_slot *s = &b->slots[i];
@@ -858,8 +872,13 @@ static void finish_tools(ad_agent *a)
         call_slot *s = &b->slots[i];
         if (!s->final) {
             /* Only on cancellation: the history stays valid, every call
-             * gets its one result. */
-            set_result(&s->result, true, "cancelled by user");
+             * gets its one result. A call still waiting for a worker
+             * thread never starts; a running one is abandoned. */
+            if (s->queued && uv_cancel((uv_req_t *)&s->work) != 0)
+                set_result(&s->result, true,
+                           "cancelled by user while it was running (its result will be ignored)");
+            else
+                set_result(&s->result, true, "cancelled by user before it started; it was not run");
             slot_final(s);
         }
         json_object *m = json_object_new_object();
@@ -1379,14 +1398,7 @@ void ad_agent_cancel(ad_agent *a)
         return;
     }
     if (a->batch) {
-        /* Running tools are abandoned: their results are dropped when they
-         * return; calls still waiting for a worker thread never start; every
-         * call gets "cancelled by user" now. */
-        for (size_t i = 0; i < a->batch->n; i++) {
-            call_slot *s = &a->batch->slots[i];
-            if (s->queued && !s->final)
-                uv_cancel((uv_req_t *)&s->work);
-        }
+        /* Every call without a result gets one now (finish_tools). */
         finish_tools(a);
         return;
     }

@@ -48,7 +48,8 @@ enum {
     AD_APPROVE_UNASKED = -1, /* nobody to ask: the call is denied */
     AD_APPROVE_NO = 0,
     AD_APPROVE_YES = 1,
-    AD_APPROVE_ALWAYS = 2 /* yes; the approver remembers it */
+    AD_APPROVE_ALWAYS = 2, /* yes; the approver remembers it */
+    AD_APPROVE_CANCEL = 3  /* no, and cancel the run: no call of the step starts */
 };
 /* Asked on the loop thread before such a call runs; args borrowed. */
 typedef int (*ad_agent_approve_fn)(void *ud, const char *tool, const char *args, size_t args_len);

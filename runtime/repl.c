@@ -29,8 +29,8 @@
  *
  * Tool approval runs inside the agent's dispatch on the loop thread: it reads
  * one key with the terminal in non-canonical mode and ISIG off, so Ctrl-C
- * arrives as a byte; it then denies the call and cancels the turn from a
- * zero timer (not from inside dispatch).
+ * arrives as a byte; the answer AD_APPROVE_CANCEL then has the agent cancel
+ * the run before any call of the step starts.
  *
  * /reset, /system and /load build a new conversation and hand it to
  * ad_agent_load_messages between turns.
@@ -80,7 +80,6 @@ typedef struct repl {
     int status;
     uv_poll_t sigwatch; /* the signal pipe, during a turn */
     uv_timer_t spin;
-    uv_timer_t cancel_timer;
     bool at_bol; /* the terminal's cursor is at the start of a line */
     bool spin_on, spin_shown;
     unsigned spin_frame;
@@ -437,12 +436,6 @@ static bool on_event(void *ud, const ad_event *ev)
 
 /* ---- approval ----------------------------------------------------------- */
 
-static void on_cancel_timer(uv_timer_t *t)
-{
-    repl *r = t->data;
-    ad_agent_cancel(r->agent);
-}
-
 static bool always_has(const repl *r, const char *tool)
 {
     for (size_t i = 0; i < r->nalways; i++)
@@ -500,7 +493,7 @@ static int approve(void *ud, const char *tool, const char *args, size_t len)
 {
     repl *r = ud;
     if (r->cancel_requested)
-        return AD_APPROVE_NO;
+        return AD_APPROVE_CANCEL;
     if (always_has(r, tool))
         return AD_APPROVE_YES;
     ensure_bol(r);
@@ -538,10 +531,8 @@ static int approve(void *ud, const char *tool, const char *args, size_t len)
         always_add(r, tool);
         return AD_APPROVE_ALWAYS;
     case 'c':
-        /* Not from inside the agent's dispatch: from the loop, right after. */
         r->cancel_requested = true;
-        uv_timer_start(&r->cancel_timer, on_cancel_timer, 0, 0);
-        return AD_APPROVE_NO;
+        return AD_APPROVE_CANCEL;
     default:
         return AD_APPROVE_NO;
     }
@@ -632,7 +623,6 @@ static void run_turn(repl *r, const char *prompt)
         }
     }
     uv_poll_stop(&r->sigwatch);
-    uv_timer_stop(&r->cancel_timer);
     spin_stop(r);
     calls_clear(r);
     if (r->status == AD_RUN_OK)
@@ -1378,8 +1368,6 @@ int ad_repl_run(const ad_repl_opts *o)
     r->sigwatch.data = r;
     uv_timer_init(o->loop, &r->spin);
     r->spin.data = r;
-    uv_timer_init(o->loop, &r->cancel_timer);
-    r->cancel_timer.data = r;
 
     ad_events_set_observer(o->events, on_event, r);
     ad_agent_set_approver(o->agent, approve, r, o->yes);
@@ -1458,7 +1446,6 @@ int ad_repl_run(const ad_repl_opts *o)
     ad_events_set_observer(o->events, NULL, NULL);
     ad_agent_set_approver(o->agent, NULL, NULL, false);
     uv_close((uv_handle_t *)&r->spin, on_handle_closed);
-    uv_close((uv_handle_t *)&r->cancel_timer, on_handle_closed);
     uv_run(o->loop, UV_RUN_NOWAIT);
     calls_clear(r);
     free(r->calls);

@@ -261,12 +261,14 @@ def ctrl_c_during_tool_abandons_it_with_one_result_per_call(tmp):
     eq([x["role"] for x in msgs], ["system", "user", "assistant", "tool", "tool", "user"], "roles")
     check_consistent(msgs)
     results = [x["content"] for x in msgs if x["role"] == "tool"]
-    eq(results[0], "cancelled by user", "the running nap is abandoned")
+    eq(results[0], "cancelled by user while it was running (its result will be ignored)",
+       "the running nap is abandoned")
     # add runs beside nap on the worker pool: it normally has finished when
     # Ctrl-C arrives and keeps its result; on a slow machine (valgrind) it
-    # may not have, and then it is cancelled like nap. Either way: one
-    # result per call, in call order.
-    ok(results[1] in ("5", "cancelled by user"), "add's result: %r" % results[1])
+    # may not have, and then it is cancelled like nap (running or not yet
+    # started). Either way: one result per call, in call order.
+    ok(results[1] == "5" or results[1].startswith("cancelled by user"),
+       "add's result: %r" % results[1])
 
 
 SIGINT_PROBE = os.path.join(AGENTD_DIR, "tests", "preload", "sigint_probe.so")
@@ -410,6 +412,40 @@ def approval_ctrl_c_cancels_the_turn(tmp):
         finally:
             t.close()
         eq(len(chats(m)), 1, "no request after the cancelled approval")
+
+
+@case
+def approval_ctrl_c_starts_no_other_call_of_the_step(tmp):
+    # [add (asks first), gate]: Ctrl-C at add's question cancels the turn
+    # before anything runs; gate (which would leave P.started) never starts,
+    # and the model hears that neither call ran.
+    gate = os.path.join(tmp, "gate")
+    calls = [("call_a", "add", ADD), ("call_g", "gate", json.dumps({"path": gate}))]
+    sc = S.script(S.tool_call_stream(calls), S.text_stream("Fresh start."))
+    with mock(sc) as m:
+        cfg = setup(tmp, m, plugins=("add", "gate"), raw_append="[tools.add]\nconfirm = true\n")
+        t = start(tmp, cfg)
+        try:
+            t.line("one")
+            t.expect(b"[a]lways ")
+            t.send(CTRL_C)
+            t.expect(b"cancelled;")
+            t.prompt()
+            t.line("again")
+            t.expect(b"Fresh start.")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+        reqs = chats(m)
+    ok(not os.path.exists(gate + ".started"), "gate did not start")
+    eq(len(reqs), 2, "requests")
+    msgs = reqs[1]["messages"]
+    check_consistent(msgs)
+    results = [x["content"] for x in msgs if x["role"] == "tool"]
+    contains(results[0], "not run", "add's result")
+    eq(results[1], "cancelled by user before it started; it was not run", "gate's result")
 
 
 @case
