@@ -19,11 +19,13 @@ import json
 import math
 import os
 import re
+import select
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -220,6 +222,34 @@ def spawn_agentd(args, env=None, cwd=None):
     return subprocess.Popen(agentd_cmd(args), env=agentd_env(env), cwd=cwd,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
+
+
+class Events:
+    """Reads JSON Lines from a running agentd without ever blocking forever."""
+
+    def __init__(self, p):
+        self.p, self.buf, self.events = p, b"", []
+
+    def wait(self, pred, timeout=20):
+        deadline = time.monotonic() + timeout
+        fd = self.p.stdout.fileno()
+        while True:
+            for e in self.events:
+                if pred(e):
+                    return e
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no such event within %ss; got %r" % (timeout, self.events))
+            r, _, _ = select.select([fd], [], [], left)
+            if not r:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise AssertionError("agentd ended (rc %r) before the event; got %r; stderr %r"
+                                     % (self.p.wait(), self.events, self.p.stderr.read()))
+            self.buf += chunk
+            *lines, self.buf = self.buf.split(b"\n")
+            self.events += [json.loads(x) for x in lines if x.strip()]
 
 
 # ---- a tiny test framework -------------------------------------------------

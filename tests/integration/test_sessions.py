@@ -7,14 +7,13 @@ kill -9 at any point the history is one a provider accepts.
 """
 import json
 import os
-import select
 import signal
 import stat
 import time
 
 import lib
 from lib import (case, contains, eq, main, make_plugin_dir, mock, ok, run_agentd, script,
-                 spawn_agentd, write_config, TEST_KEY_ENV)
+                 spawn_agentd, write_config, Events, TEST_KEY_ENV)
 
 _ncases = len(lib._cases)
 import test_repl as repl  # noqa: E402  (its pty driver; its cases run in test_repl.py)
@@ -75,34 +74,6 @@ def valid_history(msgs):
 
 def roles(msgs):
     return [m["role"] for m in msgs]
-
-
-class Events:
-    """Reads JSON Lines from a running agentd without ever blocking forever."""
-
-    def __init__(self, p):
-        self.p, self.buf, self.events = p, b"", []
-
-    def wait(self, pred, timeout=20):
-        deadline = time.monotonic() + timeout
-        fd = self.p.stdout.fileno()
-        while True:
-            for e in self.events:
-                if pred(e):
-                    return e
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no such event within %ss; got %r" % (timeout, self.events))
-            r, _, _ = select.select([fd], [], [], left)
-            if not r:
-                continue
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                raise AssertionError("agentd ended (rc %r) before the event; got %r; stderr %r"
-                                     % (self.p.wait(), self.events, self.p.stderr.read()))
-            self.buf += chunk
-            *lines, self.buf = self.buf.split(b"\n")
-            self.events += [json.loads(x) for x in lines if x.strip()]
 
 
 def kill9(p):
