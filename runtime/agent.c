@@ -44,6 +44,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,8 +60,11 @@
 
 typedef struct batch batch;
 
-/* One tool call of a step. The worker thread writes only `wres`, t0 and t1;
- * everything else belongs to the loop thread. */
+/* Why a call that may still run on a worker thread was given up. */
+enum { GAVE_UP_NONE = 0, GAVE_UP_TIMEOUT = 1, GAVE_UP_CANCEL = 2 };
+
+/* One tool call of a step. The worker thread writes only `wres`, started
+ * and t1; everything else belongs to the loop thread. */
 typedef struct call_slot {
     batch *b;
     uv_work_t work;
@@ -74,10 +78,13 @@ typedef struct call_slot {
     bool serial;         /* not thread-safe: runs in the one serial chain */
     bool queued;         /* handed to a worker that has not returned yet */
     bool final;          /* `result` is decided */
-    uint64_t deadline;   /* uv_now() ms; 0 = none */
+    uint64_t limit_ns;   /* running time allowed; 0 = none */
     ad_tool_result wres; /* written by the worker */
     ad_tool_result result;
-    uint64_t t0, t1;
+    _Atomic uint64_t started; /* uv_hrtime() when the worker began it; 0: not yet */
+    uint64_t t1;              /* when the worker was done (read after it returned) */
+    int gave_up;              /* GAVE_UP_*: it holds its thread until it returns */
+    uint64_t gave_up_at;      /* uv_hrtime() then */
 } call_slot;
 
 /* The calls of one step. A batch outlives its step when calls time out or
@@ -137,10 +144,9 @@ struct ad_agent {
     bool has_err;
 
     /* tool dispatch */
-    batch *batch;        /* the step's calls, while it waits for them */
-    batch *batches;      /* every live batch (attached or not) */
-    bool serial_busy;    /* a non-thread-safe call is running */
-    batch *serial_batch; /* the batch of that call (alive while it runs) */
+    batch *batch;           /* the step's calls, while it waits for them */
+    batch *batches;         /* every live batch (attached or not) */
+    call_slot *serial_slot; /* the non-thread-safe call running, or NULL */
     ad_agent_approve_fn approve;
     void *approve_ud;
     bool yes;            /* approve every call that needs confirmation */
@@ -652,10 +658,104 @@ static void slot_final(call_slot *s)
     s->b->open--;
 }
 
+/*
+ * Worker threads. Every call runs on libuv's pool (isolated ones too: the
+ * thread waits for the worker process). A call given up while it runs
+ * (timed out, or the run was cancelled) keeps its thread until the plugin
+ * returns, which may be never. held[] counts those threads for the whole
+ * process (the pool is the process's); loop thread only. When they are all
+ * held, a call could wait for a thread for ever: it is answered at once as
+ * not started instead, and its timeout never began, as a timeout counts
+ * only the call's own running time.
+ */
+static size_t held[3];
+
+static size_t held_total(void)
+{
+    return held[GAVE_UP_TIMEOUT] + held[GAVE_UP_CANCEL];
+}
+
+/* The pool's size as libuv reads it at its start: UV_THREADPOOL_SIZE, else
+ * 4; 0 means 1, and at most 1024 (libuv's bounds). main() sets a larger
+ * default before the loop starts. */
+static size_t pool_size(void)
+{
+    const char *v = getenv("UV_THREADPOOL_SIZE");
+    if (!v)
+        return 4;
+    unsigned n = (unsigned)atoi(v);
+    return n == 0 ? 1 : n > 1024 ? 1024 : n;
+}
+
+/* The result of a call that cannot get a worker thread. */
+static void set_not_started(call_slot *s)
+{
+    size_t n = pool_size();
+    bool t = held[GAVE_UP_TIMEOUT] > 0, c = held[GAVE_UP_CANCEL] > 0;
+    if (n == 1)
+        set_result(&s->result, true,
+                   "tool '%s' was not started: the only worker thread is still held by an "
+                   "earlier call that %s",
+                   s->name, c && !t ? "was cancelled" : "timed out");
+    else
+        set_result(&s->result, true,
+                   "tool '%s' was not started: all %zu worker threads are still held by earlier "
+                   "calls that %s",
+                   s->name, n, t && c ? "timed out or were cancelled" : c ? "were cancelled"
+                                                                          : "timed out");
+    slot_final(s);
+}
+
+/* Takes the queued call of s off the pool's queue; false when a thread
+ * has picked it up already. */
+static bool unqueue(call_slot *s)
+{
+    if (uv_cancel((uv_req_t *)&s->work) != 0)
+        return false;
+    /* after_work_cb follows with UV_ECANCELED; the chain is free now. */
+    ad_agent *a = s->b->agent;
+    if (a && a->serial_slot == s)
+        a->serial_slot = NULL;
+    return true;
+}
+
+/* Gives up the call of s, which has no result yet. Returns true when it
+ * runs (it keeps its thread until it returns), false when it never will
+ * (not queued, or taken off the queue before a thread picked it up). */
+static bool give_up(call_slot *s, int why)
+{
+    if (!s->queued || unqueue(s))
+        return false;
+    s->gave_up = why;
+    s->gave_up_at = uv_hrtime();
+    held[why]++;
+    return true;
+}
+
+/* Calls of b still waiting for a thread that none will give them. */
+static void refuse_unstartable(batch *b)
+{
+    if (held_total() < pool_size())
+        return;
+    for (size_t i = 0; i < b->n; i++) {
+        call_slot *s = &b->slots[i];
+        if (!s->final && s->queued && atomic_load(&s->started) == 0 && unqueue(s))
+            set_not_started(s);
+    }
+}
+
+/* How long the call of s ran: until it returned, or until it was given up. */
+static double run_seconds(call_slot *s)
+{
+    uint64_t t0 = atomic_load(&s->started);
+    uint64_t end = s->gave_up ? s->gave_up_at : s->queued ? 0 : s->t1;
+    return t0 && end > t0 ? (double)(end - t0) / 1e9 : 0;
+}
+
 static void work_cb(uv_work_t *w)
 {
     call_slot *s = w->data;
-    s->t0 = uv_hrtime();
+    atomic_store(&s->started, uv_hrtime());
     int rc;
     if (s->isolation == AD_ISOLATION_PROCESS) {
         ad_isolate_opts o = {s->timeout_s, s->b->key_env};
@@ -675,8 +775,11 @@ static void after_work_cb(uv_work_t *w, int status)
     ad_agent *a = b->agent;
     s->queued = false;
     b->running--;
-    if (s->serial && a)
-        a->serial_busy = false;
+    if (s->gave_up)
+        held[s->gave_up]--;
+    bool freed_serial = a && a->serial_slot == s;
+    if (freed_serial)
+        a->serial_slot = NULL;
     if (!s->final) {
         if (status == UV_ECANCELED) {
             set_result(&s->result, true, "cancelled");
@@ -691,7 +794,7 @@ static void after_work_cb(uv_work_t *w, int status)
         batch_release(b);
         /* A late call of an abandoned batch freed the serial chain: the
          * current step may have calls waiting for it. */
-        if (a && s->serial && a->batch) {
+        if (freed_serial && a->batch) {
             start_serial(a);
             if (a->batch->open == 0)
                 finish_tools(a);
@@ -706,15 +809,18 @@ static void after_work_cb(uv_work_t *w, int status)
 
 static void queue_slot(ad_agent *a, call_slot *s)
 {
+    if (held_total() >= pool_size()) {
+        set_not_started(s);
+        return;
+    }
     s->work.data = s;
-    uv_update_time(a->loop);
-    /* An isolated call enforces its own timeout and kills its worker; this
-     * deadline is only a backstop, late enough not to race it. */
+    /* The timeout counts from the moment a thread starts the call. An
+     * isolated call enforces its own and kills its worker; this limit is
+     * only a backstop, late enough not to race it. */
     double limit = s->timeout_s;
     if (limit > 0 && s->isolation == AD_ISOLATION_PROCESS)
         limit += 2;
-    if (limit > 0)
-        s->deadline = uv_now(a->loop) + (uint64_t)(limit * 1000);
+    s->limit_ns = limit > 0 ? (uint64_t)(limit * 1e9) : 0;
     if (uv_queue_work(a->loop, &s->work, work_cb, after_work_cb) != 0) {
         set_result(&s->result, true, "agentd: cannot start a worker for tool '%s'", s->name);
         slot_final(s);
@@ -723,22 +829,22 @@ static void queue_slot(ad_agent *a, call_slot *s)
     s->queued = true;
     s->b->running++;
     if (s->serial)
-        a->serial_busy = true;
+        a->serial_slot = s;
 }
 
-/* The serial chain is held by a call that timed out and still runs (its
- * plugin is not thread-safe, so nothing of its kind may run beside it, and
- * waiting could be forever): the calls of b still waiting for the chain get
- * an error result instead. */
-static void refuse_waiting_serial(batch *b)
+/* The serial chain is held by a call that was given up (why) and still
+ * runs (its plugin is not thread-safe, so nothing of its kind may run
+ * beside it, and waiting could be forever): the calls of b still waiting
+ * for the chain get an error result instead. */
+static void refuse_waiting_serial(batch *b, int why)
 {
     for (size_t i = 0; i < b->n; i++) {
         call_slot *s = &b->slots[i];
         if (s->serial && !s->final && !s->queued) {
             set_result(&s->result, true,
                        "tool '%s' was not run: an earlier call of a tool that is not "
-                       "thread-safe timed out and is still running",
-                       s->name);
+                       "thread-safe %s and is still running",
+                       s->name, why == GAVE_UP_CANCEL ? "was cancelled" : "timed out");
             slot_final(s);
         }
     }
@@ -750,21 +856,19 @@ static void start_serial(ad_agent *a)
     batch *b = a->batch;
     if (!b || a->cancelled)
         return;
-    if (a->serial_busy && a->serial_batch != b) {
-        /* Held by a call of an earlier step that timed out. */
-        refuse_waiting_serial(b);
+    if (a->serial_slot && a->serial_slot->b != b) {
+        /* Held by a call of an earlier step that was given up. */
+        refuse_waiting_serial(b, a->serial_slot->gave_up);
         return;
     }
-    if (a->serial_busy)
+    if (a->serial_slot)
         return;
     for (size_t i = 0; i < b->n; i++) {
         call_slot *s = &b->slots[i];
-        if (s->serial && !s->final && !s->queued && !s->t1) {
+        if (s->serial && !s->final && !s->queued) {
             queue_slot(a, s);
-            if (s->queued) {
-                a->serial_batch = b;
+            if (s->queued)
                 return;
-            }
         }
     }
 }
@@ -775,21 +879,26 @@ static void on_batch_timer(uv_timer_t *t)
     ad_agent *a = b->agent;
     if (!b->attached)
         return;
-    uint64_t now = uv_now(a->loop);
-    bool serial_stuck = false;
+    uint64_t now = uv_hrtime();
+    bool serial_stuck = false, gave_up = false;
     for (size_t i = 0; i < b->n; i++) {
         call_slot *s = &b->slots[i];
-        if (s->final || !s->queued || !s->deadline || now < s->deadline)
+        uint64_t t0 = atomic_load(&s->started);
+        /* Not started yet: its time has not begun (nor if it began after
+         * `now` was read). */
+        if (s->final || !s->queued || !s->limit_ns || !t0 || now < t0 || now - t0 < s->limit_ns)
             continue;
         set_result(&s->result, true, "tool '%s' timed out after %g s (its result will be ignored)",
                    s->name, s->timeout_s);
         slot_final(s);
-        /* Still waiting for a worker thread: make sure it never starts. */
-        uv_cancel((uv_req_t *)&s->work);
-        serial_stuck |= s->serial;
+        give_up(s, GAVE_UP_TIMEOUT);
+        serial_stuck |= a->serial_slot == s;
+        gave_up = true;
     }
     if (serial_stuck)
-        refuse_waiting_serial(b);
+        refuse_waiting_serial(b, GAVE_UP_TIMEOUT);
+    if (gave_up)
+        refuse_unstartable(b);
     if (b->open == 0)
         finish_tools(a);
 }
@@ -874,7 +983,7 @@ static void finish_tools(ad_agent *a)
             /* Only on cancellation: the history stays valid, every call
              * gets its one result. A call still waiting for a worker
              * thread never starts; a running one is abandoned. */
-            if (s->queued && uv_cancel((uv_req_t *)&s->work) != 0)
+            if (give_up(s, GAVE_UP_CANCEL))
                 set_result(&s->result, true,
                            "cancelled by user while it was running (its result will be ignored)");
             else
@@ -889,11 +998,9 @@ static void finish_tools(ad_agent *a)
             json_object_new_string_len(s->result.content ? s->result.content : "",
                                        (int)s->result.len));
         append_message(a, m);
-        /* t0/t1 belong to the worker until it returns (queued = false). */
-        double secs = s->queued ? s->timeout_s : s->t1 > s->t0 ? (double)(s->t1 - s->t0) / 1e9 : 0;
         ad_events_tool_result(a->ev, a->step, s->id, s->name,
                               s->result.content ? s->result.content : "", s->result.len,
-                              s->result.is_error, secs);
+                              s->result.is_error, run_seconds(s));
     }
     uv_timer_stop(&b->timer);
     batch_detach(a);

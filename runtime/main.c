@@ -469,6 +469,11 @@ int main(int argc, char **argv)
         return ad_session_cli(argc - 1, argv + 1);
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
         g_json |= strcmp(argv[i], "--json") == 0;
+    /* Tool calls run on libuv's worker threads, and a call that timed out
+     * keeps its thread until its plugin returns. libuv's 4 would be held by
+     * four hung calls; 16 leave room (libuv reads this when its pool first
+     * starts; a value the user set stays). */
+    setenv("UV_THREADPOOL_SIZE", "16", 0);
     cli o = {0};
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0)

@@ -660,6 +660,108 @@ def a_timed_out_tool_that_is_not_thread_safe_does_not_stall_later_steps(tmp):
 
 
 @case
+def a_tool_timeout_counts_only_its_own_running_time(tmp):
+    # One worker thread: add waits behind nap for 1.5 s, longer than its own
+    # 1 s timeout, and then runs in microseconds. It must not time out.
+    calls = [("n", "nap", '{"ms": 1500}'), ("a", "add", ADD_ARGS)]
+    sc = S.script(S.tool_call_stream(calls), S.text_stream("done"))
+    with mock(sc) as m:
+        cfg = setup(tmp, m, plugins=("add", "nap"), raw_append="[tools.add]\ntimeout_s = 1\n")
+        r = run_json(cfg, env={"UV_THREADPOOL_SIZE": "1"})
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    eq([x["content"] for x in of_type(r, "tool_result")], ["slept 1500 ms", "5"], "results")
+
+
+def hung_gates(tmp, n):
+    """n calls of gate that never open: each times out and keeps its thread."""
+    return [("g%d" % i, "gate", json.dumps({"path": os.path.join(tmp, "never%d" % i)}))
+            for i in range(n)]
+
+
+GATE_TIMEOUTS = "[tools.gate]\ntimeout_s = 0.3\n[tools.add]\ntimeout_s = 1\n" \
+                "[tools.multiply]\ntimeout_s = 1\nisolation = \"process\"\n"
+
+
+@case
+def calls_that_cannot_get_a_worker_thread_are_reported_as_not_started(tmp):
+    # One worker thread, held by a call that timed out and still runs: the
+    # next step's calls (in-process add, isolated multiply) never get a
+    # thread. They are answered at once as not started, never "timed out".
+    sc = S.script(S.tool_call_stream(hung_gates(tmp, 1)),
+                  S.tool_call_stream([("a", "add", ADD_ARGS), ("m", "multiply", ADD_ARGS)]),
+                  S.text_stream("done"))
+    with mock(sc) as m:
+        cfg = setup(tmp, m, plugins=("add", "multiply", "gate"), raw_append=GATE_TIMEOUTS)
+        r = run_json(cfg, env={"UV_THREADPOOL_SIZE": "1"})
+        reqs = chat_requests(m)
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    eq(len(reqs), 3, "requests")
+    res = of_type(r, "tool_result")
+    eq(res[0]["content"], "tool 'gate' timed out after 0.3 s (its result will be ignored)",
+       "step 1")
+    for x, name in zip(res[1:], ("add", "multiply")):
+        eq(x["content"], "tool '%s' was not started: the only worker thread is still held by "
+           "an earlier call that timed out" % name, name)
+
+
+@case
+def four_hung_calls_do_not_starve_later_ones(tmp):
+    # libuv's own default is 4 worker threads; agentd starts with more
+    # (UV_THREADPOOL_SIZE unset), so four hung calls leave room for others.
+    sc = S.script(S.tool_call_stream(hung_gates(tmp, 4)),
+                  S.tool_call_stream([("a", "add", ADD_ARGS), ("m", "multiply", ADD_ARGS)]),
+                  S.text_stream("done"))
+    with mock(sc) as m:
+        cfg = setup(tmp, m, plugins=("add", "multiply", "gate"), raw_append=GATE_TIMEOUTS)
+        r = run_json(cfg, env={"UV_THREADPOOL_SIZE": None})
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    res = [x["content"] for x in of_type(r, "tool_result")]
+    eq(len(res), 6, "results")
+    ok(all("timed out" in x for x in res[:4]), "the gates time out: %r" % res[:4])
+    eq(res[4:], ["5", "6"], "later calls run")
+
+
+@case
+def a_cancelled_tool_reports_its_real_running_time(tmp):
+    # SIGINT while gate runs (timeout 60 s): its result event and the
+    # session store give the time it ran until the cancellation, not 60 s.
+    import signal
+    import sqlite3
+    from lib import spawn_agentd, Events
+    gate = os.path.join(tmp, "gate")
+    sc = S.script(S.tool_call_stream([("g", "gate", json.dumps({"path": gate}))]))
+    state = os.path.join(tmp, "state")
+    with mock(sc) as m:
+        cfg = setup(tmp, m, plugins=("gate",))
+        p = spawn_agentd(["--config", cfg, "--json", "-p", "go", "--session", "c"],
+                         env={"XDG_STATE_HOME": state})
+        try:
+            ev = Events(p)
+            ev.wait(lambda e: e.get("type") == "tool_call")
+            deadline = time.monotonic() + 20
+            while not os.path.exists(gate + ".started") and time.monotonic() < deadline:
+                time.sleep(0.01)  # polling for the plugin's mark, not synchronising
+            ok(os.path.exists(gate + ".started"), "gate started")
+            t0 = time.monotonic()
+            p.send_signal(signal.SIGINT)
+            res = ev.wait(lambda e: e.get("type") == "tool_result")
+            p.wait(20)
+            waited = time.monotonic() - t0
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            for f in (p.stdin, p.stdout, p.stderr):
+                f.close()
+    eq(p.returncode, 130, "exit code")
+    contains(res["content"], "while it was running", "result")
+    db = sqlite3.connect(os.path.join(state, "agentd", "sessions.db"))
+    (dur,), = db.execute("SELECT duration FROM tool_calls").fetchall()
+    db.close()
+    ok(0 < dur < 30, "stored duration %r (waited %.2f s)" % (dur, waited))
+
+
+@case
 def output_that_cannot_be_written_is_a_failure(tmp):
     import subprocess
     from lib import agentd_cmd, agentd_env

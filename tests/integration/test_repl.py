@@ -271,6 +271,49 @@ def ctrl_c_during_tool_abandons_it_with_one_result_per_call(tmp):
        "add's result: %r" % results[1])
 
 
+def wait_file(t, path, timeout=20):
+    """Polls for a file a plugin creates (reading agentd's output meanwhile)."""
+    deadline = time.monotonic() + timeout * TIMEOUT_SCALE
+    while not os.path.exists(path):
+        if t.p.poll() is not None or not t._read(deadline, 0.01) and \
+                time.monotonic() >= deadline:
+            raise AssertionError("no %s; output: %r" % (path, t.plain()[-1500:]))
+
+
+@case
+def a_cancelled_serial_call_is_named_as_cancelled_later(tmp):
+    # Ctrl-C abandons gate_serial (not thread-safe) while it runs; the next
+    # turn's call of a tool that is not thread-safe (counter) is refused,
+    # and the reason given is the real one: cancelled, not timed out.
+    gate = os.path.join(tmp, "gate")
+    sc = S.script(S.tool_call_stream([("call_g", "gate_serial", json.dumps({"path": gate}))]),
+                  S.tool_call_stream([("call_c", "counter", "{}")]), S.text_stream("Done."))
+    with mock(sc) as m:
+        t = start(tmp, setup(tmp, m, plugins=("gate", "serial")))
+        try:
+            t.line("one")
+            wait_file(t, gate + ".started")
+            t.send(CTRL_C)
+            t.expect(b"cancelled;")
+            t.prompt()
+            t.line("two")
+            t.expect(b"Done.")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+        reqs = chats(m)
+    eq(len(reqs), 3, "requests")
+    msgs = reqs[2]["messages"]
+    check_consistent(msgs)
+    results = [x["content"] for x in msgs if x["role"] == "tool"]
+    eq(results[0], "cancelled by user while it was running (its result will be ignored)",
+       "gate_serial")
+    eq(results[1], "tool 'counter' was not run: an earlier call of a tool that is not "
+       "thread-safe was cancelled and is still running", "counter")
+
+
 SIGINT_PROBE = os.path.join(AGENTD_DIR, "tests", "preload", "sigint_probe.so")
 
 
