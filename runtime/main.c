@@ -11,6 +11,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -453,6 +455,37 @@ static int attach_session(const cli *o, const ad_config *cfg, ad_agent *agent, a
                 err);
 }
 
+/* Why agentd's output (out, see keep_stdout) could not be written: 0 when
+ * all of it was, -1 when a write failed for a reason no longer known.
+ * ferror() remembers that a write failed but not its errno, and a stream
+ * whose failed bytes were dropped flushes "fine" afterwards; a pipe whose
+ * reader has gone is still recognised by poll() (POLLERR on the write end). */
+static int output_error(FILE *out)
+{
+    errno = 0;
+    if (fflush(out) == 0 && !ferror(out))
+        return 0;
+    if (errno)
+        return errno;
+    struct pollfd p = {.fd = fileno(out), .events = POLLOUT};
+    if (poll(&p, 1, 0) == 1 && (p.revents & POLLERR))
+        return EPIPE;
+    return -1;
+}
+
+/* An answer that could not be written (a full disk, a closed pipe) is a
+ * failed run: exit 1 instead of 0 or 3 (a usage error, a runtime failure
+ * or an interruption keeps its own code). */
+static int check_output(FILE *out, int exit_code)
+{
+    int e = output_error(out);
+    if (!e)
+        return exit_code;
+    fprintf(stderr, "agentd: error: cannot write the output: %s\n",
+            e > 0 ? strerror(e) : "a write to standard output failed");
+    return exit_code == EXIT_OK || exit_code == EXIT_MAX_STEPS ? EXIT_RUNTIME : exit_code;
+}
+
 static void close_walk(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -474,6 +507,11 @@ int main(int argc, char **argv)
      * four hung calls; 16 leave room (libuv reads this when its pool first
      * starts; a value the user set stays). */
     setenv("UV_THREADPOOL_SIZE", "16", 0);
+    /* A closed stdout (`agentd -p ... | head -c 10`) is a write error to
+     * report, with recordings still saved (check_output), not a death by
+     * signal. Tool workers and plugin programs get the default back
+     * (proc.c spawns with default dispositions). */
+    signal(SIGPIPE, SIG_IGN);
     cli o = {0};
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0)
@@ -628,7 +666,7 @@ int main(int argc, char **argv)
                 exit_code = fail(ev, EXIT_RUNTIME, "%s", err);
         }
         if (ad_agent_busy(agent)) {
-            fflush(out);
+            exit_code = check_output(out, exit_code);
             fflush(stderr);
             _exit(exit_code);
         }
@@ -677,7 +715,7 @@ int main(int argc, char **argv)
         if (ad_agent_busy(agent)) {
             /* A tool that timed out still runs on a worker thread and uses
              * its plugin: leave without unloading anything. */
-            fflush(out);
+            exit_code = check_output(out, exit_code);
             fflush(stderr);
             _exit(exit_code);
         }
@@ -699,11 +737,5 @@ out_tools:
     free(stdin_prompt);
     ad_config_free(&cfg);
     ad_events_free(ev);
-    /* An answer that could not be written (a full disk, a closed pipe) is a
-     * failed run, not a success. */
-    if ((fflush(out) != 0 || ferror(out)) && exit_code == EXIT_OK) {
-        fprintf(stderr, "agentd: error: cannot write the output: %s\n", strerror(errno));
-        exit_code = EXIT_RUNTIME;
-    }
-    return exit_code;
+    return check_output(out, exit_code);
 }

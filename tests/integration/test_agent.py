@@ -776,6 +776,41 @@ def output_that_cannot_be_written_is_a_failure(tmp):
 
 
 @case
+def a_closed_pipe_on_stdout_is_exit_1_and_the_recording_is_saved(tmp):
+    # `agentd ... --record x.yaml | head -c 10`: the reader takes 10 bytes
+    # and goes. The answer is far larger than a pipe holds, so agentd writes
+    # again after the reader closed. No SIGPIPE death: the run ends, the
+    # recording is written whole, and the exit is 1 with the message.
+    import subprocess
+    from lib import agentd_cmd, agentd_env
+    answer = "".join("word%d " % i for i in range(40000))  # about 280 KB
+    calls = [("c1", "add", '{"a": 2, "b": 3}')]
+    for extra in ([], ["--json"]):
+        d = os.path.join(tmp, "json" if extra else "text")
+        os.mkdir(d)
+        cas = os.path.join(d, "run.yaml")
+        sc = S.script(S.tool_call_stream(calls), S.text_stream(answer, pieces=500))
+        with mock(sc) as m:
+            cfg = setup(d, m)
+            p = subprocess.Popen(agentd_cmd(["--config", cfg, "--record", cas, "-p", "hi"] + extra),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 env=agentd_env())
+            head = p.stdout.read(10)
+            p.stdout.close()  # the reader is gone
+            err = p.stderr.read().decode()
+            rc = p.wait(timeout=60)
+            n = len(chat_requests(m))
+        eq(len(head), 10, "%s: the reader got its bytes" % extra)
+        eq(rc, 1, "%s: exit code, not death by SIGPIPE (stderr: %s)" % (extra, err[-500:]))
+        contains(err, "cannot write the output: Broken pipe", "%s: message" % extra)
+        eq(n, 2, "%s: the run went to its end" % extra)
+        ok(os.path.exists(cas), "%s: the recording was saved" % extra)
+        r = run_agentd(["--config", cfg, "--replay", cas, "-p", "hi"] + extra)
+        eq(r.rc, 0, "%s: the recording replays (%s)" % (extra, r.stderr[-500:]))
+        contains(r.stdout, "word39999", "%s: with the whole answer" % extra)
+
+
+@case
 def a_misspelt_confirm_tools_entry_stops_startup(tmp):
     with mock(S.script(S.text_stream("x"))) as m:
         cfg = setup(tmp, m, agent={"confirm_tools": ["ad"]})
