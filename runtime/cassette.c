@@ -1069,6 +1069,40 @@ int ad_cassette_emit(const ad_cassette *c, ad_buf *out, char *err, size_t errlen
     return rc;
 }
 
+/* The temporary file ad_cassette_save() writes before renaming it to path.
+ * A new file of our own (O_EXCL: no symlink or stale file is followed),
+ * readable by its owner only, like every file agentd writes that may hold a
+ * conversation. Returns the fd or -1 with errno set. */
+static int open_temp(const char *path, ad_buf *tmp)
+{
+    ad_buf_printf(tmp, "%s.tmp.%ld", path, (long)getpid());
+    if (!tmp->data) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return open(tmp->data, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+}
+
+int ad_cassette_check_writable(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        ad_errf(err, errlen, "cannot write cassette %s: %s", path, strerror(EISDIR));
+        return AD_ERR;
+    }
+    ad_buf tmp = AD_BUF_INIT;
+    int fd = open_temp(path, &tmp);
+    if (fd < 0) {
+        ad_errf(err, errlen, "cannot write cassette %s: %s", path, strerror(errno));
+        ad_buf_free(&tmp);
+        return AD_ERR;
+    }
+    close(fd);
+    unlink(tmp.data);
+    ad_buf_free(&tmp);
+    return AD_OK;
+}
+
 int ad_cassette_save(const ad_cassette *c, const char *path, char *err, size_t errlen)
 {
     ad_buf b = AD_BUF_INIT;
@@ -1080,15 +1114,11 @@ int ad_cassette_save(const ad_cassette *c, const char *path, char *err, size_t e
         return rc;
     }
     ad_buf tmp = AD_BUF_INIT;
-    ad_buf_printf(&tmp, "%s.tmp.%ld", path, (long)getpid());
-    if (!tmp.data) {
+    int fd = open_temp(path, &tmp);
+    if (fd < 0 && !tmp.data) {
         ad_buf_free(&b);
         return AD_ENOMEM;
     }
-    /* A new file of our own (O_EXCL: no symlink or stale file is followed),
-     * readable by its owner only, like every file agentd writes that may
-     * hold a conversation. */
-    int fd = open(tmp.data, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!f && fd >= 0)
         close(fd);

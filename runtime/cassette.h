@@ -79,6 +79,11 @@ int ad_cassette_parse(ad_cassette **out, const char *text, size_t len, const cha
 int ad_cassette_emit(const ad_cassette *c, ad_buf *out, char *err, size_t errlen);
 /* Writes the cassette to path atomically (a temporary file, then rename). */
 int ad_cassette_save(const ad_cassette *c, const char *path, char *err, size_t errlen);
+/* Whether ad_cassette_save(path) could write there, found by doing what it
+ * does first (create the temporary file beside path, then remove it) so that
+ * nothing is left behind: 0, or AD_ERR with err = "cannot write cassette
+ * PATH: reason" (no such folder, a folder at path, no permission, ...). */
+int ad_cassette_check_writable(const char *path, char *err, size_t errlen);
 
 size_t ad_cassette_count(const ad_cassette *c);
 /* The i-th interaction (borrowed), NULL when out of range. */

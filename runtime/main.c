@@ -585,6 +585,12 @@ int main(int argc, char **argv)
         fail(ev, EXIT_USAGE, "%s", err);
         goto out_tools;
     }
+    /* Before any request: a recording that cannot be saved is found now,
+     * not after the tokens were spent. */
+    if (o.record && ad_cassette_check_writable(o.record, err, sizeof err) != AD_OK) {
+        fail(ev, EXIT_USAGE, "--record: %s", err);
+        goto out_tools;
+    }
     if (o.record && !(cassette = ad_cassette_new())) {
         exit_code = fail(ev, EXIT_RUNTIME, "out of memory");
         goto out_tools;

@@ -241,6 +241,47 @@ def record_failing_run_still_writes_the_cassette(tmp):
 
 
 @case
+def record_to_an_unwritable_path_fails_before_any_request(tmp):
+    # Found before the first request: no tokens spent on a run whose
+    # recording would be lost. Exit 2, the path in the message.
+    os.mkdir(os.path.join(tmp, "adir"))
+    with open(os.path.join(tmp, "afile"), "w") as f:
+        f.write("x")
+    bad = [os.path.join(tmp, "missing", "run.yaml"),   # no such folder
+           os.path.join(tmp, "afile", "run.yaml"),     # a file where a folder should be
+           os.path.join(tmp, "adir")]                  # a folder where the file should be
+    if os.geteuid() != 0:  # root writes into a read-only folder anyway
+        ro = os.path.join(tmp, "ro")
+        os.mkdir(ro, 0o555)
+        bad.append(os.path.join(ro, "run.yaml"))
+    for path in bad:
+        with mock(S.script(S.text_stream("unused"))) as m:
+            cfg = config(tmp, m.base_url, plugins_dir=None)
+            for extra in ([], ["--json"]):
+                r = run_agentd(["--config", cfg, "--record", path, "-p", PROMPT] + extra)
+                eq(r.rc, 2, "%s: exit code (stderr: %s)" % (path, r.stderr))
+                contains(r.stderr, "--record", "%s: names the option" % path)
+                contains(r.stderr, path, "names the path")
+            n = len(m.requests)
+        eq(n, 0, "%s: no request was made" % path)
+    eq(sorted(os.listdir(tmp)), sorted(["adir", "afile", "agent.toml"] +
+                                       (["ro"] if os.geteuid() != 0 else [])),
+       "no stray file was left")
+    eq(os.listdir(os.path.join(tmp, "adir")), [], "nothing left in the folder")
+
+
+@case
+def record_check_leaves_no_stray_file(tmp):
+    cas = os.path.join(tmp, "rec", "run.yaml")
+    os.mkdir(os.path.dirname(cas))
+    with mock(S.script(S.error(400, "no"))) as m:
+        cfg = config(tmp, m.base_url, plugins_dir=None)
+        r = run_agentd(["--config", cfg, "--record", cas, "-p", PROMPT])
+    eq(r.rc, 1, "exit code (%s)" % r.stderr)
+    eq(os.listdir(os.path.dirname(cas)), ["run.yaml"], "only the cassette")
+
+
+@case
 def shared_seed_cassette_replays():
     """Optional: needs ../shared (absent in some checkouts: then it passes
     without checking anything)."""
