@@ -172,6 +172,7 @@ int ad_cassette_append(ad_cassette *c, const ad_interaction *it)
         ad_strndup(it->resp_body ? it->resp_body : "", it->resp_body ? it->resp_body_len : 0);
     d.resp_body_len = it->resp_body ? it->resp_body_len : 0;
     d.duration_s = it->duration_s;
+    d.resp_truncated = it->resp_truncated;
     if (!d.method || !d.url || !d.req_body || !d.proto || !d.status || !d.resp_body ||
         copy_headers(&d.req_headers, &d.nreq_headers, it->req_headers, it->nreq_headers) ||
         copy_headers(&d.resp_headers, &d.nresp_headers, it->resp_headers, it->nresp_headers)) {
@@ -608,6 +609,12 @@ static int load_interaction(loader *l, yaml_node_t *n, ad_interaction *it)
     }
     if (it->code < 100 || it->code > 999)
         return bad(l, code ? code : resp, "response.code: not an HTTP status");
+    yaml_node_t *cut = map_get(l, resp, "agentd_truncated");
+    if (cut && !is_null(cut)) {
+        if (!scalar_is(cut, "true") && !scalar_is(cut, "false"))
+            return bad(l, cut, "response.agentd_truncated: expected true or false");
+        it->resp_truncated = scalar_is(cut, "true");
+    }
     yaml_node_t *dur = map_get(l, resp, "duration");
     if (dur && dur->type == YAML_SCALAR_NODE && dur->data.scalar.length < 64) {
         char tmp[64];
@@ -968,6 +975,10 @@ static int emit_once(const ad_cassette *c, ad_buf *out, const unsigned char *sty
         ad_cassette_format_duration(it->duration_s, dur, sizeof dur);
         put_key(&x, "duration");
         put_str(&x, dur);
+        if (it->resp_truncated) {
+            put_key(&x, "agentd_truncated");
+            put_scalar(&x, "true", 4, YAML_PLAIN_SCALAR_STYLE);
+        }
         put_map_end(&x);
         put_map_end(&x);
     }
@@ -1045,6 +1056,7 @@ int ad_cassette_emit(const ad_cassette *c, ad_buf *out, char *err, size_t errlen
                 styles[2 * i + 1] < STYLE_BINARY)
                 styles[2 * i + 1]++, retry = true;
             if (strcmp(a->url, b->url) || strcmp(a->method, b->method) || a->code != b->code ||
+                a->resp_truncated != b->resp_truncated ||
                 !same_headers(a->req_headers, a->nreq_headers, b->req_headers, b->nreq_headers) ||
                 !same_headers(a->resp_headers, a->nresp_headers, b->resp_headers, b->nresp_headers))
                 other = true;
@@ -1499,6 +1511,15 @@ int ad_cassette_next(ad_cassette *c, const char *body, size_t len, const ad_inte
     }
     json_object_put(rec);
     json_object_put(sent);
+    if (rc == AD_OK && d.lines == 0 && it->resp_truncated) {
+        ad_buf_free(&d.out);
+        ad_errf(diff, difflen,
+                "replay: the response to request %zu was cut at %u MiB when it was recorded "
+                "(agentd_truncated: true in interaction %zu); a cut response cannot be "
+                "replayed: record the run again with a smaller response",
+                c->cursor + 1, AD_CASSETTE_MAX_BODY >> 20, c->cursor);
+        return AD_ETOOBIG;
+    }
     if (rc == AD_OK && d.lines == 0) {
         ad_buf_free(&d.out);
         *out = it;

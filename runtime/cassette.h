@@ -21,6 +21,9 @@
  * tool-call ids the agent generated while recording (see
  * unique_tool_call_ids), so that a replay generates the same ids and prints
  * the same events. Other readers ignore it; cassettes without it replay fine.
+ * A response whose body was cut at AD_CASSETTE_MAX_BODY while recording
+ * carries `agentd_truncated: true` in its response mapping; such an
+ * interaction is never replayed (see ad_cassette_next).
  *
  * Replay: ad_cassette_next() hands out the interactions in order, each after
  * comparing the request about to be sent with the recorded one by meaning,
@@ -59,10 +62,14 @@ typedef struct ad_interaction {
     ad_cassette_header *resp_headers; /* owned array */
     size_t nresp_headers;
     double duration_s; /* wall time of the exchange; 0 when unknown */
+    bool resp_truncated; /* resp_body is the first AD_CASSETTE_MAX_BODY bytes
+                          * of a longer body */
 } ad_interaction;
 
-/* Bounds: a cassette file is at most 256 MiB. */
+/* Bounds: a cassette file is at most 256 MiB; a recorded response body
+ * keeps at most its first 64 MiB. */
 #define AD_CASSETTE_MAX_FILE (256u << 20)
+#define AD_CASSETTE_MAX_BODY (64u << 20)
 
 ad_cassette *ad_cassette_new(void); /* NULL on ENOMEM */
 void ad_cassette_free(ad_cassette *c);
@@ -120,8 +127,11 @@ void ad_cassette_set_id_mode(ad_cassette *c, int mode);
  * assistant content after trimming, null == ""; tool calls: count, names,
  * arguments as JSON-equal values, ids; tool_call_id). Returns 0 with *out
  * set; AD_EINVAL with a short diff in diff ("FIELD: recorded X, sent Y", one
- * line per difference, at most a few) when the request differs; AD_ERR when
- * every interaction was used already. The cursor advances only on success.
+ * line per difference, at most a few) when the request differs; AD_ETOOBIG
+ * with the reason in diff when it matches but its response was cut while
+ * recording (resp_truncated: a replay would deliver a different response);
+ * AD_ERR when every interaction was used already. The cursor advances only
+ * on success.
  */
 int ad_cassette_next(ad_cassette *c, const char *body, size_t len, const ad_interaction **out,
                      char *diff, size_t difflen);

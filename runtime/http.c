@@ -43,7 +43,6 @@
 
 #include "buf.h"
 
-#define MAX_RECORDED_BODY (64u << 20)
 #define REPLAY_MAX_PIECE 4096
 
 typedef struct sock_ctx {
@@ -95,7 +94,8 @@ struct ad_http_req {
     char *url;           /* owned */
     uint64_t t0;         /* uv_hrtime() at the start */
     ad_buf rec_headers;  /* response header lines as received */
-    ad_buf rec_body;     /* response body as received */
+    ad_buf rec_body;     /* response body as received, cut at AD_CASSETTE_MAX_BODY */
+    bool rec_truncated;  /* rec_body was cut: nothing more is kept */
     char *rec_status;    /* owned: status line of the last response */
     /* replay */
     bool replay;
@@ -295,8 +295,13 @@ static size_t on_write(char *data, size_t size, size_t n, void *userp)
     capture_status(r);
     r->bytes += len;
     idle_touch(r);
-    if (r->http->recorder && r->rec_body.len + len <= MAX_RECORDED_BODY)
-        ad_buf_append(&r->rec_body, data, len);
+    if (r->http->recorder && !r->rec_truncated) {
+        /* A clean cut: the first bytes up to the cap, then nothing (a
+         * piece skipped and a later one kept would leave a hole). */
+        size_t room = AD_CASSETTE_MAX_BODY - r->rec_body.len;
+        if (ad_buf_append(&r->rec_body, data, len < room ? len : room) != AD_OK || len > room)
+            r->rec_truncated = true;
+    }
     if (r->cb.on_data(r->ud, r->status, r->content_type, data, len) != 0) {
         r->aborted = true;
         return CURL_WRITEFUNC_ERROR;
@@ -675,6 +680,7 @@ static void record(ad_http_req *r)
         .resp_headers = rs,
         .nresp_headers = nrs,
         .duration_s = (double)(uv_hrtime() - r->t0) / 1e9,
+        .resp_truncated = r->rec_truncated,
     };
     ad_cassette_append(r->http->recorder, &it);
     free(status);

@@ -80,7 +80,10 @@ void ad_http_cancel(ad_http_req *r);
  * Recording: every exchange that got a response is appended to c (borrowed;
  * must outlive h) when it ends: URL, request headers (without
  * Authorization) and body, response status, headers and the body bytes as
- * received. The caller redacts (ad_cassette_redact) and saves.
+ * received, up to AD_CASSETTE_MAX_BODY: a longer body is cut there (the
+ * first bytes, nothing after) and the interaction marked resp_truncated.
+ * The callbacks still get every byte. The caller redacts
+ * (ad_cassette_redact) and saves.
  */
 void ad_http_set_recorder(ad_http *h, ad_cassette *c);
 /*
@@ -90,9 +93,10 @@ void ad_http_set_recorder(ad_http *h, ad_cassette *c);
  * asynchronously from the loop, in pieces of 1 to 4096 bytes (a fixed
  * pseudo-random sequence, so the same replay splits the same way). A
  * replayed error status comes with retry_after_s = 0: nobody to wait for.
- * A request that differs from the recording, or one past the last
- * recorded interaction, ends with curl_code != 0, fatal = 1 and the diff as
- * the error; ad_http_replay_error() keeps the first such message.
+ * A request that differs from the recording, one past the last recorded
+ * interaction, or one whose recorded response was cut (resp_truncated) ends
+ * with curl_code != 0, fatal = 1 and the reason as the error;
+ * ad_http_replay_error() keeps the first such message.
  */
 void ad_http_set_replay(ad_http *h, ad_cassette *c);
 const char *ad_http_replay_error(const ad_http *h);

@@ -282,6 +282,23 @@ def record_check_leaves_no_stray_file(tmp):
 
 
 @case
+def a_response_cut_while_recording_is_not_replayed(tmp):
+    # agentd marks a response body it cut at 64 MiB while recording; a replay
+    # reaching it stops with the reason instead of serving a different body.
+    cfg, cas, rec, _ = record(tmp, seed_script())
+    text = read(cas)
+    i = text.index("\n    duration:", text.index("- id: 1"))
+    j = text.index("\n", i + 1)
+    with open(cas, "w", encoding="utf-8") as f:
+        f.write(text[:j] + "\n    agentd_truncated: true" + text[j:])
+    r = replay(cfg, cas)
+    eq(r.rc, 1, "exit code (%s)" % r.stderr)
+    contains(r.stderr, "replay: the response to request 2 was cut at 64 MiB when it was recorded",
+             "says why")
+    eq([e["type"] for e in r.events if e["type"] == "finish"], [], "no answer made up")
+
+
+@case
 def shared_seed_cassette_replays():
     """Optional: needs ../shared (absent in some checkouts: then it passes
     without checking anything)."""

@@ -489,6 +489,48 @@ TEST(replay_compare)
     ad_cassette_free(c);
 }
 
+/* A response cut while recording says so in the file, reads back as cut,
+ * and is refused by replay with the reason (not served as if whole). */
+TEST(truncated_response)
+{
+    ad_cassette *c = ad_cassette_new();
+    ad_interaction it = {.method = "POST", .url = "u", .req_body = (char *)rec_body,
+                         .req_body_len = strlen(rec_body), .code = 200, .resp_body = "data: x",
+                         .resp_body_len = 7};
+    ad_cassette_append(c, &it);
+    it.resp_truncated = true;
+    ad_cassette_append(c, &it);
+    ad_buf y = AD_BUF_INIT;
+    char err[512];
+    CHECK_EQ(ad_cassette_emit(c, &y, err, sizeof err), AD_OK);
+    const char *mark = y.data ? strstr(y.data, "agentd_truncated: true") : NULL;
+    CHECK(mark != NULL);
+    CHECK(mark && strstr(mark + 1, "agentd_truncated") == NULL); /* only the cut one */
+    CHECK(mark && strstr(y.data, "- id: 1") < mark);
+    ad_cassette *back = NULL;
+    CHECK_EQ(ad_cassette_parse(&back, y.data, y.len, "t", err, sizeof err), AD_OK);
+    if (back) {
+        CHECK(!ad_cassette_get(back, 0)->resp_truncated);
+        CHECK(ad_cassette_get(back, 1)->resp_truncated);
+        char diff[1024];
+        CHECK_EQ(try_next(back, rec_body, diff, sizeof diff), AD_OK);
+        CHECK_EQ(try_next(back, rec_body, diff, sizeof diff), AD_ETOOBIG);
+        CHECK(strstr(diff, "replay: the response to request 2 was cut at 64 MiB when it was "
+                           "recorded") != NULL);
+        CHECK_EQ(ad_cassette_used(back), 1);
+        ad_cassette_free(back);
+    }
+    ad_buf_free(&y);
+    ad_cassette_free(c);
+    /* Anything but a boolean is a shape error with its line. */
+    const char bad[] = "version: 2\ninteractions:\n- request: {url: u, method: POST}\n"
+                       "  response: {code: 200, agentd_truncated: maybe}\n";
+    back = NULL;
+    CHECK_EQ(ad_cassette_parse(&back, bad, sizeof bad - 1, "t.yaml", err, sizeof err), AD_EINVAL);
+    CHECK(strstr(err, "t.yaml:4: response.agentd_truncated: expected true or false") != NULL);
+    ad_cassette_free(back);
+}
+
 TEST(durations)
 {
     char b[64];
@@ -516,6 +558,7 @@ int main(int argc, char **argv)
     RUN(load_govcr_text);
     RUN(errors);
     RUN(replay_compare);
+    RUN(truncated_response);
     RUN(durations);
     return harness_report("test_cassette");
 }

@@ -117,12 +117,72 @@ TEST(a_request_after_the_loop_sat_still_gets_its_whole_idle_timeout)
     mock_stop(&m);
 }
 
+#define CAP (64u << 20)
+
+static int count_only(void *ud, long status, const char *ct, const char *data, size_t len)
+{
+    (void)status;
+    (void)ct;
+    (void)data;
+    *(size_t *)ud += len;
+    return 0;
+}
+
+static void count_done(void *ud, const ad_http_result *res)
+{
+    (void)ud;
+    (void)res;
+}
+
+/* A response larger than the recording cap, arriving in pieces that do not
+ * line up with the cap: the recording keeps exactly the first 64 MiB (a
+ * clean cut, no piece skipped and a later one kept) and says it was cut. */
+TEST(a_recording_cuts_a_huge_body_cleanly_at_the_cap)
+{
+    char script[256];
+    snprintf(script, sizeof script,
+             "{\"responses\": [{\"status\": 200, \"body\": \"start:\", "
+             "\"content_type\": \"text/plain\", \"pad_bytes\": %u}]}",
+             CAP + 100000);
+    mock_proc m;
+    if (mock_start(&m, script) != 0) {
+        CHECK(!"mock started");
+        return;
+    }
+    client c;
+    client_open(&c, m.port);
+    ad_cassette *cas = ad_cassette_new();
+    ad_http_set_recorder(c.http, cas);
+    static const char *const headers[] = {"Content-Type: application/json"};
+    ad_http_callbacks cb = {count_only, count_done};
+    size_t got = 0;
+    const char body[] = "{}";
+    CHECK(ad_http_post(c.http, c.url, headers, 1, body, 2, NULL, &cb, &got) != NULL);
+    uv_run(&c.loop, UV_RUN_DEFAULT);
+    CHECK_EQ(got, 6 + CAP + 100000); /* the caller still gets every byte */
+    CHECK_EQ(ad_cassette_count(cas), 1);
+    const ad_interaction *it = ad_cassette_get(cas, 0);
+    if (it) {
+        CHECK(it->resp_truncated);
+        CHECK_EQ(it->resp_body_len, CAP);
+        CHECK(memcmp(it->resp_body, "start:xxx", 9) == 0);
+        size_t xs = 0;
+        for (size_t i = 6; i < it->resp_body_len; i++)
+            xs += it->resp_body[i] == 'x';
+        CHECK_EQ(xs, CAP - 6);
+    }
+    client_close(&c);
+    ad_cassette_free(cas);
+    mock_stop(&m);
+}
+
 int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     RUN(a_request_after_the_loop_sat_still_gets_its_whole_idle_timeout);
+    RUN(a_recording_cuts_a_huge_body_cleanly_at_the_cap);
     curl_global_cleanup();
     return harness_report("test_http");
 }
