@@ -235,13 +235,50 @@ static void emit(ad_events *e)
     ad_buf_reset(&e->line);
 }
 
+json_object *ad_redact_json(json_object *o, const char *secret)
+{
+    switch (json_object_get_type(o)) {
+    case json_type_string: {
+        size_t n;
+        const char *v = json_object_get_string(o);
+        char *r = ad_redact(v, (size_t)json_object_get_string_len(o), secret, &n);
+        if (!r)
+            return json_object_get(o);
+        json_object *out = json_object_new_string_len(r, (int)n);
+        free(r);
+        return out;
+    }
+    case json_type_array: {
+        json_object *out = json_object_new_array();
+        for (size_t i = 0; out && i < json_object_array_length(o); i++)
+            json_object_array_add(out, ad_redact_json(json_object_array_get_idx(o, i), secret));
+        return out;
+    }
+    case json_type_object: {
+        json_object *out = json_object_new_object();
+        json_object_object_foreach(o, k, v)
+        {
+            char *rk = ad_redact(k, strlen(k), secret, NULL);
+            json_object_object_add(out, rk ? rk : k, ad_redact_json(v, secret));
+            free(rk);
+        }
+        return out;
+    }
+    default:
+        return json_object_get(o);
+    }
+}
+
 static void put_usage(ad_events *e, json_object *usage)
 {
     if (!usage) {
         ad_buf_puts(&e->line, "null");
         return;
     }
-    ad_buf_puts(&e->line, json_object_to_json_string_ext(usage, JSON_C_TO_STRING_PLAIN));
+    /* The provider's values are passed on: a value can echo the key. */
+    json_object *r = e->secret ? ad_redact_json(usage, e->secret) : NULL;
+    ad_buf_puts(&e->line, json_object_to_json_string_ext(r ? r : usage, JSON_C_TO_STRING_PLAIN));
+    json_object_put(r);
 }
 
 /* Writes to the text-mode stream, redacting the secret. */

@@ -371,12 +371,13 @@ static int check_names(const ad_config *cfg, const ad_tools *tools, char *err, s
  * unnoticed (for confirm_tools, the tool would run without asking).
  * Returns -1 with *out set, or an exit code with a message printed (*out
  * may then still need ad_tools_free). */
-static int load_tools(const ad_config *cfg, ad_events *ev, ad_tools **out)
+static int load_tools(const ad_config *cfg, ad_events *ev, bool quiet, ad_tools **out)
 {
     char err[4096];
     ad_tools *tools = *out = ad_tools_new();
-    if (!tools)
+    if (!tools || ad_tools_set_secret(tools, cfg->api_key) != AD_OK)
         return fail(ev, EXIT_RUNTIME, "out of memory");
+    ad_tools_set_log_level(tools, quiet ? AGENTD_LOG_WARN : AGENTD_LOG_INFO);
     if (cfg->plugins_dir && ad_tools_load_dir(tools, cfg->plugins_dir, plugin_config, (void *)cfg,
                                               err, sizeof err) != AD_OK) {
         char where[512];
@@ -557,7 +558,7 @@ int main(int argc, char **argv)
     if (o.check_config) {
         /* The plugins are loaded too: a config is valid when a run with it
          * would start. */
-        rc = load_tools(&cfg, ev, &tools);
+        rc = load_tools(&cfg, ev, o.quiet, &tools);
         if (rc >= 0) {
             exit_code = rc;
         } else if (ad_config_read_key(&cfg, err, sizeof err) != AD_OK) {
@@ -614,7 +615,7 @@ int main(int argc, char **argv)
     }
 
     exit_code = EXIT_RUNTIME;
-    rc = load_tools(&cfg, ev, &tools);
+    rc = load_tools(&cfg, ev, o.quiet, &tools);
     if (rc >= 0) {
         exit_code = rc;
         goto out_tools;

@@ -512,7 +512,11 @@ static int approve(void *ud, const char *tool, const char *args, size_t len)
     }
     ad_buf q = AD_BUF_INIT;
     ad_buf_printf(&q, "%srun%s %s%s%s ", YELLOW(r), OFF(r), BOLD(r), tool, OFF(r));
-    put_shown(&q, args, len, 400, r->utf8);
+    /* The arguments are the model's: they can hold the key. */
+    size_t rlen = 0;
+    char *red = ad_redact(args, len, r->o->cfg->api_key, &rlen);
+    put_shown(&q, red ? red : args, red ? rlen : len, 400, r->utf8);
+    free(red);
     ad_buf_printf(&q, "? [y]es/[n]o/[a]lways ");
     fputs(q.data ? q.data : "", r->err);
     fflush(r->err);
@@ -1314,7 +1318,10 @@ static void history_open(repl *r)
 
 static void history_add(repl *r, const char *entry)
 {
-    add_history(entry);
+    /* A pasted key stays out of the history, in memory and in the file. */
+    char *red = ad_redact(entry, strlen(entry), r->o->cfg->api_key, NULL);
+    add_history(red ? red : entry);
+    free(red);
     if (r->history_path)
         write_history(r->history_path);
 }

@@ -520,41 +520,6 @@ int ad_session_last(ad_session *s, char **name, char *err, size_t errlen)
 
 /* ---- writing ------------------------------------------------------------ */
 
-/* A copy of o with the secret replaced in every string (keys included). */
-static json_object *redacted(json_object *o, const char *secret)
-{
-    switch (json_object_get_type(o)) {
-    case json_type_string: {
-        size_t n;
-        const char *v = json_object_get_string(o);
-        char *r = ad_redact(v, (size_t)json_object_get_string_len(o), secret, &n);
-        if (!r)
-            return json_object_get(o);
-        json_object *out = json_object_new_string_len(r, (int)n);
-        free(r);
-        return out;
-    }
-    case json_type_array: {
-        json_object *out = json_object_new_array();
-        for (size_t i = 0; out && i < json_object_array_length(o); i++)
-            json_object_array_add(out, redacted(json_object_array_get_idx(o, i), secret));
-        return out;
-    }
-    case json_type_object: {
-        json_object *out = json_object_new_object();
-        json_object_object_foreach(o, k, v)
-        {
-            char *rk = ad_redact(k, strlen(k), secret, NULL);
-            json_object_object_add(out, rk ? rk : k, redacted(v, secret));
-            free(rk);
-        }
-        return out;
-    }
-    default:
-        return json_object_get(o);
-    }
-}
-
 static void warn_once(ad_session *s, const char *msg)
 {
     if (s->warned)
@@ -576,7 +541,7 @@ static int append_ex(ad_session *s, json_object *msg, int step, int is_error, ch
         ad_errf(err, errlen, "a message must be a JSON object");
         return AD_EINVAL;
     }
-    json_object *m = s->secret ? redacted(msg, s->secret) : json_object_get(msg);
+    json_object *m = s->secret ? ad_redact_json(msg, s->secret) : json_object_get(msg);
     if (!m)
         return AD_ENOMEM;
     const char *text =

@@ -98,6 +98,9 @@ struct ad_tool {
 
 struct ad_tools {
     char *exe; /* program run as a worker process, or NULL */
+    int log_level;     /* plugin log() lines up to this level are shown */
+    char *secret;      /* redacted from log lines and worker output; NULL: none */
+    bool worker;       /* this is a worker process: log() lines go to the host, framed */
     agentd_plugin **plugins;
     size_t nplugins;
     ad_tool **tools;
@@ -319,18 +322,51 @@ static int host_result_error(agentd_result *out, const char *msg)
     return host_result_write(out, msg, strlen(msg));
 }
 
+#define LOG_LINE_MAX 8192 /* bytes of one plugin log line shown */
+/* A worker's log() line on its stderr: LOG_MARK, the level digit, the text. */
+#define LOG_MARK '\x1e'
+
+/* Writes "agentd: KIND WHO: TEXT" to stderr: the secret redacted first,
+ * then cut to max bytes, control characters shown as '?', in one fprintf
+ * (stdio locks the stream per call, so lines from concurrent threads never
+ * interleave). */
+static void show_line(const ad_tools *t, const char *kind, const char *who, const char *s,
+                      size_t n, size_t max)
+{
+    char line[LOG_LINE_MAX + 1];
+    if (max > LOG_LINE_MAX)
+        max = LOG_LINE_MAX;
+    size_t full = ad_redact_cut(line, max + 1, s, n, t ? t->secret : NULL);
+    size_t k = full < max ? full : max;
+    for (size_t i = 0; i < k; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            line[i] = '?';
+    }
+    fprintf(stderr, "agentd: %s %s: %s%s\n", kind, who, line, full > k ? " [...]" : "");
+}
+
 static void host_log(agentd_plugin *self, int level, const char *msg)
 {
-    (void)level;
     if (msg == NULL)
         return;
+    const ad_tools *t = self ? self->host : NULL;
+    level = level < AGENTD_LOG_ERROR ? AGENTD_LOG_ERROR
+            : level > AGENTD_LOG_DEBUG ? AGENTD_LOG_DEBUG
+                                       : level;
+    /* In a worker the host decides what is shown, and how (forward_output). */
+    bool framed = t && t->worker;
+    if (!framed && t && level > t->log_level)
+        return;
     const char *who = self && self->file ? self->file : "?";
-    /* One fprintf per line: stdio locks the stream per call, so lines from
-     * concurrent threads never interleave. */
     do {
         const char *nl = strchr(msg, '\n');
-        int n = nl ? (int)(nl - msg) : (int)strnlen(msg, 8192);
-        fprintf(stderr, "agentd: plugin %s: %.*s\n", who, n, msg);
+        size_t n = nl ? (size_t)(nl - msg) : strnlen(msg, LOG_LINE_MAX);
+        if (framed)
+            fprintf(stderr, "%c%d%.*s\n", LOG_MARK, level, (int)(n < LOG_LINE_MAX ? n : LOG_LINE_MAX),
+                    msg);
+        else
+            show_line(t, "plugin", who, msg, n, LOG_LINE_MAX);
         msg = nl ? nl + 1 : NULL;
     } while (msg && *msg);
 }
@@ -354,6 +390,9 @@ ad_tools *ad_tools_new(void)
     if (t == NULL)
         return NULL;
     t->result_max = AD_TOOL_RESULT_MAX;
+    const char *debug = getenv("AGENTD_DEBUG");
+    t->log_level = debug && debug[0] && strcmp(debug, "0") != 0 ? AGENTD_LOG_DEBUG
+                                                                : AGENTD_LOG_INFO;
     /* Resolved now, on the main thread: the link names this program even if
      * its file is replaced later, and under valgrind it names the program,
      * not the tool that runs it. */
@@ -404,7 +443,30 @@ void ad_tools_free(ad_tools *t)
     free(t->tools);
     free(t->plugins);
     free(t->exe);
+    ad_tools_set_secret(t, NULL);
     free(t);
+}
+
+void ad_tools_set_log_level(ad_tools *t, int level)
+{
+    const char *debug = getenv("AGENTD_DEBUG");
+    if (debug && debug[0] && strcmp(debug, "0") != 0)
+        level = AGENTD_LOG_DEBUG;
+    t->log_level = level < AGENTD_LOG_WARN ? AGENTD_LOG_WARN : level;
+}
+
+int ad_tools_set_secret(ad_tools *t, const char *secret)
+{
+    if (t->secret) {
+        volatile char *p = t->secret;
+        while (*p)
+            *p++ = 0;
+        free(t->secret);
+        t->secret = NULL;
+    }
+    if (secret && secret[0] && !(t->secret = ad_strdup(secret)))
+        return AD_ENOMEM;
+    return AD_OK;
 }
 
 static const char *base_name(const char *path)
@@ -939,22 +1001,29 @@ static char **worker_env(const char *scrub)
     return env;
 }
 
-/* Copies the worker's output to stderr, one prefixed line per fprintf. */
-static void forward_output(const char *tool, const ad_buf *b, size_t dropped)
+/* Copies the worker's output to stderr, one line per fprintf: its log()
+ * lines as in-process ones ("agentd: plugin FILE: ...", filtered by level),
+ * anything else it wrote as "agentd: tool NAME: ...", every line redacted.
+ * A last line cut off by the output bound is dropped rather than shown in
+ * part (a part of the key would not be recognised as the key). */
+static void forward_output(const ad_tools *t, const agentd_plugin *p, const char *tool,
+                           const ad_buf *b, size_t dropped)
 {
-    const char *p = b->data, *end = b->data ? b->data + b->len : NULL;
-    while (p && p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        char line[WORKER_LINE_MAX + 1];
-        size_t k = 0;
-        for (size_t i = 0; i < n && k < WORKER_LINE_MAX; i++) {
-            unsigned char c = (unsigned char)p[i];
-            line[k++] = (c < 0x20 && c != '\t') || c == 0x7f ? '?' : (char)c;
+    const char *s = b->data, *end = b->data ? b->data + b->len : NULL;
+    while (s && s < end) {
+        const char *nl = memchr(s, '\n', (size_t)(end - s));
+        size_t n = nl ? (size_t)(nl - s) : (size_t)(end - s);
+        if (!nl && dropped) {
+            dropped += n;
+            break;
         }
-        line[k] = '\0';
-        fprintf(stderr, "agentd: tool %s: %s%s\n", tool, line, n > k ? " [...]" : "");
-        p = nl ? nl + 1 : end;
+        if (n >= 2 && s[0] == LOG_MARK && s[1] >= '0' && s[1] <= '0' + AGENTD_LOG_DEBUG) {
+            if (s[1] - '0' <= t->log_level)
+                show_line(t, "plugin", p->file, s + 2, n - 2, WORKER_LINE_MAX);
+        } else {
+            show_line(t, "tool", tool, s, n, WORKER_LINE_MAX);
+        }
+        s = nl ? nl + 1 : end;
     }
     if (dropped)
         fprintf(stderr, "agentd: tool %s: [%zu more bytes of output dropped]\n", tool, dropped);
@@ -1076,7 +1145,7 @@ int ad_tools_invoke_isolated(const ad_tools *t, const char *name, const char *ar
     if (rc != AD_OK)
         return error_result(out, "tool '%s' could not be started in a worker process: %s",
                             tool->name, err);
-    forward_output(tool->name, &pr.output, pr.output_dropped);
+    forward_output(t, p, tool->name, &pr.output, pr.output_dropped);
     rc = worker_result(tool->name, o, po.result_max, &pr, out);
     ad_proc_result_free(&pr);
     return rc;
@@ -1209,6 +1278,7 @@ int ad_tools_worker_main(int argc, char **argv)
     worker_tools = ad_tools_new();
     if (worker_tools == NULL)
         worker_fail(rfd, "tool worker: out of memory");
+    worker_tools->worker = true;
     if (argc > 3)
         ad_tools_set_result_max(worker_tools, (size_t)strtoull(argv[3], NULL, 10));
     if (ad_tools_load_file(worker_tools, path, config, err, sizeof err) != AD_OK)

@@ -86,6 +86,17 @@ void ad_tool_result_free(ad_tool_result *r);
  * marker saying how many bytes were cut. Set before any call runs. */
 void ad_tools_set_result_max(ad_tools *t, size_t max);
 
+/* Plugin log() lines go to stderr as "agentd: plugin FILE: TEXT", one line
+ * per line of the message, with control characters shown as '?'. Those up
+ * to `level` are shown: AGENTD_LOG_INFO by default, AGENTD_LOG_WARN for -q;
+ * ERROR and WARN always; everything (DEBUG too) when the environment has
+ * AGENTD_DEBUG set to anything but "" or "0". Set before plugins load. */
+void ad_tools_set_log_level(ad_tools *t, int level);
+/* The secret (copied; NULL for none) replaced by "[REDACTED]" in log lines
+ * and in the output of worker processes. Set before plugins load. Returns
+ * 0 or AD_ENOMEM. */
+int ad_tools_set_secret(ad_tools *t, const char *secret);
+
 /* ---- process isolation ---- */
 
 #define AD_TOOLS_WORKER_FLAG "--tool-worker" /* argv[1] of a worker process */
@@ -99,8 +110,9 @@ typedef struct ad_isolate_opts {
  * Like ad_tools_invoke(), but the plugin runs in a worker process (see
  * above). Unknown tools and bad arguments are answered here without a
  * worker. The worker's stdout and stderr never reach the host's stdout: the
- * first 4 KiB are copied to the host's stderr, one "agentd: tool NAME: "
- * line at a time, and the rest is dropped. Blocks the calling thread until
+ * first 4 KiB are copied to the host's stderr, redacted, one "agentd: tool
+ * NAME: " line at a time (the plugin's log() lines as in-process ones), and
+ * the rest is dropped. Blocks the calling thread until
  * the worker is done (or killed at the timeout) and reaped; safe to call
  * from several threads at once. o may be NULL (no timeout, nothing scrubbed).
  * Returns 0 (with *out filled, also for every failure of the worker), or

@@ -149,5 +149,84 @@ def json_replay_that_leaves_exchanges_unused_ends_with_an_error_event(tmp):
                     "replay: the run made 1 request(s) but %s holds 2 interactions" % cas)
 
 
+# ---- plugin log lines ------------------------------------------------------------
+
+LEVELS = ("ERROR", "WARN", "INFO", "DEBUG")
+
+
+def shown_levels(stderr, what):
+    return [lv for lv in LEVELS if "agentd: plugin noisy.so: %s %s\n" % (what, lv) in stderr]
+
+
+@case
+def log_levels_follow_quiet_and_agentd_debug(tmp):
+    with mock(S.script(*(one_call("noisy")["responses"] * 4))) as m:
+        cfg = setup(tmp, m)
+        r = run_agentd(["--config", cfg, "--json", "-p", "go"])
+        eq(r.rc, 0, "exit code (stderr: %s)" % r.stderr)
+        eq(shown_levels(r.stderr, "init"), ["ERROR", "WARN", "INFO"], "default: init")
+        eq(shown_levels(r.stderr, "invoke"), ["ERROR", "WARN", "INFO"], "default: invoke")
+        r = run_agentd(["--config", cfg, "--json", "-q", "-p", "go"])
+        eq(shown_levels(r.stderr, "init"), ["ERROR", "WARN"], "-q: init")
+        eq(shown_levels(r.stderr, "invoke"), ["ERROR", "WARN"], "-q: invoke")
+        r = run_agentd(["--config", cfg, "--json", "-p", "go"], env={"AGENTD_DEBUG": "1"})
+        eq(shown_levels(r.stderr, "invoke"), list(LEVELS), "AGENTD_DEBUG: invoke")
+        r = run_agentd(["--config", cfg, "--json", "-q", "-p", "go"], env={"AGENTD_DEBUG": "1"})
+        eq(shown_levels(r.stderr, "invoke"), list(LEVELS), "AGENTD_DEBUG wins over -q")
+
+
+@case
+def isolated_log_lines_look_like_in_process_ones(tmp):
+    with mock(S.script(*(one_call("noisy")["responses"] * 2))) as m:
+        cfg = setup(tmp, m, tools={"noisy": {"isolation": "process"}})
+        r = run_agentd(["--config", cfg, "--json", "-p", "go"])
+        eq(r.rc, 0, "exit code (stderr: %s)" % r.stderr)
+        eq(shown_levels(r.stderr, "invoke"), ["ERROR", "WARN", "INFO"], "levels, once each")
+        for lv in ("ERROR", "WARN", "INFO"):
+            eq(r.stderr.count("invoke %s" % lv), 1, "one line for %s" % lv)
+        ok("agentd: tool noisy: agentd:" not in r.stderr, "no doubled prefix: %s" % r.stderr)
+        contains(r.stderr, "agentd: tool noisy: noisy: stdout from invoke\n", "printf output")
+        r = run_agentd(["--config", cfg, "--json", "-q", "-p", "go"])
+        eq(shown_levels(r.stderr, "invoke"), ["ERROR", "WARN"], "-q in a worker too")
+
+
+# ---- the key never shows ---------------------------------------------------------
+
+@case
+def plugin_logs_and_worker_output_are_redacted(tmp):
+    # log() lines always pass agentd; so does all a worker process writes.
+    # (What an in-process plugin writes to its stdout or stderr goes
+    # straight to the file descriptor: docs/plugins.md.)
+    args = json.dumps({"say": "the key is %s, see" % KEY})
+    for iso in ("in-process", "process"):
+        with mock(one_call("noisy", args)) as m:
+            sub = os.path.join(tmp, iso)
+            os.makedirs(sub)
+            cfg = setup(sub, m, tools={"noisy": {"isolation": iso}})
+            r = run_agentd(["--config", cfg, "--json", "-p", "go"])
+        eq(r.rc, 0, "%s: exit code (stderr: %s)" % (iso, r.stderr))
+        contains(r.stderr, "agentd: plugin noisy.so: the key is [REDACTED], see\n",
+                 "%s: log line" % iso)
+        if iso == "process":
+            ok(KEY not in r.stdout + r.stderr, "%s: key not shown: %s" % (iso, r.stderr))
+            contains(r.stderr, "agentd: tool noisy: noisy: printed the key is [REDACTED], see\n",
+                     "%s: printed" % iso)
+
+
+@case
+def usage_values_are_redacted(tmp):
+    # A provider that echoes the key in a usage value (agentd passes the
+    # counters on as the provider wrote them).
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5,
+             "cost": "billed to " + KEY}
+    with mock(S.script(S.text_stream("hi", usage=usage))) as m:
+        r = run_agentd(["--config", setup(tmp, m), "--json", "-p", "go"])
+    eq(r.rc, 0, "exit code (stderr: %s)" % r.stderr)
+    events = json_lines(r.stdout)
+    ok(KEY not in r.stdout, "key not in the events: %s" % r.stdout)
+    step = [e for e in events if e["type"] == "step_finish"][0]
+    eq(step["usage"]["cost"], "billed to [REDACTED]", "usage string")
+    eq(step["usage"]["total_tokens"], 5, "counters kept")
+
 if __name__ == "__main__":
     main()

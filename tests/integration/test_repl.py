@@ -716,5 +716,28 @@ def a_long_wait_at_the_prompt_does_not_time_out_the_next_request(tmp):
         eq(len(chats(m)), 2, "one request per question")
 
 
+@case
+def approval_prompt_and_history_never_show_the_key(tmp):
+    # The model puts the key into a call that needs approval; the user
+    # pastes it into a prompt. Neither the question nor the history file
+    # may hold it (the request to the model does: the user sent it).
+    key = "sk-test-dummy"  # lib.agentd_env()'s key
+    args = '{"a": 2, "b": 3, "note": "%s"}' % key
+    sc = S.script(S.tool_call_stream([("c1", "add", args)]), S.text_stream("Done."))
+    with mock(sc) as m:
+        cfg = setup(tmp, m, raw_append="[tools.add]\nconfirm = true\n")
+        r = run_agentd(["--config", cfg, "--repl"], input="my key is %s\nn\n" % key,
+                       env={"XDG_STATE_HOME": os.path.join(tmp, "state")})
+        reqs = chats(m)
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    contains(r.stderr, '"note": "[REDACTED]"}? [y]es/[n]o/[a]lways', "the question")
+    ok(key not in r.stdout + r.stderr, "key not shown: %s" % r.stderr)
+    eq(reqs[0]["messages"][-1]["content"], "my key is " + key, "the prompt as typed")
+    with open(os.path.join(tmp, "state", "agentd", "history"), encoding="utf-8") as f:
+        hist = f.read()
+    ok(key not in hist, "key not in the history: %r" % hist)
+    contains(hist.replace("\\040", " "), "my key is [REDACTED]", "the entry, redacted")
+
+
 if __name__ == "__main__":
     main()

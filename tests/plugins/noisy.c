@@ -7,8 +7,8 @@
  *            level, and when its config has "marker": PATH appends
  *            "init PID\n" to that file (PID: the process running init)
  *   noisy    printf()s "noisy: stdout from invoke", writes a line to
- *            stderr, logs "invoke LEVEL" at every level and {"say": TEXT}
- *            at INFO; answers "done"
+ *            stderr, logs "invoke LEVEL" at every level; {"say": TEXT} is
+ *            logged at INFO and printed ("noisy: printed TEXT"); answers "done"
  *   pid      answers the pid of the process running invoke
  *   environ  answers /proc/self/environ with its NULs as newlines
  *   sleep    sleeps {"ms": N} milliseconds (at most 60 s); answers "slept"
@@ -42,11 +42,14 @@ static void log_all(const char *what)
 static char *json_str(const char *json, const char *key)
 {
     char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":\"", key);
+    snprintf(pat, sizeof pat, "\"%s\"", key);
     const char *p = json ? strstr(json, pat) : NULL;
     if (!p)
         return NULL;
     p += strlen(pat);
+    p += strspn(p, " :");
+    if (*p++ != '"')
+        return NULL;
     const char *e = strchr(p, '"');
     return e ? strndup(p, (size_t)(e - p)) : NULL;
 }
@@ -61,6 +64,8 @@ static int noisy_invoke(void *d, const char *args, size_t n, agentd_result *out)
     char *say = json_str(args, "say");
     if (say) {
         host->log(me, AGENTD_LOG_INFO, say);
+        printf("noisy: printed %s\n", say);
+        fflush(stdout);
         free(say);
     }
     return host->result_write(out, "done", 4);

@@ -11,6 +11,8 @@
 #include "../harness.h"
 #include "tools.h"
 
+#include <agentd/plugin.h>
+
 #include <dirent.h>
 #include <limits.h>
 #include <pthread.h>
@@ -510,6 +512,10 @@ TEST(log_lines_and_destroy)
     ad_tools *t = load_plugins(files, &rc, err, sizeof err);
     bool e;
     char *got = call(t, "log_lines", "", &e);
+    /* destroy() logs at DEBUG, which is shown only when asked for. */
+    setenv("AGENTD_DEBUG", "1", 1);
+    ad_tools_set_log_level(t, AGENTD_LOG_INFO);
+    unsetenv("AGENTD_DEBUG");
     ad_tools_free(t);
     char *log = capture_end();
     CHECK_STREQ(got, "logged");
@@ -523,6 +529,50 @@ TEST(log_lines_and_destroy)
     const char *d1 = strstr(log, "destroy echo_config"), *d5 = strstr(log, "destroy log_lines");
     CHECK(d1 != NULL && d5 != NULL && d1 < d5);
     free(log);
+}
+
+TEST(log_levels_and_redaction)
+{
+    char *dir = make_dir();
+    CHECK(dir != NULL && add_plugin(dir, "noisy.so", NULL) == 0);
+    static const struct {
+        int level;
+        const char *debug; /* AGENTD_DEBUG, or NULL */
+        const char *shown; /* of E W I D */
+    } cases[] = {
+        {AGENTD_LOG_INFO, NULL, "EWI"},  {AGENTD_LOG_WARN, NULL, "EW"},
+        {AGENTD_LOG_ERROR, NULL, "EW"},  {AGENTD_LOG_DEBUG, NULL, "EWID"},
+        {AGENTD_LOG_WARN, "1", "EWID"},  {AGENTD_LOG_INFO, "0", "EWI"},
+    };
+    static const char *const names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (cases[i].debug)
+            setenv("AGENTD_DEBUG", cases[i].debug, 1);
+        capture_begin();
+        ad_tools *t = ad_tools_new();
+        ad_tools_set_log_level(t, cases[i].level);
+        CHECK_EQ(ad_tools_set_secret(t, "sk-unit-secret-1"), 0);
+        char err[512];
+        CHECK_EQ(ad_tools_load_dir(t, dir, NULL, NULL, err, sizeof err), 0);
+        CHECK_CALL(t, "noisy", "{\"say\":\"k=sk-unit-secret-1.\"}", "done", false);
+        ad_tools_free(t);
+        unsetenv("AGENTD_DEBUG");
+        char *log = capture_end();
+        for (size_t l = 0; l < 4; l++) {
+            char want[64];
+            snprintf(want, sizeof want, "agentd: plugin noisy.so: invoke %s\n", names[l]);
+            bool expect = strchr(cases[i].shown, names[l][0]) != NULL;
+            if ((strstr(log, want) != NULL) != expect)
+                fprintf(stderr, "  case %zu: %s %s\n", i, want, expect ? "missing" : "shown");
+            CHECK((strstr(log, want) != NULL) == expect);
+        }
+        /* At INFO, with the secret redacted. */
+        if (strchr(cases[i].shown, 'I'))
+            CHECK(strstr(log, "agentd: plugin noisy.so: k=[REDACTED].\n") != NULL);
+        CHECK(strstr(log, "sk-unit-secret") == NULL);
+        free(log);
+    }
+    remove_dir(dir);
 }
 
 /* ---- invocation --------------------------------------------------------- */
@@ -792,6 +842,7 @@ int main(int argc, char **argv)
     RUN(config_json_delivery);
     RUN(load_phase_closes_after_init);
     RUN(log_lines_and_destroy);
+    RUN(log_levels_and_redaction);
     RUN(invoke_calculators);
     RUN(invoke_argument_errors);
     RUN(invoke_plugin_errors);
