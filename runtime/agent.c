@@ -247,6 +247,47 @@ static void append_message(ad_agent *a, json_object *m)
         a->observer(a->observer_ud, m, a->step);
 }
 
+/* The conversation ends with a user message that got no answer. */
+static bool awaits_answer(ad_agent *a)
+{
+    size_t n = json_object_array_length(a->messages);
+    json_object *last = n ? json_object_array_get_idx(a->messages, n - 1) : NULL, *role;
+    return last && json_object_object_get_ex(last, "role", &role) &&
+           json_object_is_type(role, json_type_string) &&
+           strcmp(json_object_get_string(role), "user") == 0;
+}
+
+static void append_assistant_text(ad_agent *a, const char *text, size_t len)
+{
+    json_object *m = json_object_new_object();
+    json_object_object_add(m, "role", json_object_new_string("assistant"));
+    json_object_object_add(m, "content", json_object_new_string_len(text, (int)len));
+    append_message(a, m);
+}
+
+/* The run is cancelled while the model answers: what it said so far (text
+ * of the step's response; tool calls it was still writing never ran) stays
+ * as its answer, marked as cut. Without any, a user message still waiting
+ * gets a marked empty answer: a conversation never holds two user turns in
+ * a row (strict chat templates reject that). keep_text is false when the
+ * step's text was already dropped for a retry. */
+static void keep_partial_answer(ad_agent *a, bool keep_text)
+{
+    ad_response *r = ad_stream_response(a->stream);
+    ad_buf b = AD_BUF_INIT;
+    if (keep_text && r->text.len) {
+        ad_buf_append(&b, r->text.data, r->text.len);
+        if (r->text.data[r->text.len - 1] != '\n')
+            ad_buf_putc(&b, '\n');
+        ad_buf_puts(&b, "[answer cut short: cancelled by the user]");
+    } else if (awaits_answer(a)) {
+        ad_buf_puts(&b, "[no answer: cancelled by the user]");
+    }
+    if (b.data)
+        append_assistant_text(a, b.data, b.len);
+    ad_buf_free(&b);
+}
+
 static void end_run(ad_agent *a, int status)
 {
     if (!a->running)
@@ -1474,10 +1515,17 @@ int ad_agent_run(ad_agent *a, const char *prompt, ad_agent_done_fn on_done, void
 {
     if (a->running)
         return AD_EINVAL;
+    a->step = 1;
+    /* The last turn got no answer (its run failed, the process was killed,
+     * a loaded conversation ends so): mark the gap, so that no two user
+     * turns follow each other. */
+    if (awaits_answer(a)) {
+        static const char gap[] = "[no answer: the turn ended before the model answered]";
+        append_assistant_text(a, gap, sizeof gap - 1);
+    }
     json_object *m = json_object_new_object();
     json_object_object_add(m, "role", json_object_new_string("user"));
     json_object_object_add(m, "content", json_object_new_string(prompt));
-    a->step = 1;
     append_message(a, m);
     a->running = true;
     a->cancelled = false;
@@ -1501,6 +1549,7 @@ void ad_agent_cancel(ad_agent *a)
     if (a->req) {
         ad_http_cancel(a->req);
         a->req = NULL;
+        keep_partial_answer(a, true);
         end_run(a, AD_RUN_CANCELLED);
         return;
     }
@@ -1509,6 +1558,8 @@ void ad_agent_cancel(ad_agent *a)
         finish_tools(a);
         return;
     }
+    /* Waiting to retry: the step's partial text was given up already. */
+    keep_partial_answer(a, false);
     end_run(a, AD_RUN_CANCELLED);
 }
 

@@ -61,12 +61,18 @@ ad_agent *ad_agent_new(const ad_agent_opts *opts);
  * run the loop once more afterwards. */
 void ad_agent_free(ad_agent *a);
 
-/* Starts a run with prompt as the next user message. Returns 0, or a
+/* Starts a run with prompt as the next user message (after an assistant
+ * message "[no answer: the turn ended before the model answered]" when the
+ * conversation ends with a user message nobody answered). Returns 0, or a
  * negative AD_E* (a run is already in progress). on_done is called once, on
  * the loop thread, when the run ended. */
 int ad_agent_run(ad_agent *a, const char *prompt, ad_agent_done_fn on_done, void *ud);
-/* Cancels the run in progress, if any (on_done reports AD_RUN_CANCELLED
- * once running tools have returned). */
+/* Cancels the run in progress, if any; on_done reports AD_RUN_CANCELLED.
+ * Running tools are abandoned, calls not yet started never start. Text the
+ * model had streamed stays as its answer, marked as cut short; a prompt
+ * without any answer gets a marked empty one (as ad_agent_run() gives one
+ * to a prompt left unanswered by an earlier run): the conversation never
+ * holds two user messages in a row. */
 void ad_agent_cancel(ad_agent *a);
 
 /* Who approves calls of tools that need confirmation (NULL: nobody, so

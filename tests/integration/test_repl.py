@@ -227,8 +227,41 @@ def ctrl_c_mid_stream_cancels_and_next_prompt_works(tmp):
         reqs = chats(m)
     eq(len(reqs), 2, "requests")
     msgs = reqs[1]["messages"]
+    # What the model said before Ctrl-C stays as its answer, marked as cut:
+    # never two user turns in a row.
     eq([(x["role"], x.get("content")) for x in msgs],
-       [("system", SYSTEM), ("user", "first question"), ("user", "second question")],
+       [("system", SYSTEM), ("user", "first question"),
+        ("assistant", "Partial answer\n[answer cut short: cancelled by the user]"),
+        ("user", "second question")],
+       "second request")
+
+
+@case
+def ctrl_c_before_any_answer_leaves_no_two_user_turns(tmp):
+    first = S.text_stream("never shown")
+    first["hang_after"] = 0  # the request hangs before a single byte
+    with mock(S.script(first, S.text_stream("Second answer."))) as m:
+        t = start(tmp, setup(tmp, m))
+        try:
+            t.line("first question")
+            deadline = time.monotonic() + 20 * TIMEOUT_SCALE
+            while not chats(m) and t._read(deadline, 0.01):
+                pass  # polling the mock's record, not synchronising
+            t.send(CTRL_C)
+            t.expect(b"cancelled")
+            t.prompt()
+            t.line("second question")
+            t.expect(b"Second answer.")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+        reqs = chats(m)
+    eq(len(reqs), 2, "requests")
+    eq([(x["role"], x.get("content")) for x in reqs[1]["messages"]],
+       [("system", SYSTEM), ("user", "first question"),
+        ("assistant", "[no answer: cancelled by the user]"), ("user", "second question")],
        "second request")
 
 

@@ -228,12 +228,49 @@ def kill_then_resume(tmp, first, wait_for, second_prompt="go on"):
     return msgs
 
 
+NO_ANSWER = {"role": "assistant", "content": "[no answer: the turn ended before the model answered]"}
+
+
 @case
 def kill9_mid_stream(tmp):
+    # The half answer dies with the process; the resumed run puts a marked
+    # empty answer in its place, so no two user turns follow each other.
     first = S.text_stream("Thinking about it at length", pieces=5, hang_after=250)
     msgs = kill_then_resume(tmp, [first], lambda e: e.get("type") == "text_delta")
     eq(msgs, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "start"},
-              {"role": "user", "content": "go on"}], "history: the half answer is not kept")
+              NO_ANSWER, {"role": "user", "content": "go on"}],
+       "history: the half answer is not kept")
+
+
+@case
+def sigint_mid_stream_keeps_the_partial_answer(tmp):
+    # A one-shot run interrupted while the model answers stores what it said
+    # so far as its answer, marked as cut; the resumed session sends it.
+    first = S.text_stream("Thinking about it at length", pieces=5, hang_after=250)
+    with mock(S.script(first, S.text_stream("resumed."))) as m:
+        cfg = setup(tmp, m)
+        p = spawn_agentd(["--config", cfg, "--json", "-p", "start", "--session", "k"],
+                         env=state_env(tmp))
+        try:
+            ev = Events(p)
+            ev.wait(lambda e: e.get("type") == "text_delta")
+            p.send_signal(signal.SIGINT)
+            ev.wait(lambda e: e.get("type") == "error")
+            eq(p.wait(20), 130, "exit code")
+        finally:
+            if p.poll() is None:
+                kill9(p)
+            for f in (p.stdin, p.stdout, p.stderr):
+                f.close()
+        shown = "".join(e["text"] for e in ev.events if e.get("type") == "text_delta")
+        r = run(tmp, cfg, "go on", "--session", "k")
+        eq(r.rc, 0, "resumed run (%r)" % r)
+        msgs = chat(m)[-1]["messages"]
+    ok(shown, "some text was shown")
+    eq(msgs, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "start"},
+              {"role": "assistant",
+               "content": shown + "\n[answer cut short: cancelled by the user]"},
+              {"role": "user", "content": "go on"}], "history")
 
 
 @case
@@ -276,7 +313,7 @@ def kill9_before_any_answer(tmp):
         kill9(p)
         eq(run(tmp, cfg, "again", "--session", "k").rc, 0, "resumed")
         msgs = chat(m)[-1]["messages"]
-    eq([x["content"] for x in msgs], [SYSTEM, "start", "again"], "history")
+    eq([x["content"] for x in msgs], [SYSTEM, "start", NO_ANSWER["content"], "again"], "history")
 
 
 @case
