@@ -44,13 +44,16 @@
 #include <locale.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include "lazy_edit.h"
 
@@ -193,6 +196,62 @@ static void put_shown(ad_buf *b, const char *s, size_t len, size_t max, bool utf
         ad_buf_puts(b, utf8 ? "…" : "...");
 }
 
+/* Terminal columns s[0..len) takes (UTF-8 in a UTF-8 locale, else a column
+ * per byte); *fit gets the bytes of its longest start that takes at most
+ * max columns, and *fitcols their columns. */
+static size_t text_cols(const char *s, size_t len, size_t max, size_t *fit, size_t *fitcols)
+{
+    mbstate_t st;
+    memset(&st, 0, sizeof st);
+    size_t cols = 0, i = 0;
+    *fit = 0;
+    *fitcols = 0;
+    while (i < len) {
+        wchar_t wc;
+        size_t n = mbrtowc(&wc, s + i, len - i, &st);
+        int w = 1;
+        if (n == (size_t)-1 || n == (size_t)-2 || n == 0) {
+            memset(&st, 0, sizeof st);
+            n = 1;
+        } else if ((w = wcwidth(wc)) < 0) {
+            w = 1;
+        }
+        cols += (size_t)w;
+        i += n;
+        if (cols <= max) {
+            *fit = i;
+            *fitcols = cols;
+        }
+    }
+    return cols;
+}
+
+/* Appends s[0..len) cut to at most max columns, the cut marked. */
+static void put_cols(ad_buf *b, const char *s, size_t len, size_t max, bool utf8)
+{
+    size_t fit, fitcols;
+    if (text_cols(s, len, max, &fit, &fitcols) <= max) {
+        ad_buf_append(b, s, len);
+        return;
+    }
+    const char *dots = utf8 ? "…" : "...";
+    size_t dw = utf8 ? 1 : 3;
+    if (max < dw)
+        return;
+    text_cols(s, len, max - dw, &fit, &fitcols);
+    ad_buf_append(b, s, fit);
+    ad_buf_puts(b, dots);
+}
+
+/* The terminal's width for lines on stderr; 0: none (not a terminal). */
+static size_t err_cols(const repl *r)
+{
+    struct winsize ws;
+    if (!r->tty_err || ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) != 0)
+        return 0;
+    return ws.ws_col;
+}
+
 /* ---- spinner ------------------------------------------------------------ */
 
 static void spin_draw(repl *r)
@@ -330,28 +389,57 @@ static void put_usage(ad_buf *b, json_object *u)
     }
 }
 
+/* One line per call: "  ✓ name ARGS → RESULT  (time)". On a terminal the
+ * line fits its width (a wrapped line would break the compact layout): the
+ * arguments and the result are cut, each marked, the arguments first down
+ * to half of the room. */
 static void show_tool_result(repl *r, const ad_event *ev)
 {
-    ad_buf b = AD_BUF_INIT;
-    const char *args = calls_args(r, ev->id);
+    ad_buf b = AD_BUF_INIT, args = AD_BUF_INIT, res = AD_BUF_INIT, dur = AD_BUF_INIT;
+    const char *a = calls_args(r, ev->id);
+    const char *name = ev->name ? ev->name : "?";
+    if (a)
+        put_shown(&args, a, strlen(a), SHOW_MAX, r->utf8);
+    put_shown(&res, ev->text ? ev->text : "", ev->len, SHOW_MAX, r->utf8);
+    if (ev->seconds > 0) {
+        if (ev->seconds < 0.001)
+            ad_buf_printf(&dur, "(%.0f %s)", ev->seconds * 1e6, r->utf8 ? "µs" : "us");
+        else if (ev->seconds < 1)
+            ad_buf_printf(&dur, "(%.1f ms)", ev->seconds * 1000);
+        else
+            ad_buf_printf(&dur, "(%.2f s)", ev->seconds);
+    }
+    size_t amax = SIZE_MAX, rmax = SIZE_MAX, width = err_cols(r);
+    if (width > 0) {
+        size_t fit, fc;
+        /* "  ✓ " name " " ... " → " ["error: "] ... ["  " dur]; one column
+         * spare, so the cursor never waits at the right edge. */
+        size_t fixed = 4 + text_cols(name, strlen(name), 0, &fit, &fc) + 1 + (r->utf8 ? 3 : 4) +
+                       (ev->is_error ? 7 : 0) +
+                       (dur.len ? 2 + text_cols(dur.data, dur.len, 0, &fit, &fc) : 0) + 1;
+        size_t room = width > fixed ? width - fixed : 0;
+        size_t aw = args.len ? text_cols(args.data, args.len, 0, &fit, &fc) : 0;
+        size_t rw = res.len ? text_cols(res.data, res.len, 0, &fit, &fc) : 0;
+        if (aw + rw > room) {
+            amax = aw <= room / 2 ? aw : rw < room / 2 ? room - rw : room / 2;
+            rmax = room - amax;
+        }
+    }
     ad_buf_printf(&b, "  %s%s%s %s%s%s ", ev->is_error ? RED(r) : GREEN(r),
                   ev->is_error ? (r->utf8 ? "✗" : "!") : (r->utf8 ? "✓" : "-"), OFF(r), BOLD(r),
-                  ev->name ? ev->name : "?", OFF(r));
-    if (args)
-        put_shown(&b, args, strlen(args), SHOW_MAX, r->utf8);
+                  name, OFF(r));
+    if (args.len)
+        put_cols(&b, args.data, args.len, amax, r->utf8);
     ad_buf_printf(&b, " %s%s%s ", DIM(r), r->utf8 ? "→" : "->", OFF(r));
     if (ev->is_error)
         ad_buf_printf(&b, "%serror:%s ", RED(r), OFF(r));
-    put_shown(&b, ev->text ? ev->text : "", ev->len, SHOW_MAX, r->utf8);
-    if (ev->seconds > 0) {
-        if (ev->seconds < 0.001)
-            ad_buf_printf(&b, "  %s(%.0f %s)%s", DIM(r), ev->seconds * 1e6, r->utf8 ? "µs" : "us",
-                          OFF(r));
-        else if (ev->seconds < 1)
-            ad_buf_printf(&b, "  %s(%.1f ms)%s", DIM(r), ev->seconds * 1000, OFF(r));
-        else
-            ad_buf_printf(&b, "  %s(%.2f s)%s", DIM(r), ev->seconds, OFF(r));
-    }
+    if (res.len)
+        put_cols(&b, res.data, res.len, rmax, r->utf8);
+    if (dur.len)
+        ad_buf_printf(&b, "  %s%s%s", DIM(r), dur.data, OFF(r));
+    ad_buf_free(&args);
+    ad_buf_free(&res);
+    ad_buf_free(&dur);
     ensure_bol(r);
     if (b.data) {
         fputs(b.data, r->err);
@@ -843,25 +931,67 @@ static char *read_file(const char *path, size_t max, size_t *len, char *err, siz
     return ad_buf_steal(&b);
 }
 
+/* "FILE:LINE:COL: what", for byte `at` of text, then the line it is on
+ * (trimmed, quoted) when show_line. */
+static void text_error(char *err, size_t errlen, const char *path, const char *text, size_t len,
+                       size_t at, const char *what, bool show_line, bool utf8)
+{
+    size_t line = 1, lstart = 0;
+    for (size_t i = 0; i < at && i < len; i++)
+        if (text[i] == '\n') {
+            line++;
+            lstart = i + 1;
+        }
+    size_t start = lstart, end = lstart;
+    while (end < len && text[end] != '\n')
+        end++;
+    while (start < end && strchr(" \t\r", text[start]))
+        start++;
+    while (end > start && strchr(" \t\r", text[end - 1]))
+        end--;
+    ad_buf shown = AD_BUF_INIT;
+    if (show_line)
+        put_shown(&shown, text + start, end - start, 60, utf8);
+    ad_errf(err, errlen, "%s:%zu:%zu: %s%s%s%s", path, line, at - lstart + 1, what,
+            shown.data ? " \"" : "", shown.data ? shown.data : "", shown.data ? "\"" : "");
+    ad_buf_free(&shown);
+}
+
 static int load_conversation(repl *r, const char *path, size_t *count, char *err, size_t errlen)
 {
     size_t len = 0;
     char *text = read_file(path, MAX_LOAD_BYTES, &len, err, errlen);
     if (!text)
         return AD_ERR;
+    size_t blank = strspn(text, " \t\r\n");
     json_tokener *tok = json_tokener_new();
-    json_object *o = tok ? json_tokener_parse_ex(tok, text, (int)len) : NULL;
+    json_object *o = tok && blank < len ? json_tokener_parse_ex(tok, text, (int)len) : NULL;
     int rc = AD_OK;
-    if (!o || json_tokener_get_error(tok) != json_tokener_success) {
-        ad_errf(err, errlen, "%s is not JSON: %s", path,
-                tok ? json_tokener_error_desc(json_tokener_get_error(tok)) : "out of memory");
+    if (!tok) {
+        ad_errf(err, errlen, "out of memory reading %s", path);
+        rc = AD_ENOMEM;
+    } else if (blank == len) {
+        ad_errf(err, errlen, "%s is empty, not a conversation written by /save", path);
+        rc = AD_EINVAL;
+    } else if (!o || json_tokener_get_error(tok) != json_tokener_success) {
+        /* json-c's words ("null expected") need the place to make sense. */
+        enum json_tokener_error je = json_tokener_get_error(tok);
+        size_t at = json_tokener_get_parse_end(tok);
+        char what[160];
+        if (je == json_tokener_continue)
+            snprintf(what, sizeof what, "the JSON ends before it is complete");
+        else
+            snprintf(what, sizeof what, "not JSON (json-c: %s) in", json_tokener_error_desc(je));
+        text_error(err, errlen, path, text, len, je == json_tokener_continue ? len : at, what,
+                   je != json_tokener_continue, r->utf8);
         rc = AD_EINVAL;
     } else {
         size_t used = json_tokener_get_parse_end(tok);
         while (used < len && strchr(" \t\r\n", text[used]))
             used++;
         if (used < len) {
-            ad_errf(err, errlen, "%s: unexpected text after the JSON value", path);
+            text_error(err, errlen, path, text, len, used,
+                       "unexpected text after the JSON value:", true, r->utf8);
             rc = AD_EINVAL;
         }
     }
@@ -921,7 +1051,7 @@ static const char *const commands[][2] = {
     {"/reset", "start a new conversation (the system prompt stays)"},
     {"/save", "FILE  write the conversation as JSON"},
     {"/load", "FILE  continue a conversation written by /save"},
-    {"/usage", "tokens and cost of this session"},
+    {"/usage", "tokens and cost of this conversation"},
     {"/exit", "leave (also Ctrl-D)"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
@@ -1015,6 +1145,17 @@ static void cmd_system(repl *r, const char *arg)
     note(r, "system prompt set");
 }
 
+/* /usage counts the conversation: a new one starts from zero. */
+static void usage_reset(repl *r)
+{
+    r->in_tokens = r->out_tokens = r->total_tokens = 0;
+    r->cost = 0;
+    r->has_cost = false;
+    r->turns = 0;
+    json_object_put(r->last_usage);
+    r->last_usage = NULL;
+}
+
 static void cmd_reset(repl *r)
 {
     json_object *sys = system_message(r);
@@ -1027,6 +1168,7 @@ static void cmd_reset(repl *r)
         err_line(r, "out of memory");
         return;
     }
+    usage_reset(r);
     note(r, "new conversation%s", sys ? " (system prompt kept)" : "");
 }
 
@@ -1125,12 +1267,14 @@ static bool run_command(repl *r, char *line)
                  json_object_array_length(ad_agent_messages(r->agent)), arg);
     } else if (strcmp(cmd, "/load") == 0) {
         size_t n = 0;
-        if (!arg[0])
+        if (!arg[0]) {
             err_line(r, "/load wants a file name");
-        else if (load_conversation(r, arg, &n, err, sizeof err) != AD_OK)
+        } else if (load_conversation(r, arg, &n, err, sizeof err) != AD_OK) {
             err_line(r, "%s (the conversation is unchanged)", err);
-        else
+        } else {
+            usage_reset(r);
             note(r, "loaded %zu messages from %s; model: %s", n, arg, r->model);
+        }
     } else if (strcmp(cmd, "/usage") == 0) {
         cmd_usage(r);
     } else {

@@ -525,6 +525,86 @@ def approval_ctrl_c_starts_no_other_call_of_the_step(tmp):
 
 
 @case
+def load_of_a_file_that_is_not_json_says_what_and_where(tmp):
+    bad = os.path.join(tmp, "notes.txt")
+    with open(bad, "w") as f:
+        f.write("{}\nnot json at all\n")
+    empty = os.path.join(tmp, "empty.json")
+    open(empty, "w").close()
+    with mock(S.script()) as m:
+        t = start(tmp, setup(tmp, m))
+        try:
+            t.line("/load " + bad)
+            t.expect(('%s:2:1: unexpected text after the JSON value: "not json at all"' % bad)
+                     .encode())
+            t.prompt()
+            with open(bad, "w") as f:
+                f.write('{"messages": [\n  {"role": "user", "content": "hi"},\n  nope\n]}\n')
+            t.line("/load " + bad)
+            t.expect(('%s:3:4: not JSON (json-c: null expected) in "nope"' % bad).encode())
+            t.prompt()
+            t.line("/load " + empty)
+            t.expect(("%s is empty, not a conversation written by /save" % empty).encode())
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+
+
+@case
+def usage_counts_from_the_last_reset(tmp):
+    with mock(S.script(*tool_turn(), S.text_stream("After.", usage={
+            "prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9}))) as m:
+        t = start(tmp, setup(tmp, m))
+        try:
+            t.line("Add and multiply 2 and 3")
+            t.expect(b"50 in + 14 out = 64 tokens")
+            t.prompt()
+            t.line("/reset")
+            t.expect(b"new conversation")
+            t.prompt()
+            t.line("/usage")
+            t.expect(b"no usage reported yet")
+            t.prompt()
+            t.line("again")
+            t.expect(b"After.")
+            t.prompt()
+            t.line("/usage")
+            t.expect(b"session: 7 in + 2 out = 9 tokens over 1 turn")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+
+
+@case
+def tool_lines_fit_the_terminal_width(tmp):
+    cols = 60
+    long_args = json.dumps({"a": 2, "b": 3, "note": "x" * 150})
+    calls = [("call_a", "add", long_args), ("call_m", "multiply", ADD)]
+    with mock(S.script(S.tool_call_stream(calls), S.text_stream("Done."))) as m:
+        t = start(tmp, setup(tmp, m), cols=cols)
+        try:
+            t.line("go")
+            out = t.expect(b"Done.")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+    lines = [x.decode() for x in out.split(b"\n") if b" add " in x or b" multiply " in x]
+    eq(len(lines), 2, "tool lines in %r" % out)
+    for x in lines:
+        ok(len(x) < cols, "%d columns: %r" % (len(x), x))
+    ok(re.search(r"\u2713 add \{.*\u2026 \u2192 5  \(\d", lines[0]),
+       "add's arguments are cut, its result and duration kept: %r" % lines[0])
+    ok(re.search(r'\u2713 multiply \{"a": 2, "b": 3\} \u2192 6  \(\d', lines[1]),
+       "a short line is whole: %r" % lines[1])
+
+
+@case
 def reset_starts_a_new_conversation(tmp):
     with mock(S.script(S.text_stream("First."), S.text_stream("Second."))) as m:
         t = start(tmp, setup(tmp, m))
