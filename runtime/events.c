@@ -324,15 +324,84 @@ static void close_text_line(ad_events *e)
     fflush(e->out);
 }
 
-/* Shortens s for a one-line display. */
+static bool is_blank(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* Appends s[0..len) to b as one line of at most max bytes, "..." when cut
+ * (on a character boundary). Outside JSON strings a run of white space
+ * disappears next to a bracket, a comma or a colon, else becomes one space,
+ * so pretty-printed JSON reads like compact JSON; inside strings a line
+ * break becomes a space. Control characters (C0, DEL, C1) and invalid UTF-8
+ * become '?': a tool line cannot move the cursor or switch colours. */
+static void put_one_line(ad_buf *b, const char *s, size_t len, size_t max)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    size_t start = b->len;
+    bool in_str = false, esc = false, cut = false;
+    while (p < end) {
+        if (b->len - start >= max) {
+            cut = true;
+            break;
+        }
+        unsigned char c = *p;
+        if (!in_str && is_blank(c)) {
+            const unsigned char *q = p;
+            while (q < end && is_blank(*q))
+                q++;
+            char prev = b->len > start ? b->data[b->len - 1] : '{';
+            bool drop = q == end || prev == '{' || prev == '[' || *q == '}' || *q == ']' ||
+                        *q == ',' || *q == ':';
+            if (!drop)
+                ad_buf_putc(b, ' ');
+            p = q;
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t n;
+            if (ad_utf8_seq(p, (size_t)(end - p), &n) && !(c == 0xc2 && p[1] < 0xa0)) {
+                if (b->len - start + n > max) {
+                    cut = true;
+                    break;
+                }
+                ad_buf_append(b, p, n);
+            } else {
+                ad_buf_putc(b, '?');
+            }
+            p += n;
+            esc = false;
+            continue;
+        }
+        if (c < 0x20 || c == 0x7f)
+            ad_buf_putc(b, is_blank(c) ? ' ' : '?');
+        else
+            ad_buf_putc(b, (char)c);
+        if (in_str && !esc && c == '"')
+            in_str = false;
+        else if (!in_str && c == '"')
+            in_str = true;
+        esc = in_str && !esc && c == '\\';
+        p++;
+    }
+    while (b->len > start && b->data[b->len - 1] == ' ')
+        b->len--;
+    if (cut)
+        ad_buf_puts(b, "...");
+}
+
+/* Shortens s for a one-line display, the secret redacted first (so the cut
+ * cannot leave a piece of it). */
 static void show_short(ad_events *e, const char *s, size_t len)
 {
-    char line[201];
-    size_t full = ad_redact_cut(line, sizeof line, s, len, e->secret);
-    size_t n = strcspn(line, "\r\n"); /* one line */
-    fwrite(line, 1, n, e->err);
-    if (n < full)
-        fputs("...", e->err);
+    size_t rl;
+    char *r = ad_redact(s, len, e->secret, &rl);
+    ad_buf line = AD_BUF_INIT;
+    put_one_line(&line, r ? r : s, r ? rl : len, 200);
+    if (line.data)
+        fwrite(line.data, 1, line.len, e->err);
+    ad_buf_free(&line);
+    free(r);
 }
 
 static void tool_call(ad_events *e, int step, const char *id, const char *name, const char *args,

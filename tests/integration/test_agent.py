@@ -486,6 +486,22 @@ def text_mode_streams_answer_to_stdout_and_tools_to_stderr(tmp):
 
 
 @case
+def text_mode_tool_lines_show_pretty_printed_arguments_on_one_line(tmp):
+    pretty = '{\n  "a": 2,\n  "b": 3\n}'
+    long_args = '{\n  "a": 2,\n  "b": 3,\n  "note": "%s"\n}' % ("x" * 400)
+    calls = [("c1", "add", pretty), ("c2", "multiply", long_args)]
+    sc = S.script(S.tool_call_stream(calls), S.text_stream("5 and 6"))
+    with mock(sc) as m:
+        r = run_agentd(["--config", setup(tmp, m), "-p", PROMPT])
+    eq(r.rc, 0, "exit code (%s)" % r.stderr)
+    lines = r.stderr.splitlines()
+    contains(lines, '[tool] add {"a": 2, "b": 3}', "compact one-line arguments")
+    line = [x for x in lines if x.startswith("[tool] multiply {")][0]
+    ok(line.startswith('[tool] multiply {"a": 2, "b": 3, "note": "xxx'), "compacted: %r" % line)
+    ok(line.endswith("...") and len(line) < 260, "bounded with an ellipsis: %r" % line)
+
+
+@case
 def prompt_from_stdin(tmp):
     with mock(S.script(S.text_stream("hi"))) as m:
         r = run_agentd(["--config", setup(tmp, m), "--json"], input="Say hi\n")
