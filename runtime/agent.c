@@ -293,6 +293,7 @@ static void end_run(ad_agent *a, int status)
     if (!a->running)
         return;
     a->running = false;
+    ad_events_commit_text(a->ev);
     ad_agent_done_fn cb = a->on_done;
     void *ud = a->ud;
     a->on_done = NULL;
@@ -1107,6 +1108,7 @@ static json_object *assistant_message(ad_agent *a, ad_response *r)
 static void response_done(ad_agent *a)
 {
     ad_response *r = ad_stream_response(a->stream);
+    ad_events_commit_text(a->ev); /* complete: no retry takes it back now */
     add_usage(a, r->usage);
     const char *fr = r->finish_reason ? r->finish_reason : "";
     bool cut = strcmp(fr, "length") == 0 || strcmp(fr, "content_filter") == 0;
@@ -1375,6 +1377,10 @@ static void start_step(ad_agent *a)
         ad_buf_append(&a->body, body, len);
         free(body);
     }
+    /* Text shown from here on can still be taken back only while a retry
+     * may repeat the step after output (maybe_retry). */
+    ad_events_step_begin(a->ev, a->step,
+                         !a->tools_ran && a->attempt < a->cfg->max_retries);
     a->mode = 0;
     a->has_err = false;
     a->err[0] = '\0';

@@ -9,6 +9,11 @@
  * terminal and at the end of each step otherwise. An observer (the REPL's
  * renderer) sees every text-mode event first, redacted, and may show it its
  * own way instead.
+ *
+ * Text-mode answer text goes through an ad_textout (textout.h), which
+ * neutralises it on a terminal and can take a step's text back when a retry
+ * repeats the step; the REPL writes its answer text through the same one
+ * (ad_events_put_text).
  */
 #include "events.h"
 
@@ -18,6 +23,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "textout.h"
 
 struct ad_events {
     FILE *out;
@@ -33,6 +39,7 @@ struct ad_events {
     ad_buf line; /* reused for every JSON event */
     ad_events_observer_fn observer;
     void *observer_ud;
+    ad_textout *tout; /* text mode: the answer's writer; NULL: plain fwrite */
 };
 
 ad_events *ad_events_new(FILE *out, FILE *err, bool json)
@@ -48,6 +55,8 @@ ad_events *ad_events_new(FILE *out, FILE *err, bool json)
      * buffer turns a long answer's thousands of deltas into a few writes. */
     if (!e->out_tty && !json)
         setvbuf(out, NULL, _IOFBF, 64u << 10);
+    if (!json)
+        e->tout = ad_textout_new(out);
     return e;
 }
 
@@ -60,6 +69,7 @@ void ad_events_free(ad_events *e)
         free(e->secret);
     }
     ad_buf_free(&e->line);
+    ad_textout_free(e->tout);
     free(e);
 }
 
@@ -294,6 +304,31 @@ static void write_redacted(ad_events *e, FILE *f, const char *s, size_t len)
     }
 }
 
+static void out_text(ad_events *e, const char *text, size_t len)
+{
+    if (e->tout)
+        ad_textout_write(e->tout, text, len);
+    else
+        fwrite(text, 1, len, e->out);
+}
+
+void ad_events_step_begin(ad_events *e, int step, bool may_repeat)
+{
+    (void)step;
+    ad_textout_begin(e->tout, may_repeat);
+}
+
+void ad_events_put_text(ad_events *e, const char *text, size_t len)
+{
+    if (len)
+        out_text(e, text, len);
+}
+
+void ad_events_commit_text(ad_events *e)
+{
+    ad_textout_commit(e->tout);
+}
+
 void ad_events_text(ad_events *e, int step, const char *text, size_t len)
 {
     if (len == 0)
@@ -308,17 +343,18 @@ void ad_events_text(ad_events *e, int step, const char *text, size_t len)
     ad_event ev = {.kind = AD_EVENT_TEXT, .step = step, .text = text, .len = len};
     if (observe(e, &ev))
         return;
-    fwrite(text, 1, len, e->out); /* arrives redacted (events.h) */
+    out_text(e, text, len); /* arrives redacted (events.h) */
     e->text_open = text[len - 1] != '\n';
-    if (e->out_tty)
+    if (e->out_tty && !e->tout)
         fflush(e->out);
 }
 
 /* Text mode: ends the answer's open line before activity lines appear. */
 static void close_text_line(ad_events *e)
 {
+    ad_textout_commit(e->tout);
     if (e->text_open) {
-        fputc('\n', e->out);
+        out_text(e, "\n", 1);
         e->text_open = false;
     }
     fflush(e->out);
@@ -418,6 +454,7 @@ static void tool_call(ad_events *e, int step, const char *id, const char *name, 
         emit(e);
         return;
     }
+    ad_textout_commit(e->tout); /* the response is complete */
     ad_event ev = {.kind = AD_EVENT_TOOL_CALL, .step = step, .id = id, .name = name,
                    .text = args, .len = args_len, .not_run = not_run};
     if (observe(e, &ev) || e->quiet)
@@ -456,6 +493,7 @@ void ad_events_tool_result(ad_events *e, int step, const char *id, const char *n
         emit(e);
         return;
     }
+    ad_textout_commit(e->tout);
     ad_event ev = {.kind = AD_EVENT_TOOL_RESULT, .step = step, .id = id, .name = name,
                    .text = content, .len = len, .is_error = is_error, .seconds = seconds};
     if (observe(e, &ev) || e->quiet)
@@ -478,6 +516,7 @@ void ad_events_step_finish(ad_events *e, int step, const char *finish_reason, js
         emit(e);
         return;
     }
+    ad_textout_commit(e->tout);
     ad_event ev = {.kind = AD_EVENT_STEP_FINISH, .step = step, .finish_reason = finish_reason,
                    .usage = usage};
     observe(e, &ev);
@@ -494,6 +533,9 @@ void ad_events_retry(ad_events *e, int step, int attempt, const char *reason, do
         emit(e);
         return;
     }
+    /* The step starts again: its text so far must not stay twice. */
+    ad_textout_retract(e->tout);
+    e->text_open = false;
     ad_event ev = {.kind = AD_EVENT_RETRY, .step = step, .text = reason,
                    .len = reason ? strlen(reason) : 0, .attempt = attempt, .seconds = wait_s};
     if (observe(e, &ev))
@@ -515,6 +557,7 @@ void ad_events_finish(ad_events *e, int steps, const char *text, size_t len, jso
         emit(e);
         return;
     }
+    ad_textout_commit(e->tout);
     ad_event ev = {.kind = AD_EVENT_FINISH, .step = steps, .text = text ? text : "",
                    .len = text ? len : 0, .usage = usage};
     if (observe(e, &ev))
@@ -534,6 +577,8 @@ static void vmessage(ad_events *e, bool error, const char *fmt, va_list ap)
         ad_buf_putc(&e->line, '}');
         emit(e);
     }
+    if (error)
+        ad_textout_commit(e->tout); /* a failed run keeps its partial text */
     ad_event ev = {.kind = error ? AD_EVENT_ERROR : AD_EVENT_WARN, .text = msg.data,
                    .len = msg.len};
     if (observe(e, &ev)) {

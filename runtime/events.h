@@ -1,8 +1,9 @@
 /*
  * events.h -- what a run reports, as text for people or JSON Lines.
  *
- * Text mode: the answer streams to stdout; tool activity and errors go to
- * stderr. JSON mode (--json): stdout carries one JSON object per line, written
+ * Text mode: the answer streams to stdout (each step's text exactly once,
+ * also when a retry repeats a step; neutralised on a terminal: textout.h);
+ * tool activity and errors go to stderr. JSON mode (--json): stdout carries one JSON object per line, written
  * with one fwrite and flushed per event:
  *   {"type":"text_delta","step":N,"text":...}
  *   {"type":"tool_call","step":N,"id":...,"name":...,"arguments":"..."}
@@ -52,6 +53,18 @@ void ad_events_set_tap(ad_events *e, ad_events_tap_fn fn, void *ud);
  * delta shows, which a sink seeing one delta at a time cannot do; scanning
  * every delta again here would only cost time on the hottest path. */
 void ad_events_text(ad_events *e, int step, const char *text, size_t len);
+/* Text mode: step `step` is about to stream. may_repeat: a retry may still
+ * repeat it after its text was shown, so that text must stay retractable
+ * (textout.h: erased on a terminal, truncated in a file, held back on a
+ * pipe until the step's response is complete). The retry event takes it
+ * back; tool events, step_finish, finish, an error and
+ * ad_events_commit_text() make it final. No-op in JSON mode. */
+void ad_events_step_begin(ad_events *e, int step, bool may_repeat);
+void ad_events_commit_text(ad_events *e);
+/* Writes answer text (or a line break of the answer) to out the way text
+ * mode does: for an observer that shows TEXT events itself (the REPL).
+ * Arrives redacted. */
+void ad_events_put_text(ad_events *e, const char *text, size_t len);
 void ad_events_tool_call(ad_events *e, int step, const char *id, const char *name,
                          const char *args, size_t args_len);
 /* A call the run ends without running (max_steps): a tool_call marked

@@ -124,7 +124,7 @@ static void ensure_bol(repl *r)
 {
     spin_clear(r);
     if (!r->at_bol) {
-        fputc('\n', r->out);
+        ad_events_put_text(r->o->events, "\n", 1); /* after any text held back */
         r->at_bol = true;
     }
     fflush(r->out);
@@ -456,8 +456,8 @@ static bool on_event(void *ud, const ad_event *ev)
     case AD_EVENT_TEXT:
         spin_clear(r);
         if (ev->len > 0) {
-            fwrite(ev->text, 1, ev->len, r->out);
-            fflush(r->out);
+            /* Through events: neutralised on a terminal, retractable. */
+            ad_events_put_text(r->o->events, ev->text, ev->len);
             r->at_bol = ev->text[ev->len - 1] == '\n';
         }
         return true;
@@ -494,6 +494,7 @@ static bool on_event(void *ud, const ad_event *ev)
         return false;
     }
     case AD_EVENT_RETRY:
+        r->at_bol = true; /* the step's text was taken back, or its line ended */
         note(r, "retrying in %.1f s (attempt %d): %.*s", ev->seconds, ev->attempt, (int)ev->len,
              ev->text ? ev->text : "");
         return true;

@@ -252,6 +252,148 @@ class Events:
             self.events += [json.loads(x) for x in lines if x.strip()]
 
 
+def run_on_pty(args, env=None, cols=80, rows=24, timeout=60, stderr_too=True):
+    """Runs agentd with stdout (and stderr unless stderr_too is false) on a
+    new pseudo-terminal of cols x rows; stdin is /dev/null. Returns (rc,
+    bytes the terminal received, stderr bytes when it was a pipe)."""
+    import fcntl
+    import struct
+    import termios
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    e = {"TERM": "xterm", "LANG": "C.UTF-8", "LC_ALL": None}
+    e.update(env or {})
+    p = subprocess.Popen(agentd_cmd(args), env=agentd_env(e), stdin=subprocess.DEVNULL,
+                         stdout=slave, stderr=slave if stderr_too else subprocess.PIPE)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + timeout * TIMEOUT_SCALE
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                p.kill()
+                raise AssertionError("agentd %s timed out on a pty; output: %r" % (args, out[-2000:]))
+            r, _, _ = select.select([master], [], [], min(left, 0.5))
+            if not r:
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the last writer closed the terminal
+                break
+            if not data:
+                break
+            out += data
+        err = p.stderr.read() if p.stderr else b""
+        rc = p.wait(timeout=timeout * TIMEOUT_SCALE)
+    finally:
+        os.close(master)
+        if p.stderr:
+            p.stderr.close()
+    return rc, out, err
+
+
+class Screen:
+    """Just enough of a VT100 to see what a terminal shows: printable text
+    with autowrap (and the pending-wrap state), CR, LF, BS, TAB, cursor
+    up/down/forward/back/position, erase in display and line. Rows scrolled
+    off the top are kept; text() is everything, scrolled rows first."""
+
+    def __init__(self, cols=80, rows=24):
+        self.cols, self.rows = cols, rows
+        self.grid = [[" "] * cols for _ in range(rows)]
+        self.scrolled = []
+        self.r = self.c = 0
+        self.wrap_pending = False
+
+    def _lf(self):
+        if self.r == self.rows - 1:
+            self.scrolled.append(self.grid.pop(0))
+            self.grid.append([" "] * self.cols)
+        else:
+            self.r += 1
+
+    def _put(self, ch):
+        import unicodedata
+        w = 0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        if w == 0:
+            return
+        if self.wrap_pending or self.c + w > self.cols:
+            self.c = 0
+            self._lf()
+            self.wrap_pending = False
+        self.grid[self.r][self.c] = ch
+        if w == 2 and self.c + 1 < self.cols:
+            self.grid[self.r][self.c + 1] = ""
+        self.c += w
+        if self.c >= self.cols:
+            self.c = self.cols - 1
+            self.wrap_pending = True
+
+    def feed(self, data):
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+        i = 0
+        while i < len(text):
+            ch = text[i]
+            i += 1
+            if ch == "\x1b":
+                if i < len(text) and text[i] == "[":
+                    j = i + 1
+                    while j < len(text) and not ("@" <= text[j] <= "~"):
+                        j += 1
+                    if j >= len(text):
+                        break
+                    params, op = text[i + 1:j], text[j]
+                    i = j + 1
+                    nums = [int(x) if x.isdigit() else 0 for x in params.lstrip("?").split(";")]
+                    n = max(nums[0], 1) if nums else 1
+                    self._csi(op, nums[0] if nums else 0, n, nums)
+                else:
+                    i += 1
+                continue
+            if ch == "\r":
+                self.c, self.wrap_pending = 0, False
+            elif ch == "\n":
+                self._lf()
+                self.wrap_pending = False
+            elif ch == "\b":
+                self.c, self.wrap_pending = max(self.c - 1, 0), False
+            elif ch == "\t":
+                self.c = min((self.c // 8 + 1) * 8, self.cols - 1)
+            elif ch == "\x07" or ord(ch) < 0x20:
+                pass
+            else:
+                self._put(ch)
+
+    def _csi(self, op, p0, n, nums):
+        self.wrap_pending = False
+        if op == "A":
+            self.r = max(self.r - n, 0)
+        elif op == "B":
+            self.r = min(self.r + n, self.rows - 1)
+        elif op == "C":
+            self.c = min(self.c + n, self.cols - 1)
+        elif op == "D":
+            self.c = max(self.c - n, 0)
+        elif op == "H":
+            self.r = min(max(nums[0], 1), self.rows) - 1
+            self.c = min(max(nums[1] if len(nums) > 1 else 1, 1), self.cols) - 1
+        elif op == "J" and p0 == 0:
+            self.grid[self.r][self.c:] = [" "] * (self.cols - self.c)
+            for row in range(self.r + 1, self.rows):
+                self.grid[row] = [" "] * self.cols
+        elif op == "J" and p0 == 2:
+            self.grid = [[" "] * self.cols for _ in range(self.rows)]
+        elif op == "K" and p0 == 0:
+            self.grid[self.r][self.c:] = [" "] * (self.cols - self.c)
+
+    def text(self):
+        rows = ["".join(row).rstrip() for row in self.scrolled + self.grid]
+        while rows and not rows[-1]:
+            rows.pop()
+        return "\n".join(rows)
+
+
 # ---- a tiny test framework -------------------------------------------------
 
 _cases = []

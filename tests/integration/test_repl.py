@@ -19,7 +19,7 @@ import termios
 import time
 
 from lib import (case, contains, eq, main, make_plugin_dir, mock, ok, run_agentd, script,
-                 write_config, agentd_cmd, agentd_env, AGENTD_DIR, TIMEOUT_SCALE)
+                 write_config, agentd_cmd, agentd_env, AGENTD_DIR, Screen, TIMEOUT_SCALE)
 from server import encode_event  # noqa: E402  (tests/mock, on the path lib set)
 
 S = script
@@ -654,6 +654,51 @@ def no_color_means_no_escape_sequences(tmp):
             ok(b"\x1b" not in t.out, "no escape sequence with NO_COLOR: %r" % t.out[:400])
         else:
             ok(b"\x1b[" in t.out, "colours without NO_COLOR (so the check above means something)")
+
+
+@case
+def a_retried_step_is_erased_from_the_screen(tmp):
+    # The stream breaks after "The answer is forty"; the repeated step must
+    # not leave "The answer is fortyThe answer is 42." on the screen.
+    full = S.text_stream("The answer is forty-two", pieces=["The answer", " is forty", "-two"])
+    cut = dict(full, close_after=sum(len(encode_event(e)) for e in full["sse"][:2]))
+    with mock(S.script(cut, S.text_stream("The answer is 42."))) as m:
+        make_plugin_dir(tmp, ("add",))
+        cfg = write_config(tmp, m.base_url, plugins_dir="plugins", max_retries=1,
+                           provider={"max_retry_wait_s": 0})
+        t = start(tmp, cfg)
+        try:
+            t.line("What is the answer?")
+            t.expect(b"The answer is 42.")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+    scr = Screen(120, 40)
+    scr.feed(t.out)
+    shown = scr.text()
+    ok("forty" not in shown, "the cut text is erased: %r" % shown)
+    eq(shown.count("The answer is 42."), 1, "the answer once: %r" % shown)
+    ok(shown.index("retrying") < shown.index("The answer is 42."), "notice first: %r" % shown)
+
+
+@case
+def control_sequences_in_answers_are_shown_not_obeyed(tmp):
+    hostile = "A\u001b]52;c;aGk=\u0007B\u001b[2J\u009b31m done"
+    with mock(S.script(S.text_stream(hostile))) as m:
+        t = start(tmp, setup(tmp, m))
+        try:
+            t.line("hi")
+            t.expect(b"done")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
+    contains(t.out, "A^[]52;c;aGk=^GB^[[2J\ufffd31m done".encode(), "shown in caret notation")
+    for seq in (b"\x1b]52", b"\x1b[2J", b"\xc2\x9b"):
+        ok(seq not in t.out, "%r never reaches the terminal" % seq)
 
 
 @case
