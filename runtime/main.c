@@ -298,6 +298,20 @@ static void no_core_dumps(void)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
+/* Removes the variable name from the environment, its value zeroed first:
+ * unsetenv() only unlinks the string, which stays readable in the
+ * process's memory and in /proc/PID/environ (the initial environment). */
+static void drop_env(const char *name)
+{
+    char *v = getenv(name);
+    if (v) {
+        volatile char *p = v;
+        while (*p)
+            *p++ = '\0';
+    }
+    unsetenv(name);
+}
+
 /* The config path to use, or NULL with a message reported. Caller frees. */
 static char *find_config(ad_events *ev, const char *given)
 {
@@ -365,6 +379,25 @@ static int check_names(const ad_config *cfg, const ad_tools *tools, char *err, s
     return rc;
 }
 
+static bool tool_isolated(void *ud, const char *name)
+{
+    double timeout;
+    bool confirm;
+    int iso;
+    ad_config_tool(ud, name, &timeout, &confirm, &iso);
+    return iso == AD_ISOLATION_PROCESS;
+}
+
+/* Whether the config isolates any tool: only then are plugins described
+ * by a worker before they are loaded (ad_tools_set_isolation). */
+static bool isolates_any(const ad_config *cfg)
+{
+    bool any = cfg->isolation == AD_ISOLATION_PROCESS;
+    for (size_t i = 0; i < cfg->ntools; i++)
+        any |= cfg->tools[i].isolation == AD_ISOLATION_PROCESS;
+    return any;
+}
+
 /* Loads the plugins of [plugins] dir and checks that every tool and plugin
  * the config names ([tools.NAME], agent.confirm_tools,
  * [plugins.config.STEM]) is loaded: a misspelt name would otherwise go
@@ -378,6 +411,12 @@ static int load_tools(const ad_config *cfg, ad_events *ev, bool quiet, ad_tools 
     if (!tools || ad_tools_set_secret(tools, cfg->api_key) != AD_OK)
         return fail(ev, EXIT_RUNTIME, "out of memory");
     ad_tools_set_log_level(tools, quiet ? AGENTD_LOG_WARN : AGENTD_LOG_INFO);
+    /* A plugin whose tools all run isolated never runs in this process,
+     * not even its init: a worker tells what it registers. */
+    if (isolates_any(cfg)) {
+        ad_isolate_opts io = {cfg->tool_timeout_s, cfg->api_key_env};
+        ad_tools_set_isolation(tools, tool_isolated, (void *)cfg, &io);
+    }
     if (cfg->plugins_dir && ad_tools_load_dir(tools, cfg->plugins_dir, plugin_config, (void *)cfg,
                                               err, sizeof err) != AD_OK) {
         char where[512];
@@ -405,7 +444,9 @@ static void print_loaded(const ad_config *cfg, const ad_tools *tools, FILE *out)
         int iso;
         ad_config_tool(cfg, ad_tool_name(t), &timeout, &confirm, &iso);
         fprintf(out, "#   %s (%s, %s)\n", ad_tool_name(t), ad_tool_plugin(t),
-                iso == AD_ISOLATION_PROCESS ? "process" : "in-process");
+                iso != AD_ISOLATION_PROCESS ? "in-process"
+                : ad_tool_in_process(t)     ? "process; the plugin is loaded into agentd too"
+                                            : "process");
     }
     char *db = cfg->sessions_path ? ad_strdup(cfg->sessions_path) : ad_session_default_path();
     if (!cfg->sessions_enabled)
@@ -580,7 +621,7 @@ int main(int argc, char **argv)
         /* The key lives in cfg from here on; plugins, and any program a
          * plugin starts, do not inherit it through the environment. */
         if (cfg.api_key_env)
-            unsetenv(cfg.api_key_env);
+            drop_env(cfg.api_key_env);
     }
     if (o.replay && ad_cassette_load(&cassette, o.replay, err, sizeof err) != AD_OK) {
         fail(ev, EXIT_USAGE, "%s", err);

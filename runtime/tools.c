@@ -101,6 +101,9 @@ struct ad_tools {
     int log_level;     /* plugin log() lines up to this level are shown */
     char *secret;      /* redacted from log lines and worker output; NULL: none */
     bool worker;       /* this is a worker process: log() lines go to the host, framed */
+    ad_tools_isolated_fn isolated; /* set: plugins are described by a worker first */
+    void *isolated_ud;
+    ad_isolate_opts describe; /* bounds of a describing worker (scrub_env owned) */
     agentd_plugin **plugins;
     size_t nplugins;
     ad_tool **tools;
@@ -443,6 +446,7 @@ void ad_tools_free(ad_tools *t)
     free(t->tools);
     free(t->plugins);
     free(t->exe);
+    free((char *)t->describe.scrub_env);
     ad_tools_set_secret(t, NULL);
     free(t);
 }
@@ -486,14 +490,16 @@ static void unregister_from(ad_tools *t, size_t first)
     }
 }
 
-int ad_tools_load_file(ad_tools *t, const char *path, const char *config_json, char *err,
-                       size_t errlen)
+/* A new plugin record for path (not loaded yet), with room for it in
+ * t->plugins; NULL with err set on ENOMEM. */
+static agentd_plugin *plugin_new(ad_tools *t, const char *path, const char *config_json, char *err,
+                                 size_t errlen)
 {
     const char *file = base_name(path);
     agentd_plugin **pv = realloc(t->plugins, (t->nplugins + 1) * sizeof *pv);
     if (pv == NULL) {
         ad_errf(err, errlen, "plugin %s: out of memory", file);
-        return AD_ENOMEM;
+        return NULL;
     }
     t->plugins = pv;
     agentd_plugin *p = calloc(1, sizeof *p);
@@ -505,9 +511,27 @@ int ad_tools_load_file(ad_tools *t, const char *path, const char *config_json, c
             free(abs);
         plugin_close(p);
         ad_errf(err, errlen, "plugin %s: out of memory", file);
-        return AD_ENOMEM;
+        return NULL;
     }
     p->host = t;
+    return p;
+}
+
+static int load_described(ad_tools *t, const char *path, const char *config_json, char *err,
+                          size_t errlen);
+
+int ad_tools_load_file(ad_tools *t, const char *path, const char *config_json, char *err,
+                       size_t errlen)
+{
+    if (t->isolated) {
+        int drc = load_described(t, path, config_json, err, errlen);
+        if (drc <= 0)
+            return drc; /* registered from the description, or failed */
+    }
+    const char *file = base_name(path);
+    agentd_plugin *p = plugin_new(t, path, config_json, err, errlen);
+    if (p == NULL)
+        return AD_ENOMEM;
 
     /* Without a slash dlopen() would search the library path instead. */
     char *local = NULL;
@@ -707,6 +731,11 @@ const json_object *ad_tool_parameters(const ad_tool *tool)
 const char *ad_tool_plugin(const ad_tool *tool)
 {
     return tool->plugin->file;
+}
+
+bool ad_tool_in_process(const ad_tool *tool)
+{
+    return tool->plugin->handle != NULL;
 }
 
 bool ad_tool_threadsafe(const ad_tool *tool)
@@ -975,6 +1004,8 @@ void ad_tools_set_result_max(ad_tools *t, size_t max)
  */
 
 #define WORKER_REQ_MAGIC "agentd-tool-call 1\n"
+#define WORKER_DESC_MAGIC "agentd-tool-describe 1\n"
+#define WORKER_DESC_MAX ((size_t)16 << 20) /* bytes of a plugin's description accepted */
 #define WORKER_RES_MAGIC "agentd-tool-result "
 #define WORKER_INPUT_MAX ((size_t)256 << 20) /* bytes of request a worker accepts */
 #define WORKER_OUTPUT_MAX 4096               /* bytes of worker stdout/stderr shown */
@@ -1006,8 +1037,8 @@ static char **worker_env(const char *scrub)
  * anything else it wrote as "agentd: tool NAME: ...", every line redacted.
  * A last line cut off by the output bound is dropped rather than shown in
  * part (a part of the key would not be recognised as the key). */
-static void forward_output(const ad_tools *t, const agentd_plugin *p, const char *tool,
-                           const ad_buf *b, size_t dropped)
+static void forward_output(const ad_tools *t, const char *plugin, const char *kind,
+                           const char *who, const ad_buf *b, size_t dropped)
 {
     const char *s = b->data, *end = b->data ? b->data + b->len : NULL;
     while (s && s < end) {
@@ -1019,14 +1050,14 @@ static void forward_output(const ad_tools *t, const agentd_plugin *p, const char
         }
         if (n >= 2 && s[0] == LOG_MARK && s[1] >= '0' && s[1] <= '0' + AGENTD_LOG_DEBUG) {
             if (s[1] - '0' <= t->log_level)
-                show_line(t, "plugin", p->file, s + 2, n - 2, WORKER_LINE_MAX);
+                show_line(t, "plugin", plugin, s + 2, n - 2, WORKER_LINE_MAX);
         } else {
-            show_line(t, "tool", tool, s, n, WORKER_LINE_MAX);
+            show_line(t, kind, who, s, n, WORKER_LINE_MAX);
         }
         s = nl ? nl + 1 : end;
     }
     if (dropped)
-        fprintf(stderr, "agentd: tool %s: [%zu more bytes of output dropped]\n", tool, dropped);
+        fprintf(stderr, "agentd: %s %s: [%zu more bytes of output dropped]\n", kind, who, dropped);
 }
 
 /* Parses "agentd-tool-result E LEN\n"; returns the header length or 0. */
@@ -1145,10 +1176,197 @@ int ad_tools_invoke_isolated(const ad_tools *t, const char *name, const char *ar
     if (rc != AD_OK)
         return error_result(out, "tool '%s' could not be started in a worker process: %s",
                             tool->name, err);
-    forward_output(t, p, tool->name, &pr.output, pr.output_dropped);
+    forward_output(t, p->file, "tool", tool->name, &pr.output, pr.output_dropped);
     rc = worker_result(tool->name, o, po.result_max, &pr, out);
     ad_proc_result_free(&pr);
     return rc;
+}
+
+/* ---- plugins described by a worker -------------------------------------- */
+
+/*
+ * With an isolation function set (ad_tools_set_isolation), a plugin is
+ * first loaded by a worker started like the one of a call, with
+ *
+ *   "agentd-tool-describe 1\n" "PATHLEN CONFIGLEN\n" PATH CONFIG
+ *
+ * on stdin. It runs the plugin's init there and answers on fd 3 with the
+ * usual result frame: is_error 1 and the load error ("plugin x.so: ..."),
+ * or is_error 0 and {"tools":[{"name","description","parameters","flags"}]}.
+ * When every tool it names is isolated, the host registers them from that
+ * text through register_tool() itself (the same checks as for a loaded
+ * plugin; invoke is proxy_invoke) and never dlopen()s the plugin.
+ */
+
+static int proxy_invoke(void *tool_data, const char *args, size_t len, agentd_result *out)
+{
+    (void)tool_data, (void)args, (void)len;
+    host_result_error(out, "this tool's plugin is not loaded into agentd: its calls run only in "
+                           "worker processes (isolation = \"process\")");
+    return AGENTD_ERR;
+}
+
+void ad_tools_set_isolation(ad_tools *t, ad_tools_isolated_fn isolated, void *ud,
+                            const ad_isolate_opts *o)
+{
+    t->isolated = isolated;
+    t->isolated_ud = ud;
+    free((char *)t->describe.scrub_env);
+    t->describe.timeout_s = o ? o->timeout_s : 0;
+    t->describe.scrub_env = o && o->scrub_env ? ad_strdup(o->scrub_env) : NULL;
+}
+
+/* Runs the describing worker; *desc gets the parsed description. Returns
+ * 0, or a negative AD_E* with err set ("plugin FILE: ..."). */
+static int describe(ad_tools *t, const char *path, const char *config, json_object **desc,
+                    char *err, size_t errlen)
+{
+    const char *file = base_name(path);
+    *desc = NULL;
+    if (t->exe == NULL) {
+        ad_errf(err, errlen, "plugin %s: cannot be loaded in a worker process: the program's own "
+                             "path is unknown (/proc/self/exe)", file);
+        return AD_ERR;
+    }
+    char *abs = realpath(path, NULL);
+    const char *where = abs ? abs : path;
+    char ppid[32], keep_s[32];
+    snprintf(ppid, sizeof ppid, "%ld", (long)getpid());
+    snprintf(keep_s, sizeof keep_s, "%zu", t->result_max);
+    char *argv[] = {t->exe, (char *)AD_TOOLS_WORKER_FLAG, ppid, keep_s, NULL};
+    ad_buf req = AD_BUF_INIT;
+    char **env = worker_env(t->describe.scrub_env);
+    int rc = AD_ENOMEM;
+    if (env && ad_buf_printf(&req, WORKER_DESC_MAGIC "%zu %ld\n", strlen(where),
+                             config ? (long)strlen(config) : -1L) == 0 &&
+        ad_buf_puts(&req, where) == 0 && (!config || ad_buf_puts(&req, config) == 0)) {
+        ad_proc_opts po = {
+            .exe = t->exe,
+            .argv = argv,
+            .envp = env,
+            .input = req.data,
+            .input_len = req.len,
+            .timeout_s = t->describe.timeout_s,
+            .result_max = WORKER_DESC_MAX,
+            .output_max = WORKER_OUTPUT_MAX,
+        };
+        ad_proc_result pr;
+        char perr[512];
+        rc = ad_proc_run(&po, &pr, perr, sizeof perr);
+        if (rc == AD_ENOMEM) {
+            ad_errf(err, errlen, "plugin %s: out of memory", file);
+        } else if (rc != AD_OK) {
+            ad_errf(err, errlen, "plugin %s: cannot start a worker process to load it: %s", file,
+                    perr);
+        } else {
+            forward_output(t, file, "plugin", file, &pr.output, pr.output_dropped);
+            bool is_error = false;
+            size_t len = 0, hdr = parse_result_header(&pr.result, &is_error, &len);
+            const char *sn = pr.term_signal > 0 ? ad_proc_signame(pr.term_signal) : NULL;
+            rc = AD_ERR;
+            if (pr.timed_out) {
+                ad_errf(err, errlen, "plugin %s: init did not finish within %g s in a worker "
+                                     "process (agent.tool_timeout_s)",
+                        file, t->describe.timeout_s);
+            } else if (hdr && pr.result.len - hdr == len && !pr.result_dropped && is_error) {
+                ad_errf(err, errlen, "%.*s", (int)(len > 2000 ? 2000 : len),
+                        pr.result.data + hdr);
+            } else if (hdr && pr.result.len - hdr == len && !pr.result_dropped) {
+                char why[200];
+                if (parse_json(pr.result.data + hdr, len, desc, why, sizeof why) == 0 &&
+                    json_object_is_type(*desc, json_type_object)) {
+                    rc = AD_OK;
+                } else {
+                    json_object_put(*desc);
+                    *desc = NULL;
+                    ad_errf(err, errlen, "plugin %s: a worker process sent a malformed "
+                                         "description of it", file);
+                }
+            } else if (pr.term_signal > 0) {
+                ad_errf(err, errlen, "plugin %s: init failed in a worker process: killed by "
+                                     "signal %d%s%s%s", file, pr.term_signal, sn ? " (SIG" : "",
+                        sn ? sn : "", sn ? ")" : "");
+            } else if (pr.result_dropped) {
+                ad_errf(err, errlen, "plugin %s: its description is larger than %zu bytes", file,
+                        WORKER_DESC_MAX);
+            } else {
+                ad_errf(err, errlen, "plugin %s: init failed in a worker process: it exited with "
+                                     "status %d", file, pr.exit_status);
+            }
+            ad_proc_result_free(&pr);
+        }
+    } else {
+        ad_errf(err, errlen, "plugin %s: out of memory", file);
+    }
+    free(env);
+    free(abs);
+    ad_buf_free(&req);
+    return rc;
+}
+
+/* Returns 0 when the plugin's tools were registered from its description,
+ * 1 when it must be loaded into this process (one of its tools is not
+ * isolated), or a negative AD_E* with err set. */
+static int load_described(ad_tools *t, const char *path, const char *config_json, char *err,
+                          size_t errlen)
+{
+    json_object *desc = NULL, *list = NULL;
+    int rc = describe(t, path, config_json, &desc, err, errlen);
+    if (rc != AD_OK)
+        return rc;
+    const char *file = base_name(path);
+    if (!json_object_object_get_ex(desc, "tools", &list) ||
+        !json_object_is_type(list, json_type_array)) {
+        json_object_put(desc);
+        ad_errf(err, errlen, "plugin %s: a worker process sent a malformed description of it",
+                file);
+        return AD_ERR;
+    }
+    size_t n = json_object_array_length(list);
+    for (size_t i = 0; i < n; i++) {
+        json_object *name = NULL;
+        json_object_object_get_ex(json_object_array_get_idx(list, i), "name", &name);
+        if (!json_object_is_type(name, json_type_string) ||
+            !t->isolated(t->isolated_ud, json_object_get_string(name))) {
+            json_object_put(desc);
+            return 1;
+        }
+    }
+    agentd_plugin *p = plugin_new(t, path, config_json, err, errlen);
+    if (p == NULL) {
+        json_object_put(desc);
+        return AD_ENOMEM;
+    }
+    size_t first = t->ntools;
+    p->loading = 1;
+    for (size_t i = 0; i < n && !p->reg_err[0]; i++) {
+        json_object *e = json_object_array_get_idx(list, i), *v;
+        agentd_tool d = {.size = sizeof d, .invoke = proxy_invoke};
+        if (json_object_object_get_ex(e, "name", &v))
+            d.name = json_object_get_string(v);
+        if (json_object_object_get_ex(e, "description", &v) &&
+            json_object_is_type(v, json_type_string))
+            d.description = json_object_get_string(v);
+        if (json_object_object_get_ex(e, "parameters", &v) && v)
+            d.parameters = json_object_to_json_string_ext(
+                v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (json_object_object_get_ex(e, "flags", &v) && json_object_is_type(v, json_type_int))
+            d.flags = (uint32_t)json_object_get_int64(v);
+        host_register_tool(p, &d);
+    }
+    p->loading = 0;
+    json_object_put(desc);
+    if (p->reg_err[0] || t->ntools == first) {
+        if (p->reg_err[0])
+            ad_errf(err, errlen, "plugin %s: %s", file, p->reg_err);
+        else
+            ad_errf(err, errlen, "plugin %s: registers no tools", file);
+        unregister_from(t, first);
+        plugin_close(p);
+        return AD_EINVAL;
+    }
+    t->plugins[t->nplugins++] = p;
+    return AD_OK;
 }
 
 /* ---- the worker process ------------------------------------------------- */
@@ -1216,6 +1434,45 @@ static long long take_num(const char **p, const char *end, bool allow_neg, char 
     return neg ? -1 : v;
 }
 
+/* The worker's side of a description: the plugin is loaded (its init
+ * runs), and its tools are sent back. Ends the process. */
+static void worker_describe(int rfd, const char *p, const char *end)
+{
+    long long pl = take_num(&p, end, false, ' '), cl = take_num(&p, end, true, '\n');
+    if (pl <= 0 || cl < -1 ||
+        (unsigned long long)(pl + (cl > 0 ? cl : 0)) != (unsigned long long)(end - p))
+        worker_fail(rfd, "tool worker: malformed request on stdin (this mode is started by "
+                         "agentd itself, not by hand)");
+    char *path = ad_strndup(p, (size_t)pl);
+    char *config = cl >= 0 ? ad_strndup(p + pl, (size_t)cl) : NULL;
+    if (path == NULL || (cl >= 0 && config == NULL))
+        worker_fail(rfd, "tool worker: out of memory");
+    char err[1024];
+    if (ad_tools_load_file(worker_tools, path, config, err, sizeof err) != AD_OK)
+        worker_send(rfd, true, err, strlen(err));
+    json_object *list = json_object_new_array();
+    for (size_t i = 0; list && i < worker_tools->ntools; i++) {
+        const ad_tool *tool = worker_tools->tools[i];
+        json_object *e = json_object_new_object(), *params = NULL;
+        if (e == NULL || json_object_deep_copy(tool->parameters, &params, NULL) != 0 ||
+            json_object_object_add(e, "name", json_object_new_string(tool->name)) != 0 ||
+            json_object_object_add(e, "description", json_object_new_string(tool->description)) ||
+            json_object_object_add(e, "parameters", params) != 0 ||
+            json_object_object_add(e, "flags", json_object_new_int64(tool->flags)) != 0 ||
+            json_object_array_add(list, e) != 0)
+            worker_fail(rfd, "tool worker: out of memory");
+    }
+    json_object *desc = json_object_new_object();
+    if (list == NULL || desc == NULL || json_object_object_add(desc, "tools", list) != 0)
+        worker_fail(rfd, "tool worker: out of memory");
+    size_t len = 0;
+    const char *text = json_object_to_json_string_length(
+        desc, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    if (text == NULL)
+        worker_fail(rfd, "tool worker: out of memory");
+    worker_send(rfd, false, text, len);
+}
+
 int ad_tools_worker_main(int argc, char **argv)
 {
     /* The result channel leaves fd 3, where a plugin might write by accident. */
@@ -1255,8 +1512,15 @@ int ad_tools_worker_main(int argc, char **argv)
         close(null);
     }
 
-    size_t m = sizeof WORKER_REQ_MAGIC - 1;
     const char *p = worker_input.data, *end = p ? p + worker_input.len : NULL;
+    size_t dm = sizeof WORKER_DESC_MAGIC - 1;
+    if (p && worker_input.len >= dm && memcmp(p, WORKER_DESC_MAGIC, dm) == 0) {
+        if ((worker_tools = ad_tools_new()) == NULL)
+            worker_fail(rfd, "tool worker: out of memory");
+        worker_tools->worker = true;
+        worker_describe(rfd, p + dm, end);
+    }
+    size_t m = sizeof WORKER_REQ_MAGIC - 1;
     if (p == NULL || worker_input.len < m || memcmp(p, WORKER_REQ_MAGIC, m) != 0)
         worker_fail(rfd, "tool worker: malformed request on stdin (this mode is started by "
                          "agentd itself for isolated tool calls, not by hand)");

@@ -121,6 +121,29 @@ typedef struct ad_isolate_opts {
 int ad_tools_invoke_isolated(const ad_tools *t, const char *name, const char *args,
                              size_t args_len, const ad_isolate_opts *o, ad_tool_result *out);
 
+/* Whether calls of the tool `name` run in worker processes. */
+typedef bool (*ad_tools_isolated_fn)(void *ud, const char *name);
+
+/*
+ * From now on, every plugin that ad_tools_load_dir()/_file() loads is first
+ * described by a worker process: the worker loads it, runs its init (so
+ * init, and whatever the plugin's constructors do, run there) and reports
+ * the tools it registered. When isolated(ud, tool) is true for each of
+ * them, the plugin is never loaded into this process: its tools are
+ * registered from the description, with the same checks, as proxies that
+ * only ad_tools_invoke_isolated() runs (ad_tools_invoke() answers them with
+ * an error result). Otherwise the plugin is loaded here as usual, and its
+ * init runs a second time, in this process. Load errors read as for an
+ * in-process load; a worker that crashes, exits or outlives o->timeout_s
+ * is named. o (copied; may be NULL) bounds the describing workers. The
+ * worker's output goes to stderr as that of isolated calls does, as
+ * "agentd: plugin FILE: ..." lines.
+ */
+void ad_tools_set_isolation(ad_tools *t, ad_tools_isolated_fn isolated, void *ud,
+                            const ad_isolate_opts *o);
+/* False for a tool whose plugin was only described (see above). */
+bool ad_tool_in_process(const ad_tool *tool);
+
 /* The executable a worker runs; by default the host's own (/proc/self/exe,
  * resolved by ad_tools_new()). Returns 0 or AD_ENOMEM. */
 int ad_tools_set_worker_exe(ad_tools *t, const char *path);

@@ -9,9 +9,10 @@ ends with an error event.
 """
 import json
 import os
+import signal
 
 from lib import (case, contains, eq, main, make_plugin_dir, mock, ok, run_agentd, script,
-                 toml_table, write_config, TEST_KEY_ENV)
+                 spawn_agentd, toml_table, write_config, TEST_KEY_ENV)
 
 S = script
 KEY = "sk-test-dummy"  # the key lib.agentd_env() puts into AGENTD_TEST_KEY
@@ -227,6 +228,121 @@ def usage_values_are_redacted(tmp):
     step = [e for e in events if e["type"] == "step_finish"][0]
     eq(step["usage"]["cost"], "billed to [REDACTED]", "usage string")
     eq(step["usage"]["total_tokens"], 5, "counters kept")
+
+# ---- the key leaves the environment; isolated plugins never run in agentd ----------
+
+@case
+def the_key_is_gone_from_the_process_environment(tmp):
+    # An in-process plugin reads /proc/self/environ; then, while a call
+    # hangs, the test reads /proc/PID/environ of agentd itself.
+    sc = S.script(S.tool_call_stream([("e1", "environ", "{}")]),
+                  S.tool_call_stream([("s1", "sleep", '{"ms": 60000}')]), S.text_stream("done"))
+    with mock(sc) as m:
+        cfg = setup(tmp, m)
+        p = spawn_agentd(["--config", cfg, "--json", "-p", "go"])
+        try:
+            seen = []
+            for line in p.stdout:
+                ev = json.loads(line)
+                seen.append(ev)
+                if ev["type"] == "tool_call" and ev["name"] == "sleep":
+                    break
+            ok(seen and seen[-1]["name"] == "sleep", "the sleep call started: %r" % seen)
+            with open("/proc/%d/environ" % p.pid, "rb") as f:
+                env = f.read()
+            p.send_signal(signal.SIGINT)
+            p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        reqs = chat_requests(m)
+    ok(KEY.encode() not in env, "key not in /proc/PID/environ")
+    ok(b"PATH=" in env, "the environment was read")
+    seen_by_plugin = tool_messages(reqs[1])[0]["content"]
+    ok(KEY not in seen_by_plugin, "key not in the plugin's /proc/self/environ")
+    contains(seen_by_plugin, "PATH=", "the plugin read its environment")
+    eq(p.returncode, 130, "interrupted")
+
+
+def init_pids(marker):
+    with open(marker) as f:
+        return [int(ln.split()[1]) for ln in f.read().splitlines() if ln.startswith("init ")]
+
+
+@case
+def isolated_plugins_never_run_init_in_agentd(tmp):
+    sc = lambda: S.script(S.tool_call_stream([("p1", "pid", "{}")]),  # noqa: E731
+                          S.text_stream("done"))
+    for iso in ("in-process", "process"):
+        sub = os.path.join(tmp, iso)
+        os.makedirs(sub)
+        marker = os.path.join(sub, "marker")
+        with mock(sc()) as m:
+            cfg = setup(sub, m, agent={"isolation": iso},
+                        plugin_config={"noisy": {"marker": marker}})
+            p = spawn_agentd(["--config", cfg, "--json", "-p", "go"])
+            out, err = p.communicate(timeout=60)
+            reqs = chat_requests(m)
+        eq(p.returncode, 0, "%s: exit code (stderr: %s)" % (iso, err.decode()[-1500:]))
+        pids = init_pids(marker)
+        tool_pid = int(tool_messages(reqs[1])[0]["content"])
+        if iso == "in-process":
+            eq(pids, [p.pid], "in-process: init ran once, in agentd")
+            eq(tool_pid, p.pid, "in-process: the call ran in agentd")
+        else:
+            ok(p.pid not in pids, "process: init never ran in agentd (%d): %r" % (p.pid, pids))
+            eq(len(pids), 2, "process: init ran to describe the plugin and for the call")
+            ok(tool_pid != p.pid and tool_pid in pids, "process: the call ran in a worker")
+            # The tools were learnt all the same.
+            names = sorted(t["function"]["name"] for t in reqs[0]["json"]["tools"])
+            eq(names, ["environ", "noisy", "pid", "sleep"], "tools offered")
+            contains(err.decode(), "agentd: plugin noisy.so: init WARN\n", "init's log line")
+            contains(err.decode(), "agentd: plugin noisy.so: noisy: stdout from init\n",
+                     "init's printf")
+
+
+@case
+def a_plugin_with_an_in_process_tool_is_loaded_into_agentd(tmp):
+    # Isolation is per tool, init per plugin: noisy.so keeps in-process
+    # tools, so its code is loaded here too; the isolated tool still runs
+    # in a worker.
+    marker = os.path.join(tmp, "marker")
+    sc = S.script(S.tool_call_stream([("p1", "pid", "{}")]), S.text_stream("done"))
+    with mock(sc) as m:
+        cfg = setup(tmp, m, tools={"pid": {"isolation": "process"}},
+                    plugin_config={"noisy": {"marker": marker}})
+        p = spawn_agentd(["--config", cfg, "--json", "-p", "go"])
+        out, err = p.communicate(timeout=60)
+        reqs = chat_requests(m)
+    eq(p.returncode, 0, "exit code (stderr: %s)" % err.decode()[-1500:])
+    ok(p.pid in init_pids(marker), "init ran in agentd")
+    ok(int(tool_messages(reqs[1])[0]["content"]) != p.pid, "the isolated call ran elsewhere")
+    r = run_agentd(["--check-config", cfg])
+    eq(r.rc, 0, "check-config (%s)" % r.stderr)
+    contains(r.stdout, "#   pid (noisy.so, process; the plugin is loaded into agentd too)\n",
+             "check-config says so")
+
+
+@case
+def isolated_plugin_failures_are_named(tmp):
+    with mock(S.script(S.text_stream("x"))) as m:
+        cfg = setup(tmp, m, agent={"isolation": "process"},
+                    plugin_config={"noisy": {"crash_in_init": "yes"}})
+        r = run_agentd(["--config", cfg, "--json", "-p", "x"])
+        ends_with_error(r, 2, "plugin noisy.so: init failed in a worker process: killed by "
+                              "signal 11 (SIGSEGV)")
+        sub = os.path.join(tmp, "b")
+        os.makedirs(sub)
+        cfg = setup(sub, m, agent={"isolation": "process"})
+        with open(os.path.join(sub, "plugins", "zz_broken.so"), "w") as f:
+            f.write("not a shared object\n")
+        r = run_agentd(["--config", cfg, "--json", "-p", "x"])
+        ends_with_error(r, 2, "plugin zz_broken.so: cannot load: ")
+        eq(len(chat_requests(m)), 0, "no request")
+    r = run_agentd(["--check-config", cfg])
+    eq(r.rc, 2, "check-config refuses it too")
+
 
 if __name__ == "__main__":
     main()

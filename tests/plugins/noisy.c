@@ -5,7 +5,8 @@
  *
  *   init     printf()s "noisy: stdout from init", logs "init LEVEL" at every
  *            level, and when its config has "marker": PATH appends
- *            "init PID\n" to that file (PID: the process running init)
+ *            "init PID\n" to that file (PID: the process running init);
+ *            "crash_in_init": "yes" makes it crash (SIGSEGV) instead
  *   noisy    printf()s "noisy: stdout from invoke", writes a line to
  *            stderr, logs "invoke LEVEL" at every level; {"say": TEXT} is
  *            logged at INFO and printed ("noisy: printed TEXT"); answers "done"
@@ -18,6 +19,7 @@
 #include <agentd/plugin.h>
 
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +129,12 @@ AGENTD_PLUGIN_EXPORT int agentd_plugin_init_v1(const agentd_host_api *api, agent
     printf("noisy: stdout from init\n");
     fflush(stdout);
     log_all("init");
+    char *crash = json_str(api->config_json(self), "crash_in_init");
+    if (crash) {
+        free(crash);
+        volatile uintptr_t addr = 16; /* never mapped: SIGSEGV */
+        *(volatile int *)addr = 42;
+    }
     char *marker = json_str(api->config_json(self), "marker");
     if (marker) {
         FILE *f = fopen(marker, "a");

@@ -315,6 +315,109 @@ TEST(isolated_missing_worker_program)
     ad_tools_free(t);
 }
 
+/* ---- plugins described by a worker -------------------------------------- */
+
+static bool only_crash_in_process(void *ud, const char *name)
+{
+    (void)ud;
+    return strcmp(name, "crash") != 0;
+}
+
+static bool all_isolated(void *ud, const char *name)
+{
+    (void)ud, (void)name;
+    return true;
+}
+
+static char *plugin_path(const char *file)
+{
+    const char *root = getenv("AGENTD_DIR");
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/tests/plugins/%s", root && *root ? root : ".", file);
+    return ad_strdup(path);
+}
+
+TEST(described_plugins_are_not_loaded)
+{
+    char *path = plugin_path("hostile.so");
+    char err[512];
+    ad_isolate_opts o = {10, NULL};
+    /* Every tool isolated: registered from the description alone. */
+    ad_tools *t = ad_tools_new();
+    ad_tools_set_isolation(t, all_isolated, NULL, &o);
+    CHECK_EQ(ad_tools_load_file(t, path, NULL, err, sizeof err), 0);
+    CHECK_EQ(ad_tools_count(t), 9);
+    const ad_tool *hang = ad_tools_find(t, "hang");
+    CHECK(hang != NULL && !ad_tool_in_process(hang) && ad_tool_threadsafe(hang));
+    CHECK(!ad_tool_threadsafe(ad_tools_find(t, "crash")));
+    CHECK_STREQ(ad_tool_description(ad_tools_find(t, "exit3")), "misbehaves");
+    /* An isolated call runs as ever; the plugin cannot be called here. */
+    bool is_error = false;
+    char *got = iso(t, "crash", 5, &is_error);
+    CHECK_STREQ(got, "tool 'crash' was killed by signal 11 (SIGSEGV)");
+    free(got);
+    ad_tool_result r;
+    CHECK_EQ(ad_tools_invoke(t, "crash", "{}", 2, &r), 0);
+    CHECK(r.is_error && strstr(r.content, "is not loaded into agentd") != NULL);
+    ad_tool_result_free(&r);
+    /* Arguments are still checked here, against the described schema. */
+    got = iso(t, "nosuch", 5, &is_error);
+    CHECK(got && strstr(got, "unknown tool 'nosuch'") == got);
+    free(got);
+    ad_tools_free(t);
+    /* One tool in-process: the plugin is loaded here. */
+    t = ad_tools_new();
+    ad_tools_set_isolation(t, only_crash_in_process, NULL, &o);
+    CHECK_EQ(ad_tools_load_file(t, path, NULL, err, sizeof err), 0);
+    CHECK(ad_tool_in_process(ad_tools_find(t, "hang")));
+    ad_tools_free(t);
+    free(path);
+    CHECK_EQ(count_children(), 0);
+}
+
+TEST(described_plugin_failures_read_as_load_failures)
+{
+    static const struct {
+        const char *file, *want;
+    } cases[] = {
+        {"init_fail.so", "plugin init_fail.so: init failed: cannot reach the license server"},
+        {"no_tools.so", "plugin no_tools.so: registers no tools"},
+        {"no_init.so", "plugin no_init.so: not an agentd plugin (missing agentd_plugin_init_v1)"},
+        {"dup_add.so", NULL},
+    };
+    ad_isolate_opts o = {10, NULL};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *path = plugin_path(cases[i].file);
+        char err[512] = "";
+        ad_tools *t = ad_tools_new();
+        ad_tools_set_isolation(t, all_isolated, NULL, &o);
+        int rc = ad_tools_load_file(t, path, NULL, err, sizeof err);
+        if (cases[i].want) {
+            CHECK(rc < 0);
+            CHECK_STREQ(err, cases[i].want);
+            CHECK_EQ(ad_tools_count(t), 0);
+        } else {
+            /* Loads fine alone; twice, its names clash as in-process. */
+            CHECK_EQ(rc, 0);
+            CHECK(ad_tools_load_file(t, path, NULL, err, sizeof err) < 0);
+            CHECK(strstr(err, "duplicate tool name") != NULL);
+        }
+        ad_tools_free(t);
+        free(path);
+    }
+    /* A worker that does not answer in time is named. */
+    char *path = plugin_path("hostile.so");
+    char err[512] = "";
+    ad_tools *t = ad_tools_new();
+    ad_tools_set_isolation(t, all_isolated, NULL, &o);
+    CHECK_EQ(ad_tools_set_worker_exe(t, "/bin/true"), 0);
+    CHECK(ad_tools_load_file(t, path, NULL, err, sizeof err) < 0);
+    CHECK_STREQ(err, "plugin hostile.so: init failed in a worker process: it exited with status 0");
+    ad_tools_free(t);
+    free(path);
+    CHECK_EQ(count_children(), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], AD_TOOLS_WORKER_FLAG) == 0)
@@ -330,5 +433,7 @@ int main(int argc, char **argv)
     RUN(isolated_results);
     RUN(isolated_scrubs_the_key_and_repairs_text);
     RUN(isolated_missing_worker_program);
+    RUN(described_plugins_are_not_loaded);
+    RUN(described_plugin_failures_read_as_load_failures);
     return harness_report("test_isolate");
 }
