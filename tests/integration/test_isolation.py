@@ -198,6 +198,11 @@ def interrupted_run_leaves_no_worker(tmp):
         cfg = setup(tmp, m, tools={"hang": {"isolation": "process", "timeout_s": 60}})
         p = spawn_agentd(["--config", cfg, "--json", "-p", "go"])
         try:
+            # Workers that describe the plugins run (and are reaped) at
+            # startup: the call's worker exists only once the call was made.
+            for line in p.stdout:
+                if b'"type":"tool_call"' in line:
+                    break
             workers = []
             ok(wait_until(lambda: workers.extend(children_of(p.pid)) or workers, 10),
                "a worker process started")
