@@ -128,7 +128,10 @@ struct ad_agent {
     json_object *usage; /* owned: totals of the run */
 
     /* the step */
-    ad_buf body;        /* request body of the step (kept for retries) */
+    json_object *body_req; /* owned: the step's request; its print buffer holds
+                            * the body (kept for retries, lent to ad_http) */
+    const char *body;      /* the body text, in body_req; NULL between runs */
+    size_t body_len;
     ad_http_req *req;
     int attempt;        /* retries so far in this step */
     uv_timer_t retry_timer;
@@ -288,12 +291,26 @@ static void keep_partial_answer(ad_agent *a, bool keep_text)
     ad_buf_free(&b);
 }
 
+/* Drops the step's request body (as large as the conversation). Only when
+ * no transfer holds it (http.h: it is lent until on_done). */
+static void release_body(ad_agent *a)
+{
+    if (a->req)
+        return;
+    json_object_put(a->body_req);
+    a->body_req = NULL;
+    a->body = NULL;
+    a->body_len = 0;
+}
+
 static void end_run(ad_agent *a, int status)
 {
     if (!a->running)
         return;
     a->running = false;
     ad_events_commit_text(a->ev);
+    /* Between runs nothing retries: the conversation is not held twice. */
+    release_body(a);
     ad_agent_done_fn cb = a->on_done;
     void *ud = a->ud;
     a->on_done = NULL;
@@ -351,16 +368,51 @@ static void batch_detach(ad_agent *a)
  * ad_agent_load_messages), so each is turned into JSON text once, and every
  * request splices the accumulated text in through a json-c serializer hook.
  * A step then costs the new messages plus one copy of the text, not a walk
- * over the whole history.
+ * over the whole history. That copy is the body itself, in the print buffer
+ * of the request object (request.h), which lends it to ad_http without a
+ * copy; so at its peak a step holds the conversation as the json-c tree,
+ * this text and the body.
  */
 static int write_history(json_object *proxy, struct printbuf *pb, int level, int flags)
 {
     (void)level;
     (void)flags;
     ad_agent *a = json_object_get_userdata(proxy);
+    /* A long history gets room for itself and what follows it (tools,
+     * options) in one allocation: json-c doubles the buffer when the next
+     * bytes do not fit, and a realloc that cannot grow in place copies the
+     * whole body, holding it twice. (printbuf_memset is json-c's only way
+     * to reserve; it zero-fills, and the history then overwrites it.) */
+    int at = pb->bpos, room = (int)a->history_json.len + 1 + (64 << 10);
+    if (a->history_json.len >= (1u << 20) && pb->size - at < room &&
+        printbuf_memset(pb, at + room - 1, 0, 1) == 0)
+        pb->bpos = at;
     printbuf_memappend(pb, a->history_json.data, (int)a->history_json.len);
     printbuf_memappend(pb, "]", 1);
     return 0;
+}
+
+/* A new object with o's members (shared, not copied) in o's order, so it
+ * serialises exactly like o; NULL when o is not an object (or on ENOMEM). */
+static json_object *shallow_twin(json_object *o)
+{
+    if (!json_object_is_type(o, json_type_object))
+        return NULL;
+    json_object *t = json_object_new_object();
+    if (!t)
+        return NULL;
+    json_object_object_foreach(o, k, v)
+    {
+        /* The key stays valid: o outlives t. */
+        if (json_object_object_add_ex(t, k, json_object_get(v),
+                                      JSON_C_OBJECT_ADD_KEY_IS_NEW |
+                                          JSON_C_OBJECT_KEY_IS_CONSTANT) != 0) {
+            json_object_put(v);
+            json_object_put(t);
+            return NULL;
+        }
+    }
+    return t;
 }
 
 static int update_history_json(ad_agent *a)
@@ -373,19 +425,30 @@ static int update_history_json(ad_agent *a)
             return AD_ENOMEM;
     }
     for (size_t i = a->history_count; i < n; i++) {
+        /* json-c keeps the text of an object it serialised inside that
+         * object, for as long as it lives: for a message, one more copy of
+         * the conversation. A shallow twin that shares the message's
+         * members is serialised instead and takes that text with it. */
+        json_object *m = json_object_array_get_idx(a->messages, i);
+        json_object *twin = shallow_twin(m);
         size_t mlen = 0;
-        const char *m = json_object_to_json_string_length(
-            json_object_array_get_idx(a->messages, i),
-            JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &mlen);
-        if (!m || (i > 0 && ad_buf_putc(&a->history_json, ',') != AD_OK) ||
-            ad_buf_append(&a->history_json, m, mlen) != AD_OK)
-            return AD_ENOMEM;
+        const char *s = json_object_to_json_string_length(twin ? twin : m, AD_REQUEST_JSON_FLAGS,
+                                                          &mlen);
+        int rc = !s || (i > 0 && ad_buf_putc(&a->history_json, ',') != AD_OK) ||
+                         ad_buf_append(&a->history_json, s, mlen) != AD_OK
+                     ? AD_ENOMEM
+                     : AD_OK;
+        json_object_put(twin);
+        if (rc != AD_OK)
+            return rc;
     }
     a->history_count = n;
     return AD_OK;
 }
 
-char *ad_agent_request_body(ad_agent *a, size_t *len)
+/* The request for the current conversation (see ad_request_new): its
+ * serialisation splices in the history text. Caller puts it. */
+static json_object *request_json(ad_agent *a)
 {
     if (update_history_json(a) != AD_OK)
         return NULL;
@@ -393,8 +456,17 @@ char *ad_agent_request_body(ad_agent *a, size_t *len)
     if (!proxy)
         return NULL;
     json_object_set_serializer(proxy, write_history, a, NULL);
-    char *body = ad_request_body(a->cfg, a->model, proxy, a->tools_json, len);
+    json_object *req = ad_request_new(a->cfg, a->model, proxy, a->tools_json);
     json_object_put(proxy);
+    return req;
+}
+
+char *ad_agent_request_body(ad_agent *a, size_t *len)
+{
+    json_object *req = request_json(a);
+    const char *s = req ? json_object_to_json_string_length(req, AD_REQUEST_JSON_FLAGS, len) : NULL;
+    char *body = s ? ad_strndup(s, *len) : NULL;
+    json_object_put(req);
     return body;
 }
 
@@ -1367,15 +1439,19 @@ static void start_step(ad_agent *a)
         return;
     }
     if (a->attempt == 0) {
-        ad_buf_reset(&a->body);
-        size_t len = 0;
-        char *body = ad_agent_request_body(a, &len);
-        if (!body) {
+        /* Built once per step, sent from the request object's own buffer
+         * by every attempt: no copy of the conversation is made. */
+        release_body(a);
+        a->body_req = request_json(a);
+        a->body = a->body_req ? json_object_to_json_string_length(a->body_req,
+                                                                  AD_REQUEST_JSON_FLAGS,
+                                                                  &a->body_len)
+                              : NULL;
+        if (!a->body) {
+            release_body(a);
             fail(a, "out of memory building the request");
             return;
         }
-        ad_buf_append(&a->body, body, len);
-        free(body);
     }
     /* Text shown from here on can still be taken back only while a retry
      * may repeat the step after output (maybe_retry). */
@@ -1393,7 +1469,7 @@ static void start_step(ad_agent *a)
     ad_http_opts o = {a->cfg->timeout_s, a->cfg->connect_timeout_s, a->cfg->idle_timeout_s};
     ad_http_callbacks cb = {on_data, on_http_done};
     a->req = ad_http_post(a->http, a->url, (const char *const *)a->headers, a->nheaders,
-                          a->body.data, a->body.len, &o, &cb, a);
+                          a->body, a->body_len, &o, &cb, a);
     if (!a->req)
         fail(a, "cannot start a request to %s", a->url);
 }
@@ -1481,6 +1557,7 @@ void ad_agent_free(ad_agent *a)
         return;
     if (a->req)
         ad_http_cancel(a->req);
+    a->req = NULL;
     free(a->model);
     json_object_put(a->messages);
     json_object_put(a->tools_json);
@@ -1493,7 +1570,7 @@ void ad_agent_free(ad_agent *a)
         }
     }
     free(a->headers);
-    ad_buf_free(&a->body);
+    release_body(a);
     ad_buf_free(&a->history_json);
     ad_buf_free(&a->resp_body);
     ad_buf_free(&a->held);

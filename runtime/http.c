@@ -74,7 +74,7 @@ struct ad_http_req {
     ad_http *http;
     CURL *easy;
     struct curl_slist *headers;
-    char *body;
+    const char *body;     /* the caller's, borrowed until on_done (http.h) */
     size_t body_len;
     ad_http_callbacks cb;
     void *ud;
@@ -251,7 +251,6 @@ static void req_free(ad_http_req *r)
         curl_easy_cleanup(r->easy);
     r->easy = NULL;
     curl_slist_free_all(r->headers);
-    free(r->body);
     free(r->content_type);
     free(r->url);
     ad_buf_free(&r->rec_headers);
@@ -668,7 +667,7 @@ static void record(ad_http_req *r)
     ad_interaction it = {
         .method = "POST",
         .url = r->url,
-        .req_body = r->body,
+        .req_body = (char *)r->body, /* copied by ad_cassette_append */
         .req_body_len = r->body_len,
         .req_headers = rq,
         .nreq_headers = nrq,
@@ -814,9 +813,9 @@ ad_http_req *ad_http_post(ad_http *h, const char *url, const char *const *header
             goto fail;
     }
     r->easy = curl_easy_init();
-    r->body = ad_strndup(body, body_len);
-    if (!r->easy || !r->body)
+    if (!r->easy)
         goto fail;
+    r->body = body;
     r->body_len = body_len;
     for (size_t i = 0; i < nheaders; i++) {
         struct curl_slist *l = curl_slist_append(r->headers, headers[i]);
@@ -827,6 +826,8 @@ ad_http_req *ad_http_post(ad_http *h, const char *url, const char *const *header
     CURL *e = r->easy;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
+    /* Not CURLOPT_COPYPOSTFIELDS: the body can be the whole conversation,
+     * and the caller keeps it until on_done (http.h). */
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);

@@ -67,8 +67,14 @@ void ad_http_close(ad_http *h);
 
 /*
  * Starts POST url with the given headers ("Name: value" strings, copied) and
- * body (copied). Returns the request (owned by h; valid until on_done
- * returns or ad_http_cancel()) or NULL on failure.
+ * body. The body is NOT copied (it can be a whole conversation): curl sends
+ * it from the caller's buffer, which must stay valid and unchanged until
+ * on_done is called or ad_http_cancel() returns (whichever comes first; a
+ * replayed request reads it only during this call). From on_done on, the
+ * caller may free or reuse it, even before on_done returns (say, to build
+ * the next request from inside on_done). Returns the request (owned by h;
+ * valid until on_done returns or ad_http_cancel()) or NULL on failure (the
+ * body is then not referenced).
  */
 ad_http_req *ad_http_post(ad_http *h, const char *url, const char *const *headers,
                           size_t nheaders, const char *body, size_t body_len,

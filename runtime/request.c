@@ -10,8 +10,8 @@
 
 #include "buf.h"
 
-char *ad_request_body(const ad_config *cfg, const char *model, json_object *messages,
-                      json_object *tools, size_t *len)
+json_object *ad_request_new(const ad_config *cfg, const char *model, json_object *messages,
+                            json_object *tools)
 {
     json_object *req = json_object_new_object();
     if (!req)
@@ -34,8 +34,16 @@ char *ad_request_body(const ad_config *cfg, const char *model, json_object *mess
             json_object_object_add(req, k, json_object_get(v));
         }
     }
-    const char *s = json_object_to_json_string_length(
-        req, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, len);
+    return req;
+}
+
+char *ad_request_body(const ad_config *cfg, const char *model, json_object *messages,
+                      json_object *tools, size_t *len)
+{
+    json_object *req = ad_request_new(cfg, model, messages, tools);
+    if (!req)
+        return NULL;
+    const char *s = json_object_to_json_string_length(req, AD_REQUEST_JSON_FLAGS, len);
     char *out = s ? ad_strndup(s, *len) : NULL;
     json_object_put(req);
     return out;

@@ -13,6 +13,9 @@
 
 #include "config.h"
 
+/* How the body is serialised: compact, slashes as they are. */
+#define AD_REQUEST_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
 /*
  * {"model", "messages", "tools"?, "max_tokens"?, "stream"+"stream_options"?}
  * from cfg (max_tokens, stream, extra: its keys are merged last and win),
@@ -21,5 +24,14 @@
  */
 char *ad_request_body(const ad_config *cfg, const char *model, json_object *messages,
                       json_object *tools, size_t *len);
+/*
+ * The same request as a json-c object (caller puts it; it holds references
+ * to messages and tools). Its serialisation with AD_REQUEST_JSON_FLAGS is
+ * the body, kept in the object's own print buffer: a caller that sends the
+ * text from there (valid until the object is serialised again or put) holds
+ * the body once, where ad_request_body() copies it. NULL on ENOMEM.
+ */
+json_object *ad_request_new(const ad_config *cfg, const char *model, json_object *messages,
+                            json_object *tools);
 
 #endif /* AD_REQUEST_H */

@@ -117,6 +117,38 @@ TEST(a_request_after_the_loop_sat_still_gets_its_whole_idle_timeout)
     mock_stop(&m);
 }
 
+/* The body is lent, not copied (http.h): curl sends it from the caller's
+ * buffer when the loop runs, so a change made after ad_http_post() (which
+ * the contract forbids a real caller) shows up at the server. A copy would
+ * send the old bytes. */
+TEST(the_body_is_sent_from_the_callers_buffer)
+{
+    mock_proc m;
+    if (mock_start(&m, two_answers) != 0) {
+        CHECK(!"mock started");
+        return;
+    }
+    client c;
+    client_open(&c, m.port);
+    static const char *const headers[] = {"Content-Type: application/json"};
+    ad_http_callbacks cb = {on_data, on_done};
+    outcome o;
+    memset(&o, 0, sizeof o);
+    char body[] = "{\"marker\":\"before\"}";
+    CHECK(ad_http_post(c.http, c.url, headers, 1, body, strlen(body), NULL, &cb, &o) != NULL);
+    memcpy(strstr(body, "before"), "lent!!", 6);
+    uv_run(&c.loop, UV_RUN_DEFAULT);
+    CHECK(o.done);
+    CHECK_EQ(o.status, 200);
+    char *log = mock_log(&m);
+    CHECK(log && strstr(log, "lent!!"));
+    CHECK(log && !strstr(log, "before"));
+    free(log);
+    ad_buf_free(&o.body);
+    client_close(&c);
+    mock_stop(&m);
+}
+
 #define CAP (64u << 20)
 
 static int count_only(void *ud, long status, const char *ct, const char *data, size_t len)
@@ -183,6 +215,7 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     RUN(a_request_after_the_loop_sat_still_gets_its_whole_idle_timeout);
     RUN(a_recording_cuts_a_huge_body_cleanly_at_the_cap);
+    RUN(the_body_is_sent_from_the_callers_buffer);
     curl_global_cleanup();
     return harness_report("test_http");
 }

@@ -13,8 +13,18 @@
  * AGENTD_SOAK_N=1000). Under valgrind (found through LD_PRELOAD) or a
  * sanitizer build (AGENTD_SANITIZED, ASan's quarantine holds freed memory)
  * it runs 30 conversations and checks only that each of them succeeds.
+ *
+ * a_long_conversation_is_held_once_per_step: a conversation of about 24 MiB
+ * (400 messages) and two turns against the mock. The turn after the first
+ * (the history text is cached then) may raise the peak resident set (VmHWM,
+ * reset through /proc/self/clear_refs) by at most 1.5 times the request
+ * body, and what stays between turns is at most 1.5 times the body too:
+ * the body is built once per step, sent without a copy and dropped when the
+ * run ends (bench/bench_history_rss prints the figures). Skipped where
+ * memory is not the program's own (valgrind, sanitizers).
  */
 #include <curl/curl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,10 +211,141 @@ TEST(conversations_in_one_process_keep_memory_flat)
     mock_stop(&m);
 }
 
+static long status_kib(const char *field)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    size_t n = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, field, n) == 0 && line[n] == ':')
+            v = strtol(line + n + 1, NULL, 10);
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* A new peak (VmHWM) from the current resident set on. */
+static int reset_peak(void)
+{
+    malloc_trim(0);
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f)
+        return -1;
+    int rc = fputs("5", f) < 0;
+    return fclose(f) != 0 || rc ? -1 : 0;
+}
+
+typedef struct turn_state {
+    uv_loop_t *loop;
+    int status;
+    bool done;
+} turn_state;
+
+static void on_turn_done(void *ud, int status)
+{
+    turn_state *t = ud;
+    t->status = status;
+    t->done = true;
+    uv_stop(t->loop);
+}
+
+static int turn(ad_agent *agent, uv_loop_t *loop, const char *prompt)
+{
+    turn_state t = {loop, -1, false};
+    if (ad_agent_run(agent, prompt, on_turn_done, &t) != AD_OK)
+        return -1;
+    while (!t.done)
+        uv_run(loop, UV_RUN_DEFAULT);
+    return t.status;
+}
+
+TEST(a_long_conversation_is_held_once_per_step)
+{
+    const char *pre = getenv("LD_PRELOAD");
+    if ((pre && strstr(pre, "vgpreload")) || getenv("AGENTD_SANITIZED")) {
+        printf("memory: skipped (valgrind or a sanitizer owns the heap)\n");
+        return;
+    }
+    static const char answer[] =
+        "{\"cycle\": true, \"responses\": [{\"status\": 200, \"sse\": ["
+        "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"},\"finish_reason\":\"stop\"}]},"
+        "\"[DONE]\"]}]}";
+    mock_proc m;
+    int started_mock = mock_start(&m, answer);
+    CHECK_EQ(started_mock, 0);
+    if (started_mock != 0)
+        return;
+    ad_config cfg;
+    ad_config_init(&cfg);
+    ad_buf url = AD_BUF_INIT;
+    ad_buf_printf(&url, "http://127.0.0.1:%d/v1", m.port);
+    cfg.base_url = ad_buf_steal(&url);
+    cfg.model = ad_strdup("test-model");
+    cfg.max_retries = 0;
+    FILE *devnull = fopen("/dev/null", "w");
+    ad_events *ev = ad_events_new(devnull, devnull, false);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    ad_http *http = ad_http_new(&loop);
+    ad_agent_opts o = {&loop, http, &cfg, NULL, ev};
+    ad_agent *agent = ad_agent_new(&o);
+    CHECK(agent != NULL);
+
+    enum { MESSAGES = 400, BYTES = 60 << 10 };
+    char *text = malloc(BYTES + 1);
+    for (size_t i = 0; i < BYTES; i++)
+        text[i] = (char)('a' + i % 26);
+    text[BYTES] = '\0';
+    json_object *msgs = json_object_new_array();
+    for (int i = 0; i < MESSAGES; i++) {
+        json_object *msg = json_object_new_object();
+        json_object_object_add(msg, "role", json_object_new_string(i % 2 ? "assistant" : "user"));
+        json_object_object_add(msg, "content", json_object_new_string(text));
+        json_object_array_add(msgs, msg);
+    }
+    free(text);
+    CHECK_EQ(agent ? ad_agent_load_messages(agent, msgs) : -1, AD_OK);
+    json_object_put(msgs);
+    size_t body_len = 0;
+    char *body = agent ? ad_agent_request_body(agent, &body_len) : NULL;
+    free(body);
+    long body_kib = (long)(body_len >> 10);
+
+    CHECK_EQ(reset_peak(), 0);
+    long loaded = status_kib("VmRSS");
+    CHECK_EQ(agent ? turn(agent, &loop, "first") : -1, AD_RUN_OK);
+    CHECK_EQ(reset_peak(), 0);
+    long before = status_kib("VmRSS");
+    CHECK_EQ(agent ? turn(agent, &loop, "second") : -1, AD_RUN_OK);
+    long step = status_kib("VmHWM") - before;
+    malloc_trim(0);
+    long held = status_kib("VmRSS") - loaded;
+    printf("memory: body %ld KiB; a later step's peak +%ld KiB (%.2f x), held between turns "
+           "+%ld KiB (%.2f x)\n",
+           body_kib, step, (double)step / (double)body_kib, held,
+           (double)held / (double)body_kib);
+    CHECK(body_kib > 20 * 1024);
+    CHECK(step < body_kib * 3 / 2);
+    CHECK(held < body_kib * 3 / 2);
+
+    ad_agent_free(agent);
+    ad_http_close(http);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_EQ(uv_loop_close(&loop), 0);
+    curl_global_cleanup();
+    ad_events_free(ev);
+    fclose(devnull);
+    ad_config_free(&cfg);
+    mock_stop(&m);
+}
+
 int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
     signal(SIGPIPE, SIG_IGN);
     RUN(conversations_in_one_process_keep_memory_flat);
+    RUN(a_long_conversation_is_held_once_per_step);
     return harness_report("test_soak");
 }
