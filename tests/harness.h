@@ -5,8 +5,10 @@
  *   int main(void) { RUN(name); ...; return harness_report("test_x"); }
  *
  * Each failed check prints file:line and the expression; a test fails when
- * any of its checks failed. harness_report() prints
- * "<name>: N passed, M failed" and returns the process exit code.
+ * any of its checks failed. SKIP("reason") ends a test that cannot run here
+ * (a missing tool): it prints "skip name: reason" and counts as skipped,
+ * neither passed nor failed. harness_report() prints
+ * "<name>: N passed, M failed, K skipped" and returns the process exit code.
  * With an argument, main can run only the tests whose names contain it
  * (see RUN).
  */
@@ -16,8 +18,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static int harness_passed, harness_failed, harness_cur_failed;
-static const char *harness_filter;
+static int harness_passed, harness_failed, harness_skipped, harness_cur_failed;
+static const char *harness_filter, *harness_cur_skip;
 
 #define TEST(name) static void test_##name(void)
 
@@ -26,8 +28,12 @@ static const char *harness_filter;
         if (harness_filter && !strstr(#name, harness_filter))                                      \
             break;                                                                                 \
         harness_cur_failed = 0;                                                                    \
+        harness_cur_skip = NULL;                                                                   \
         test_##name();                                                                             \
-        if (harness_cur_failed) {                                                                  \
+        if (harness_cur_skip && !harness_cur_failed) {                                             \
+            harness_skipped++;                                                                     \
+            printf("skip %s: %s\n", #name, harness_cur_skip);                                      \
+        } else if (harness_cur_failed) {                                                           \
             harness_failed++;                                                                      \
             fprintf(stderr, "FAIL %s\n", #name);                                                   \
         } else {                                                                                   \
@@ -63,11 +69,19 @@ static const char *harness_filter;
         }                                                                                          \
     } while (0)
 
+/* Ends the current test as skipped; only inside a TEST body. */
+#define SKIP(reason)                                                                               \
+    do {                                                                                           \
+        harness_cur_skip = (reason);                                                               \
+        return;                                                                                    \
+    } while (0)
+
 #define HARNESS_INIT(argc, argv) (harness_filter = (argc) > 1 ? (argv)[1] : NULL)
 
 static inline int harness_report(const char *name)
 {
-    printf("%s: %d passed, %d failed\n", name, harness_passed, harness_failed);
+    printf("%s: %d passed, %d failed, %d skipped\n", name, harness_passed, harness_failed,
+           harness_skipped);
     return harness_failed ? 1 : 0;
 }
 

@@ -8,8 +8,11 @@ Environment (set by tests/run.sh):
 
 A test file registers cases with @case and ends with `if __name__ == "__main__": main()`.
 A case taking one parameter gets a fresh temporary directory (removed afterwards).
+A case that cannot run here (a missing tool) calls skip("reason"): it prints
+"skip name: reason" and counts as skipped, neither passed nor failed.
 main() prints "ok name" / "FAIL name: message" per case and the summary line
-"<file-stem>: N passed, M failed" that tests/run.sh reads; exit status 1 on failure.
+"<file-stem>: N passed, M failed, K skipped" that tests/run.sh reads; exit
+status 1 on failure.
 """
 
 import atexit
@@ -429,10 +432,18 @@ def raises(exc_type, fn, *args, **kw):
                                                   exc_type.__name__))
 
 
+class Skip(Exception):
+    """Raised by skip(): the case cannot run on this machine."""
+
+
+def skip(reason):
+    raise Skip(reason)
+
+
 def main():
     flt = sys.argv[1] if len(sys.argv) > 1 else ""
     stem = os.path.splitext(os.path.basename(sys.argv[0]))[0]
-    passed = failed = 0
+    passed = failed = skipped = 0
     for fn in _cases:
         if flt not in fn.__name__:
             continue
@@ -442,6 +453,9 @@ def main():
                     fn(tmp)
             else:
                 fn()
+        except Skip as e:
+            skipped += 1
+            print("skip %s: %s" % (fn.__name__, e), flush=True)
         except AssertionError as e:
             failed += 1
             print("FAIL %s: %s" % (fn.__name__, e), flush=True)
@@ -456,5 +470,5 @@ def main():
         else:
             passed += 1
             print("ok %s" % fn.__name__, flush=True)
-    print("%s: %d passed, %d failed" % (stem, passed, failed), flush=True)
+    print("%s: %d passed, %d failed, %d skipped" % (stem, passed, failed, skipped), flush=True)
     sys.exit(1 if failed else 0)

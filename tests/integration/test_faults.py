@@ -11,6 +11,7 @@ import email.utils
 import os
 import re
 import resource
+import shutil
 import socket
 import ssl
 import subprocess
@@ -19,7 +20,7 @@ import threading
 import time
 
 from lib import (case, contains, eq, main, make_plugin_dir, mock, ok, run_agentd, script,
-                 spawn_agentd, write_config, TEST_KEY_ENV, WRAP)
+                 skip, spawn_agentd, write_config, TEST_KEY_ENV, WRAP)
 from server import encode_event  # noqa: E402  (tests/mock, on the path lib set)
 
 S = script
@@ -601,6 +602,8 @@ def plain_http_only_to_loopback(tmp):
 
 
 def make_cert(tmp):
+    if not shutil.which("openssl"):
+        skip("openssl is not installed (mk/deps.sh installs it for make test)")
     key, crt = os.path.join(tmp, "k.pem"), os.path.join(tmp, "c.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
                     "-out", crt, "-days", "1", "-subj", "/CN=127.0.0.1"],
