@@ -128,7 +128,8 @@ sanitize: deps
 	@$(MAKE) --no-print-directory all D=build/asan/ SAN="$(ASAN_FLAGS)" CFLAGS="-O1 -g"
 	@AGENTD_DIR=build/asan AGENTD_SANITIZED=1 sh tests/run.sh
 
-valgrind: deps
+valgrind:
+	@sh mk/deps.sh valgrind
 	@$(MAKE) --no-print-directory all
 	@AGENTD_WRAP="valgrind -q --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect" \
 	  sh tests/run.sh

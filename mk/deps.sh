@@ -1,10 +1,15 @@
 #!/bin/sh
-# deps.sh -- make sure the Debian build dependencies are installed.
+# deps.sh -- make sure the Debian packages for building and testing are installed.
+#
+#   sh mk/deps.sh [GROUP...]     GROUP: valgrind, fuzz (extra tools of those targets)
 #
 # Checks each dependency; when something is missing, installs it with
 # apt-get (as root, or through passwordless sudo), otherwise prints the
-# exact command to run and fails. Called by `make deps`, `make run` and
-# `make test`; `make` alone never installs anything.
+# exact command to run and fails. Called by `make deps`, `make run`,
+# `make test`, `make sanitize`, `make valgrind` and `make fuzz`; `make`
+# alone never installs anything. Every program a test starts is here:
+# packages are installed without their recommendations, so nothing else
+# can be assumed, not even on a minimal Debian 12 or in the Docker build.
 set -eu
 
 # package:check pairs; check is "pc:MODULE" (pkg-config), "cmd:NAME" or
@@ -12,6 +17,7 @@ set -eu
 DEPS="
 pkg-config:cmd:pkg-config
 gcc:cmd:cc
+libc6-dev:glob:/usr/include/stdio.h
 make:cmd:make
 libuv1-dev:pc:libuv
 libcurl4-openssl-dev:pc:libcurl
@@ -19,9 +25,22 @@ libjson-c-dev:pc:json-c
 libyaml-dev:pc:yaml-0.1
 libedit-dev:pc:libedit
 libsqlite3-dev:pc:sqlite3
+ca-certificates:glob:/etc/ssl/certs/ca-certificates.crt
 python3:cmd:python3
+openssl:cmd:openssl
 "
-[ "${AGENTD_EXTRA_DEPS:-}" ] && DEPS="$DEPS $AGENTD_EXTRA_DEPS"
+# ca-certificates: agentd verifies TLS against the system's CA bundle;
+# without it no https:// provider can be reached.
+# python3: the mock provider and the integration tests.
+# openssl: test_faults makes a self-signed certificate for the TLS test.
+for group in "$@"; do
+    case $group in
+        valgrind) DEPS="$DEPS valgrind:cmd:valgrind" ;;
+        fuzz) DEPS="$DEPS clang:cmd:clang
+                   libclang-rt-14-dev:glob:/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a" ;;
+        *) echo "deps: unknown group '$group' (known: valgrind, fuzz)" >&2; exit 2 ;;
+    esac
+done
 
 missing=""
 have_pc() { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists "$1"; }

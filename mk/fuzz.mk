@@ -41,8 +41,7 @@ fuzz-build: $(FUZZ_TARGETS:%=build/fuzz/%)
 
 # clang and its libFuzzer runtime, installed like the build deps.
 fuzz-deps:
-	@AGENTD_EXTRA_DEPS="clang:cmd:clang libclang-rt-14-dev:glob:/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a" \
-	    sh mk/deps.sh
+	@sh mk/deps.sh fuzz
 
 fuzz: fuzz-deps
 	@$(MAKE) --no-print-directory fuzz-build
