@@ -42,6 +42,9 @@ AD_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra 
 LDLIBS  := $(PKG_LIBS) -ldl -lpthread -lm
 PLUGIN_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra $(WERROR) -Iinclude \
                  -fPIC -fvisibility=hidden -shared $(SAN)
+# A plugin is compiled and linked in one step; its header dependencies go
+# to a .d file under $(OBJDIR), like those of the objects.
+plugin_d = $(OBJDIR)/$(patsubst $(D)%,%,$@).d
 # -z defs: a plugin that uses a host symbol fails to link. The static ASan
 # runtime leaves __asan_* undefined in shared objects, so not under SAN.
 PLUGIN_LDFLAGS := $(if $(SAN),,-Wl,-z,defs)
@@ -75,13 +78,13 @@ $(D)agentd: $(OBJDIR)/runtime/main.o $(LIB)
 	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(D)plugins/%.so: plugins/%.c include/agentd/plugin.h
-	@mkdir -p $(@D)
-	$(CC) $(PLUGIN_CFLAGS) $(CFLAGS) $(PLUGIN_LDFLAGS) -o $@ $<
+	@mkdir -p $(@D) $(dir $(plugin_d))
+	$(CC) $(PLUGIN_CFLAGS) -MMD -MP -MF $(plugin_d) $(CFLAGS) $(PLUGIN_LDFLAGS) -o $@ $<
 
 # Test plugins may be deliberately broken; they are built without -z defs.
 $(D)tests/plugins/%.so: tests/plugins/%.c include/agentd/plugin.h
-	@mkdir -p $(@D)
-	$(CC) $(PLUGIN_CFLAGS) $(CFLAGS) -o $@ $<
+	@mkdir -p $(@D) $(dir $(plugin_d))
+	$(CC) $(PLUGIN_CFLAGS) -MMD -MP -MF $(plugin_d) $(CFLAGS) -o $@ $<
 
 # LD_PRELOAD helpers of the integration tests (they wrap libc functions).
 $(D)tests/preload/%.so: tests/preload/%.c
@@ -108,8 +111,8 @@ $(D)build/bench/%: $(OBJDIR)/bench/%.o $(LIB)
 	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(D)build/bench/plugins/%.so: bench/plugins/%.c include/agentd/plugin.h
-	@mkdir -p $(@D)
-	$(CC) $(PLUGIN_CFLAGS) $(CFLAGS) $(PLUGIN_LDFLAGS) -o $@ $<
+	@mkdir -p $(@D) $(dir $(plugin_d))
+	$(CC) $(PLUGIN_CFLAGS) -MMD -MP -MF $(plugin_d) $(CFLAGS) $(PLUGIN_LDFLAGS) -o $@ $<
 
 BENCH_SECONDS ?= 0.4
 bench: $(BENCH_BINS) $(BENCH_PLUGINS)
@@ -134,8 +137,9 @@ valgrind:
 	@AGENTD_WRAP="valgrind -q --error-exitcode=97 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect" \
 	  sh tests/run.sh
 
+# The demo needs agentd and the plugins it replays with, not the tests.
 run: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory $(D)agentd $(PLUGINS)
 	@sh mk/demo.sh
 
 install: $(D)agentd $(PLUGINS)
