@@ -16,6 +16,8 @@
 VERSION := 0.1.0
 PREFIX  ?= /usr/local
 DESTDIR ?=
+PLUGINDIR := $(PREFIX)/lib/agentd/plugins
+DOCDIR    := $(PREFIX)/share/doc/agentd
 CC      ?= cc
 CFLAGS  ?= -O2 -g -gdwarf-4
 WERROR  ?= -Werror
@@ -68,6 +70,15 @@ all: $(D)agentd $(PLUGINS) $(TEST_PLUGINS) $(TEST_PRELOAD) $(UNIT_BINS) $(TEST_P
 $(OBJDIR)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(AD_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+# configs/starter.toml, the config `agentd --init` writes, as C string
+# literals for runtime/init.c (backslashes, quotes and the ? of trigraphs
+# escaped).
+$(OBJDIR)/gen/starter.h: configs/starter.toml
+	@mkdir -p $(@D)
+	sed -e 's/[\\"?]/\\&/g' -e 's/^/"/' -e 's/$$/\\n"/' $< > $@
+$(OBJDIR)/runtime/init.o: $(OBJDIR)/gen/starter.h
+$(OBJDIR)/runtime/init.o: AD_CFLAGS += -I$(OBJDIR)/gen
 
 $(LIB): $(LIBOBJ)
 	@rm -f $@
@@ -142,16 +153,34 @@ run: deps
 	@$(MAKE) --no-print-directory $(D)agentd $(PLUGINS)
 	@sh mk/demo.sh
 
-install: $(D)agentd $(PLUGINS)
+# The installed agentd is main.c compiled once more, with $(PLUGINDIR)
+# built in: a config that names no [plugins] dir gets the installed
+# plugins. The agentd of the build tree has no such default, so that an
+# installed copy's plugins never creep into the tests. The stamp holds
+# the folder, so that another PREFIX rebuilds it.
+INSTDIR := $(D)build/install
+$(INSTDIR)/plugindir: FORCE
+	@mkdir -p $(@D)
+	@echo '$(PLUGINDIR)' | cmp -s - $@ 2>/dev/null || echo '$(PLUGINDIR)' > $@
+$(INSTDIR)/main.o: runtime/main.c $(INSTDIR)/plugindir
+	$(CC) $(AD_CFLAGS) $(CFLAGS) -DAGENTD_PLUGIN_DIR='"$(PLUGINDIR)"' -c -o $@ $<
+$(INSTDIR)/agentd: $(INSTDIR)/main.o $(LIB)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The manual page names the documentation and plugin folders of the
+# default PREFIX; installed, it names those of this one.
+install: $(INSTDIR)/agentd $(PLUGINS)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/agentd \
-	           $(DESTDIR)$(PREFIX)/lib/agentd/plugins $(DESTDIR)$(PREFIX)/lib/pkgconfig \
-	           $(DESTDIR)$(PREFIX)/share/man/man1
-	install -m 0755 $(D)agentd $(DESTDIR)$(PREFIX)/bin/
+	           $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	           $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(INSTDIR)/agentd $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 include/agentd/plugin.h $(DESTDIR)$(PREFIX)/include/agentd/
-	install -m 0755 $(PLUGINS) $(DESTDIR)$(PREFIX)/lib/agentd/plugins/
+	install -m 0755 $(PLUGINS) $(DESTDIR)$(PLUGINDIR)/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' agentd-plugin.pc.in \
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/agentd-plugin.pc
-	if [ -f docs/agentd.1 ]; then install -m 0644 docs/agentd.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
+	sed -e 's|/usr/local/|$(PREFIX)/|g' docs/agentd.1 > $(DESTDIR)$(PREFIX)/share/man/man1/agentd.1
+	install -m 0644 README.md $(filter-out docs/agentd.1,$(wildcard docs/*)) $(DESTDIR)$(DOCDIR)/
+	install -m 0644 configs/starter.toml $(DESTDIR)$(DOCDIR)/agent.toml.example
 
 format:
 	clang-format -i runtime/*.c runtime/*.h include/agentd/*.h plugins/*.c tests/unit/*.c
@@ -162,6 +191,6 @@ clean:
 # libFuzzer targets: make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS=fuzz_toml]
 include mk/fuzz.mk
 
-.PHONY: all bench deps test sanitize valgrind run install format clean
+.PHONY: all bench deps test sanitize valgrind run install format clean FORCE
 .SECONDARY:
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -906,6 +906,18 @@ static bool is_regular_file(const char *p)
     return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+char *ad_config_user_path(void)
+{
+    ad_buf b = AD_BUF_INIT;
+    const char *xdg = getenv("XDG_CONFIG_HOME");
+    const char *home = getenv("HOME");
+    if (xdg && xdg[0])
+        ad_buf_printf(&b, "%s/agentd/agent.toml", xdg);
+    else if (home && home[0])
+        ad_buf_printf(&b, "%s/.config/agentd/agent.toml", home);
+    return b.data;
+}
+
 char *ad_config_find(const char *given, char **tried)
 {
     if (tried)
@@ -917,18 +929,13 @@ char *ad_config_find(const char *given, char **tried)
         return ad_strdup(env);
     if (is_regular_file("agent.toml"))
         return ad_strdup("agent.toml");
-    ad_buf b = AD_BUF_INIT;
-    const char *xdg = getenv("XDG_CONFIG_HOME");
-    const char *home = getenv("HOME");
-    if (xdg && xdg[0])
-        ad_buf_printf(&b, "%s/agentd/agent.toml", xdg);
-    else if (home && home[0])
-        ad_buf_printf(&b, "%s/.config/agentd/agent.toml", home);
-    if (b.data && is_regular_file(b.data))
-        return ad_buf_steal(&b);
-    if (tried && b.data)
-        *tried = ad_buf_steal(&b);
-    ad_buf_free(&b);
+    char *user = ad_config_user_path();
+    if (user && is_regular_file(user))
+        return user;
+    if (tried)
+        *tried = user;
+    else
+        free(user);
     return NULL;
 }
 

@@ -113,6 +113,11 @@ typedef struct ad_config {
  * exists; then *tried (may be NULL) gets the XDG path looked at, or NULL. */
 char *ad_config_find(const char *given, char **tried);
 
+/* $XDG_CONFIG_HOME/agentd/agent.toml (else ~/.config/agentd/agent.toml),
+ * where `agentd --init` writes. New string, caller frees; NULL when
+ * neither variable is set (or on ENOMEM). */
+char *ad_config_user_path(void);
+
 /* $XDG_STATE_HOME/agentd/LEAF (else ~/.local/state/agentd/LEAF), where
  * agentd keeps what it learns (sessions, REPL history). New string, caller
  * frees; NULL when neither variable is usable. */

@@ -32,6 +32,7 @@
 #include "config.h"
 #include "events.h"
 #include "http.h"
+#include "init.h"
 #include "repl.h"
 #include "session.h"
 #include "tools.h"
@@ -42,7 +43,8 @@ static const char usage_text[] =
     "usage: agentd [--config FILE] -p PROMPT [options]\n"
     "       agentd [--config FILE] < prompt.txt\n"
     "       agentd [--config FILE] [--repl]      (a conversation on the terminal)\n"
-    "       agentd --check-config FILE\n"
+    "       agentd --check-config [FILE]\n"
+    "       agentd --init [FILE]                 (write a starter config)\n"
     "       agentd sessions list|show NAME|rm NAME|export NAME  (see agentd sessions --help)\n"
     "\n"
     "Runs an agent: sends PROMPT to an OpenAI-compatible Chat Completions API,\n"
@@ -61,8 +63,11 @@ static const char usage_text[] =
     "  -m, --model NAME      override provider.model\n"
     "      --base-url URL    override provider.base_url\n"
     "      --max-steps N     override agent.max_steps\n"
-    "      --check-config    validate the config (and load its plugins), print the\n"
-    "                        effective settings, exit\n"
+    "      --check-config [FILE]\n"
+    "                        validate the config (FILE, else the one a run would\n"
+    "                        use) and load its plugins; print the effective settings\n"
+    "      --init [FILE]     write a commented starter config to FILE (default:\n"
+    "                        $XDG_CONFIG_HOME/agentd/agent.toml); never overwrites\n"
     "  -q, --quiet           no tool activity lines on stderr\n"
     "      --yes             run tools configured with confirm = true without asking\n"
     "                        (otherwise one-shot runs deny them)\n"
@@ -89,6 +94,7 @@ typedef struct cli {
     int max_steps;
     bool json;
     bool check_config;
+    bool init;           /* --init [FILE] */
     bool quiet;
     bool yes;
     bool repl;
@@ -175,6 +181,7 @@ static int parse_args(int argc, char **argv, cli *o)
         OPT_BASE_URL,
         OPT_MAX_STEPS,
         OPT_CHECK,
+        OPT_INIT,
         OPT_YES,
         OPT_RECORD,
         OPT_REPLAY,
@@ -190,6 +197,7 @@ static int parse_args(int argc, char **argv, cli *o)
         {"base-url", required_argument, NULL, OPT_BASE_URL},
         {"max-steps", required_argument, NULL, OPT_MAX_STEPS},
         {"check-config", no_argument, NULL, OPT_CHECK},
+        {"init", no_argument, NULL, OPT_INIT},
         {"quiet", no_argument, NULL, 'q'},
         {"yes", no_argument, NULL, OPT_YES},
         {"repl", no_argument, NULL, OPT_REPL},
@@ -237,6 +245,9 @@ static int parse_args(int argc, char **argv, cli *o)
         case OPT_CHECK:
             o->check_config = true;
             break;
+        case OPT_INIT:
+            o->init = true;
+            break;
         case OPT_YES:
             o->yes = true;
             break;
@@ -269,8 +280,8 @@ static int parse_args(int argc, char **argv, cli *o)
         }
     }
     if (optind < argc) {
-        /* `agentd --check-config FILE` */
-        if (o->check_config && !o->config && optind + 1 == argc)
+        /* `agentd --check-config FILE`, `agentd --init FILE` */
+        if ((o->check_config || o->init) && !o->config && optind + 1 == argc)
             o->config = argv[optind];
         else
             return usage_error("unexpected argument '%s' (the prompt goes after -p)", argv[optind]);
@@ -319,10 +330,33 @@ static char *find_config(ad_events *ev, const char *given)
     char *path = ad_config_find(given, &tried);
     if (!path)
         fail(ev, EXIT_USAGE,
-             "no config file: give --config FILE, set AGENTD_CONFIG, or create ./agent.toml%s%s",
-             tried ? " or " : "", tried ? tried : "");
+             "no config file: give --config FILE, set AGENTD_CONFIG, or create ./agent.toml%s%s "
+             "(agentd --init%s writes a starter config%s)",
+             tried ? " or " : "", tried ? tried : "", tried ? "" : " FILE", tried ? " there" : "");
     free(tried);
     return path;
+}
+
+/* `agentd --init [FILE]`: FILE, else the user's config file. */
+static int init_config(ad_events *ev, const char *given)
+{
+    char err[4096];
+    char *path = given ? ad_strdup(given) : ad_config_user_path();
+    if (!path)
+        return fail(ev, EXIT_USAGE, "--init: neither XDG_CONFIG_HOME nor HOME is set; name the "
+                                    "file: agentd --init FILE");
+    /* Only the default place is created: a FILE in a folder that does not
+     * exist is more likely a typo than a wish. */
+    int rc = ad_init_write(path, !given, err, sizeof err);
+    if (rc == AD_OK)
+        fprintf(stderr, "agentd: wrote a starter config to %s (mode 0600)\n"
+                        "Next: export OPENROUTER_API_KEY=... (or edit the file for another "
+                        "provider), then\n  agentd%s%s -p \"Add and multiply the number 2 and 3\"\n",
+                path, given ? " --config " : "", given ? given : "");
+    free(path);
+    if (rc == AD_OK)
+        return EXIT_OK;
+    return fail(ev, rc == AD_EINVAL ? EXIT_USAGE : EXIT_RUNTIME, "--init: %s", err);
 }
 
 #define MAX_STDIN_PROMPT (64u << 20)
@@ -575,6 +609,10 @@ int main(int argc, char **argv)
     char *stdin_prompt = NULL;
     char err[4096];
 
+    if (o.init) {
+        exit_code = init_config(ev, o.config);
+        goto out_tools;
+    }
     char *path = find_config(ev, o.config);
     if (!path)
         goto out_tools;
@@ -584,6 +622,13 @@ int main(int argc, char **argv)
         fail(ev, EXIT_USAGE, "%s", err);
         goto out_tools;
     }
+#ifdef AGENTD_PLUGIN_DIR
+    /* The installed agentd (make install): a config that names no folder
+     * gets the plugins installed with it. */
+    struct stat pst;
+    if (!cfg.plugins_dir && stat(AGENTD_PLUGIN_DIR, &pst) == 0 && S_ISDIR(pst.st_mode))
+        cfg.plugins_dir = ad_strdup(AGENTD_PLUGIN_DIR);
+#endif
     if (o.model) {
         free(cfg.model);
         cfg.model = ad_strdup(o.model);

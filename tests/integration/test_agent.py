@@ -619,6 +619,45 @@ def cli_help_version_and_usage_errors():
     eq(r.rc, 2, "bad --max-steps")
 
 
+SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+
+
+def read_src(*path):
+    with open(os.path.join(SRC, *path), encoding="utf-8") as f:
+        return f.read()
+
+
+@case
+def help_shows_the_optional_file_arguments():
+    r = run_agentd(["--help"])
+    eq(r.rc, 0, "--help")
+    for text in ("--check-config [FILE]", "--init [FILE]"):
+        contains(r.stdout, text, "help")
+
+
+@case
+def manual_describes_every_option_key_and_command():
+    import re
+    man = read_src("docs", "agentd.1").replace("\\-", "-").replace("\\fB", "").replace("\\fR", "")
+    options = man[man.index(".SH OPTIONS"):man.index(".SH CONFIGURATION")]
+    helped = set(re.findall(r"--[a-z][a-z-]+", run_agentd(["--help"]).stdout))
+    documented = set(re.findall(r"--[a-z][a-z-]+", options))
+    eq(sorted(helped - documented), [], "options in --help but not in the manual's OPTIONS")
+    eq(sorted(documented - helped), [], "options in the manual but not in --help")
+    config = read_src("docs", "config.md")
+    keys = re.findall(r"^\| `([a-z_]+)`", config, re.M)
+    tables = re.findall(r"^#+ (\[[a-z.]+)", config, re.M)
+    ok(len(keys) >= 25 and "[limits" in tables, "config.md parsed: %r %r" % (keys, tables))
+    missing = [k for k in keys + tables if k not in man]
+    eq(missing, [], "config.md keys and tables the manual does not name")
+    repl = read_src("docs", "repl.md")
+    commands = re.findall(r"^\| `(/[a-z]+)", repl, re.M)
+    ok(len(commands) >= 9, "repl.md parsed: %r" % commands)
+    eq([c for c in commands if c not in man], [], "REPL commands the manual does not name")
+    for var in ("AGENTD_CONFIG", "NO_COLOR", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        contains(man[man.index(".SH ENVIRONMENT"):], var, "ENVIRONMENT")
+
+
 @case
 def unreachable_provider_fails_cleanly(tmp):
     # Port 9 (discard) on loopback: nothing listens there.

@@ -1,7 +1,10 @@
 #!/bin/sh
 # test_install.sh -- `make install` lays out a usable tree: the binary, the
-# header, the plugins, the manual page and agentd-plugin.pc, with which a
-# third-party plugin builds in one line and loads into the installed agentd.
+# header, the plugins, the manual page, the documents it names, a starter
+# config and agentd-plugin.pc, with which a third-party plugin builds in one
+# line and loads into the installed agentd. The installed agentd finds the
+# installed plugins when its config names no [plugins] dir; `agentd --init`
+# writes a starter config that a run finds.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
 passed=0 failed=0
@@ -18,7 +21,8 @@ check() { # description, command...
 dest="$tmp/root"
 check "make install" make -s install DESTDIR="$dest" PREFIX=/usr/local
 for f in bin/agentd include/agentd/plugin.h lib/agentd/plugins/add.so \
-         lib/agentd/plugins/multiply.so lib/pkgconfig/agentd-plugin.pc share/man/man1/agentd.1; do
+         lib/agentd/plugins/multiply.so lib/pkgconfig/agentd-plugin.pc share/man/man1/agentd.1 \
+         share/doc/agentd/README.md share/doc/agentd/agent.toml.example; do
     check "installed $f" test -f "$dest/usr/local/$f"
 done
 export PKG_CONFIG_PATH="$dest/usr/local/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$dest"
@@ -59,5 +63,54 @@ printf '[provider]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"\nmax_retries
 check "installed agentd loads it" sh -c \
     "'$dest/usr/local/bin/agentd' --config '$tmp/agent.toml' -p hi 2>'$tmp/err'; test \$? -eq 1 && ! grep -q plugin '$tmp/err'"
 check "installed agentd --version" "$dest/usr/local/bin/agentd" --version
+
+# The manual's SEE ALSO names documents that are installed, at the place
+# the page gives for this PREFIX.
+sed -n '/^\.SH SEE ALSO/,$p' "$dest/usr/local/share/man/man1/agentd.1" > "$tmp/see_also"
+check "SEE ALSO names the installed documentation folder" grep -q /usr/local/share/doc/agentd "$tmp/see_also"
+for doc in $(grep -oE '[A-Za-z_-]+\.md' "$tmp/see_also" | sort -u); do
+    check "installed $doc, which SEE ALSO names" test -f "$dest/usr/local/share/doc/agentd/$doc"
+done
+
+# Installed with a PREFIX of its own (the plugin folder is built into the
+# binary, so the DESTDIR copy above cannot find its plugins where it is).
+pre="$tmp/prefix"
+check "make install PREFIX=$pre" make -s install PREFIX="$pre"
+printf '[provider]\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"\n[tools.add]\ntimeout_s = 5\n' \
+    > "$tmp/nodir.toml"
+# [tools.add] is an error unless a tool named add is loaded.
+check "the installed agentd loads the installed plugins when [plugins] dir is absent" \
+    "$pre/bin/agentd" --check-config "$tmp/nodir.toml"
+check "--check-config names that folder" sh -c \
+    "'$pre/bin/agentd' --check-config '$tmp/nodir.toml' | grep -qF '$pre/lib/agentd/plugins'"
+check "the build tree's agentd has no such default" sh -c \
+    "'${AGENTD_DIR:-.}/agentd' --check-config '$tmp/nodir.toml'; test \$? -eq 2"
+
+# No config anywhere: the message says how to get one; --init writes it.
+agentd="$pre/bin/agentd"
+mkdir -p "$tmp/empty"
+run_in_empty() { (cd "$tmp/empty" && env -u AGENTD_CONFIG HOME="$tmp/home" XDG_CONFIG_HOME="$tmp/xdg" "$@"); }
+check "without a config, the error suggests agentd --init" sh -c \
+    "cd '$tmp/empty' && env -u AGENTD_CONFIG HOME='$tmp/home' XDG_CONFIG_HOME='$tmp/xdg' '$agentd' -p hi 2>'$tmp/err';
+     test \$? -eq 2 && grep -q 'agentd --init' '$tmp/err'"
+check "agentd --init writes the user's config" run_in_empty "$agentd" --init
+cfg="$tmp/xdg/agentd/agent.toml"
+check "... at \$XDG_CONFIG_HOME/agentd/agent.toml, mode 0600" sh -c "test \"\$(stat -c %a '$cfg')\" = 600"
+check "... which a run finds and --check-config accepts" \
+    run_in_empty env OPENROUTER_API_KEY=sk-or-dummy "$agentd" --check-config
+check "... loading the installed plugins" sh -c \
+    "cd '$tmp/empty' && env -u AGENTD_CONFIG OPENROUTER_API_KEY=sk-or-dummy XDG_CONFIG_HOME='$tmp/xdg' \
+     '$agentd' --check-config | grep -qF '$pre/lib/agentd/plugins'"
+cp "$cfg" "$tmp/before"
+echo "# edited" >> "$cfg"
+cp "$cfg" "$tmp/edited"
+check "a second --init refuses to overwrite it (exit 2)" sh -c \
+    "cd '$tmp/empty' && XDG_CONFIG_HOME='$tmp/xdg' '$agentd' --init 2>'$tmp/err'; test \$? -eq 2 &&
+     grep -q 'exists' '$tmp/err' && cmp -s '$cfg' '$tmp/edited'"
+check "agentd --init FILE writes FILE" run_in_empty "$agentd" --init "$tmp/mine.toml"
+check "... mode 0600" sh -c "test \"\$(stat -c %a '$tmp/mine.toml')\" = 600"
+check "... the same text as the installed example" \
+    cmp "$tmp/mine.toml" "$pre/share/doc/agentd/agent.toml.example"
+check "... and as the default location" cmp "$tmp/mine.toml" "$tmp/before"
 echo "test_install: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

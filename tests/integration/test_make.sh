@@ -2,7 +2,8 @@
 # test_make.sh -- the Makefile in a scratch copy of the sources:
 #  - touching any header rebuilds exactly the objects, plugins and
 #    benchmarks whose sources include it (directly or not), as the compiler
-#    itself reports them (cc -MM), and nothing else;
+#    itself reports them (cc -MM), and nothing else; editing
+#    configs/starter.toml rebuilds runtime/init.c, which embeds it;
 #  - a header that is no longer included may be deleted without breaking
 #    the build;
 #  - `make run` builds only what the demo needs (agentd and its plugins).
@@ -23,7 +24,7 @@ check() { # description, command...
 unset MAKEFLAGS MFLAGS MAKELEVEL
 src="$tmp/src"
 mkdir -p "$src"
-cp -R Makefile mk include runtime plugins tests bench "$src/"
+cp -R Makefile mk include runtime plugins tests bench configs "$src/"
 make -s -C "$src" clean >/dev/null 2>&1
 # Only objects matter here: unoptimised, without debug information.
 bench_targets=$(cd "$src" && for f in bench/bench_*.c; do echo "build/bench/$(basename "$f" .c)"; done;
@@ -36,7 +37,8 @@ cflags="-Iinclude -Iruntime $(pkg-config --cflags libuv libcurl json-c yaml-0.1 
 (cd "$src" && for c in runtime/*.c plugins/*.c tests/plugins/*.c tests/unit/test_*.c tests/*.c \
                     bench/*.c bench/plugins/*.c; do
     # shellcheck disable=SC2086
-    cc -MM $cflags "$c" | tr -d '\\\n' | tr ' ' '\n' | grep '\.h$' | while read -r h; do
+    # -MG: a generated header (build/obj/gen) counts without existing.
+    cc -MM -MG $cflags "$c" | tr -d '\\\n' | tr ' ' '\n' | grep '\.h$' | while read -r h; do
         echo "$(realpath -m --relative-to=. "$h") $c"
     done
 done) | sort -u > "$tmp/includes"
@@ -58,6 +60,9 @@ for h in $(cd "$src" && find include runtime plugins tests bench -name '*.h' | s
     check "touching $h rebuilds what includes it" same_sets "$h"
 done
 
+starter_rebuilds() { test "$(what_rebuilds configs/starter.toml)" = runtime/init.c; }
+check "editing configs/starter.toml rebuilds runtime/init.c, which embeds it" starter_rebuilds
+
 # A removed header: the dependency files must not make it a missing target.
 printf '#define EXTRA 1\n' > "$src/plugins/extra.h"
 sed -i '1i #include "extra.h"' "$src/plugins/add.c"
@@ -68,7 +73,7 @@ check "the header can then be deleted" make -s -C "$src" CFLAGS=-O0 all
 
 # What `make run` builds: -n prints every command of a rebuild (the
 # sub-make runs under -n too, and mk/deps.sh and the demo are only printed).
-make -n -B -C "$src" run > "$tmp/run" 2>&1
+check "make -n -B run" sh -c "make -n -B -C '$src' run > '$tmp/run' 2>&1"
 check "make run builds agentd" grep -qE -- '-o agentd( |$)' "$tmp/run"
 check "make run builds the demo's plugins" grep -q -- '-o plugins/add.so' "$tmp/run"
 check "make run builds no unit test" sh -c "! grep -E 'build/unit/|tests/plugins/|toml-decoder' '$tmp/run'"
