@@ -76,4 +76,8 @@ bool ad_utf8_seq(const unsigned char *s, size_t n, size_t *len);
  * AD_ENOMEM. Callers say what the file was for in their own message. */
 int ad_read_file(const char *path, size_t max, ad_buf *out);
 
+/* The Levenshtein distance of a and b, for "did you mean" hints; SIZE_MAX
+ * when either is longer than 63 bytes. */
+size_t ad_edit_distance(const char *a, const char *b);
+
 #endif /* AD_BUF_H */

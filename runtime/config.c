@@ -190,33 +190,6 @@ static void problem_at(diag *d, ad_conf_loc at, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Levenshtein distance, bounded to short keys. */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 63 || lb > 63)
-        return SIZE_MAX;
-    size_t row[64];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag_prev = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            size_t best = diag_prev + cost;
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag_prev = up;
-        }
-    }
-    return row[lb];
-}
-
 /* Whether a name at edit distance dist from key is close enough to suggest. */
 static bool near_enough(const char *key, size_t dist)
 {
@@ -233,7 +206,7 @@ static const char *closest_of(const char *key, const char *const *names, size_t 
     const char *best = NULL, *longer = NULL;
     size_t bestd = SIZE_MAX, klen = strlen(key);
     for (size_t i = 0; i < n; i++) {
-        size_t dist = edit_distance(key, names[i]);
+        size_t dist = ad_edit_distance(key, names[i]);
         if (dist < bestd) {
             bestd = dist;
             best = names[i];
@@ -255,7 +228,7 @@ static const char *closest(const char *table, const char *key)
         const char *cand = table ? keys[i].key : keys[i].table;
         if (table && strcmp(keys[i].table, table) != 0)
             continue;
-        size_t dist = edit_distance(key, cand);
+        size_t dist = ad_edit_distance(key, cand);
         if (dist < bestd) {
             bestd = dist;
             best = cand;

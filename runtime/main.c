@@ -748,6 +748,9 @@ int main(int argc, char **argv)
         ad_agent_free(agent);
         goto out_loop;
     }
+    if (sess && o.cont && !o.json && !o.quiet)
+        fprintf(stderr, "agentd: continuing session %s (%zu messages)\n", ad_session_name(sess),
+                json_object_array_length(ad_agent_messages(agent)));
     if (!agent) {
         fail(ev, EXIT_RUNTIME, "out of memory");
     } else if (repl) {

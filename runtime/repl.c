@@ -1201,28 +1201,6 @@ static void cmd_usage(repl *r)
     ad_buf_free(&b);
 }
 
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 30 || lb > 30)
-        return 99;
-    size_t d[31][31];
-    for (size_t i = 0; i <= la; i++)
-        d[i][0] = i;
-    for (size_t j = 0; j <= lb; j++)
-        d[0][j] = j;
-    for (size_t i = 1; i <= la; i++)
-        for (size_t j = 1; j <= lb; j++) {
-            size_t best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-            if (d[i - 1][j] + 1 < best)
-                best = d[i - 1][j] + 1;
-            if (d[i][j - 1] + 1 < best)
-                best = d[i][j - 1] + 1;
-            d[i][j] = best;
-        }
-    return d[la][lb];
-}
-
 /* Returns false when the session should end. */
 static bool run_command(repl *r, char *line)
 {
@@ -1282,7 +1260,7 @@ static bool run_command(repl *r, char *line)
         const char *best = NULL;
         size_t bd = strlen(cmd) > 5 ? 3 : 2; /* more than this: no guess */
         for (size_t i = 0; i < NCOMMANDS; i++) {
-            size_t d = edit_distance(cmd, commands[i][0]);
+            size_t d = ad_edit_distance(cmd, commands[i][0]);
             if (d < bd || (strncmp(commands[i][0], cmd, strlen(cmd)) == 0 && strlen(cmd) > 1)) {
                 bd = d < bd ? d : bd;
                 best = commands[i][0];

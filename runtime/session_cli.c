@@ -143,8 +143,23 @@ int ad_session_cli(int argc, char **argv)
         return cli_usage("%s", "which command? list, show NAME, rm NAME or export NAME");
     bool list = strcmp(verb, "list") == 0, show = strcmp(verb, "show") == 0;
     bool rm = strcmp(verb, "rm") == 0, export = strcmp(verb, "export") == 0;
-    if (!list && !show && !rm && !export)
-        return cli_usage("unknown command '%s' (list, show, rm, export)", verb);
+    if (!list && !show && !rm && !export) {
+        static const char *const verbs[] = {"list", "show", "rm", "export"};
+        const char *best = NULL;
+        size_t bestd = 3; /* a guess at most two edits away, and shorter than the word */
+        for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+            size_t d = ad_edit_distance(verb, verbs[i]);
+            if (d < bestd && d < strlen(verbs[i])) {
+                bestd = d;
+                best = verbs[i];
+            }
+        }
+        fprintf(stderr, "agentd: sessions: unknown command '%s'", verb);
+        if (best)
+            fprintf(stderr, "; did you mean '%s'?", best);
+        fputs(" (list, show, rm, export)\nTry 'agentd sessions --help'.\n", stderr);
+        return 2;
+    }
     if (list && name)
         return cli_usage("unexpected argument '%s'", name);
     if (!list && !name)
@@ -190,8 +205,8 @@ int ad_session_cli(int argc, char **argv)
             rc = ad_session_show(s, name, stdout, err, sizeof err);
         else if (export)
             rc = ad_session_export(s, name, stdout, err, sizeof err);
-        else
-            rc = ad_session_remove(s, name, err, sizeof err);
+        else if ((rc = ad_session_remove(s, name, err, sizeof err)) == AD_OK)
+            fprintf(stderr, "agentd: removed session %s\n", name);
     }
     ad_session_close(s);
     if (fflush(stdout) != 0 && rc == AD_OK) {

@@ -183,12 +183,44 @@ def list_show_export_rm(tmp):
     eq(bad.rc, 2, "bad format")
     rm = sessions(tmp, "rm", "math")
     eq(rm.rc, 0, "rm (%r)" % rm)
+    contains(rm.stderr, "agentd: removed session math", "rm says what it did")
     ok("math" not in sessions(tmp, "list").stdout, "gone from the list")
     for verb in ("show", "rm", "export"):
         u = sessions(tmp, verb, "math")
         eq(u.rc, 2, "%s of an unknown session" % verb)
         contains(u.stderr, "no session named 'math'")
     eq(sessions(tmp, "frobnicate").rc, 2, "unknown subcommand")
+
+
+@case
+def sessions_subcommand_typos_get_a_suggestion(tmp):
+    for typo, meant in (("lst", "list"), ("shwo", "show"), ("rn", "rm"), ("exprot", "export")):
+        u = sessions(tmp, typo, "x")
+        eq(u.rc, 2, "%s exits 2" % typo)
+        contains(u.stderr, "unknown command '%s'; did you mean '%s'?" % (typo, meant))
+    u = sessions(tmp, "frobnicate")
+    eq(u.rc, 2, "unknown subcommand")
+    ok("did you mean" not in u.stderr, "no guess for a word far from every command: %r" % u.stderr)
+    contains(u.stderr, "list, show, rm, export")
+
+
+@case
+def continue_says_which_session_it_resumed(tmp):
+    with mock(S.script(S.text_stream("A."), S.text_stream("B."), S.text_stream("C."),
+                       S.text_stream("D."))) as m:
+        cfg = setup(tmp, m)
+        eq(run(tmp, cfg, "first", "--session", "talk").rc, 0, "first run")
+        r = run(tmp, cfg, "more", "--continue")
+        q = run(tmp, cfg, "again", "--continue", "-q")
+        j = run(tmp, cfg, "json", "--continue", "--json")
+    eq(r.rc, 0, "continue (%r)" % r)
+    # The system prompt, "first" and "A.".
+    contains(r.stderr, "agentd: continuing session talk (3 messages)\n", "names the session")
+    eq(r.stdout, "B.\n", "stdout keeps only the answer")
+    eq((q.rc, q.stderr), (0, ""), "-q keeps it quiet")
+    eq(j.rc, 0, "--json (%r)" % j)
+    ok(all("_bad_line" not in e for e in j.events), "--json stdout is only events: %r" % j.stdout)
+    ok("continuing" not in j.stderr, "no text line in --json mode: %r" % j.stderr)
 
 
 @case
