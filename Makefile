@@ -99,8 +99,8 @@ $(D)tests/plugins/%.so: tests/plugins/%.c include/agentd/plugin.h
 
 # LD_PRELOAD helpers of the integration tests (they wrap libc functions).
 $(D)tests/preload/%.so: tests/preload/%.c
-	@mkdir -p $(@D)
-	$(CC) $(PLUGIN_CFLAGS) $(CFLAGS) -o $@ $< -ldl
+	@mkdir -p $(@D) $(dir $(plugin_d))
+	$(CC) $(PLUGIN_CFLAGS) -MMD -MP -MF $(plugin_d) $(CFLAGS) -o $@ $< -ldl
 
 $(D)build/unit/%: $(OBJDIR)/tests/unit/%.o $(LIB)
 	@mkdir -p $(@D)
