@@ -265,15 +265,24 @@ def ctrl_c_before_any_answer_leaves_no_two_user_turns(tmp):
        "second request")
 
 
+def wait_file(t, path, timeout=20):
+    """Polls for a file a plugin creates (reading agentd's output meanwhile)."""
+    deadline = time.monotonic() + timeout * TIMEOUT_SCALE
+    while not os.path.exists(path):
+        if t.p.poll() is not None or not t._read(deadline, 0.01):
+            raise AssertionError("no %s; output: %r" % (path, t.plain()[-1500:]))
+
+
 @case
 def ctrl_c_during_tool_abandons_it_with_one_result_per_call(tmp):
-    calls = [("call_n", "nap", '{"ms": 3000}'), ("call_a", "add", ADD)]
+    gate = os.path.join(tmp, "gate")
+    calls = [("call_n", "gate", json.dumps({"path": gate})), ("call_a", "add", ADD)]
     sc = S.script(S.tool_call_stream(calls), S.text_stream("Fresh start."))
     with mock(sc) as m:
-        t = start(tmp, setup(tmp, m, plugins=("add", "nap")))
+        t = start(tmp, setup(tmp, m, plugins=("add", "gate")))
         try:
-            t.line("nap then add")
-            t.expect(b"running nap, add")  # the spinner: tools are running
+            t.line("gate then add")
+            wait_file(t, gate + ".started")  # gate runs (and never ends by itself)
             t0 = time.monotonic()
             t.send(CTRL_C)
             t.expect(b"cancelled by user")
@@ -295,22 +304,13 @@ def ctrl_c_during_tool_abandons_it_with_one_result_per_call(tmp):
     check_consistent(msgs)
     results = [x["content"] for x in msgs if x["role"] == "tool"]
     eq(results[0], "cancelled by user while it was running (its result will be ignored)",
-       "the running nap is abandoned")
-    # add runs beside nap on the worker pool: it normally has finished when
+       "the running gate is abandoned")
+    # add runs beside gate on the worker pool: it normally has finished when
     # Ctrl-C arrives and keeps its result; on a slow machine (valgrind) it
-    # may not have, and then it is cancelled like nap (running or not yet
+    # may not have, and then it is cancelled like gate (running or not yet
     # started). Either way: one result per call, in call order.
     ok(results[1] == "5" or results[1].startswith("cancelled by user"),
        "add's result: %r" % results[1])
-
-
-def wait_file(t, path, timeout=20):
-    """Polls for a file a plugin creates (reading agentd's output meanwhile)."""
-    deadline = time.monotonic() + timeout * TIMEOUT_SCALE
-    while not os.path.exists(path):
-        if t.p.poll() is not None or not t._read(deadline, 0.01) and \
-                time.monotonic() >= deadline:
-            raise AssertionError("no %s; output: %r" % (path, t.plain()[-1500:]))
 
 
 @case
@@ -594,7 +594,10 @@ def tool_lines_fit_the_terminal_width(tmp):
             eq(t.wait_exit(), 0, "exit code")
         finally:
             t.close()
-    lines = [x.decode() for x in out.split(b"\n") if b" add " in x or b" multiply " in x]
+    # What the terminal shows of each line: the text after its last carriage
+    # return (the spinner draws and wipes itself with them).
+    shown = [x.rstrip(b"\r").split(b"\r")[-1] for x in ANSI.sub(b"", t.out).split(b"\n")]
+    lines = [x.decode() for x in shown if b" add " in x or b" multiply " in x]
     eq(len(lines), 2, "tool lines in %r" % out)
     for x in lines:
         ok(len(x) < cols, "%d columns: %r" % (len(x), x))
