@@ -26,9 +26,10 @@ int ad_session_attach(ad_session **out, const ad_config *cfg, const char *name, 
     *out = NULL;
     if (!cfg->sessions_enabled) {
         if (name || cont) {
-            ad_errf(err, errlen, "%s: sessions are disabled ([sessions] enabled = false); "
+            char where[512];
+            ad_errf(err, errlen, "%ssessions are disabled ([sessions] enabled = false); "
                                  "--session and --continue need them",
-                    cfg->path ? cfg->path : "config");
+                    ad_config_where(cfg, "sessions", "enabled", where, sizeof where));
             return AD_EINVAL;
         }
         return AD_OK;

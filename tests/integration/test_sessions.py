@@ -357,7 +357,9 @@ def sessions_disabled(tmp):
         ok(not os.path.exists(os.path.join(tmp, "state")), "nothing written to the state folder")
         r = run(tmp, cfg, "hi", "--session", "x")
         eq(r.rc, 2, "--session with sessions disabled")
-        contains(r.stderr, "sessions are disabled")
+        line = open(cfg).read().splitlines().index("enabled = false") + 1
+        contains(r.stderr, "agentd: %s:%d:1: sessions are disabled" % (cfg, line),
+                 "the place of the setting")
         eq(len(chat(m)), 1, "requests")
 
 
