@@ -7,17 +7,7 @@
 # writes a starter config that a run finds.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
-passed=0 failed=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-check() { # description, command...
-    d=$1; shift
-    if "$@" >"$tmp/out" 2>&1; then
-        passed=$((passed + 1)); echo "ok $d"
-    else
-        failed=$((failed + 1)); echo "FAIL $d"; sed 's/^/    /' "$tmp/out" | tail -n 20
-    fi
-}
+. tests/integration/lib.sh
 dest="$tmp/root"
 check "make install" make -s install DESTDIR="$dest" PREFIX=/usr/local
 for f in bin/agentd include/agentd/plugin.h lib/agentd/plugins/add.so \
@@ -112,5 +102,4 @@ check "... mode 0600" sh -c "test \"\$(stat -c %a '$tmp/mine.toml')\" = 600"
 check "... the same text as the installed example" \
     cmp "$tmp/mine.toml" "$pre/share/doc/agentd/agent.toml.example"
 check "... and as the default location" cmp "$tmp/mine.toml" "$tmp/before"
-echo "test_install: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish test_install

@@ -9,17 +9,7 @@
 #  - `make run` builds only what the demo needs (agentd and its plugins).
 set -u
 cd "$(dirname "$0")/../.." || exit 2
-passed=0 failed=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-check() { # description, command...
-    d=$1; shift
-    if "$@" >"$tmp/out" 2>&1; then
-        passed=$((passed + 1)); echo "ok $d"
-    else
-        failed=$((failed + 1)); echo "FAIL $d"; sed 's/^/    /' "$tmp/out" | tail -n 20
-    fi
-}
+. tests/integration/lib.sh
 # The make of `make test` passes its flags (jobserver, -s) in the environment.
 unset MAKEFLAGS MFLAGS MAKELEVEL
 src="$tmp/src"
@@ -79,5 +69,4 @@ check "make run builds agentd" grep -qE -- '-o agentd( |$)' "$tmp/run"
 check "make run builds the demo's plugins" grep -q -- '-o plugins/add.so' "$tmp/run"
 check "make run builds no unit test" sh -c "! grep -E 'build/unit/|tests/plugins/|toml-decoder' '$tmp/run'"
 
-echo "test_make: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish test_make

@@ -252,7 +252,7 @@ def the_key_is_gone_from_the_process_environment(tmp):
             ok(seen and seen[-1]["name"] == "sleep", "the sleep call started: %r" % seen)
             # agentd is not dumpable once it holds the key, so only a reader
             # with CAP_SYS_PTRACE may open this file: root on a host may, root
-            # in a container (docker build) may not. Then the plugin's view
+            # in a container (an image build) may not. Then the plugin's view
             # below is the one there is.
             try:
                 with open("/proc/%d/environ" % p.pid, "rb") as f:

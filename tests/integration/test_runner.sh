@@ -6,17 +6,7 @@
 # with TESTS so that no real test runs twice.
 set -u
 cd "$(dirname "$0")/../.." || exit 2
-passed=0 failed=0
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-check() { # description, command...
-    d=$1; shift
-    if "$@" >"$tmp/out" 2>&1; then
-        passed=$((passed + 1)); echo "ok $d"
-    else
-        failed=$((failed + 1)); echo "FAIL $d"; sed 's/^/    /' "$tmp/out" | tail -n 20
-    fi
-}
+. tests/integration/lib.sh
 has() { # file, fixed string
     grep -qF -- "$2" "$1" || { echo "no '$2' in:"; cat "$1"; return 1; }
 }
@@ -79,5 +69,4 @@ rc=$?
 check "run.sh exits non-zero on a failure" test "$rc" -ne 0
 check "the last line counts the failure" sh -c "tail -n 1 '$tmp/run.log' | grep -qx '3 passed, 1 failed, 5 skipped' || { cat '$tmp/run.log'; exit 1; }"
 
-echo "test_runner: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish test_runner
