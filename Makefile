@@ -25,7 +25,7 @@ SAN     ?=
 D       ?=
 
 # Linked: the core. Compiled against but loaded on first use with dlopen
-# (runtime/lazy.h): SQLite for sessions, libyaml for cassettes, libedit for
+# (runtime/base/lazy.h): SQLite for sessions, libyaml for cassettes, libedit for
 # the REPL, so a one-shot run does not pay for them.
 PKGS      := libuv libcurl json-c
 LAZY_PKGS := yaml-0.1 libedit
@@ -52,8 +52,8 @@ plugin_d = $(OBJDIR)/$(patsubst $(D)%,%,$@).d
 PLUGIN_LDFLAGS := $(if $(SAN),,-Wl,-z,defs)
 
 OBJDIR  := $(D)build/obj
-SRC     := $(sort $(wildcard runtime/*.c))
-LIBSRC  := $(filter-out runtime/main.c,$(SRC))
+SRC     := $(sort $(wildcard runtime/*/*.c))
+LIBSRC  := $(filter-out runtime/cli/main.c,$(SRC))
 OBJ     := $(SRC:runtime/%.c=$(OBJDIR)/runtime/%.o)
 LIBOBJ  := $(LIBSRC:runtime/%.c=$(OBJDIR)/runtime/%.o)
 LIB     := $(OBJDIR)/libagentd.a
@@ -61,8 +61,10 @@ LIB     := $(OBJDIR)/libagentd.a
 PLUGINS      := $(patsubst %.c,$(D)%.so,$(wildcard plugins/*.c))
 TEST_PLUGINS := $(patsubst %.c,$(D)%.so,$(wildcard tests/plugins/*.c))
 TEST_PRELOAD := $(patsubst %.c,$(D)%.so,$(wildcard tests/preload/*.c))
-UNIT_SRC     := $(sort $(wildcard tests/unit/test_*.c))
-UNIT_BINS    := $(UNIT_SRC:tests/unit/%.c=$(D)build/unit/%)
+# Unit tests mirror runtime/ (tests/unit/core/test_stream.c tests
+# runtime/core/stream.c); their programs sit side by side in build/unit/.
+UNIT_SRC     := $(sort $(wildcard tests/unit/*/test_*.c))
+UNIT_BINS    := $(addprefix $(D)build/unit/,$(notdir $(UNIT_SRC:.c=)))
 TEST_PROGS   := $(patsubst tests/%.c,$(D)tests/%,$(wildcard tests/toml-decoder.c))
 
 all: $(D)agentd $(PLUGINS) $(TEST_PLUGINS) $(TEST_PRELOAD) $(UNIT_BINS) $(TEST_PROGS)
@@ -72,19 +74,19 @@ $(OBJDIR)/%.o: %.c
 	$(CC) $(AD_CFLAGS) $(CFLAGS) -c -o $@ $<
 
 # configs/starter.toml, the config `agentd --init` writes, as C string
-# literals for runtime/init.c (backslashes, quotes and the ? of trigraphs
+# literals for runtime/cli/init.c (backslashes, quotes and the ? of trigraphs
 # escaped).
 $(OBJDIR)/gen/starter.h: configs/starter.toml
 	@mkdir -p $(@D)
 	sed -e 's/[\\"?]/\\&/g' -e 's/^/"/' -e 's/$$/\\n"/' $< > $@
-$(OBJDIR)/runtime/init.o: $(OBJDIR)/gen/starter.h
-$(OBJDIR)/runtime/init.o: AD_CFLAGS += -I$(OBJDIR)/gen
+$(OBJDIR)/runtime/cli/init.o: $(OBJDIR)/gen/starter.h
+$(OBJDIR)/runtime/cli/init.o: AD_CFLAGS += -I$(OBJDIR)/gen
 
 $(LIB): $(LIBOBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(D)agentd: $(OBJDIR)/runtime/main.o $(LIB)
+$(D)agentd: $(OBJDIR)/runtime/cli/main.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -102,9 +104,12 @@ $(D)tests/preload/%.so: tests/preload/%.c
 	@mkdir -p $(@D) $(dir $(plugin_d))
 	$(CC) $(PLUGIN_CFLAGS) -MMD -MP -MF $(plugin_d) $(CFLAGS) -o $@ $< -ldl
 
-$(D)build/unit/%: $(OBJDIR)/tests/unit/%.o $(LIB)
-	@mkdir -p $(@D)
-	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
+define unit_rule
+$(D)build/unit/$(notdir $(1:.c=)): $(OBJDIR)/$(1:.c=.o) $(LIB)
+	@mkdir -p $$(@D)
+	$$(CC) $$(SAN) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) $$(TEST_LIBS)
+endef
+$(foreach s,$(UNIT_SRC),$(eval $(call unit_rule,$(s))))
 
 $(D)tests/%: $(OBJDIR)/tests/%.o $(LIB)
 	@mkdir -p $(@D)
@@ -162,7 +167,7 @@ INSTDIR := $(D)build/install
 $(INSTDIR)/plugindir: FORCE
 	@mkdir -p $(@D)
 	@echo '$(PLUGINDIR)' | cmp -s - $@ 2>/dev/null || echo '$(PLUGINDIR)' > $@
-$(INSTDIR)/main.o: runtime/main.c $(INSTDIR)/plugindir
+$(INSTDIR)/main.o: runtime/cli/main.c $(INSTDIR)/plugindir
 	$(CC) $(AD_CFLAGS) $(CFLAGS) -DAGENTD_PLUGIN_DIR='"$(PLUGINDIR)"' -c -o $@ $<
 $(INSTDIR)/agentd: $(INSTDIR)/main.o $(LIB)
 	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -183,7 +188,7 @@ install: $(INSTDIR)/agentd $(PLUGINS)
 	install -m 0644 configs/starter.toml $(DESTDIR)$(DOCDIR)/agent.toml.example
 
 format:
-	clang-format -i runtime/*.c runtime/*.h include/agentd/*.h plugins/*.c tests/unit/*.c
+	clang-format -i runtime/*/*.c runtime/*/*.h include/agentd/*.h plugins/*.c tests/unit/*/*.c
 
 clean:
 	rm -rf build agentd plugins/*.so tests/plugins/*.so tests/preload/*.so $(TEST_PROGS)

@@ -24,7 +24,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "buf.h"
+#include "base/buf.h"
 
 static inline uint64_t bench_now_ns(void)
 {

@@ -53,7 +53,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "core/agent.h"
 #include "bench.h"
 
 #define WARMUP 50

@@ -31,7 +31,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "core/agent.h"
 #include "bench.h"
 
 #define HISTORY_MESSAGES 400

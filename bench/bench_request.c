@@ -27,9 +27,9 @@
 #include <malloc.h>
 #endif
 
-#include "agent.h"
+#include "core/agent.h"
 #include "bench.h"
-#include "request.h"
+#include "core/request.h"
 
 static const int sizes[] = {50, 100, 200, 400, 800};
 #define NSIZES (sizeof sizes / sizeof sizes[0])

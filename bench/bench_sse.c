@@ -13,7 +13,7 @@
 #include <stdio.h>
 
 #include "bench.h"
-#include "sse.h"
+#include "provider/sse.h"
 
 #define EVENTS 20000
 #define READ_SIZE (16u << 10)

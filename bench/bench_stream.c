@@ -19,8 +19,8 @@
 #include <stdio.h>
 
 #include "bench.h"
-#include "sse.h"
-#include "stream.h"
+#include "provider/sse.h"
+#include "core/stream.h"
 
 #define TEXT_DELTAS 5000
 #define ARG_DELTAS_PER_CALL 2500

@@ -5,7 +5,7 @@
 # Every tests/fuzz/fuzz_<name>.c is a target built into build/fuzz/fuzz_<name>.
 # Its first line names the runtime sources it is linked with:
 #
-#   /* fuzz-sources: runtime/toml.c runtime/buf.c */
+#   /* fuzz-sources: runtime/base/toml.c runtime/base/buf.c */
 #
 # and an optional second line names the libraries it needs:
 #
@@ -31,7 +31,7 @@ fuzz_sources = $(shell sed -n '1s|^/\* *fuzz-sources: *\(.*[^ ]\) *\*/.*|\1|p' t
 fuzz_libs = $(shell sed -n '2s|^/\* *fuzz-libs: *\(.*[^ ]\) *\*/.*|\1|p' tests/fuzz/$(1).c)
 
 define fuzz_rule
-build/fuzz/$(1): tests/fuzz/$(1).c $(call fuzz_sources,$(1)) $(wildcard runtime/*.h include/agentd/*.h)
+build/fuzz/$(1): tests/fuzz/$(1).c $(call fuzz_sources,$(1)) $(wildcard runtime/*/*.h include/agentd/*.h)
 	@mkdir -p $$(@D)
 	$$(FUZZ_CC) $$(FUZZ_CFLAGS) -o $$@ $$(filter %.c,$$^) $(call fuzz_libs,$(1)) -lm
 endef

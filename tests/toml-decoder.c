@@ -1,14 +1,14 @@
 /*
  * toml-decoder.c -- reads TOML on stdin, prints toml-test tagged JSON.
  *
- * This is the adapter between runtime/toml.c and the toml-test conformance
+ * This is the adapter between runtime/base/toml.c and the toml-test conformance
  * runner: valid input becomes {"key": {"type": ..., "value": "..."}} JSON on
  * stdout with exit 0; invalid input prints the parser's message on stderr
  * and exits 1. Input is read as bytes with an explicit length because the
  * suite feeds NULs, bare CRs and invalid UTF-8.
  */
-#include "buf.h"
-#include "toml.h"
+#include "base/buf.h"
+#include "base/toml.h"
 
 #include <math.h>
 #include <stdio.h>

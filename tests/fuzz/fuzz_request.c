@@ -1,4 +1,4 @@
-/* fuzz-sources: runtime/request.c runtime/buf.c */
+/* fuzz-sources: runtime/core/request.c runtime/base/buf.c */
 /* fuzz-libs: -ljson-c */
 /*
  * fuzz_request.c -- libFuzzer target for the request builder.
@@ -12,13 +12,13 @@
  * exactly the ones given, byte for byte, unless extra overrides them.
  * Built by mk/fuzz.mk.
  */
-#include "request.h"
+#include "core/request.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
+#include "base/buf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
-/* fuzz-sources: runtime/schema.c runtime/buf.c */
+/* fuzz-sources: runtime/core/schema.c runtime/base/buf.c */
 /* fuzz-libs: -ljson-c */
 /*
  * fuzz_schema.c -- libFuzzer target for the JSON Schema subset validator.
@@ -10,14 +10,14 @@
  * answer twice, and leave both documents unchanged (tools are validated
  * concurrently against one shared schema). Built by mk/fuzz.mk.
  */
-#include "schema.h"
+#include "core/schema.h"
 
 #include <json-c/json.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
+#include "base/buf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
-/* fuzz-sources: runtime/sse.c runtime/buf.c */
+/* fuzz-sources: runtime/provider/sse.c runtime/base/buf.c */
 /*
  * fuzz_sse.c -- libFuzzer target for the Server-Sent Events parser.
  *
@@ -10,12 +10,12 @@
  * output may not depend on how the network cut the bytes. Each event's
  * strings must be NUL-terminated and within the bound. Built by mk/fuzz.mk.
  */
-#include "sse.h"
+#include "provider/sse.h"
 
 #include <stdint.h>
 #include <string.h>
 
-#include "buf.h"
+#include "base/buf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,4 +1,4 @@
-/* fuzz-sources: runtime/stream.c runtime/buf.c */
+/* fuzz-sources: runtime/core/stream.c runtime/base/buf.c */
 /* fuzz-libs: -ljson-c */
 /*
  * fuzz_stream.c -- libFuzzer target for the chunk / tool-call assembler.
@@ -11,7 +11,7 @@
  * buffer NUL-terminated, hold exactly the text reported through on_text,
  * and be reusable after ad_stream_reset(). Built by mk/fuzz.mk.
  */
-#include "stream.h"
+#include "core/stream.h"
 
 #include <stdint.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* fuzz-sources: runtime/toml.c runtime/buf.c */
+/* fuzz-sources: runtime/base/toml.c runtime/base/buf.c */
 /*
  * fuzz_toml.c -- libFuzzer target for the TOML parser.
  *
@@ -9,7 +9,7 @@
  * failure the message must start with "line ". Any violation traps, so the
  * fuzzer reports it like a crash. Built by mk/fuzz.mk.
  */
-#include "toml.h"
+#include "base/toml.h"
 
 #include <stdint.h>
 #include <string.h>

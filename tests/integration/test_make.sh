@@ -3,7 +3,7 @@
 #  - touching any header rebuilds exactly the objects, plugins and
 #    benchmarks whose sources include it (directly or not), as the compiler
 #    itself reports them (cc -MM), and nothing else; editing
-#    configs/starter.toml rebuilds runtime/init.c, which embeds it;
+#    configs/starter.toml rebuilds runtime/cli/init.c, which embeds it;
 #  - a header that is no longer included may be deleted without breaking
 #    the build;
 #  - `make run` builds only what the demo needs (agentd and its plugins).
@@ -24,8 +24,8 @@ check "scratch build" make -s -C "$src" -j2 CFLAGS=-O0 all $bench_targets
 
 # The sources `make all` and the benchmarks compile, and what each includes.
 cflags="-Iinclude -Iruntime $(pkg-config --cflags libuv libcurl json-c yaml-0.1 libedit sqlite3)"
-(cd "$src" && for c in runtime/*.c plugins/*.c tests/plugins/*.c tests/preload/*.c \
-                    tests/unit/test_*.c tests/*.c bench/*.c bench/plugins/*.c; do
+(cd "$src" && for c in runtime/*/*.c plugins/*.c tests/plugins/*.c tests/preload/*.c \
+                    tests/unit/*/test_*.c tests/*.c bench/*.c bench/plugins/*.c; do
     [ -f "$c" ] || continue
     # shellcheck disable=SC2086
     # -MG: a generated header (build/obj/gen) counts without existing.
@@ -51,8 +51,8 @@ for h in $(cd "$src" && find include runtime plugins tests bench -name '*.h' | s
     check "touching $h rebuilds what includes it" same_sets "$h"
 done
 
-starter_rebuilds() { test "$(what_rebuilds configs/starter.toml)" = runtime/init.c; }
-check "editing configs/starter.toml rebuilds runtime/init.c, which embeds it" starter_rebuilds
+starter_rebuilds() { test "$(what_rebuilds configs/starter.toml)" = runtime/cli/init.c; }
+check "editing configs/starter.toml rebuilds runtime/cli/init.c, which embeds it" starter_rebuilds
 
 # A removed header: the dependency files must not make it a missing target.
 printf '#define EXTRA 1\n' > "$src/plugins/extra.h"

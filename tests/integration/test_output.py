@@ -4,7 +4,7 @@ The answer is written to a regular file (also one opened for appending), a
 pipe and a pseudo-terminal (whose bytes are replayed on lib.Screen to see
 what a person would see). Two properties: a step that a retry repeats holds
 its text exactly once, and on a terminal the model's control sequences are
-shown, not obeyed (docs/failures.md, runtime/textout.h).
+shown, not obeyed (docs/failures.md, runtime/sinks/textout.h).
 """
 import os
 import subprocess

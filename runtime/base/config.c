@@ -1,0 +1,1198 @@
+/*
+ * config.c -- agent.toml to typed, validated settings.
+ *
+ * The TOML document (toml.c) is walked against a fixed description of the
+ * accepted keys (the `keys` table below). Every problem is reported with the
+ * file, the line of the offending key, and what was expected; unknown keys
+ * get the closest accepted key as a suggestion. All problems of a file are
+ * reported at once, one per line, so a user fixes them in one go.
+ *
+ * [provider.extra] and [plugins.config.NAME] are free-form: they are turned
+ * into JSON (integers stay integers, date-times become strings) and handed to
+ * the request builder and to plugins respectively.
+ */
+#include "base/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "base/toml.h"
+
+enum kind { K_STRING, K_BOOL, K_INT, K_LONG, K_NUMBER, K_TABLE };
+
+typedef struct keydef {
+    const char *table; /* "provider", "agent", "plugins" */
+    const char *key;
+    enum kind kind;
+    size_t off; /* offset into ad_config, for scalar kinds */
+    double min, max;
+} keydef;
+
+#define OFF(f) offsetof(ad_config, f)
+static const keydef keys[] = {
+    {"provider", "base_url", K_STRING, OFF(base_url), 0, 0},
+    {"provider", "api_key_env", K_STRING, OFF(api_key_env), 0, 0},
+    {"provider", "api_key_file", K_STRING, OFF(api_key_file), 0, 0},
+    {"provider", "allow_http", K_BOOL, OFF(allow_http), 0, 0},
+    {"provider", "model", K_STRING, OFF(model), 0, 0},
+    {"provider", "stream", K_BOOL, OFF(stream), 0, 0},
+    {"provider", "timeout_s", K_NUMBER, OFF(timeout_s), 0, 86400},
+    {"provider", "request_timeout_s", K_NUMBER, OFF(timeout_s), 0, 86400},
+    {"provider", "connect_timeout_s", K_NUMBER, OFF(connect_timeout_s), 0, 3600},
+    {"provider", "idle_timeout_s", K_NUMBER, OFF(idle_timeout_s), 0, 86400},
+    {"provider", "max_retries", K_INT, OFF(max_retries), 0, 100},
+    {"provider", "max_retry_wait_s", K_NUMBER, OFF(max_retry_wait_s), 0, 3600},
+    {"provider", "headers", K_TABLE, 0, 0, 0},
+    {"provider", "extra", K_TABLE, 0, 0, 0},
+    {"agent", "system_prompt", K_STRING, OFF(system_prompt), 0, 0},
+    {"agent", "max_steps", K_INT, OFF(max_steps), 1, 100000},
+    {"agent", "max_tokens", K_LONG, OFF(max_tokens), 1, 100000000},
+    {"agent", "unique_tool_call_ids", K_BOOL, OFF(unique_tool_call_ids), 0, 0},
+    {"agent", "tool_timeout_s", K_NUMBER, OFF(tool_timeout_s), 0, 86400},
+    {"agent", "isolation", K_STRING, 0, 0, 0},
+    {"agent", "confirm_tools", K_TABLE, 0, 0, 0},
+    {"tools", "timeout_s", K_NUMBER, 0, 0, 86400},
+    {"tools", "confirm", K_BOOL, 0, 0, 0},
+    {"tools", "isolation", K_STRING, 0, 0, 0},
+    {"plugins", "dir", K_STRING, OFF(plugins_dir), 0, 0},
+    {"plugins", "config", K_TABLE, 0, 0, 0},
+    {"sessions", "path", K_STRING, OFF(sessions_path), 0, 0},
+    {"sessions", "enabled", K_BOOL, OFF(sessions_enabled), 0, 0},
+    {"sessions", "one_shot", K_BOOL, OFF(sessions_one_shot), 0, 0},
+    {"limits", "max_event_bytes", K_LONG, OFF(max_event_bytes), 64, 1 << 30},
+    {"limits", "max_response_bytes", K_LONG, OFF(max_response_bytes), 64, 1 << 30},
+    {"limits", "max_tool_args_bytes", K_LONG, OFF(max_tool_args_bytes), 2, 1 << 30},
+    {"limits", "max_tool_calls", K_LONG, OFF(max_tool_calls), 1, 4096},
+    {"limits", "max_tool_result_bytes", K_LONG, OFF(max_tool_result_bytes), 64, 1 << 30},
+};
+static const char *const tables[] = {"provider", "agent", "plugins", "tools", "sessions", "limits"};
+
+void ad_config_init(ad_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->stream = true;
+    c->timeout_s = 0;
+    c->connect_timeout_s = 30;
+    c->idle_timeout_s = 120;
+    c->max_retries = 2;
+    c->max_retry_wait_s = 60;
+    c->max_steps = 20;
+    c->tool_timeout_s = 60;
+    c->max_event_bytes = 16L << 20;
+    c->max_response_bytes = 64L << 20;
+    c->max_tool_args_bytes = 8L << 20;
+    c->max_tool_calls = 128;
+    c->max_tool_result_bytes = 1L << 20;
+    c->sessions_enabled = true;
+}
+
+void ad_config_free(ad_config *c)
+{
+    free(c->path);
+    free(c->dir);
+    free(c->base_url);
+    free(c->api_key_env);
+    free(c->api_key_file);
+    if (c->api_key) {
+        /* Do not leave the key behind in freed memory. */
+        volatile char *p = c->api_key;
+        while (*p)
+            *p++ = 0;
+        free(c->api_key);
+    }
+    free(c->model);
+    for (size_t i = 0; i < c->nheaders; i++) {
+        free(c->headers[i].name);
+        free(c->headers[i].value);
+    }
+    free(c->headers);
+    json_object_put(c->extra);
+    free(c->system_prompt);
+    free(c->plugins_dir);
+    json_object_put(c->plugin_config);
+    for (size_t i = 0; i < c->nconfirm_tools; i++)
+        free(c->confirm_tools[i]);
+    free(c->confirm_tools);
+    free(c->confirm_tools_at);
+    for (size_t i = 0; i < c->nplugin_configs; i++)
+        free(c->plugin_configs[i].name);
+    free(c->plugin_configs);
+    for (size_t i = 0; i < c->ntools; i++)
+        free(c->tools[i].name);
+    free(c->tools);
+    free(c->sessions_path);
+    free(c->key_at);
+    memset(c, 0, sizeof *c);
+}
+
+/* ---- diagnostics ------------------------------------------------------- */
+
+typedef struct diag {
+    ad_buf msgs;
+    const char *file;
+    int count;
+} diag;
+
+static ad_conf_loc loc_of(const ad_toml *v)
+{
+    ad_conf_loc l = {0, 0};
+    if (v) {
+        l.line = ad_toml_line(v);
+        l.col = ad_toml_column(v);
+    }
+    return l;
+}
+
+/* One problem, "FILE:LINE:COL: message" (or "FILE: message" without a place). */
+static void vproblem(diag *d, ad_conf_loc at, const char *fmt, va_list ap)
+{
+    if (d->count++ >= 20)
+        return;
+    if (d->msgs.len)
+        ad_buf_putc(&d->msgs, '\n');
+    if (at.line > 0)
+        ad_buf_printf(&d->msgs, "%s:%d:%d: ", d->file, at.line, at.col);
+    else
+        ad_buf_printf(&d->msgs, "%s: ", d->file);
+    ad_buf_vprintf(&d->msgs, fmt, ap);
+}
+
+static void problem(diag *d, const ad_toml *at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void problem(diag *d, const ad_toml *at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vproblem(d, loc_of(at), fmt, ap);
+    va_end(ap);
+}
+
+static void problem_at(diag *d, ad_conf_loc at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void problem_at(diag *d, ad_conf_loc at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vproblem(d, at, fmt, ap);
+    va_end(ap);
+}
+
+/* Whether a name at edit distance dist from key is close enough to suggest. */
+static bool near_enough(const char *key, size_t dist)
+{
+    size_t limit = strlen(key) / 3 + 1;
+    if (limit < 2)
+        limit = 2;
+    return dist <= limit;
+}
+
+/* The name of names[0..n) closest to key, or NULL if none is close; a
+ * name that key abbreviates ("mul" for "multiply") counts as close. */
+static const char *closest_of(const char *key, const char *const *names, size_t n)
+{
+    const char *best = NULL, *longer = NULL;
+    size_t bestd = SIZE_MAX, klen = strlen(key);
+    for (size_t i = 0; i < n; i++) {
+        size_t dist = ad_edit_distance(key, names[i]);
+        if (dist < bestd) {
+            bestd = dist;
+            best = names[i];
+        }
+        if (!longer && klen >= 2 && strncmp(names[i], key, klen) == 0)
+            longer = names[i];
+    }
+    if (best && near_enough(key, bestd))
+        return best;
+    return longer;
+}
+
+/* The accepted key of `table` closest to `key`, or NULL if none is close. */
+static const char *closest(const char *table, const char *key)
+{
+    const char *best = NULL;
+    size_t bestd = SIZE_MAX;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *cand = table ? keys[i].key : keys[i].table;
+        if (table && strcmp(keys[i].table, table) != 0)
+            continue;
+        size_t dist = ad_edit_distance(key, cand);
+        if (dist < bestd) {
+            bestd = dist;
+            best = cand;
+        }
+    }
+    return near_enough(key, bestd) ? best : NULL;
+}
+
+static void unknown(diag *d, const ad_toml *at, const char *table, const char *key)
+{
+    const char *hint = closest(table, key);
+    if (table)
+        problem(d, at, "unknown key '%s' in [%s]%s%s%s", key, table, hint ? " (did you mean '" : "",
+                hint ? hint : "", hint ? "'?)" : "");
+    else
+        problem(d, at, "unknown table [%s]%s%s%s", key, hint ? " (did you mean [" : "",
+                hint ? hint : "", hint ? "]?)" : "");
+}
+
+/* ---- TOML to JSON ------------------------------------------------------ */
+
+/* Returns a new json_object for v; NULL on ENOMEM. */
+static json_object *to_json(const ad_toml *v)
+{
+    switch (ad_toml_type_of(v)) {
+    case AD_TOML_TABLE: {
+        json_object *o = json_object_new_object();
+        for (size_t i = 0; o && i < ad_toml_len(v); i++)
+            json_object_object_add(o, ad_toml_key_at(v, i), to_json(ad_toml_at(v, i)));
+        return o;
+    }
+    case AD_TOML_ARRAY: {
+        json_object *a = json_object_new_array();
+        for (size_t i = 0; a && i < ad_toml_len(v); i++)
+            json_object_array_add(a, to_json(ad_toml_at(v, i)));
+        return a;
+    }
+    case AD_TOML_STRING: {
+        size_t n;
+        const char *s = ad_toml_string(v, &n);
+        return json_object_new_string_len(s, (int)n);
+    }
+    case AD_TOML_INTEGER:
+        return json_object_new_int64(ad_toml_int(v));
+    case AD_TOML_FLOAT: {
+        /* JSON has no inf/nan; the shortest text that reads back the same
+         * keeps 0.7 from going out as 0.69999999999999996. */
+        double d = ad_toml_float(v);
+        if (!isfinite(d))
+            return NULL;
+        char text[40];
+        snprintf(text, sizeof text, "%.15g", d);
+        if (strtod(text, NULL) != d)
+            snprintf(text, sizeof text, "%.17g", d);
+        if (!strpbrk(text, ".eE"))
+            strcat(text, ".0");
+        return json_object_new_double_s(d, text);
+    }
+    case AD_TOML_BOOL:
+        return json_object_new_boolean(ad_toml_bool(v));
+    default:
+        return json_object_new_string(ad_toml_datetime(v));
+    }
+}
+
+/* ---- typed keys -------------------------------------------------------- */
+
+static const char *kind_name(enum kind k)
+{
+    switch (k) {
+    case K_STRING:
+        return "a string";
+    case K_BOOL:
+        return "a boolean (true or false)";
+    case K_INT:
+    case K_LONG:
+        return "an integer";
+    case K_NUMBER:
+        return "a number";
+    default:
+        return "a table";
+    }
+}
+
+static void set_scalar(diag *d, ad_config *c, const keydef *k, const ad_toml *v)
+{
+    ad_toml_type t = ad_toml_type_of(v);
+    char *base = (char *)c;
+    bool ok = (k->kind == K_STRING && t == AD_TOML_STRING) || (k->kind == K_BOOL && t == AD_TOML_BOOL) ||
+              ((k->kind == K_INT || k->kind == K_LONG) && t == AD_TOML_INTEGER) ||
+              (k->kind == K_NUMBER && (t == AD_TOML_INTEGER || t == AD_TOML_FLOAT));
+    if (!ok) {
+        problem(d, v, "%s.%s must be %s, not %s", k->table, k->key, kind_name(k->kind),
+                ad_toml_type_name(t));
+        return;
+    }
+    switch (k->kind) {
+    case K_STRING: {
+        size_t n;
+        const char *s = ad_toml_string(v, &n);
+        if (strlen(s) != n) {
+            problem(d, v, "%s.%s must not contain NUL characters", k->table, k->key);
+            return;
+        }
+        char **dst = (char **)(void *)(base + k->off);
+        free(*dst);
+        *dst = ad_strdup(s);
+        break;
+    }
+    case K_BOOL:
+        *(bool *)(void *)(base + k->off) = ad_toml_bool(v);
+        break;
+    case K_INT:
+    case K_LONG: {
+        int64_t x = ad_toml_int(v);
+        if ((double)x < k->min || (double)x > k->max) {
+            problem(d, v, "%s.%s must be between %.0f and %.0f, not %lld", k->table, k->key, k->min,
+                    k->max, (long long)x);
+            return;
+        }
+        if (k->kind == K_LONG)
+            *(long *)(void *)(base + k->off) = (long)x;
+        else
+            *(int *)(void *)(base + k->off) = (int)x;
+        break;
+    }
+    case K_NUMBER: {
+        double x = t == AD_TOML_INTEGER ? (double)ad_toml_int(v) : ad_toml_float(v);
+        if (!(x >= k->min && x <= k->max)) {
+            problem(d, v, "%s.%s must be between %g and %g, not %g", k->table, k->key, k->min,
+                    k->max, x);
+            return;
+        }
+        *(double *)(void *)(base + k->off) = x;
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static const keydef *find_key(const char *table, const char *key)
+{
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (strcmp(keys[i].table, table) == 0 && strcmp(keys[i].key, key) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+static void load_headers(diag *d, ad_config *c, const ad_toml *t)
+{
+    size_t n = ad_toml_len(t);
+    c->headers = calloc(n ? n : 1, sizeof *c->headers);
+    if (!c->headers) {
+        problem(d, t, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ad_toml_key_at(t, i);
+        const ad_toml *v = ad_toml_at(t, i);
+        if (ad_toml_type_of(v) != AD_TOML_STRING) {
+            problem(d, v, "provider.headers.%s must be a string, not %s", name,
+                    ad_toml_type_name(ad_toml_type_of(v)));
+            continue;
+        }
+        size_t vlen;
+        const char *val = ad_toml_string(v, &vlen);
+        bool bad = name[0] == '\0' || strlen(val) != vlen;
+        for (const char *p = name; *p; p++)
+            if (*p <= ' ' || *p == ':' || (unsigned char)*p >= 0x7f)
+                bad = true;
+        for (const char *p = val; *p; p++)
+            if (*p == '\r' || *p == '\n')
+                bad = true;
+        if (bad) {
+            problem(d, v, "provider.headers.%s: not a valid HTTP header name and value", name);
+            continue;
+        }
+        c->headers[c->nheaders].name = ad_strdup(name);
+        c->headers[c->nheaders].value = ad_strdup(val);
+        c->nheaders++;
+    }
+}
+
+/* "in-process" or "process" -> AD_ISOLATION_*, or -1 after reporting. */
+static int parse_isolation(diag *d, const ad_toml *v, const char *what)
+{
+    if (ad_toml_type_of(v) == AD_TOML_STRING) {
+        const char *s = ad_toml_string(v, NULL);
+        if (strcmp(s, "in-process") == 0 || strcmp(s, "none") == 0)
+            return AD_ISOLATION_NONE;
+        if (strcmp(s, "process") == 0)
+            return AD_ISOLATION_PROCESS;
+    }
+    problem(d, v, "%s must be \"in-process\" or \"process\"", what);
+    return -1;
+}
+
+static void load_confirm_tools(diag *d, ad_config *c, const ad_toml *v)
+{
+    if (ad_toml_type_of(v) != AD_TOML_ARRAY) {
+        problem(d, v, "agent.confirm_tools must be an array of tool names (or [\"*\"]), not %s",
+                ad_toml_type_name(ad_toml_type_of(v)));
+        return;
+    }
+    size_t n = ad_toml_len(v);
+    c->confirm_tools = calloc(n ? n : 1, sizeof *c->confirm_tools);
+    c->confirm_tools_at = calloc(n ? n : 1, sizeof *c->confirm_tools_at);
+    if (!c->confirm_tools || !c->confirm_tools_at) {
+        problem(d, v, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const ad_toml *e = ad_toml_at(v, i);
+        if (ad_toml_type_of(e) != AD_TOML_STRING) {
+            problem(d, e, "agent.confirm_tools entries must be strings");
+            continue;
+        }
+        c->confirm_tools_at[c->nconfirm_tools] = loc_of(e);
+        c->confirm_tools[c->nconfirm_tools++] = ad_strdup(ad_toml_string(e, NULL));
+    }
+}
+
+/* [tools.NAME] tables. */
+static void load_tools(diag *d, ad_config *c, const ad_toml *t)
+{
+    size_t n = ad_toml_len(t);
+    c->tools = calloc(n ? n : 1, sizeof *c->tools);
+    if (!c->tools)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ad_toml_key_at(t, i);
+        const ad_toml *tt = ad_toml_at(t, i);
+        if (ad_toml_type_of(tt) != AD_TOML_TABLE) {
+            problem(d, tt, "tools.%s must be a table ([tools.%s] with timeout_s, confirm, isolation)",
+                    name, name);
+            continue;
+        }
+        ad_tool_conf *tc = &c->tools[c->ntools++];
+        tc->name = ad_strdup(name);
+        tc->timeout_s = -1;
+        tc->confirm = -1;
+        tc->isolation = -1;
+        tc->at = loc_of(tt);
+        for (size_t j = 0; j < ad_toml_len(tt); j++) {
+            const char *key = ad_toml_key_at(tt, j);
+            const ad_toml *v = ad_toml_at(tt, j);
+            ad_toml_type vt = ad_toml_type_of(v);
+            if (strcmp(key, "timeout_s") == 0) {
+                double x = vt == AD_TOML_INTEGER ? (double)ad_toml_int(v)
+                           : vt == AD_TOML_FLOAT  ? ad_toml_float(v)
+                                                  : -1;
+                if (!(x >= 0 && x <= 86400))
+                    problem(d, v, "tools.%s.timeout_s must be a number from 0 to 86400", name);
+                else
+                    tc->timeout_s = x;
+            } else if (strcmp(key, "confirm") == 0) {
+                if (vt != AD_TOML_BOOL)
+                    problem(d, v, "tools.%s.confirm must be a boolean (true or false), not %s", name,
+                            ad_toml_type_name(vt));
+                else
+                    tc->confirm = ad_toml_bool(v);
+            } else if (strcmp(key, "isolation") == 0) {
+                char what[128];
+                snprintf(what, sizeof what, "tools.%s.isolation", name);
+                tc->isolation = parse_isolation(d, v, what);
+            } else {
+                unknown(d, v, "tools", key);
+            }
+        }
+    }
+}
+
+void ad_config_tool(const ad_config *c, const char *name, double *timeout_s, bool *confirm,
+                    int *isolation)
+{
+    *timeout_s = c->tool_timeout_s;
+    *isolation = c->isolation;
+    *confirm = false;
+    for (size_t i = 0; i < c->nconfirm_tools; i++)
+        if (strcmp(c->confirm_tools[i], "*") == 0 || strcmp(c->confirm_tools[i], name) == 0)
+            *confirm = true;
+    for (size_t i = 0; i < c->ntools; i++) {
+        const ad_tool_conf *tc = &c->tools[i];
+        if (strcmp(tc->name, name) != 0)
+            continue;
+        if (tc->timeout_s >= 0)
+            *timeout_s = tc->timeout_s;
+        if (tc->confirm >= 0)
+            *confirm = tc->confirm;
+        if (tc->isolation >= 0)
+            *isolation = tc->isolation;
+    }
+}
+
+static void load_table(diag *d, ad_config *c, const char *tname, const ad_toml *t)
+{
+    if (strcmp(tname, "tools") == 0) {
+        load_tools(d, c, t);
+        return;
+    }
+    for (size_t i = 0; i < ad_toml_len(t); i++) {
+        const char *key = ad_toml_key_at(t, i);
+        const ad_toml *v = ad_toml_at(t, i);
+        const keydef *k = find_key(tname, key);
+        if (!k) {
+            unknown(d, v, tname, key);
+            continue;
+        }
+        if (c->key_at)
+            c->key_at[k - keys] = loc_of(v);
+        if (strcmp(key, "isolation") == 0) {
+            int iso = parse_isolation(d, v, "agent.isolation");
+            if (iso >= 0)
+                c->isolation = iso;
+            continue;
+        }
+        if (strcmp(key, "confirm_tools") == 0) {
+            load_confirm_tools(d, c, v);
+            continue;
+        }
+        if (k->kind != K_TABLE) {
+            set_scalar(d, c, k, v);
+            continue;
+        }
+        if (ad_toml_type_of(v) != AD_TOML_TABLE) {
+            problem(d, v, "%s.%s must be a table, not %s", tname, key,
+                    ad_toml_type_name(ad_toml_type_of(v)));
+            continue;
+        }
+        if (strcmp(key, "headers") == 0) {
+            load_headers(d, c, v);
+        } else if (strcmp(key, "extra") == 0) {
+            json_object_put(c->extra);
+            c->extra = to_json(v);
+        } else { /* plugins.config */
+            size_t n = ad_toml_len(v);
+            c->plugin_configs = calloc(n ? n : 1, sizeof *c->plugin_configs);
+            if (!c->plugin_configs) {
+                problem(d, v, "out of memory");
+                continue;
+            }
+            for (size_t j = 0; j < n; j++) {
+                const ad_toml *pc = ad_toml_at(v, j);
+                if (ad_toml_type_of(pc) != AD_TOML_TABLE) {
+                    problem(d, pc, "plugins.config.%s must be a table, not %s",
+                            ad_toml_key_at(v, j), ad_toml_type_name(ad_toml_type_of(pc)));
+                    continue;
+                }
+                ad_conf_ref *ref = &c->plugin_configs[c->nplugin_configs];
+                if ((ref->name = ad_strdup(ad_toml_key_at(v, j))) != NULL) {
+                    ref->at = loc_of(pc);
+                    c->nplugin_configs++;
+                }
+            }
+            json_object_put(c->plugin_config);
+            c->plugin_config = to_json(v);
+        }
+    }
+}
+
+static char *dirname_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return ad_strdup(".");
+    if (slash == path)
+        return ad_strdup("/");
+    return ad_strndup(path, (size_t)(slash - path));
+}
+
+static char *resolve(const char *dir, const char *p)
+{
+    if (p[0] == '/')
+        return ad_strdup(p);
+    ad_buf b = AD_BUF_INIT;
+    ad_buf_printf(&b, "%s/%s", dir, p);
+    return ad_buf_steal(&b);
+}
+
+static int read_file(const char *path, ad_buf *out, char *err, size_t errlen)
+{
+    int rc = ad_read_file(path, 16u << 20, out);
+    if (rc == AD_ETOOBIG)
+        ad_errf(err, errlen, "%s: larger than 16 MiB; not a config file", path);
+    else if (rc == AD_EINVAL)
+        ad_errf(err, errlen, "%s: cannot open: not a regular file", path);
+    else if (rc == AD_ERR)
+        ad_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    return rc == AD_ENOMEM ? rc : rc != AD_OK ? AD_EINVAL : AD_OK;
+}
+
+int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen)
+{
+    ad_buf text = AD_BUF_INIT;
+    int rc = read_file(path, &text, err, errlen);
+    if (rc != AD_OK) {
+        ad_buf_free(&text);
+        return rc;
+    }
+    ad_toml *root = NULL;
+    char perr[256];
+    rc = ad_toml_parse(text.data ? text.data : "", text.len, &root, perr, sizeof perr);
+    ad_buf_free(&text);
+    if (rc != AD_OK) {
+        ad_errf(err, errlen, "%s:%s", path, perr); /* perr is "LINE:COL: message" */
+        return AD_EINVAL;
+    }
+    free(c->path);
+    free(c->dir);
+    free(c->key_at);
+    c->path = ad_strdup(path);
+    c->dir = dirname_of(path);
+    c->key_at = calloc(sizeof keys / sizeof keys[0], sizeof *c->key_at);
+
+    diag d = {AD_BUF_INIT, path, 0};
+    for (size_t i = 0; i < ad_toml_len(root); i++) {
+        const char *name = ad_toml_key_at(root, i);
+        const ad_toml *t = ad_toml_at(root, i);
+        bool known = false;
+        for (size_t j = 0; j < sizeof tables / sizeof tables[0]; j++)
+            known |= strcmp(tables[j], name) == 0;
+        if (!known) {
+            if (ad_toml_type_of(t) == AD_TOML_TABLE)
+                unknown(&d, t, NULL, name);
+            else
+                problem(&d, t, "unknown top-level key '%s' (settings live in tables such as "
+                                 "[provider], [agent], [limits] and [plugins])",
+                        name);
+            continue;
+        }
+        if (ad_toml_type_of(t) != AD_TOML_TABLE) {
+            problem(&d, t, "'%s' must be a table ([%s])", name, name);
+            continue;
+        }
+        load_table(&d, c, name, t);
+    }
+    /* A required key missing from a table that is there points at the table. */
+    const ad_toml *prov = ad_toml_get(root, "provider");
+    if (prov && ad_toml_type_of(prov) != AD_TOML_TABLE)
+        prov = NULL;
+    if (!c->base_url)
+        problem(&d, prov, "missing required key base_url in [provider]");
+    else {
+        char uerr[512];
+        if (ad_config_check_url(c->base_url, c->allow_http, uerr, sizeof uerr) != AD_OK)
+            problem(&d, ad_toml_get(prov, "base_url"), "%s", uerr);
+    }
+    if (!c->model)
+        problem(&d, prov, "missing required key model in [provider]");
+    else if (!c->model[0])
+        problem(&d, ad_toml_get(prov, "model"), "provider.model must not be empty");
+    if (c->api_key_file) {
+        char *abs = resolve(c->dir, c->api_key_file);
+        free(c->api_key_file);
+        c->api_key_file = abs;
+    }
+    if (c->plugins_dir) {
+        char *abs = resolve(c->dir, c->plugins_dir);
+        free(c->plugins_dir);
+        c->plugins_dir = abs;
+    }
+    if (c->sessions_path && !c->sessions_path[0]) {
+        problem(&d, ad_toml_get(ad_toml_get(root, "sessions"), "path"),
+                "sessions.path must not be empty (leave it out for the default)");
+    } else if (c->sessions_path) {
+        char *abs = resolve(c->dir, c->sessions_path);
+        free(c->sessions_path);
+        c->sessions_path = abs;
+    }
+    ad_toml_free(root);
+    if (d.count) {
+        if (d.count > 20)
+            ad_buf_printf(&d.msgs, "\n%s: ... and %d more problems", path, d.count - 20);
+        ad_errf(err, errlen, "%s", d.msgs.data);
+        ad_buf_free(&d.msgs);
+        return AD_EINVAL;
+    }
+    ad_buf_free(&d.msgs);
+    /* Strip one trailing slash so "{base_url}/chat/completions" has one. */
+    size_t bl = c->base_url ? strlen(c->base_url) : 0;
+    while (bl > 0 && c->base_url[bl - 1] == '/')
+        c->base_url[--bl] = '\0';
+    return AD_OK;
+}
+
+static bool is_loopback_host(const char *h, size_t n)
+{
+    char host[64];
+    if (n == 0 || n >= sizeof host)
+        return false;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    if (strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.") == 0)
+        return true;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (host[0] == '[' && host[n - 1] == ']') {
+        struct in6_addr a6;
+        host[n - 1] = '\0';
+        return inet_pton(AF_INET6, host + 1, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+    }
+    return false;
+}
+
+int ad_config_check_url(const char *url, bool allow_http, char *err, size_t errlen)
+{
+    bool https = strncmp(url, "https://", 8) == 0;
+    if (!https && strncmp(url, "http://", 7) != 0) {
+        ad_errf(err, errlen, "provider.base_url must start with http:// or https://, not '%s'",
+                url);
+        return AD_EINVAL;
+    }
+    /* authority = [userinfo@]host[:port], up to the first / ? or # */
+    const char *auth = url + (https ? 8 : 7);
+    size_t alen = strcspn(auth, "/?#");
+    const char *host = auth;
+    for (size_t i = 0; i < alen; i++)
+        if (auth[i] == '@')
+            host = auth + i + 1;
+    size_t hlen = (size_t)(auth + alen - host);
+    if (hlen && host[0] == '[') {
+        const char *close = memchr(host, ']', hlen);
+        hlen = close ? (size_t)(close - host) + 1 : hlen;
+    } else {
+        const char *colon = memchr(host, ':', hlen);
+        if (colon)
+            hlen = (size_t)(colon - host);
+    }
+    if (hlen == 0 || (hlen == 2 && host[0] == '[')) {
+        ad_errf(err, errlen, "provider.base_url '%.200s' has no host name", url);
+        return AD_EINVAL;
+    }
+    /* A URL copied from a provider's docs often names the endpoint itself:
+     * agentd would post to .../chat/completions/chat/completions. */
+    static const char endpoint[] = "/chat/completions";
+    size_t ulen = strlen(url), elen = sizeof endpoint - 1;
+    while (ulen > 0 && url[ulen - 1] == '/')
+        ulen--;
+    if (ulen >= elen && strncmp(url + ulen - elen, endpoint, elen) == 0) {
+        size_t keep = ulen - elen;
+        while (keep > 0 && url[keep - 1] == '/')
+            keep--;
+        ad_errf(err, errlen,
+                "provider.base_url ends with /chat/completions, which agentd appends itself: "
+                "drop the suffix (base_url = \"%.*s\")",
+                keep > 200 ? 200 : (int)keep, url);
+        return AD_EINVAL;
+    }
+    if (https || allow_http || is_loopback_host(host, hlen))
+        return AD_OK;
+    ad_errf(err, errlen,
+            "provider.base_url '%.200s' uses plain http to a host that is not loopback: the key "
+            "and the conversation would cross the network unencrypted; use https:// or set "
+            "provider.allow_http = true",
+            url);
+    return AD_EINVAL;
+}
+
+void ad_config_key_source(const ad_config *c, char *out, size_t outlen)
+{
+    const char *v = c->api_key_env ? getenv(c->api_key_env) : NULL;
+    if (c->api_key_env && (v && v[0]))
+        snprintf(out, outlen, "the environment variable %s", c->api_key_env);
+    else if (c->api_key_file)
+        snprintf(out, outlen, "the file %s (provider.api_key_file)", c->api_key_file);
+    else if (c->api_key_env)
+        snprintf(out, outlen, "the environment variable %s", c->api_key_env);
+    else
+        snprintf(out, outlen, "provider.api_key_env (no key is configured)");
+}
+
+/* Reads the key file: a regular file nobody but its owner can read, at
+ * most 64 KiB; surrounding whitespace is dropped. */
+static int read_key_file(ad_config *c, char *err, size_t errlen)
+{
+    const char *path = c->api_key_file;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        ad_errf(err, errlen, "cannot read provider.api_key_file %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return AD_EINVAL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        ad_errf(err, errlen, "provider.api_key_file %s is not a regular file", path);
+        return AD_EINVAL;
+    }
+    if (st.st_mode & 077) {
+        close(fd);
+        ad_errf(err, errlen,
+                "provider.api_key_file %s can be read by group or others (mode %04o); run "
+                "chmod 600 %s",
+                path, (unsigned)(st.st_mode & 07777), path);
+        return AD_EINVAL;
+    }
+    char buf[65536 + 1];
+    size_t n = 0;
+    for (;;) {
+        ssize_t got = read(fd, buf + n, sizeof buf - 1 - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        n += (size_t)got;
+        if (n == sizeof buf - 1)
+            break;
+    }
+    close(fd);
+    int rc = AD_OK;
+    size_t b = 0;
+    while (b < n && (buf[b] == ' ' || buf[b] == '\t' || buf[b] == '\n' || buf[b] == '\r'))
+        b++;
+    while (n > b && (buf[n - 1] == ' ' || buf[n - 1] == '\t' || buf[n - 1] == '\n' ||
+                     buf[n - 1] == '\r'))
+        n--;
+    if (n == sizeof buf - 1) {
+        ad_errf(err, errlen, "provider.api_key_file %s is larger than 64 KiB", path);
+        rc = AD_EINVAL;
+    } else if (n == b) {
+        ad_errf(err, errlen, "provider.api_key_file %s is empty", path);
+        rc = AD_EINVAL;
+    }
+    for (size_t i = b; rc == AD_OK && i < n; i++) {
+        if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f) {
+            ad_errf(err, errlen, "the API key in %s contains control characters", path);
+            rc = AD_EINVAL;
+        }
+    }
+    if (rc == AD_OK) {
+        free(c->api_key);
+        c->api_key = ad_strndup(buf + b, n - b);
+        if (!c->api_key)
+            rc = AD_ENOMEM;
+    }
+    volatile char *p = buf;
+    for (size_t i = 0; i < sizeof buf; i++)
+        p[i] = 0;
+    return rc;
+}
+
+static bool is_regular_file(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+char *ad_config_user_path(void)
+{
+    ad_buf b = AD_BUF_INIT;
+    const char *xdg = getenv("XDG_CONFIG_HOME");
+    const char *home = getenv("HOME");
+    if (xdg && xdg[0])
+        ad_buf_printf(&b, "%s/agentd/agent.toml", xdg);
+    else if (home && home[0])
+        ad_buf_printf(&b, "%s/.config/agentd/agent.toml", home);
+    return b.data;
+}
+
+char *ad_config_find(const char *given, char **tried)
+{
+    if (tried)
+        *tried = NULL;
+    if (given)
+        return ad_strdup(given);
+    const char *env = getenv("AGENTD_CONFIG");
+    if (env && env[0])
+        return ad_strdup(env);
+    if (is_regular_file("agent.toml"))
+        return ad_strdup("agent.toml");
+    char *user = ad_config_user_path();
+    if (user && is_regular_file(user))
+        return user;
+    if (tried)
+        *tried = user;
+    else
+        free(user);
+    return NULL;
+}
+
+char *ad_state_path(const char *leaf)
+{
+    ad_buf b = AD_BUF_INIT;
+    const char *xdg = getenv("XDG_STATE_HOME");
+    const char *home = getenv("HOME");
+    /* The XDG spec: a relative value is invalid and must be ignored. */
+    if (xdg && xdg[0] == '/')
+        ad_buf_printf(&b, "%s/agentd/%s", xdg, leaf);
+    else if (home && home[0])
+        ad_buf_printf(&b, "%s/.local/state/agentd/%s", home, leaf);
+    else
+        return NULL;
+    return ad_buf_steal(&b);
+}
+
+int ad_make_parents(const char *path, char *err, size_t errlen)
+{
+    char *p = ad_strdup(path);
+    if (!p)
+        return AD_ENOMEM;
+    for (char *q = p + 1; *q; q++) {
+        if (*q != '/')
+            continue;
+        *q = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST) {
+            ad_errf(err, errlen, "cannot create the folder %s: %s", p, strerror(errno));
+            free(p);
+            return AD_ERR;
+        }
+        *q = '/';
+    }
+    free(p);
+    return AD_OK;
+}
+
+/* Puts where TABLE.KEY was written in front of the message in err. */
+static void locate_err(const ad_config *c, const char *table, const char *key, char *err,
+                       size_t errlen)
+{
+    char where[512], msg[1024];
+    ad_config_where(c, table, key, where, sizeof where);
+    if (!err || !errlen || !where[0])
+        return;
+    snprintf(msg, sizeof msg, "%s", err);
+    ad_errf(err, errlen, "%s%s", where, msg);
+}
+
+int ad_config_read_key(ad_config *c, char *err, size_t errlen)
+{
+    if (c->base_url && ad_config_check_url(c->base_url, c->allow_http, err, errlen) != AD_OK) {
+        locate_err(c, "provider", "base_url", err, errlen);
+        return AD_EINVAL;
+    }
+    const char *v = c->api_key_env && c->api_key_env[0] ? getenv(c->api_key_env) : NULL;
+    if (!v || !v[0]) {
+        if (c->api_key_file) {
+            int rc = read_key_file(c, err, errlen);
+            if (rc == AD_EINVAL)
+                locate_err(c, "provider", "api_key_file", err, errlen);
+            return rc;
+        }
+        if (!c->api_key_env || !c->api_key_env[0])
+            return AD_OK; /* local servers need no key */
+        ad_errf(err, errlen, "the API key variable %s (provider.api_key_env) %s",
+                c->api_key_env, v ? "is empty" : "is not set in the environment");
+        locate_err(c, "provider", "api_key_env", err, errlen);
+        return AD_EINVAL;
+    }
+    for (const char *p = v; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            ad_errf(err, errlen, "the API key in %s contains control characters", c->api_key_env);
+            locate_err(c, "provider", "api_key_env", err, errlen);
+            return AD_EINVAL;
+        }
+    }
+    free(c->api_key);
+    c->api_key = ad_strdup(v);
+    return c->api_key ? AD_OK : AD_ENOMEM;
+}
+
+static const ad_conf_loc *key_loc(const ad_config *c, const char *table, const char *key)
+{
+    const keydef *k = find_key(table, key);
+    return k && c->key_at ? &c->key_at[k - keys] : NULL;
+}
+
+const char *ad_config_where(const ad_config *c, const char *table, const char *key, char *buf,
+                            size_t buflen)
+{
+    const ad_conf_loc *l = key_loc(c, table, key);
+    if (l && l->line > 0 && c->path)
+        snprintf(buf, buflen, "%s:%d:%d: ", c->path, l->line, l->col);
+    else if (buflen)
+        buf[0] = '\0';
+    return buf;
+}
+
+void ad_config_unlocate(ad_config *c, const char *table, const char *key)
+{
+    ad_conf_loc *l = (ad_conf_loc *)key_loc(c, table, key);
+    if (l)
+        l->line = l->col = 0;
+}
+
+/* " (did you mean 'X'? loaded: A, B)" for an unknown name. */
+static void name_hint(const ad_config *c, ad_buf *b, const char *name, const char *const *names,
+                      size_t n, const char *what)
+{
+    if (n == 0) {
+        ad_buf_printf(b, " (no %s are loaded%s)", what,
+                      c->plugins_dir ? "" : ": [plugins] dir is not set");
+        return;
+    }
+    const char *near = closest_of(name, names, n);
+    ad_buf_puts(b, " (");
+    if (near)
+        ad_buf_printf(b, "did you mean '%s'? ", near);
+    ad_buf_puts(b, "loaded: ");
+    for (size_t i = 0; i < n; i++)
+        ad_buf_printf(b, "%s%s", i ? ", " : "", names[i]);
+    ad_buf_putc(b, ')');
+}
+
+static bool has_name(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+int ad_config_check_names(const ad_config *c, const char *const *tools, size_t ntools,
+                          const char *const *plugins, size_t nplugins, char *err, size_t errlen)
+{
+    diag d = {AD_BUF_INIT, c->path ? c->path : "agent.toml", 0};
+    ad_buf hint = AD_BUF_INIT;
+    for (size_t i = 0; i < c->nconfirm_tools; i++) {
+        const char *name = c->confirm_tools[i];
+        if (strcmp(name, "*") == 0 || has_name(tools, ntools, name))
+            continue;
+        ad_buf_reset(&hint);
+        name_hint(c, &hint, name, tools, ntools, "tools");
+        problem_at(&d, c->confirm_tools_at ? c->confirm_tools_at[i] : (ad_conf_loc){0, 0},
+                   "agent.confirm_tools names '%s', which is no loaded tool%s", name,
+                   hint.data ? hint.data : "");
+    }
+    for (size_t i = 0; i < c->ntools; i++) {
+        const char *name = c->tools[i].name;
+        if (has_name(tools, ntools, name))
+            continue;
+        ad_buf_reset(&hint);
+        name_hint(c, &hint, name, tools, ntools, "tools");
+        problem_at(&d, c->tools[i].at, "[tools.%s] names no loaded tool%s", name,
+                   hint.data ? hint.data : "");
+    }
+    for (size_t i = 0; i < c->nplugin_configs; i++) {
+        const char *name = c->plugin_configs[i].name;
+        if (has_name(plugins, nplugins, name))
+            continue;
+        ad_buf_reset(&hint);
+        name_hint(c, &hint, name, plugins, nplugins, "plugins");
+        problem_at(&d, c->plugin_configs[i].at, "[plugins.config.%s] names no loaded plugin%s",
+                   name, hint.data ? hint.data : "");
+    }
+    ad_buf_free(&hint);
+    if (d.count == 0)
+        return AD_OK;
+    if (d.count > 20)
+        ad_buf_printf(&d.msgs, "\n%s: ... and %d more problems", d.file, d.count - 20);
+    ad_errf(err, errlen, "%s", d.msgs.data ? d.msgs.data : "out of memory");
+    ad_buf_free(&d.msgs);
+    return AD_EINVAL;
+}
+
+bool ad_config_sensitive_header(const char *name, const char *value, const char *key)
+{
+    static const char *const words[] = {"auth", "key", "token", "secret", "cookie", "pass", "sign"};
+    char lower[128];
+    size_t n = strlen(name);
+    if (n >= sizeof lower)
+        return true;
+    for (size_t i = 0; i <= n; i++)
+        lower[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strstr(lower, words[i]))
+            return true;
+    return key && key[0] && strstr(value, key);
+}
+
+/* v as a TOML basic string. JSON's escapes are TOML's, but for "\/",
+ * which TOML lacks: hence NOSLASHESCAPE. */
+static void put_toml_str(FILE *out, const char *v)
+{
+    json_object *s = json_object_new_string(v);
+    fputs(json_object_to_json_string_ext(s, JSON_C_TO_STRING_NOSLASHESCAPE), out);
+    json_object_put(s);
+}
+
+static void print_str(FILE *out, const char *key, const char *v)
+{
+    fprintf(out, "%s = ", key);
+    put_toml_str(out, v);
+    fputc('\n', out);
+}
+
+void ad_config_print(const ad_config *c, FILE *out)
+{
+    fprintf(out, "# effective settings of %s\n[provider]\n", c->path ? c->path : "(defaults)");
+    print_str(out, "base_url", c->base_url ? c->base_url : "");
+    if (c->api_key_env)
+        print_str(out, "api_key_env", c->api_key_env);
+    if (c->api_key_file)
+        print_str(out, "api_key_file", c->api_key_file);
+    if (c->api_key_env || c->api_key_file)
+        fprintf(out, "# key: %s\n", c->api_key ? "set (value not shown)" : "not set");
+    fprintf(out, "allow_http = %s\n", c->allow_http ? "true" : "false");
+    print_str(out, "model", c->model ? c->model : "");
+    fprintf(out, "stream = %s\ntimeout_s = %g\nconnect_timeout_s = %g\nidle_timeout_s = %g\n",
+            c->stream ? "true" : "false", c->timeout_s, c->connect_timeout_s, c->idle_timeout_s);
+    fprintf(out, "max_retries = %d\nmax_retry_wait_s = %g\n", c->max_retries, c->max_retry_wait_s);
+    fprintf(out, "\n[provider.headers]\n");
+    for (size_t i = 0; i < c->nheaders; i++) {
+        put_toml_str(out, c->headers[i].name);
+        fputs(" = ", out);
+        if (ad_config_sensitive_header(c->headers[i].name, c->headers[i].value, c->api_key))
+            fprintf(out, "\"<%zu bytes, not shown>\"\n", strlen(c->headers[i].value));
+        else {
+            put_toml_str(out, c->headers[i].value);
+            fputc('\n', out);
+        }
+    }
+    fprintf(out, "\n[provider.extra]\n");
+    if (c->extra) {
+        json_object_object_foreach(c->extra, k, v)
+        {
+            fprintf(out, "# %s = %s\n", k,
+                    json_object_to_json_string_ext(v, JSON_C_TO_STRING_NOSLASHESCAPE));
+        }
+    }
+    fprintf(out, "\n[agent]\n");
+    if (c->system_prompt)
+        print_str(out, "system_prompt", c->system_prompt);
+    fprintf(out, "max_steps = %d\n", c->max_steps);
+    if (c->max_tokens)
+        fprintf(out, "max_tokens = %ld\n", c->max_tokens);
+    fprintf(out, "unique_tool_call_ids = %s\n", c->unique_tool_call_ids ? "true" : "false");
+    fprintf(out, "tool_timeout_s = %g\nisolation = \"%s\"\n", c->tool_timeout_s,
+            c->isolation == AD_ISOLATION_PROCESS ? "process" : "in-process");
+    if (c->nconfirm_tools) {
+        fprintf(out, "confirm_tools = [");
+        for (size_t i = 0; i < c->nconfirm_tools; i++) {
+            fputs(i ? ", " : "", out);
+            put_toml_str(out, c->confirm_tools[i]);
+        }
+        fprintf(out, "]\n");
+    }
+    fprintf(out, "\n[limits]\nmax_event_bytes = %ld\nmax_response_bytes = %ld\n"
+                 "max_tool_args_bytes = %ld\nmax_tool_calls = %ld\nmax_tool_result_bytes = %ld\n",
+            c->max_event_bytes, c->max_response_bytes, c->max_tool_args_bytes, c->max_tool_calls,
+            c->max_tool_result_bytes);
+    fprintf(out, "\n[plugins]\n");
+    if (c->plugins_dir)
+        print_str(out, "dir", c->plugins_dir);
+    if (c->plugin_config) {
+        json_object_object_foreach(c->plugin_config, k, v)
+        {
+            fprintf(out, "# config.%s = %s\n", k,
+                    json_object_to_json_string_ext(v, JSON_C_TO_STRING_NOSLASHESCAPE));
+        }
+    }
+    fprintf(out, "\n[sessions]\nenabled = %s\none_shot = %s\n", c->sessions_enabled ? "true" : "false",
+            c->sessions_one_shot ? "true" : "false");
+    if (c->sessions_path)
+        print_str(out, "path", c->sessions_path);
+    for (size_t i = 0; i < c->ntools; i++) {
+        double t;
+        bool confirm;
+        int iso;
+        ad_config_tool(c, c->tools[i].name, &t, &confirm, &iso);
+        fprintf(out, "\n[tools.%s]\ntimeout_s = %g\nconfirm = %s\nisolation = \"%s\"\n",
+                c->tools[i].name, t, confirm ? "true" : "false",
+                iso == AD_ISOLATION_PROCESS ? "process" : "in-process");
+    }
+}

@@ -1,0 +1,112 @@
+/*
+ * agent.h -- the agent loop: request, stream, run tools, send results, repeat.
+ *
+ * One ad_agent holds one conversation (a json-c array of messages). A run
+ * appends the user's prompt and then loops: build the request, stream the
+ * response (text reported as it arrives), and, when the response carries
+ * tool calls, append the assistant message, run every call (concurrently on
+ * worker threads for thread-safe tools), append exactly one tool message per
+ * call in call order, and send again. A response without tool calls ends
+ * the run. Everything happens on the caller's libuv loop; the run reports
+ * its end through a callback.
+ */
+#ifndef AD_AGENT_H
+#define AD_AGENT_H
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "base/config.h"
+#include "core/events.h"
+#include "provider/http.h"
+#include "tools/tools.h"
+
+/* How a run ended (main.c maps these to exit codes). */
+enum {
+    AD_RUN_OK = 0,        /* the model answered */
+    AD_RUN_FAILED = 1,    /* provider, network or protocol failure */
+    AD_RUN_MAX_STEPS = 3, /* max_steps reached while the model still wanted tools */
+    AD_RUN_CANCELLED = 130
+};
+
+typedef struct ad_agent ad_agent;
+
+/* Everything borrowed; must outlive the agent. */
+typedef struct ad_agent_opts {
+    uv_loop_t *loop;
+    ad_http *http;
+    const ad_config *cfg;
+    const ad_tools *tools; /* may be NULL: no tools */
+    ad_events *events;
+} ad_agent_opts;
+
+typedef void (*ad_agent_done_fn)(void *ud, int status);
+
+/* Answers of an approver for a tool configured with confirm = true. */
+enum {
+    AD_APPROVE_UNASKED = -1, /* nobody to ask: the call is denied */
+    AD_APPROVE_NO = 0,
+    AD_APPROVE_YES = 1,
+    AD_APPROVE_ALWAYS = 2, /* yes; the approver remembers it */
+    AD_APPROVE_CANCEL = 3  /* no, and cancel the run: no call of the step starts */
+};
+/* Asked on the loop thread before such a call runs; args borrowed. */
+typedef int (*ad_agent_approve_fn)(void *ud, const char *tool, const char *args, size_t args_len);
+
+/* Returns a new agent with an empty conversation (plus the configured
+ * system prompt); caller frees with ad_agent_free(). NULL on ENOMEM. */
+ad_agent *ad_agent_new(const ad_agent_opts *opts);
+/* Releases the agent; a run must not be in progress. Closes its handles:
+ * run the loop once more afterwards. */
+void ad_agent_free(ad_agent *a);
+
+/* Starts a run with prompt as the next user message (after an assistant
+ * message "[no answer: the turn ended before the model answered]" when the
+ * conversation ends with a user message nobody answered). Returns 0, or a
+ * negative AD_E* (a run is already in progress). on_done is called once, on
+ * the loop thread, when the run ended. */
+int ad_agent_run(ad_agent *a, const char *prompt, ad_agent_done_fn on_done, void *ud);
+/* Cancels the run in progress, if any; on_done reports AD_RUN_CANCELLED.
+ * Running tools are abandoned, calls not yet started never start. Text the
+ * model had streamed stays as its answer, marked as cut short; a prompt
+ * without any answer gets a marked empty one (as ad_agent_run() gives one
+ * to a prompt left unanswered by an earlier run): the conversation never
+ * holds two user messages in a row. */
+void ad_agent_cancel(ad_agent *a);
+
+/* Who approves calls of tools that need confirmation (NULL: nobody, so
+ * they are denied); yes = true approves all of them without asking. */
+void ad_agent_set_approver(ad_agent *a, ad_agent_approve_fn fn, void *ud, bool yes);
+
+/* True while a worker thread still runs a tool call (one that timed out or
+ * was abandoned on cancellation): the process must not free the plugins. */
+bool ad_agent_busy(const ad_agent *a);
+
+/* Called on the loop thread with every message appended to the
+ * conversation (user, assistant, tool), right after it was appended; msg is
+ * borrowed. step is the step it belongs to (the prompt: the step that follows). */
+typedef void (*ad_agent_message_fn)(void *ud, json_object *msg, int step);
+void ad_agent_set_observer(ad_agent *a, ad_agent_message_fn fn, void *ud);
+
+/* Replaces the conversation by a deep copy of `messages` (a JSON array, as
+ * ad_agent_messages() gives), e.g. a resumed session. Not during a run. */
+int ad_agent_load_messages(ad_agent *a, json_object *messages);
+
+/* The conversation. Borrowed. */
+json_object *ad_agent_messages(ad_agent *a);
+/* Replaces the model for later requests (copied). */
+int ad_agent_set_model(ad_agent *a, const char *model);
+
+/* Generated tool-call ids are "call_<prefix>_<n>" (n counts from 1 per
+ * agent); the prefix is random per agent. A replay sets the prefix of the
+ * recording so that it generates the same ids. set: 1 to 23 characters of
+ * [A-Za-z0-9_-], else AD_EINVAL; resets the counter. */
+const char *ad_agent_id_prefix(const ad_agent *a);
+int ad_agent_set_id_prefix(ad_agent *a, const char *prefix);
+
+/* Builds the request body for the current conversation (exposed for tests).
+ * Returns a new string; caller frees. */
+char *ad_agent_request_body(ad_agent *a, size_t *len);
+
+#endif /* AD_AGENT_H */
