@@ -239,6 +239,28 @@ def scripted_order_and_500_beyond_script():
 
 
 @case
+def routes_serve_each_conversation_its_own_script():
+    def chat(*users):
+        return {"model": "x", "messages": [{"role": "system", "content": "sys"}] +
+                [{"role": "user", "content": u} for u in users]}
+    routes = {"routes": {"a": [S.message("a1"), S.message("a2")], "b": [S.message("b1")]}}
+    with mock(routes) as m:
+        out = []
+        for body in (chat("a"), chat("b"), chat("a", "later"), chat("b"), chat("zz")):
+            r, data = post(m, body)
+            j = json.loads(data)
+            out.append((r.status, j["choices"][0]["message"]["content"] if r.status == 200
+                        else j["error"]["message"]))
+        eq(out[:3], [(200, "a1"), (200, "b1"), (200, "a2")], "each route in its own order")
+        eq(out[3][0], 500, "past the end of route b")
+        contains(out[3][1], "no scripted response 2 for route 'b'", "message")
+        eq(out[4][0], 500, "unknown route")
+        contains(out[4][1], "no route for the first user message 'zz'", "message")
+        eq([(q["route"], q["route_n"]) for q in m.requests[:3]], [("a", 1), ("b", 1), ("a", 2)],
+           "records name the route")
+
+
+@case
 def status_and_headers():
     with mock([{"status": 503, "headers": {"X-Test": "yes"}, "body": {"error": "busy"}}]) as m:
         r, body = post(m)

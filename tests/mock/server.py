@@ -29,7 +29,9 @@ payload, generated in 64 KiB writes (huge lines without a huge script);
 "echo_key": true replaces every "%KEY%" in the payload with the bearer
 token of the request (a server that echoes the API key back).
 A script {"responses": [...], "cycle": true} serves its responses round and
-round instead of answering 500 after the last (soak runs).
+round instead of answering 500 after the last (soak runs). A script
+{"routes": {KEY: [...], ...}} serves many conversations at once: a request
+whose first user message is KEY gets the next response of KEY's list.
 String bodies and {"raw": ...} events are encoded as UTF-8 with surrogateescape,
 so the JSON string "\\udcff" sends the single byte 0xff (invalid UTF-8 tests).
 
@@ -257,8 +259,12 @@ class MockServer:
 
     def __init__(self, script=None, port=0, host="127.0.0.1", log_path=None, verbose=False):
         self.cycle = False
+        self.routes = None
         if isinstance(script, dict):
             self.cycle = bool(script.get("cycle"))
+            if "routes" in script:
+                self.routes = {k: list(v) for k, v in script["routes"].items()}
+                self._route_count = {}
             script = script.get("responses", [])
         self.responses = list(script or [])
         self.verbose = verbose
@@ -337,12 +343,36 @@ class MockServer:
                 return {"status": 404, "body": _error_body("mock: no route for " + path)}
             self._chat_count += 1
             n = self._chat_count
+            if self.routes is not None:
+                return self._route(parsed, rec)
             if self.cycle and self.responses:
                 return self.responses[(n - 1) % len(self.responses)]
             if n > len(self.responses):
                 return {"status": 500,
                         "body": _error_body("mock: no scripted response for request %d" % n)}
             return self.responses[n - 1]
+
+    def _route(self, body, rec):
+        """Routed scripts (called under the lock): many conversations share
+        one server, each with its own list of responses, keyed by the text
+        of the request's first user message. The request record gets the
+        key and the request's number within its conversation."""
+        key = None
+        for m in (body or {}).get("messages", []) if isinstance(body, dict) else []:
+            if isinstance(m, dict) and m.get("role") == "user":
+                key = m.get("content")
+                break
+        if not isinstance(key, str) or key not in self.routes:
+            return {"status": 500, "body": _error_body("mock: no route for the first user "
+                                                       "message %r" % (key,))}
+        n = self._route_count.get(key, 0) + 1
+        self._route_count[key] = n
+        rec["route"], rec["route_n"] = key, n
+        script = self.routes[key]
+        if n > len(script):
+            return {"status": 500, "body": _error_body(
+                "mock: no scripted response %d for route %r" % (n, key))}
+        return script[n - 1]
 
 
 def main(argv=None):
