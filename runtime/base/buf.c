@@ -1,7 +1,6 @@
 /*
  * buf.c -- growable byte buffer (see buf.h).
  */
-#define _GNU_SOURCE /* memmem */
 #include "base/buf.h"
 
 #include <errno.h>
@@ -126,80 +125,6 @@ void ad_errf(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len)
-{
-    size_t sl = secret ? strlen(secret) : 0;
-    /* A key of a few characters ("x", "test") would turn every occurrence
-     * of an ordinary word into a marker; real keys are far longer. */
-    if (sl < AD_REDACT_MIN || len < sl || !memmem(s, len, secret, sl))
-        return NULL;
-    ad_buf b = AD_BUF_INIT;
-    const char *p = s, *end = s + len;
-    const char *hit;
-    while ((hit = memmem(p, (size_t)(end - p), secret, sl)) != NULL) {
-        ad_buf_append(&b, p, (size_t)(hit - p));
-        ad_buf_puts(&b, "[REDACTED]");
-        p = hit + sl;
-    }
-    ad_buf_append(&b, p, (size_t)(end - p));
-    if (out_len)
-        *out_len = b.len;
-    return ad_buf_steal(&b);
-}
-
-size_t ad_redact_cut(char *out, size_t outlen, const char *s, size_t len, const char *secret)
-{
-    if (outlen == 0)
-        return len;
-    size_t rl;
-    char *r = ad_redact(s, len, secret, &rl);
-    const char *q = r ? r : s;
-    size_t ql = r ? rl : len;
-    size_t n = ql < outlen - 1 ? ql : outlen - 1;
-    memcpy(out, q, n);
-    out[n] = '\0';
-    free(r);
-    return ql;
-}
-
-bool ad_utf8_seq(const unsigned char *s, size_t n, size_t *len)
-{
-    unsigned char c = s[0];
-    unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
-    size_t need;
-    if (c < 0x80) {
-        *len = 1;
-        return true;
-    }
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 2;
-        if (c == 0xE0)
-            lo = 0xA0; /* overlong */
-        else if (c == 0xED)
-            hi = 0x9F; /* surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 3;
-        if (c == 0xF0)
-            lo = 0x90; /* overlong */
-        else if (c == 0xF4)
-            hi = 0x8F; /* past U+10FFFF */
-    } else {
-        *len = 1; /* a continuation byte without a lead, C0/C1, F5..FF */
-        return false;
-    }
-    size_t got = 0;
-    while (got < need && 1 + got < n) {
-        unsigned char b = s[1 + got];
-        if (got == 0 ? (b < lo || b > hi) : (b & 0xC0) != 0x80)
-            break;
-        got++;
-    }
-    *len = 1 + got;
-    return got == need;
-}
-
 int ad_read_file(const char *path, size_t max, ad_buf *out)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -231,30 +156,4 @@ int ad_read_file(const char *path, size_t max, ad_buf *out)
     close(fd);
     errno = saved;
     return rc;
-}
-
-size_t ad_edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 63 || lb > 63)
-        return SIZE_MAX;
-    size_t row[64];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag_prev = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            size_t best = diag_prev + cost;
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag_prev = up;
-        }
-    }
-    return row[lb];
 }

@@ -50,34 +50,10 @@ char *ad_strndup(const char *s, size_t n);
 /* snprintf into err[0..errlen) when err is not NULL; always NUL-terminates. */
 void ad_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Secrets shorter than this are not redacted (they would mangle text). */
-#define AD_REDACT_MIN 6
-
-/* Replaces every occurrence of secret in s[0..len) with "[REDACTED]";
- * returns a new string (caller frees) or NULL when nothing matched. */
-char *ad_redact(const char *s, size_t len, const char *secret, size_t *out_len);
-
-/* Copies the first bytes of s[0..len) into out[0..outlen) as a C string,
- * with the secret redacted first, so that the cut can never leave a piece
- * of it behind. For quoting untrusted text in messages. Returns the length
- * of the whole redacted text (more than was copied when it was cut). */
-size_t ad_redact_cut(char *out, size_t outlen, const char *s, size_t len, const char *secret);
-
-/* The UTF-8 sequence at s[0..n): true when s starts with a valid one
- * (no overlongs, surrogates or code points past U+10FFFF), *len its length;
- * false otherwise, *len the length of the maximal invalid prefix (at least
- * 1), the part one U+FFFD stands for. NUL counts as valid (a 1-byte
- * sequence); callers that refuse NUL check for it themselves. */
-bool ad_utf8_seq(const unsigned char *s, size_t n, size_t *len);
-
 /* Reads the regular file at path into out (appended), at most max bytes.
  * Returns 0; AD_ETOOBIG when it is larger than max; AD_EINVAL when it is not
  * a regular file; AD_ERR with errno set when it cannot be opened or read;
  * AD_ENOMEM. Callers say what the file was for in their own message. */
 int ad_read_file(const char *path, size_t max, ad_buf *out);
-
-/* The Levenshtein distance of a and b, for "did you mean" hints; SIZE_MAX
- * when either is longer than 63 bytes. */
-size_t ad_edit_distance(const char *a, const char *b);
 
 #endif /* AD_BUF_H */

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/text.h"
 #include "base/toml.h"
 
 enum kind { K_STRING, K_BOOL, K_INT, K_LONG, K_NUMBER, K_TABLE };

@@ -58,6 +58,8 @@
 #include "base/lazy_edit.h"
 
 #include "base/buf.h"
+#include "base/json.h"
+#include "base/text.h"
 
 #define MAX_LOAD_BYTES (64u << 20)
 #define HISTORY_MAX 1000
@@ -168,9 +170,7 @@ static void put_shown(ad_buf *b, const char *s, size_t len, size_t max, bool utf
     size_t n = len;
     bool cut = false;
     if (n > max) {
-        n = max;
-        while (n > 0 && (p[n] & 0xc0) == 0x80)
-            n--;
+        n = ad_utf8_cut(s, len, max);
         cut = true;
     }
     bool space = false;
@@ -731,14 +731,6 @@ static void run_turn(repl *r, const char *prompt)
 
 /* ---- conversation checks, save and load ---------------------------------- */
 
-static const char *str_field(json_object *o, const char *key)
-{
-    json_object *v;
-    if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-        return NULL;
-    return json_object_get_string(v);
-}
-
 int ad_repl_check_messages(json_object *msgs, char *err, size_t errlen)
 {
     if (!msgs || !json_object_is_type(msgs, json_type_array)) {
@@ -757,7 +749,7 @@ int ad_repl_check_messages(json_object *msgs, char *err, size_t errlen)
             rc = AD_EINVAL;
             break;
         }
-        const char *role = str_field(m, "role");
+        const char *role = ad_json_str(m, "role");
         json_object *content = NULL;
         bool has_content = json_object_object_get_ex(m, "content", &content);
         bool content_str = has_content && json_object_is_type(content, json_type_string);
@@ -767,7 +759,7 @@ int ad_repl_check_messages(json_object *msgs, char *err, size_t errlen)
             ad_errf(err, errlen, "message %zu has no \"role\" string", i + 1);
             rc = AD_EINVAL;
         } else if (strcmp(role, "tool") == 0) {
-            const char *id = str_field(m, "tool_call_id");
+            const char *id = ad_json_str(m, "tool_call_id");
             json_object *want = NULL;
             if (!id) {
                 ad_errf(err, errlen, "message %zu (tool) has no \"tool_call_id\"", i + 1);
@@ -817,9 +809,9 @@ int ad_repl_check_messages(json_object *msgs, char *err, size_t errlen)
             open = json_object_new_object();
             for (size_t k = 0; k < json_object_array_length(calls); k++) {
                 json_object *c = json_object_array_get_idx(calls, k), *fn;
-                const char *id = c ? str_field(c, "id") : NULL;
+                const char *id = c ? ad_json_str(c, "id") : NULL;
                 if (!id || !json_object_object_get_ex(c, "function", &fn) || !fn ||
-                    !str_field(fn, "name") || !str_field(fn, "arguments")) {
+                    !ad_json_str(fn, "name") || !ad_json_str(fn, "arguments")) {
                     ad_errf(err, errlen,
                             "message %zu: tool call %zu needs \"id\" and \"function\" with "
                             "\"name\" and \"arguments\" strings",
@@ -1113,7 +1105,7 @@ static json_object *system_message(repl *r)
 {
     json_object *msgs = ad_agent_messages(r->agent);
     json_object *m = json_object_array_length(msgs) ? json_object_array_get_idx(msgs, 0) : NULL;
-    const char *role = m ? str_field(m, "role") : NULL;
+    const char *role = m ? ad_json_str(m, "role") : NULL;
     return role && strcmp(role, "system") == 0 ? m : NULL;
 }
 
@@ -1121,7 +1113,7 @@ static void cmd_system(repl *r, const char *arg)
 {
     json_object *sys = system_message(r);
     if (!arg[0]) {
-        const char *cur = sys ? str_field(sys, "content") : NULL;
+        const char *cur = sys ? ad_json_str(sys, "content") : NULL;
         if (cur)
             fprintf(r->out, "%s\n", cur);
         else

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/text.h"
 #include "store/session.h"
 
 /* The database: [sessions] path, else the default. Caller frees. */

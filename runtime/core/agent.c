@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "base/buf.h"
+#include "base/text.h"
 #include "core/request.h"
 #include "provider/sse.h"
 #include "core/stream.h"
@@ -496,25 +497,8 @@ static void on_text(void *ud, const char *text, size_t len)
     }
     if (ad_buf_append(&a->held, text, len) != AD_OK)
         return;
-    size_t rl;
-    char *r = ad_redact(a->held.data, a->held.len, key, &rl);
-    if (r) {
-        ad_buf_reset(&a->held);
-        ad_buf_append(&a->held, r, rl);
-        free(r);
-    }
-    /* The longest tail that starts the key: only places holding its first
-     * byte can, so a typical delta costs one memchr. */
-    size_t hold = 0;
-    const char *end = a->held.data + a->held.len;
-    const char *p = a->held.len > kl - 1 ? end - (kl - 1) : a->held.data;
-    while (p < end && (p = memchr(p, key[0], (size_t)(end - p))) != NULL) {
-        if (memcmp(p, key, (size_t)(end - p)) == 0) {
-            hold = (size_t)(end - p);
-            break;
-        }
-        p++;
-    }
+    ad_redact_buf(&a->held, key);
+    size_t hold = ad_redact_hold(a->held.data, a->held.len, key);
     size_t out = a->held.len - hold;
     show_text(a, a->held.data, out);
     memmove(a->held.data, a->held.data + out, hold);
@@ -642,13 +626,7 @@ static void describe_error_body(ad_agent *a, ad_buf *b, char *out, size_t outlen
     out[0] = '\0';
     if (b->len == 0)
         return;
-    size_t rl;
-    char *r = ad_redact(b->data, b->len, a->cfg->api_key, &rl);
-    if (r) {
-        ad_buf_reset(b);
-        ad_buf_append(b, r, rl);
-        free(r);
-    }
+    ad_redact_buf(b, a->cfg->api_key);
     json_object *o = json_tokener_parse(b->data);
     if (o) {
         json_object *e, *m;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "base/buf.h"
+#include "base/text.h"
 #include "sinks/textout.h"
 
 struct ad_events {
@@ -243,40 +244,6 @@ static void emit(ad_events *e)
     fwrite(e->line.data, 1, e->line.len, e->out);
     fflush(e->out);
     ad_buf_reset(&e->line);
-}
-
-json_object *ad_redact_json(json_object *o, const char *secret)
-{
-    switch (json_object_get_type(o)) {
-    case json_type_string: {
-        size_t n;
-        const char *v = json_object_get_string(o);
-        char *r = ad_redact(v, (size_t)json_object_get_string_len(o), secret, &n);
-        if (!r)
-            return json_object_get(o);
-        json_object *out = json_object_new_string_len(r, (int)n);
-        free(r);
-        return out;
-    }
-    case json_type_array: {
-        json_object *out = json_object_new_array();
-        for (size_t i = 0; out && i < json_object_array_length(o); i++)
-            json_object_array_add(out, ad_redact_json(json_object_array_get_idx(o, i), secret));
-        return out;
-    }
-    case json_type_object: {
-        json_object *out = json_object_new_object();
-        json_object_object_foreach(o, k, v)
-        {
-            char *rk = ad_redact(k, strlen(k), secret, NULL);
-            json_object_object_add(out, rk ? rk : k, ad_redact_json(v, secret));
-            free(rk);
-        }
-        return out;
-    }
-    default:
-        return json_object_get(o);
-    }
 }
 
 static void put_usage(ad_events *e, json_object *usage)

@@ -78,10 +78,6 @@ void ad_events_step_finish(ad_events *e, int step, const char *finish_reason,
                            json_object *usage);
 void ad_events_retry(ad_events *e, int step, int attempt, const char *reason, double wait_s);
 void ad_events_finish(ad_events *e, int steps, const char *text, size_t len, json_object *usage);
-/* A copy of o (a new reference) with every occurrence of secret in its
- * strings, keys included, replaced by "[REDACTED]"; NULL on ENOMEM. */
-json_object *ad_redact_json(json_object *o, const char *secret);
-
 /* Writes msg to f, each of its lines as "agentd: LINE" (config errors come
  * one problem per line). */
 void ad_print_lines(FILE *f, const char *msg);

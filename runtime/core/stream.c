@@ -42,10 +42,12 @@
 #include "core/stream.h"
 
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "base/json.h"
+#include "base/text.h"
 
 #define AD_STREAM_MAX_CALLS 128
 #define AD_STREAM_MAX_ARGS ((size_t)8 << 20)
@@ -80,32 +82,6 @@ struct ad_stream {
     size_t max_calls;
     size_t max_args;
 };
-
-/* ---- small json helpers: JSON null and a missing key are the same ---- */
-
-static json_object *jget(json_object *o, const char *key)
-{
-    json_object *v = NULL;
-    if (o == NULL || !json_object_is_type(o, json_type_object))
-        return NULL;
-    json_object_object_get_ex(o, key, &v);
-    return v;
-}
-
-static const char *jstr(json_object *o, const char *key, size_t *len)
-{
-    json_object *v = jget(o, key);
-    if (v == NULL || !json_object_is_type(v, json_type_string))
-        return NULL;
-    if (len)
-        *len = (size_t)json_object_get_string_len(v);
-    return json_object_get_string(v);
-}
-
-static bool jis(json_object *o, json_type t)
-{
-    return o != NULL && json_object_is_type(o, t);
-}
 
 static void trim_buf(ad_buf *b)
 {
@@ -243,49 +219,31 @@ static int append_bounded(ad_buf *b, const char *p, size_t n, size_t max, const 
     return 0;
 }
 
-/* Writes fmt's text into err with the secret redacted first, so that
- * cutting it to errlen can never leave part of the secret behind. */
-static void errf_redacted(const ad_stream *s, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void errf_redacted(const ad_stream *s, char *err, size_t errlen, const char *fmt, ...)
-{
-    ad_buf b = AD_BUF_INIT;
-    va_list ap;
-    va_start(ap, fmt);
-    ad_buf_vprintf(&b, fmt, ap);
-    va_end(ap);
-    size_t rl;
-    char *r = b.data ? ad_redact(b.data, b.len, s->secret, &rl) : NULL;
-    ad_errf(err, errlen, "%s", r ? r : b.data ? b.data : "out of memory");
-    free(r);
-    ad_buf_free(&b);
-}
-
 static int provider_error(const ad_stream *s, json_object *e, char *err, size_t errlen)
 {
     const char *msg = NULL;
     json_object *code = NULL;
     const char *raw = NULL;
-    if (jis(e, json_type_string)) {
+    if (ad_json_is(e, json_type_string)) {
         msg = json_object_get_string(e);
-    } else if (jis(e, json_type_object)) {
-        msg = jstr(e, "message", NULL);
-        code = jget(e, "code");
-        raw = jstr(jget(e, "metadata"), "raw", NULL);
+    } else if (ad_json_is(e, json_type_object)) {
+        msg = ad_json_strn(e, "message", NULL);
+        code = ad_json_get(e, "code");
+        raw = ad_json_strn(ad_json_get(e, "metadata"), "raw", NULL);
     }
     if (msg == NULL || *msg == '\0')
         msg = json_object_to_json_string_ext(e, JSON_C_TO_STRING_PLAIN);
     char codebuf[128] = "";
     if (code != NULL) {
-        const char *c = jis(code, json_type_string)
+        const char *c = ad_json_is(code, json_type_string)
                             ? json_object_get_string(code)
                             : json_object_to_json_string_ext(code, JSON_C_TO_STRING_PLAIN);
         snprintf(codebuf, sizeof(codebuf), " (code %s)", c);
     }
     if (raw != NULL && *raw != '\0')
-        errf_redacted(s, err, errlen, "provider error: %s%s: %s", msg, codebuf, raw);
+        ad_redact_errf(err, errlen, s->secret, "provider error: %s%s: %s", msg, codebuf, raw);
     else
-        errf_redacted(s, err, errlen, "provider error: %s%s", msg, codebuf);
+        ad_redact_errf(err, errlen, s->secret, "provider error: %s%s", msg, codebuf);
     return AD_ERR;
 }
 
@@ -350,19 +308,19 @@ static ad_tool_call *find_by_index(ad_response *r, long idx)
 static int tool_delta(ad_stream *s, json_object *tc, bool complete, char *err, size_t errlen)
 {
     ad_response *r = &s->r;
-    if (!jis(tc, json_type_object))
+    if (!ad_json_is(tc, json_type_object))
         return 0;
     size_t idlen = 0;
-    const char *id = jstr(tc, "id", &idlen);
+    const char *id = ad_json_strn(tc, "id", &idlen);
     if (id != NULL && idlen == 0)
         id = NULL;
-    json_object *ji = jget(tc, "index");
-    bool has_idx = jis(ji, json_type_int);
+    json_object *ji = ad_json_get(tc, "index");
+    bool has_idx = ad_json_is(ji, json_type_int);
     long idx = has_idx ? (long)json_object_get_int64(ji) : 0;
-    json_object *fn = jget(tc, "function");
+    json_object *fn = ad_json_get(tc, "function");
     size_t namelen = 0;
-    const char *name = jstr(fn, "name", &namelen);
-    json_object *args = jget(fn, "arguments");
+    const char *name = ad_json_strn(fn, "name", &namelen);
+    json_object *args = ad_json_get(fn, "arguments");
 
     ad_tool_call *c = NULL;
     bool adopt_id = false;
@@ -434,7 +392,7 @@ static int tool_delta(ad_stream *s, json_object *tc, bool complete, char *err, s
         }
     }
 
-    if (jis(args, json_type_string)) {
+    if (ad_json_is(args, json_type_string)) {
         return append_bounded(&c->args, json_object_get_string(args),
                               (size_t)json_object_get_string_len(args), s->max_args,
                               "tool call arguments", err, errlen);
@@ -505,14 +463,14 @@ static int rd_field(const char *key)
 
 static bool empty_string(json_object *v)
 {
-    return v == NULL || (jis(v, json_type_string) && json_object_get_string_len(v) == 0);
+    return v == NULL || (ad_json_is(v, json_type_string) && json_object_get_string_len(v) == 0);
 }
 
 /* The "type" of a reasoning_details entry, or "" when it has none. */
 static const char *rd_type(json_object *e)
 {
-    json_object *t = jget(e, "type");
-    return jis(t, json_type_string) ? json_object_get_string(t) : "";
+    json_object *t = ad_json_get(e, "type");
+    return ad_json_is(t, json_type_string) ? json_object_get_string(t) : "";
 }
 
 /* Streaming deltas of one entry share its index and type (Gemini sends a
@@ -520,10 +478,10 @@ static const char *rd_type(json_object *e)
  * complete message (complete = true) every entry stands alone. */
 static int rd_merge(ad_stream *s, json_object *e, bool complete, char *err, size_t errlen)
 {
-    if (!jis(e, json_type_object))
+    if (!ad_json_is(e, json_type_object))
         return 0;
-    json_object *ji = jget(e, "index");
-    bool has_idx = jis(ji, json_type_int);
+    json_object *ji = ad_json_get(e, "index");
+    bool has_idx = ad_json_is(ji, json_type_int);
     long idx = has_idx ? (long)json_object_get_int64(ji) : 0;
     rd_entry *d = NULL;
     if (has_idx && !complete) {
@@ -547,7 +505,7 @@ static int rd_merge(ad_stream *s, json_object *e, bool complete, char *err, size
         json_object *cur = NULL;
         bool present = json_object_object_get_ex(d->obj, key, &cur);
         int f = rd_field(key);
-        if (f >= 0 && jis(val, json_type_string)) {
+        if (f >= 0 && ad_json_is(val, json_type_string)) {
             size_t n = (size_t)json_object_get_string_len(val);
             if (n > AD_STREAM_MAX_TEXT - s->rd_bytes) {
                 ad_errf(err, errlen, "reasoning_details exceed %zu bytes", AD_STREAM_MAX_TEXT);
@@ -580,7 +538,7 @@ static int reasoning_text(ad_stream *s, json_object *delta, const char *key, ad_
                           bool *has, char *err, size_t errlen)
 {
     size_t n = 0;
-    const char *t = jstr(delta, key, &n);
+    const char *t = ad_json_strn(delta, key, &n);
     if (t == NULL || n == 0)
         return 0;
     int rc = append_bounded(b, t, n, AD_STREAM_MAX_TEXT, key, err, errlen);
@@ -620,20 +578,20 @@ static int fold_delta(ad_stream *s, json_object *d, bool complete, char *err, si
         }
     }
     size_t text_start = r->text.len;
-    if (jis(content, json_type_string)) {
+    if (ad_json_is(content, json_type_string)) {
         size_t n = (size_t)json_object_get_string_len(content);
         rc = append_bounded(&r->text, json_object_get_string(content), n, AD_STREAM_MAX_TEXT,
                             "response text", err, errlen);
         if (rc != 0)
             return rc;
-    } else if (jis(content, json_type_array)) {
+    } else if (ad_json_is(content, json_type_array)) {
         /* Content given as parts: the text parts, in order. */
         size_t np = json_object_array_length(content);
         for (size_t i = 0; i < np; i++) {
             json_object *part = json_object_array_get_idx(content, i);
-            const char *type = jstr(part, "type", NULL);
+            const char *type = ad_json_strn(part, "type", NULL);
             size_t n = 0;
-            const char *t = jstr(part, "text", &n);
+            const char *t = ad_json_strn(part, "text", &n);
             if (t == NULL || (type != NULL && strcmp(type, "text") != 0))
                 continue;
             rc = append_bounded(&r->text, t, n, AD_STREAM_MAX_TEXT, "response text", err, errlen);
@@ -653,19 +611,19 @@ static int fold_delta(ad_stream *s, json_object *d, bool complete, char *err, si
             return rc;
     }
 
-    if (jis(rd, json_type_array)) {
+    if (ad_json_is(rd, json_type_array)) {
         size_t n = json_object_array_length(rd);
         for (size_t i = 0; i < n; i++)
             if ((rc = rd_merge(s, json_object_array_get_idx(rd, i), complete, err, errlen)) != 0)
                 return rc;
     }
 
-    if (jis(tcs, json_type_array)) {
+    if (ad_json_is(tcs, json_type_array)) {
         size_t n = json_object_array_length(tcs);
         for (size_t i = 0; i < n; i++)
             if ((rc = tool_delta(s, json_object_array_get_idx(tcs, i), complete, err, errlen)) != 0)
                 return rc;
-    } else if (jis(tcs, json_type_object)) {
+    } else if (ad_json_is(tcs, json_type_object)) {
         /* One call given as an object instead of a one-entry array. */
         return tool_delta(s, tcs, complete, err, errlen);
     }
@@ -678,10 +636,10 @@ static json_object *choice0(json_object *choices)
     size_t n = json_object_array_length(choices);
     for (size_t i = 0; i < n; i++) {
         json_object *c = json_object_array_get_idx(choices, i);
-        if (!jis(c, json_type_object))
+        if (!ad_json_is(c, json_type_object))
             continue;
-        json_object *ji = jget(c, "index");
-        if (ji == NULL || (jis(ji, json_type_int) && json_object_get_int64(ji) == 0))
+        json_object *ji = ad_json_get(c, "index");
+        if (ji == NULL || (ad_json_is(ji, json_type_int) && json_object_get_int64(ji) == 0))
             return c;
     }
     return NULL;
@@ -690,7 +648,7 @@ static json_object *choice0(json_object *choices)
 static int fold(ad_stream *s, json_object *root, bool complete, char *err, size_t errlen)
 {
     ad_response *r = &s->r;
-    if (!jis(root, json_type_object)) {
+    if (!ad_json_is(root, json_type_object)) {
         ad_errf(err, errlen, "%s is not a JSON object", complete ? "response body" : "chunk");
         return AD_EINVAL;
     }
@@ -719,14 +677,14 @@ static int fold(ad_stream *s, json_object *root, bool complete, char *err, size_
     if (e != NULL)
         return provider_error(s, e, err, errlen);
 
-    if (!jis(usage, json_type_object) && xgroq != NULL)
-        usage = jget(xgroq, "usage");
-    if (jis(usage, json_type_object)) {
+    if (!ad_json_is(usage, json_type_object) && xgroq != NULL)
+        usage = ad_json_get(xgroq, "usage");
+    if (ad_json_is(usage, json_type_object)) {
         json_object_put(r->usage);
         r->usage = json_object_get(usage);
     }
 
-    json_object *ch = jis(choices, json_type_array) ? choice0(choices) : NULL;
+    json_object *ch = ad_json_is(choices, json_type_array) ? choice0(choices) : NULL;
     if (ch == NULL)
         return 0;
     json_object *fr = NULL, *delta = NULL, *message = NULL;
@@ -739,15 +697,15 @@ static int fold(ad_stream *s, json_object *root, bool complete, char *err, size_
         else if (strcmp(ckey, "message") == 0)
             message = cval;
     }
-    if (jis(fr, json_type_string) && json_object_get_string_len(fr) > 0) {
+    if (ad_json_is(fr, json_type_string) && json_object_get_string_len(fr) > 0) {
         int rc = set_finish(r, json_object_get_string(fr), err, errlen);
         if (rc != 0)
             return rc;
     }
     json_object *d = complete ? message : delta;
-    if (!jis(d, json_type_object))
+    if (!ad_json_is(d, json_type_object))
         d = complete ? delta : message;
-    if (!jis(d, json_type_object))
+    if (!ad_json_is(d, json_type_object))
         return 0;
     return fold_delta(s, d, complete, err, errlen);
 }

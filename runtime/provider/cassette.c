@@ -39,6 +39,7 @@
 #include "base/lazy_yaml.h"
 
 #include "base/buf.h"
+#include "base/text.h"
 #include "base/config.h"
 
 #define BINARY_TAG "tag:yaml.org,2002:binary"
@@ -1171,10 +1172,7 @@ static void render(ad_buf *b, json_object *v, bool present)
     const char *s = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     size_t len = strlen(s);
     if (len > 160) {
-        size_t cut = 150;
-        while (cut > 0 && ((unsigned char)s[cut] & 0xc0) == 0x80)
-            cut--; /* never split a UTF-8 sequence */
-        ad_buf_append(b, s, cut);
+        ad_buf_append(b, s, ad_utf8_cut(s, len, 150));
         ad_buf_printf(b, "... (%zu bytes)", len);
     } else {
         ad_buf_append(b, s, len);

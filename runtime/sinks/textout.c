@@ -29,6 +29,7 @@
 #include <wchar.h>
 
 #include "base/buf.h"
+#include "base/text.h"
 
 /* Held text grown past this by one long step is released on commit. */
 #define KEEP_CAP ((size_t)1 << 20)

@@ -34,6 +34,8 @@
 #include <unistd.h>
 
 #include "base/buf.h"
+#include "base/json.h"
+#include "base/text.h"
 
 struct ad_session {
     sqlite3 *db;
@@ -185,19 +187,10 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
-static const char *str_field(json_object *o, const char *key)
-{
-    json_object *v;
-    if (!o || !json_object_is_type(o, json_type_object) || !json_object_object_get_ex(o, key, &v) ||
-        !json_object_is_type(v, json_type_string))
-        return NULL;
-    return json_object_get_string(v);
-}
-
 static json_object *tool_calls_of(json_object *msg)
 {
     json_object *v;
-    const char *role = str_field(msg, "role");
+    const char *role = ad_json_str(msg, "role");
     if (!role || strcmp(role, "assistant") != 0 ||
         !json_object_object_get_ex(msg, "tool_calls", &v) || !json_object_is_type(v, json_type_array))
         return NULL;
@@ -206,7 +199,7 @@ static json_object *tool_calls_of(json_object *msg)
 
 static const char *call_id(json_object *call)
 {
-    const char *id = str_field(call, "id");
+    const char *id = ad_json_str(call, "id");
     return id ? id : "";
 }
 
@@ -546,7 +539,7 @@ static int append_ex(ad_session *s, json_object *msg, int step, int is_error, ch
         return AD_ENOMEM;
     const char *text =
         json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    const char *role = str_field(m, "role");
+    const char *role = ad_json_str(m, "role");
     double t = now_s();
     int rc = AD_ERR;
     sqlite3_stmt *st = NULL;
@@ -588,7 +581,7 @@ static int append_ex(ad_session *s, json_object *msg, int step, int is_error, ch
         json_object *c = json_object_array_get_idx(calls, i), *fn = NULL;
         if (json_object_is_type(c, json_type_object))
             json_object_object_get_ex(c, "function", &fn);
-        const char *name = str_field(fn, "name"), *args = str_field(fn, "arguments");
+        const char *name = ad_json_str(fn, "name"), *args = ad_json_str(fn, "arguments");
         st = prepare(s,
                      "INSERT INTO tool_calls (session, seq, idx, call_id, name, arguments) "
                      "VALUES (?, ?, ?, ?, ?, ?)",
@@ -618,7 +611,7 @@ static int append_ex(ad_session *s, json_object *msg, int step, int is_error, ch
         if (!st)
             goto out;
         sqlite3_bind_int64(st, 1, seq);
-        const char *content = str_field(m, "content");
+        const char *content = ad_json_str(m, "content");
         if (content)
             bind_text(st, 2, content);
         else
@@ -629,7 +622,7 @@ static int append_ex(ad_session *s, json_object *msg, int step, int is_error, ch
         else
             sqlite3_bind_null(st, 3);
         sqlite3_bind_int64(st, 4, s->id);
-        bind_text(st, 5, str_field(m, "tool_call_id") ? str_field(m, "tool_call_id") : "");
+        bind_text(st, 5, ad_json_str(m, "tool_call_id") ? ad_json_str(m, "tool_call_id") : "");
         if (sqlite3_step(st) != SQLITE_DONE) {
             db_fail(s, err, errlen, "cannot store a tool result");
             goto out;
@@ -734,7 +727,7 @@ static int on_tool_result(ad_session *s, json_object *ev, char *err, size_t errl
     sqlite3_bind_int(st, 1, is_error);
     sqlite3_bind_double(st, 2, secs);
     sqlite3_bind_int64(st, 3, s->id);
-    bind_text(st, 4, str_field(ev, "id") ? str_field(ev, "id") : "");
+    bind_text(st, 4, ad_json_str(ev, "id") ? ad_json_str(ev, "id") : "");
     int rc = sqlite3_step(st) == SQLITE_DONE ? AD_OK : db_fail(s, err, errlen, "cannot store a tool result");
     release(s, st);
     return rc;
@@ -758,7 +751,7 @@ static int on_step_finish(ad_session *s, json_object *ev, char *err, size_t errl
     sqlite3_bind_int64(st, 1, s->id);
     sqlite3_bind_int64(st, 2, s->last_seq);
     sqlite3_bind_int64(st, 3, step);
-    bind_text(st, 4, str_field(ev, "finish_reason"));
+    bind_text(st, 4, ad_json_str(ev, "finish_reason"));
     static const char *const counters[] = {"prompt_tokens", "completion_tokens", "total_tokens"};
     for (int i = 0; i < 3; i++) {
         int64_t n;
@@ -783,7 +776,7 @@ static int on_step_finish(ad_session *s, json_object *ev, char *err, size_t errl
 void ad_session_on_event(void *ud, json_object *ev)
 {
     ad_session *s = ud;
-    const char *type = str_field(ev, "type");
+    const char *type = ad_json_str(ev, "type");
     if (!s->id || !type)
         return;
     char err[512];
@@ -808,7 +801,7 @@ json_object *ad_session_repair(json_object *messages, size_t *added, size_t *dro
     size_t i = 0;
     while (i < n) {
         json_object *m = json_object_array_get_idx(messages, i++);
-        const char *role = str_field(m, "role");
+        const char *role = ad_json_str(m, "role");
         if (role && strcmp(role, "tool") == 0) {
             ndrop++; /* answers no call of the message before it */
             continue;
@@ -821,7 +814,7 @@ json_object *ad_session_repair(json_object *messages, size_t *added, size_t *dro
         /* The results: the tool messages right after the call. */
         size_t first = i;
         while (i < n) {
-            const char *r = str_field(json_object_array_get_idx(messages, i), "role");
+            const char *r = ad_json_str(json_object_array_get_idx(messages, i), "role");
             if (!r || strcmp(r, "tool") != 0)
                 break;
             i++;
@@ -837,7 +830,7 @@ json_object *ad_session_repair(json_object *messages, size_t *added, size_t *dro
             json_object *res = NULL;
             for (size_t k = 0; k < nres && !res; k++) {
                 json_object *t = json_object_array_get_idx(messages, first + k);
-                const char *tid = str_field(t, "tool_call_id");
+                const char *tid = ad_json_str(t, "tool_call_id");
                 if (!used[k] && tid && strcmp(tid, id) == 0) {
                     used[k] = true;
                     res = json_object_get(t);
@@ -1022,16 +1015,16 @@ int ad_session_show(ad_session *s, const char *name, FILE *out, char *err, size_
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *text = (const char *)sqlite3_column_text(st, 0);
         json_object *m = text ? json_tokener_parse(text) : NULL;
-        const char *role = str_field(m, "role");
+        const char *role = ad_json_str(m, "role");
         if (!role) {
             json_object_put(m);
             continue;
         }
-        const char *content = str_field(m, "content");
+        const char *content = ad_json_str(m, "content");
         if (strcmp(role, "tool") == 0) {
             const char *tname = (const char *)sqlite3_column_text(st, 2);
             fprintf(out, "\n--- tool %s [%s]%s", tname ? tname : "?",
-                    str_field(m, "tool_call_id") ? str_field(m, "tool_call_id") : "",
+                    ad_json_str(m, "tool_call_id") ? ad_json_str(m, "tool_call_id") : "",
                     sqlite3_column_int(st, 3) ? " error" : "");
             if (sqlite3_column_type(st, 4) != SQLITE_NULL)
                 fprintf(out, " (%.1f ms)", sqlite3_column_double(st, 4) * 1000);
@@ -1048,8 +1041,8 @@ int ad_session_show(ad_session *s, const char *name, FILE *out, char *err, size_
         for (size_t i = 0; calls && i < json_object_array_length(calls); i++) {
             json_object *call = json_object_array_get_idx(calls, i), *fn = NULL;
             json_object_object_get_ex(call, "function", &fn);
-            fprintf(out, "-> %s %s [%s]\n", str_field(fn, "name") ? str_field(fn, "name") : "?",
-                    str_field(fn, "arguments") ? str_field(fn, "arguments") : "", call_id(call));
+            fprintf(out, "-> %s %s [%s]\n", ad_json_str(fn, "name") ? ad_json_str(fn, "name") : "?",
+                    ad_json_str(fn, "arguments") ? ad_json_str(fn, "arguments") : "", call_id(call));
         }
         json_object_put(m);
     }

@@ -40,6 +40,7 @@
 #include "tools/tools.h"
 
 #include "base/buf.h"
+#include "base/text.h"
 #include "tools/proc.h"
 #include "core/schema.h"
 
@@ -302,11 +303,8 @@ static int host_result_write(agentd_result *out, const char *data, size_t len)
     size_t room = out->buf.len < out->max ? out->max - out->buf.len : 0;
     size_t take = len;
     if (take > room) {
-        take = room;
         /* Cut on a character boundary rather than inside a UTF-8 sequence. */
-        for (int back = 0; back < 3 && take > 0 && ((unsigned char)data[take] & 0xC0) == 0x80;
-             back++)
-            take--;
+        take = ad_utf8_cut(data, len, room);
         out->cut += len - take;
     }
     if (take && ad_buf_append(&out->buf, data, take) != 0)
@@ -797,48 +795,17 @@ char *ad_tools_names(const ad_tools *t)
 
 /* ---- invocation --------------------------------------------------------- */
 
-/* Copies src into dst as valid UTF-8: every NUL byte and every ill-formed
- * sequence (stray continuation bytes, overlongs, surrogates, code points
- * above U+10FFFF, truncated sequences) becomes U+FFFD. */
-static int utf8_repair(ad_buf *dst, const unsigned char *s, size_t n)
-{
-    static const char repl[] = "\xEF\xBF\xBD";
-    if (ad_buf_reserve(dst, n) != 0)
-        return AD_ENOMEM;
-    size_t i = 0;
-    while (i < n) {
-        size_t len;
-        bool ok = ad_utf8_seq(s + i, n - i, &len) && s[i] != 0;
-        /* A valid sequence is copied; an invalid prefix (and NUL) becomes
-         * one U+FFFD. */
-        if ((ok ? ad_buf_append(dst, s + i, len) : ad_buf_append(dst, repl, 3)) != 0)
-            return AD_ENOMEM;
-        i += len;
-    }
-    return AD_OK;
-}
-
-/* True when s[0..n) is valid UTF-8 without NUL: nothing to repair. */
-static bool utf8_clean(const unsigned char *s, size_t n)
-{
-    size_t len;
-    for (size_t i = 0; i < n; i += len)
-        if (!ad_utf8_seq(s + i, n - i, &len) || s[i] == 0)
-            return false;
-    return true;
-}
-
 static int finish(ad_tool_result *out, ad_buf *raw, bool is_error)
 {
     out->is_error = is_error;
-    if (utf8_clean((const unsigned char *)raw->data, raw->len)) {
+    if (ad_utf8_clean((const unsigned char *)raw->data, raw->len)) {
         /* The usual case: the result is handed over, not copied. */
         out->len = raw->len;
         out->content = ad_buf_steal(raw);
         return out->content ? AD_OK : AD_ENOMEM;
     }
     ad_buf clean = AD_BUF_INIT;
-    int rc = utf8_repair(&clean, (const unsigned char *)(raw->data ? raw->data : ""), raw->len);
+    int rc = ad_utf8_repair(&clean, (const unsigned char *)(raw->data ? raw->data : ""), raw->len);
     ad_buf_free(raw);
     if (rc != 0) {
         ad_buf_free(&clean);
@@ -1010,7 +977,7 @@ void ad_tools_set_result_max(ad_tools *t, size_t max)
 #define WORKER_INPUT_MAX ((size_t)256 << 20) /* bytes of request a worker accepts */
 #define WORKER_OUTPUT_MAX 4096               /* bytes of worker stdout/stderr shown */
 #define WORKER_LINE_MAX 300                  /* bytes of one such line shown */
-/* utf8_repair() may triple invalid bytes: room for a full cut result. */
+/* ad_utf8_repair() may triple invalid bytes: room for a full cut result. */
 
 extern char **environ;
 

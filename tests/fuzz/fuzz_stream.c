@@ -1,4 +1,4 @@
-/* fuzz-sources: runtime/core/stream.c runtime/base/buf.c */
+/* fuzz-sources: runtime/core/stream.c runtime/base/text.c runtime/base/buf.c */
 /* fuzz-libs: -ljson-c */
 /*
  * fuzz_stream.c -- libFuzzer target for the chunk / tool-call assembler.
