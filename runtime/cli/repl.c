@@ -60,6 +60,7 @@
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/text.h"
+#include "core/conv.h"
 
 #define MAX_LOAD_BYTES (64u << 20)
 #define HISTORY_MAX 1000
@@ -98,9 +99,7 @@ typedef struct repl {
     size_t nalways;
 
     /* usage of the session (every step) and of the last finished turn */
-    long long in_tokens, out_tokens, total_tokens;
-    double cost;
-    bool has_cost;
+    ad_usage usage;
     int turns;
     json_object *last_usage;
 } repl;
@@ -345,26 +344,6 @@ static const char *calls_args(repl *r, const char *id)
     return NULL;
 }
 
-static long long usage_int(json_object *u, const char *key, bool *found)
-{
-    json_object *v;
-    if (!u || !json_object_object_get_ex(u, key, &v) || !v)
-        return 0;
-    if (found)
-        *found = true;
-    return (long long)json_object_get_int64(v);
-}
-
-static bool usage_cost(json_object *u, double *cost)
-{
-    json_object *v;
-    if (!u || !json_object_object_get_ex(u, "cost", &v) || !v ||
-        !(json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)))
-        return false;
-    *cost = json_object_get_double(v);
-    return true;
-}
-
 static void put_cost(ad_buf *b, double cost)
 {
     ad_buf_printf(b, cost >= 0.01 ? "$%.4f" : "$%.6f", cost);
@@ -373,19 +352,19 @@ static void put_cost(ad_buf *b, double cost)
 /* "10 in + 5 out = 15 tokens, $0.000120"; empty when nothing was reported. */
 static void put_usage(ad_buf *b, json_object *u)
 {
-    bool found = false;
-    long long in = usage_int(u, "prompt_tokens", &found);
-    long long out = usage_int(u, "completion_tokens", &found);
-    long long total = usage_int(u, "total_tokens", &found);
-    double cost;
-    bool has_cost = usage_cost(u, &cost);
-    if (!found && !has_cost)
+    ad_usage n = AD_USAGE_INIT;
+    ad_usage_add(&n, u);
+    bool found = n.has_prompt || n.has_completion || n.has_total;
+    if (!found && !n.has_cost)
         return;
     if (found)
-        ad_buf_printf(b, "%lld in + %lld out = %lld tokens", in, out, total ? total : in + out);
-    if (has_cost) {
+        ad_buf_printf(b, "%lld in + %lld out = %lld tokens", (long long)n.prompt_tokens,
+                      (long long)n.completion_tokens,
+                      (long long)(n.total_tokens ? n.total_tokens
+                                                 : n.prompt_tokens + n.completion_tokens));
+    if (n.has_cost) {
         ad_buf_puts(b, found ? ", " : "");
-        put_cost(b, cost);
+        put_cost(b, n.cost);
     }
 }
 
@@ -479,15 +458,7 @@ static bool on_event(void *ud, const ad_event *ev)
             show_tool_result(r, ev);
         return true;
     case AD_EVENT_STEP_FINISH: {
-        bool found = false;
-        r->in_tokens += usage_int(ev->usage, "prompt_tokens", &found);
-        r->out_tokens += usage_int(ev->usage, "completion_tokens", &found);
-        r->total_tokens += usage_int(ev->usage, "total_tokens", &found);
-        double c;
-        if (usage_cost(ev->usage, &c)) {
-            r->cost += c;
-            r->has_cost = true;
-        }
+        ad_usage_add(&r->usage, ev->usage);
         calls_clear(r);
         if (r->running && !r->cancel_requested)
             spin_start(r, "thinking");
@@ -731,120 +702,6 @@ static void run_turn(repl *r, const char *prompt)
 
 /* ---- conversation checks, save and load ---------------------------------- */
 
-int ad_repl_check_messages(json_object *msgs, char *err, size_t errlen)
-{
-    if (!msgs || !json_object_is_type(msgs, json_type_array)) {
-        ad_errf(err, errlen, "\"messages\" is not an array");
-        return AD_EINVAL;
-    }
-    size_t n = json_object_array_length(msgs);
-    /* Call ids awaiting their tool message: those of the last assistant
-     * message with tool calls. */
-    json_object *open = NULL;
-    int rc = AD_OK;
-    for (size_t i = 0; i < n && rc == AD_OK; i++) {
-        json_object *m = json_object_array_get_idx(msgs, i);
-        if (!m || !json_object_is_type(m, json_type_object)) {
-            ad_errf(err, errlen, "message %zu is not an object", i + 1);
-            rc = AD_EINVAL;
-            break;
-        }
-        const char *role = ad_json_str(m, "role");
-        json_object *content = NULL;
-        bool has_content = json_object_object_get_ex(m, "content", &content);
-        bool content_str = has_content && json_object_is_type(content, json_type_string);
-        bool content_ok = content_str || (has_content && !content) ||
-                          (has_content && json_object_is_type(content, json_type_array));
-        if (!role) {
-            ad_errf(err, errlen, "message %zu has no \"role\" string", i + 1);
-            rc = AD_EINVAL;
-        } else if (strcmp(role, "tool") == 0) {
-            const char *id = ad_json_str(m, "tool_call_id");
-            json_object *want = NULL;
-            if (!id) {
-                ad_errf(err, errlen, "message %zu (tool) has no \"tool_call_id\"", i + 1);
-                rc = AD_EINVAL;
-            } else if (!open || !json_object_object_get_ex(open, id, &want)) {
-                ad_errf(err, errlen, "message %zu answers tool call \"%.80s\", which is not open",
-                        i + 1, id);
-                rc = AD_EINVAL;
-            } else if (!content_str) {
-                ad_errf(err, errlen, "message %zu (tool) has no \"content\" string", i + 1);
-                rc = AD_EINVAL;
-            } else {
-                json_object_object_del(open, id);
-            }
-            continue;
-        } else if (open && json_object_object_length(open) > 0) {
-            json_object_object_foreach(open, k, v)
-            {
-                (void)v;
-                ad_errf(err, errlen, "tool call \"%.80s\" has no tool message before message %zu",
-                        k, i + 1);
-                break;
-            }
-            rc = AD_EINVAL;
-        } else if (strcmp(role, "system") == 0 || strcmp(role, "user") == 0 ||
-                   strcmp(role, "developer") == 0) {
-            if (!content_ok || !has_content || !content) {
-                ad_errf(err, errlen, "message %zu (%s) has no \"content\"", i + 1, role);
-                rc = AD_EINVAL;
-            }
-        } else if (strcmp(role, "assistant") == 0) {
-            json_object *calls;
-            if (has_content && !content_ok) {
-                ad_errf(err, errlen, "message %zu (assistant) has a \"content\" of the wrong type",
-                        i + 1);
-                rc = AD_EINVAL;
-                break;
-            }
-            if (!json_object_object_get_ex(m, "tool_calls", &calls) || !calls)
-                continue;
-            if (!json_object_is_type(calls, json_type_array)) {
-                ad_errf(err, errlen, "message %zu: \"tool_calls\" is not an array", i + 1);
-                rc = AD_EINVAL;
-                break;
-            }
-            json_object_put(open);
-            open = json_object_new_object();
-            for (size_t k = 0; k < json_object_array_length(calls); k++) {
-                json_object *c = json_object_array_get_idx(calls, k), *fn;
-                const char *id = c ? ad_json_str(c, "id") : NULL;
-                if (!id || !json_object_object_get_ex(c, "function", &fn) || !fn ||
-                    !ad_json_str(fn, "name") || !ad_json_str(fn, "arguments")) {
-                    ad_errf(err, errlen,
-                            "message %zu: tool call %zu needs \"id\" and \"function\" with "
-                            "\"name\" and \"arguments\" strings",
-                            i + 1, k + 1);
-                    rc = AD_EINVAL;
-                    break;
-                }
-                if (json_object_object_get_ex(open, id, NULL)) {
-                    ad_errf(err, errlen, "message %zu: tool call id \"%.80s\" is repeated", i + 1,
-                            id);
-                    rc = AD_EINVAL;
-                    break;
-                }
-                json_object_object_add(open, id, NULL);
-            }
-        } else {
-            ad_errf(err, errlen, "message %zu has an unknown role \"%.40s\"", i + 1, role);
-            rc = AD_EINVAL;
-        }
-    }
-    if (rc == AD_OK && open && json_object_object_length(open) > 0) {
-        json_object_object_foreach(open, k, v)
-        {
-            (void)v;
-            ad_errf(err, errlen, "tool call \"%.80s\" has no tool message", k);
-            break;
-        }
-        rc = AD_EINVAL;
-    }
-    json_object_put(open);
-    return rc;
-}
-
 static int save_conversation(repl *r, const char *path, char *err, size_t errlen)
 {
     json_object *o = json_object_new_object();
@@ -996,7 +853,7 @@ static int load_conversation(repl *r, const char *path, size_t *count, char *err
             ad_errf(err, errlen, "%s: want an object with a \"messages\" array (as /save writes)",
                     path);
             rc = AD_EINVAL;
-        } else if (ad_repl_check_messages(msgs, err, errlen) != AD_OK) {
+        } else if (ad_conv_check(msgs, err, errlen) != AD_OK) {
             char inner[1024];
             snprintf(inner, sizeof inner, "%s", err);
             ad_errf(err, errlen, "%s: %s", path, inner);
@@ -1141,9 +998,7 @@ static void cmd_system(repl *r, const char *arg)
 /* /usage counts the conversation: a new one starts from zero. */
 static void usage_reset(repl *r)
 {
-    r->in_tokens = r->out_tokens = r->total_tokens = 0;
-    r->cost = 0;
-    r->has_cost = false;
+    r->usage = (ad_usage)AD_USAGE_INIT;
     r->turns = 0;
     json_object_put(r->last_usage);
     r->last_usage = NULL;
@@ -1167,16 +1022,19 @@ static void cmd_reset(repl *r)
 
 static void cmd_usage(repl *r)
 {
-    if (r->total_tokens == 0 && r->in_tokens == 0 && !r->has_cost) {
+    const ad_usage *u = &r->usage;
+    if (u->total_tokens == 0 && u->prompt_tokens == 0 && !u->has_cost) {
         fprintf(r->out, "no usage reported yet\n");
         return;
     }
     ad_buf b = AD_BUF_INIT;
-    ad_buf_printf(&b, "session: %lld in + %lld out = %lld tokens", r->in_tokens, r->out_tokens,
-                  r->total_tokens ? r->total_tokens : r->in_tokens + r->out_tokens);
-    if (r->has_cost) {
+    ad_buf_printf(&b, "session: %lld in + %lld out = %lld tokens", (long long)u->prompt_tokens,
+                  (long long)u->completion_tokens,
+                  (long long)(u->total_tokens ? u->total_tokens
+                                              : u->prompt_tokens + u->completion_tokens));
+    if (u->has_cost) {
         ad_buf_puts(&b, ", ");
-        put_cost(&b, r->cost);
+        put_cost(&b, u->cost);
     }
     ad_buf_printf(&b, " over %d turn%s", r->turns, r->turns == 1 ? "" : "s");
     if (r->last_usage) {

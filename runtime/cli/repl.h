@@ -39,12 +39,6 @@ typedef struct ad_repl_opts {
  * Ctrl-C at an empty prompt. Returns the process exit code (0). */
 int ad_repl_run(const ad_repl_opts *o);
 
-/* Checks that msgs is a conversation agentd can send: an array of objects
- * with a known role, string contents where required, and every assistant
- * tool call answered by exactly one later tool message (and no tool message
- * without its call). Returns 0 or AD_EINVAL with err naming the message. */
-int ad_repl_check_messages(json_object *msgs, char *err, size_t errlen);
-
 /* The history file: $XDG_STATE_HOME/agentd/history, else
  * $HOME/.local/state/agentd/history. Returns a new string, or NULL when
  * neither variable is set. */

@@ -53,6 +53,7 @@
 
 #include "base/buf.h"
 #include "base/text.h"
+#include "core/conv.h"
 #include "core/request.h"
 #include "provider/sse.h"
 #include "core/stream.h"
@@ -112,9 +113,7 @@ struct ad_agent {
     ad_events *ev;
     char *model; /* owned */
 
-    json_object *messages;   /* owned array: the conversation */
-    ad_buf history_json;     /* "[m1,m2,..." : messages serialised so far */
-    size_t history_count;    /* how many messages history_json holds */
+    ad_conv *conv;           /* owned: the conversation */
     json_object *tools_json; /* owned: the request's "tools", or NULL */
     char *url;               /* owned: {base_url}/chat/completions */
     char **headers;          /* owned "Name: value" strings */
@@ -126,7 +125,7 @@ struct ad_agent {
     ad_agent_done_fn on_done;
     void *ud;
     int step;           /* 1-based number of the step in progress */
-    json_object *usage; /* owned: totals of the run */
+    ad_usage usage;     /* totals of the run */
 
     /* the step */
     json_object *body_req; /* owned: the step's request; its print buffer holds
@@ -156,140 +155,39 @@ struct ad_agent {
     bool yes;            /* approve every call that needs confirmation */
     ad_agent_message_fn observer;
     void *observer_ud;
-
-    uint64_t id_counter;
-    char id_prefix[24];
 };
 
 static void start_step(ad_agent *a);
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static void fill_random_prefix(char *out, size_t n)
-{
-    unsigned char rnd[8] = {0};
-    uv_random(NULL, NULL, rnd, sizeof rnd, 0, NULL); /* synchronous */
-    /* Ids must differ between runs even if the system has no entropy. */
-    uint64_t mix = uv_hrtime() ^ ((uint64_t)getpid() << 32);
-    for (size_t i = 0; i < sizeof rnd; i++)
-        rnd[i] ^= (unsigned char)(mix >> (8 * i));
-    snprintf(out, n, "%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
-}
-
-static char *new_call_id(ad_agent *a)
-{
-    ad_buf b = AD_BUF_INIT;
-    ad_buf_printf(&b, "call_%s_%llu", a->id_prefix, (unsigned long long)++a->id_counter);
-    return ad_buf_steal(&b);
-}
-
-static void add_usage(ad_agent *a, json_object *u)
-{
-    if (!u || !json_object_is_type(u, json_type_object))
-        return;
-    static const char *const ints[] = {"prompt_tokens", "completion_tokens", "total_tokens"};
-    for (size_t i = 0; i < 3; i++) {
-        json_object *v;
-        if (!json_object_object_get_ex(u, ints[i], &v) || !v)
-            continue;
-        json_object *cur;
-        int64_t sum = json_object_get_int64(v);
-        if (json_object_object_get_ex(a->usage, ints[i], &cur))
-            sum += json_object_get_int64(cur);
-        json_object_object_add(a->usage, ints[i], json_object_new_int64(sum));
-    }
-    json_object *cost;
-    if (json_object_object_get_ex(u, "cost", &cost) && cost &&
-        (json_object_is_type(cost, json_type_double) || json_object_is_type(cost, json_type_int))) {
-        json_object *cur;
-        double sum = json_object_get_double(cost);
-        if (json_object_object_get_ex(a->usage, "cost", &cur))
-            sum += json_object_get_double(cur);
-        /* Summing binary fractions leaves noise in the 17th digit
-         * (0.00046496000000000005); twelve digits are exact for money. */
-        char text[32];
-        snprintf(text, sizeof text, "%.12g", sum);
-        json_object_object_add(a->usage, "cost", json_object_new_double_s(sum, text));
-    }
-}
-
-/* Normalised usage of one response: the three counters (and cost); NULL
- * when it reported none of them (events.h: one shape, null for none). */
-static json_object *step_usage(json_object *u)
-{
-    if (!u || !json_object_is_type(u, json_type_object))
-        return NULL;
-    json_object *o = json_object_new_object();
-    static const char *const keys[] = {"prompt_tokens", "completion_tokens", "total_tokens", "cost"};
-    for (size_t i = 0; i < 4; i++) {
-        json_object *v;
-        if (json_object_object_get_ex(u, keys[i], &v) && v)
-            json_object_object_add(o, keys[i], json_object_get(v));
-    }
-    if (o && json_object_object_length(o) == 0) {
-        json_object_put(o);
-        return NULL;
-    }
-    return o;
-}
-
 /* The step_finish event of the step in progress. */
 static void emit_step_finish(ad_agent *a)
 {
     ad_response *r = ad_stream_response(a->stream);
-    json_object *u = step_usage(r->usage);
+    json_object *u = ad_usage_of_response(r->usage);
     ad_events_step_finish(a->ev, a->step, r->finish_reason, u);
     json_object_put(u);
 }
 
-/* Every message enters the conversation here, so an observer (the session
- * store) sees each one as soon as it exists. Steals m. */
-static void append_message(ad_agent *a, json_object *m)
+/* Every message enters the conversation through a->conv, which reports it
+ * here, so an observer (the session store) sees each one as soon as it
+ * exists. */
+static void on_conv_append(void *ud, json_object *m)
 {
-    json_object_array_add(a->messages, m);
+    ad_agent *a = ud;
     if (a->observer)
         a->observer(a->observer_ud, m, a->step);
 }
 
-/* The conversation ends with a user message that got no answer. */
-static bool awaits_answer(ad_agent *a)
-{
-    size_t n = json_object_array_length(a->messages);
-    json_object *last = n ? json_object_array_get_idx(a->messages, n - 1) : NULL, *role;
-    return last && json_object_object_get_ex(last, "role", &role) &&
-           json_object_is_type(role, json_type_string) &&
-           strcmp(json_object_get_string(role), "user") == 0;
-}
-
-static void append_assistant_text(ad_agent *a, const char *text, size_t len)
-{
-    json_object *m = json_object_new_object();
-    json_object_object_add(m, "role", json_object_new_string("assistant"));
-    json_object_object_add(m, "content", json_object_new_string_len(text, (int)len));
-    append_message(a, m);
-}
-
 /* The run is cancelled while the model answers: what it said so far (text
  * of the step's response; tool calls it was still writing never ran) stays
- * as its answer, marked as cut. Without any, a user message still waiting
- * gets a marked empty answer: a conversation never holds two user turns in
- * a row (strict chat templates reject that). keep_text is false when the
- * step's text was already dropped for a retry. */
+ * as its answer, marked as cut (ad_conv_add_cut_answer). keep_text is false
+ * when the step's text was already dropped for a retry. */
 static void keep_partial_answer(ad_agent *a, bool keep_text)
 {
     ad_response *r = ad_stream_response(a->stream);
-    ad_buf b = AD_BUF_INIT;
-    if (keep_text && r->text.len) {
-        ad_buf_append(&b, r->text.data, r->text.len);
-        if (r->text.data[r->text.len - 1] != '\n')
-            ad_buf_putc(&b, '\n');
-        ad_buf_puts(&b, "[answer cut short: cancelled by the user]");
-    } else if (awaits_answer(a)) {
-        ad_buf_puts(&b, "[no answer: cancelled by the user]");
-    }
-    if (b.data)
-        append_assistant_text(a, b.data, b.len);
-    ad_buf_free(&b);
+    ad_conv_add_cut_answer(a->conv, keep_text ? r->text.data : NULL, keep_text ? r->text.len : 0);
 }
 
 /* Drops the step's request body (as large as the conversation). Only when
@@ -363,112 +261,15 @@ static void batch_detach(ad_agent *a)
 
 /* ---- request ----------------------------------------------------------- */
 
-/*
- * The history is serialised incrementally: messages never change once
- * appended (the conversation is only ever replaced whole, through
- * ad_agent_load_messages), so each is turned into JSON text once, and every
- * request splices the accumulated text in through a json-c serializer hook.
- * A step then costs the new messages plus one copy of the text, not a walk
- * over the whole history. That copy is the body itself, in the print buffer
- * of the request object (request.h), which lends it to ad_http without a
- * copy; so at its peak a step holds the conversation as the json-c tree,
- * this text and the body.
- */
-static int write_history(json_object *proxy, struct printbuf *pb, int level, int flags)
-{
-    (void)level;
-    (void)flags;
-    ad_agent *a = json_object_get_userdata(proxy);
-    /* A long history gets room for itself and what follows it (tools,
-     * options) in one allocation: json-c doubles the buffer when the next
-     * bytes do not fit, and a realloc that cannot grow in place copies the
-     * whole body, holding it twice. (printbuf_memset is json-c's only way
-     * to reserve; it zero-fills, and the history then overwrites it.) */
-    int at = pb->bpos, room = (int)a->history_json.len + 1 + (64 << 10);
-    if (a->history_json.len >= (1u << 20) && pb->size - at < room &&
-        printbuf_memset(pb, at + room - 1, 0, 1) == 0)
-        pb->bpos = at;
-    printbuf_memappend(pb, a->history_json.data, (int)a->history_json.len);
-    printbuf_memappend(pb, "]", 1);
-    return 0;
-}
-
-/* A new object with o's members (shared, not copied) in o's order, so it
- * serialises exactly like o; NULL when o is not an object (or on ENOMEM). */
-static json_object *shallow_twin(json_object *o)
-{
-    if (!json_object_is_type(o, json_type_object))
-        return NULL;
-    json_object *t = json_object_new_object();
-    if (!t)
-        return NULL;
-    json_object_object_foreach(o, k, v)
-    {
-        /* The key stays valid: o outlives t. */
-        if (json_object_object_add_ex(t, k, json_object_get(v),
-                                      JSON_C_OBJECT_ADD_KEY_IS_NEW |
-                                          JSON_C_OBJECT_KEY_IS_CONSTANT) != 0) {
-            json_object_put(v);
-            json_object_put(t);
-            return NULL;
-        }
-    }
-    return t;
-}
-
-static int update_history_json(ad_agent *a)
-{
-    size_t n = json_object_array_length(a->messages);
-    if (n < a->history_count || !a->history_json.data) {
-        ad_buf_reset(&a->history_json);
-        a->history_count = 0;
-        if (ad_buf_putc(&a->history_json, '[') != AD_OK)
-            return AD_ENOMEM;
-    }
-    for (size_t i = a->history_count; i < n; i++) {
-        /* json-c keeps the text of an object it serialised inside that
-         * object, for as long as it lives: for a message, one more copy of
-         * the conversation. A shallow twin that shares the message's
-         * members is serialised instead and takes that text with it. */
-        json_object *m = json_object_array_get_idx(a->messages, i);
-        json_object *twin = shallow_twin(m);
-        size_t mlen = 0;
-        const char *s = json_object_to_json_string_length(twin ? twin : m, AD_REQUEST_JSON_FLAGS,
-                                                          &mlen);
-        int rc = !s || (i > 0 && ad_buf_putc(&a->history_json, ',') != AD_OK) ||
-                         ad_buf_append(&a->history_json, s, mlen) != AD_OK
-                     ? AD_ENOMEM
-                     : AD_OK;
-        json_object_put(twin);
-        if (rc != AD_OK)
-            return rc;
-    }
-    a->history_count = n;
-    return AD_OK;
-}
-
-/* The request for the current conversation (see ad_request_new): its
- * serialisation splices in the history text. Caller puts it. */
+/* The request for the current conversation (ad_conv_request). Caller puts. */
 static json_object *request_json(ad_agent *a)
 {
-    if (update_history_json(a) != AD_OK)
-        return NULL;
-    json_object *proxy = json_object_new_array();
-    if (!proxy)
-        return NULL;
-    json_object_set_serializer(proxy, write_history, a, NULL);
-    json_object *req = ad_request_new(a->cfg, a->model, proxy, a->tools_json);
-    json_object_put(proxy);
-    return req;
+    return ad_conv_request(a->conv, a->cfg, a->model, a->tools_json);
 }
 
 char *ad_agent_request_body(ad_agent *a, size_t *len)
 {
-    json_object *req = request_json(a);
-    const char *s = req ? json_object_to_json_string_length(req, AD_REQUEST_JSON_FLAGS, len) : NULL;
-    char *body = s ? ad_strndup(s, *len) : NULL;
-    json_object_put(req);
-    return body;
+    return ad_conv_request_body(a->conv, a->cfg, a->model, a->tools_json, len);
 }
 
 /* ---- receiving --------------------------------------------------------- */
@@ -1082,14 +883,7 @@ static void finish_tools(ad_agent *a)
                 set_result(&s->result, true, "cancelled by user before it started; it was not run");
             slot_final(s);
         }
-        json_object *m = json_object_new_object();
-        json_object_object_add(m, "role", json_object_new_string("tool"));
-        json_object_object_add(m, "tool_call_id", json_object_new_string(s->id));
-        json_object_object_add(
-            m, "content",
-            json_object_new_string_len(s->result.content ? s->result.content : "",
-                                       (int)s->result.len));
-        append_message(a, m);
+        ad_conv_add_tool_result(a->conv, s->id, s->result.content, s->result.len);
         ad_events_tool_result(a->ev, a->step, s->id, s->name,
                               s->result.content ? s->result.content : "", s->result.len,
                               s->result.is_error, run_seconds(s));
@@ -1108,58 +902,11 @@ static void finish_tools(ad_agent *a)
 
 /* ---- the step ---------------------------------------------------------- */
 
-/* The assistant message of a response: its text, any reasoning it carried
- * (verbatim: some providers reject a turn without it), and its tool calls
- * with the ids sent back (a->batch). A final answer has "" for no text; a
- * message with tool calls has null. */
-static json_object *assistant_message(ad_agent *a, ad_response *r)
-{
-    json_object *m = json_object_new_object();
-    json_object_object_add(m, "role", json_object_new_string("assistant"));
-    json_object_object_add(m, "content",
-                           r->text.len || r->ncalls == 0
-                               ? json_object_new_string_len(r->text.data ? r->text.data : "",
-                                                            (int)r->text.len)
-                               : NULL);
-    if (r->has_reasoning)
-        json_object_object_add(
-            m, "reasoning",
-            json_object_new_string_len(r->reasoning.data ? r->reasoning.data : "",
-                                       (int)r->reasoning.len));
-    if (r->has_reasoning_content)
-        json_object_object_add(m, "reasoning_content",
-                               json_object_new_string_len(r->reasoning_content.data
-                                                              ? r->reasoning_content.data
-                                                              : "",
-                                                          (int)r->reasoning_content.len));
-    if (r->reasoning_details)
-        json_object_object_add(m, "reasoning_details", json_object_get(r->reasoning_details));
-    json_object *calls = json_object_new_array();
-    for (size_t i = 0; i < r->ncalls; i++) {
-        ad_tool_call *c = &r->calls[i];
-        json_object *call = json_object_new_object();
-        json_object *fn = json_object_new_object();
-        json_object_object_add(call, "id", json_object_new_string(a->batch->slots[i].id));
-        json_object_object_add(call, "type", json_object_new_string("function"));
-        json_object_object_add(fn, "name", json_object_new_string(c->name ? c->name : ""));
-        json_object_object_add(fn, "arguments",
-                               json_object_new_string_len(c->args.data ? c->args.data : "{}",
-                                                          c->args.data ? (int)c->args.len : 2));
-        json_object_object_add(call, "function", fn);
-        json_object_array_add(calls, call);
-    }
-    if (r->ncalls)
-        json_object_object_add(m, "tool_calls", calls);
-    else
-        json_object_put(calls);
-    return m;
-}
-
 static void response_done(ad_agent *a)
 {
     ad_response *r = ad_stream_response(a->stream);
     ad_events_commit_text(a->ev); /* complete: no retry takes it back now */
-    add_usage(a, r->usage);
+    ad_usage_add(&a->usage, r->usage);
     const char *fr = r->finish_reason ? r->finish_reason : "";
     bool cut = strcmp(fr, "length") == 0 || strcmp(fr, "content_filter") == 0;
 
@@ -1180,14 +927,15 @@ static void response_done(ad_agent *a)
                               "no tool call; its text is taken as the answer");
     }
     if (r->ncalls == 0) {
-        append_message(a, assistant_message(a, r));
+        ad_conv_add_answer(a->conv, r, NULL);
         emit_step_finish(a);
         if (cut)
             ad_events_warn(a->ev, "the answer was cut short (finish_reason \"%s\")%s", fr,
                            strcmp(fr, "length") == 0 ? "; raise agent.max_tokens for longer answers"
                                                      : "");
-        ad_events_finish(a->ev, a->step, r->text.data ? r->text.data : "", r->text.len,
-                         json_object_object_length(a->usage) ? a->usage : NULL);
+        json_object *total = ad_usage_json(&a->usage);
+        ad_events_finish(a->ev, a->step, r->text.data ? r->text.data : "", r->text.len, total);
+        json_object_put(total);
         end_run(a, AD_RUN_OK);
         return;
     }
@@ -1237,21 +985,23 @@ static void response_done(ad_agent *a)
         s->args = c->args.data ? ad_strndup(c->args.data, c->args.len) : ad_strdup("{}");
         s->args_len = c->args.data ? c->args.len : 2;
         s->tool = a->tools ? ad_tools_find(a->tools, s->name) : NULL;
-        bool repeated = false;
-        for (size_t j = 0; c->id && j < i; j++)
-            if (r->calls[j].id && strcmp(r->calls[j].id, c->id) == 0)
-                repeated = true;
-        if (a->cfg->unique_tool_call_ids || !c->id || !c->id[0] || repeated)
-            s->id = new_call_id(a);
-        else
-            s->id = ad_strdup(c->id);
+        s->id = ad_conv_call_id(a->conv, r, i, a->cfg->unique_tool_call_ids);
         if (!s->name || !s->args || !s->id) {
             batch_detach(a);
             fail(a, "out of memory");
             return;
         }
     }
-    append_message(a, assistant_message(a, r));
+    const char **ids = malloc(b->n * sizeof *ids);
+    if (!ids) {
+        batch_detach(a);
+        fail(a, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        ids[i] = b->slots[i].id;
+    ad_conv_add_answer(a->conv, r, ids);
+    free(ids);
     a->tools_ran = true;
     for (size_t i = 0; i < b->n; i++)
         ad_events_tool_call(a->ev, a->step, b->slots[i].id, b->slots[i].name, b->slots[i].args,
@@ -1465,7 +1215,7 @@ ad_agent *ad_agent_new(const ad_agent_opts *o)
     a->tools = o->tools;
     a->ev = o->events;
     a->model = ad_strdup(o->cfg->model ? o->cfg->model : "");
-    a->messages = json_object_new_array();
+    a->conv = ad_conv_new();
     ad_stream_callbacks scb = {on_text, NULL};
     a->stream = ad_stream_new(&scb, a);
     a->sse = ad_sse_new((size_t)o->cfg->max_event_bytes, on_sse_event, a);
@@ -1477,7 +1227,7 @@ ad_agent *ad_agent_new(const ad_agent_opts *o)
     ad_buf u = AD_BUF_INIT;
     ad_buf_printf(&u, "%s/chat/completions", o->cfg->base_url ? o->cfg->base_url : "");
     a->url = ad_buf_steal(&u);
-    if (!a->model || !a->messages || !a->stream || !a->sse || !a->url)
+    if (!a->model || !a->conv || !a->stream || !a->sse || !a->url)
         goto fail;
     if (a->tools && ad_tools_count(a->tools) > 0)
         a->tools_json = ad_tools_openai_json(a->tools);
@@ -1508,14 +1258,11 @@ ad_agent *ad_agent_new(const ad_agent_opts *o)
         }
         a->headers[a->nheaders++] = ad_buf_steal(&h);
     }
-    if (o->cfg->system_prompt && o->cfg->system_prompt[0]) {
-        json_object *m = json_object_new_object();
-        json_object_object_add(m, "role", json_object_new_string("system"));
-        json_object_object_add(m, "content", json_object_new_string(o->cfg->system_prompt));
-        append_message(a, m);
-    }
-    a->usage = json_object_new_object();
-    fill_random_prefix(a->id_prefix, sizeof a->id_prefix);
+    ad_conv_set_observer(a->conv, on_conv_append, a);
+    if (o->cfg->system_prompt && o->cfg->system_prompt[0] &&
+        ad_conv_add_text(a->conv, "system", o->cfg->system_prompt,
+                         strlen(o->cfg->system_prompt)) != AD_OK)
+        goto fail;
     uv_timer_init(a->loop, &a->retry_timer);
     a->retry_timer.data = a;
     return a;
@@ -1537,9 +1284,8 @@ void ad_agent_free(ad_agent *a)
         ad_http_cancel(a->req);
     a->req = NULL;
     free(a->model);
-    json_object_put(a->messages);
+    ad_conv_free(a->conv);
     json_object_put(a->tools_json);
-    json_object_put(a->usage);
     free(a->url);
     for (size_t i = 0; i < a->nheaders; i++) {
         if (a->headers[i]) {
@@ -1549,7 +1295,6 @@ void ad_agent_free(ad_agent *a)
     }
     free(a->headers);
     release_body(a);
-    ad_buf_free(&a->history_json);
     ad_buf_free(&a->resp_body);
     ad_buf_free(&a->held);
     ad_sse_free(a->sse);
@@ -1577,17 +1322,9 @@ int ad_agent_run(ad_agent *a, const char *prompt, ad_agent_done_fn on_done, void
     if (a->running)
         return AD_EINVAL;
     a->step = 1;
-    /* The last turn got no answer (its run failed, the process was killed,
-     * a loaded conversation ends so): mark the gap, so that no two user
-     * turns follow each other. */
-    if (awaits_answer(a)) {
-        static const char gap[] = "[no answer: the turn ended before the model answered]";
-        append_assistant_text(a, gap, sizeof gap - 1);
-    }
-    json_object *m = json_object_new_object();
-    json_object_object_add(m, "role", json_object_new_string("user"));
-    json_object_object_add(m, "content", json_object_new_string(prompt));
-    append_message(a, m);
+    /* A last turn without an answer gets its gap marked (ad_conv_add_prompt). */
+    if (ad_conv_add_prompt(a->conv, prompt) != AD_OK)
+        return AD_ENOMEM;
     a->running = true;
     a->cancelled = false;
     a->on_done = on_done;
@@ -1595,8 +1332,7 @@ int ad_agent_run(ad_agent *a, const char *prompt, ad_agent_done_fn on_done, void
     a->step = 1;
     a->attempt = 0;
     a->tools_ran = false;
-    json_object_put(a->usage);
-    a->usage = json_object_new_object();
+    a->usage = (ad_usage)AD_USAGE_INIT;
     start_step(a);
     return AD_OK;
 }
@@ -1639,16 +1375,9 @@ void ad_agent_set_observer(ad_agent *a, ad_agent_message_fn fn, void *ud)
 
 int ad_agent_load_messages(ad_agent *a, json_object *messages)
 {
-    if (a->running || !json_object_is_type(messages, json_type_array))
+    if (a->running)
         return AD_EINVAL;
-    json_object *copy = NULL;
-    if (json_object_deep_copy(messages, &copy, NULL) != 0)
-        return AD_ENOMEM;
-    json_object_put(a->messages);
-    a->messages = copy;
-    a->history_count = 0;
-    ad_buf_free(&a->history_json);
-    return AD_OK;
+    return ad_conv_replace(a->conv, messages);
 }
 
 bool ad_agent_busy(const ad_agent *a)
@@ -1661,22 +1390,22 @@ bool ad_agent_busy(const ad_agent *a)
 
 json_object *ad_agent_messages(ad_agent *a)
 {
-    return a->messages;
+    return ad_conv_messages(a->conv);
+}
+
+ad_conv *ad_agent_conv(ad_agent *a)
+{
+    return a->conv;
 }
 
 const char *ad_agent_id_prefix(const ad_agent *a)
 {
-    return a->id_prefix;
+    return ad_conv_id_prefix(a->conv);
 }
 
 int ad_agent_set_id_prefix(ad_agent *a, const char *prefix)
 {
-    size_t n = strlen(prefix);
-    if (n == 0 || n >= sizeof a->id_prefix || prefix[strspn(prefix, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_")])
-        return AD_EINVAL;
-    memcpy(a->id_prefix, prefix, n + 1);
-    a->id_counter = 0;
-    return AD_OK;
+    return ad_conv_set_id_prefix(a->conv, prefix);
 }
 
 int ad_agent_set_model(ad_agent *a, const char *model)

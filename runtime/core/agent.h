@@ -1,7 +1,7 @@
 /*
  * agent.h -- the agent loop: request, stream, run tools, send results, repeat.
  *
- * One ad_agent holds one conversation (a json-c array of messages). A run
+ * One ad_agent holds one conversation (an ad_conv, core/conv.h). A run
  * appends the user's prompt and then loops: build the request, stream the
  * response (text reported as it arrives), and, when the response carries
  * tool calls, append the assistant message, run every call (concurrently on
@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "base/config.h"
+#include "core/conv.h"
 #include "core/events.h"
 #include "provider/http.h"
 #include "tools/tools.h"
@@ -93,8 +94,10 @@ void ad_agent_set_observer(ad_agent *a, ad_agent_message_fn fn, void *ud);
  * ad_agent_messages() gives), e.g. a resumed session. Not during a run. */
 int ad_agent_load_messages(ad_agent *a, json_object *messages);
 
-/* The conversation. Borrowed. */
+/* The conversation's messages (ad_conv_messages). Borrowed. */
 json_object *ad_agent_messages(ad_agent *a);
+/* The conversation itself. Borrowed; lives as long as the agent. */
+ad_conv *ad_agent_conv(ad_agent *a);
 /* Replaces the model for later requests (copied). */
 int ad_agent_set_model(ad_agent *a, const char *model);
 

@@ -36,6 +36,7 @@
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/text.h"
+#include "core/conv.h"
 
 struct ad_session {
     sqlite3 *db;
@@ -791,71 +792,6 @@ void ad_session_on_event(void *ud, json_object *ev)
 
 /* ---- reading ------------------------------------------------------------ */
 
-json_object *ad_session_repair(json_object *messages, size_t *added, size_t *dropped)
-{
-    size_t nadd = 0, ndrop = 0;
-    json_object *out = json_object_new_array();
-    if (!out)
-        return NULL;
-    size_t n = json_object_is_type(messages, json_type_array) ? json_object_array_length(messages) : 0;
-    size_t i = 0;
-    while (i < n) {
-        json_object *m = json_object_array_get_idx(messages, i++);
-        const char *role = ad_json_str(m, "role");
-        if (role && strcmp(role, "tool") == 0) {
-            ndrop++; /* answers no call of the message before it */
-            continue;
-        }
-        json_object_array_add(out, json_object_get(m));
-        json_object *calls = tool_calls_of(m);
-        size_t ncalls = calls ? json_object_array_length(calls) : 0;
-        if (ncalls == 0)
-            continue;
-        /* The results: the tool messages right after the call. */
-        size_t first = i;
-        while (i < n) {
-            const char *r = ad_json_str(json_object_array_get_idx(messages, i), "role");
-            if (!r || strcmp(r, "tool") != 0)
-                break;
-            i++;
-        }
-        size_t nres = i - first;
-        bool *used = calloc(nres ? nres : 1, sizeof *used);
-        if (!used) {
-            json_object_put(out);
-            return NULL;
-        }
-        for (size_t c = 0; c < ncalls; c++) {
-            const char *id = call_id(json_object_array_get_idx(calls, c));
-            json_object *res = NULL;
-            for (size_t k = 0; k < nres && !res; k++) {
-                json_object *t = json_object_array_get_idx(messages, first + k);
-                const char *tid = ad_json_str(t, "tool_call_id");
-                if (!used[k] && tid && strcmp(tid, id) == 0) {
-                    used[k] = true;
-                    res = json_object_get(t);
-                }
-            }
-            if (!res) {
-                res = json_object_new_object();
-                json_object_object_add(res, "role", json_object_new_string("tool"));
-                json_object_object_add(res, "tool_call_id", json_object_new_string(id));
-                json_object_object_add(res, "content", json_object_new_string("interrupted"));
-                nadd++;
-            }
-            json_object_array_add(out, res);
-        }
-        for (size_t k = 0; k < nres; k++)
-            ndrop += !used[k];
-        free(used);
-    }
-    if (added)
-        *added = nadd;
-    if (dropped)
-        *dropped = ndrop;
-    return out;
-}
-
 /* The stored messages of session id as an array; *last_step: the step of
  * the last one (0 when none). */
 static int load_raw(ad_session *s, sqlite3_int64 id, json_object **out, int *last_step, char *err,
@@ -907,7 +843,7 @@ int ad_session_load(ad_session *s, json_object **messages, char *err, size_t err
     if (rc != AD_OK)
         return rc;
     size_t added = 0, dropped = 0;
-    json_object *fixed = ad_session_repair(raw, &added, &dropped);
+    json_object *fixed = ad_conv_repair(raw, &added, &dropped);
     if (!fixed) {
         json_object_put(raw);
         return AD_ENOMEM;
@@ -1064,7 +1000,7 @@ int ad_session_export(ad_session *s, const char *name, FILE *out, char *err, siz
         return rc;
     }
     /* Exported as it would be sent: repaired. */
-    json_object *fixed = ad_session_repair(raw, NULL, NULL);
+    json_object *fixed = ad_conv_repair(raw, NULL, NULL);
     json_object_put(raw);
     json_object *doc = json_object_new_object();
     if (!fixed || !doc) {

@@ -11,7 +11,7 @@
  *
  * A process killed at any moment leaves every completed message on disk.
  * What it can leave is an assistant message whose tool calls have no
- * results yet; ad_session_load() repairs that (ad_session_repair) before
+ * results yet; ad_session_load() repairs that (ad_conv_repair) before
  * the history is sent again, and stores the repair.
  */
 #ifndef AD_SESSION_H
@@ -81,14 +81,6 @@ int ad_session_append(ad_session *s, json_object *msg, int step, char *err, size
 void ad_session_follow(ad_session *s, ad_agent *agent);
 void ad_session_on_message(void *ud, json_object *msg, int step);
 void ad_session_on_event(void *ud, json_object *ev);
-
-/* Makes a history one a provider accepts: every assistant tool call is
- * followed by exactly one tool message, in call order. A missing result
- * becomes {"role":"tool","tool_call_id":ID,"content":"interrupted"}; a tool
- * message that answers no call of the assistant message before it is
- * dropped. Returns a new array (sharing the kept messages), NULL on ENOMEM;
- * *added and *dropped (may be NULL) count the changes. */
-json_object *ad_session_repair(json_object *messages, size_t *added, size_t *dropped);
 
 /* ---- for main.c ---------------------------------------------------------- */
 

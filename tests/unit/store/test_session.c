@@ -326,68 +326,11 @@ static const char CALLS2[] =
     "{\"id\":\"a\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}},"
     "{\"id\":\"b\",\"type\":\"function\",\"function\":{\"name\":\"g\",\"arguments\":\"{}\"}}]}";
 
-static json_object *repaired(const char *text, size_t *added, size_t *dropped)
-{
-    json_object *in = J(text);
-    json_object *out = ad_session_repair(in, added, dropped);
-    json_object_put(in);
-    return out;
-}
-
-static bool repair_is(const char *in, const char *want, size_t want_added, size_t want_dropped)
-{
-    size_t a = 99, d = 99;
-    json_object *got = repaired(in, &a, &d);
-    json_object *w = J(want);
-    bool okay = got && w && same_json(got, w) && a == want_added && d == want_dropped;
-    if (!okay)
-        fprintf(stderr, "repair: got %s (added %zu, dropped %zu)\n",
-                got ? json_object_to_json_string(got) : "NULL", a, d);
-    json_object_put(got);
-    json_object_put(w);
-    return okay;
-}
-
 #define U "{\"role\":\"user\",\"content\":\"u\"}"
 #define TA "{\"role\":\"tool\",\"tool_call_id\":\"a\",\"content\":\"A\"}"
 #define TB "{\"role\":\"tool\",\"tool_call_id\":\"b\",\"content\":\"B\"}"
 #define IA "{\"role\":\"tool\",\"tool_call_id\":\"a\",\"content\":\"interrupted\"}"
 #define IB "{\"role\":\"tool\",\"tool_call_id\":\"b\",\"content\":\"interrupted\"}"
-
-TEST(repair_of_dangling_tool_calls)
-{
-    char in[2048], want[2048];
-    /* Complete: unchanged. */
-    snprintf(in, sizeof in, "[" U ",%s," TA "," TB "]", CALLS2);
-    CHECK(repair_is(in, in, 0, 0));
-    /* Killed before any result: both interrupted, in call order. */
-    snprintf(in, sizeof in, "[" U ",%s]", CALLS2);
-    snprintf(want, sizeof want, "[" U ",%s," IA "," IB "]", CALLS2);
-    CHECK(repair_is(in, want, 2, 0));
-    /* Killed between the results. */
-    snprintf(in, sizeof in, "[" U ",%s," TA "]", CALLS2);
-    snprintf(want, sizeof want, "[" U ",%s," TA "," IB "]", CALLS2);
-    CHECK(repair_is(in, want, 1, 0));
-    /* Only the second result: the first is filled in before it. */
-    snprintf(in, sizeof in, "[" U ",%s," TB "]", CALLS2);
-    snprintf(want, sizeof want, "[" U ",%s," IA "," TB "]", CALLS2);
-    CHECK(repair_is(in, want, 1, 0));
-    /* Out of order: put in call order. */
-    snprintf(in, sizeof in, "[%s," TB "," TA "," U "]", CALLS2);
-    snprintf(want, sizeof want, "[%s," TA "," TB "," U "]", CALLS2);
-    CHECK(repair_is(in, want, 0, 0));
-    /* Dangling in the middle, then the conversation went on. */
-    snprintf(in, sizeof in, "[%s," U "]", CALLS2);
-    snprintf(want, sizeof want, "[%s," IA "," IB "," U "]", CALLS2);
-    CHECK(repair_is(in, want, 2, 0));
-    /* A result for no call, and a duplicate result: dropped. */
-    snprintf(in, sizeof in, "[" U "," TA ",%s," TA "," TA "," TB "]", CALLS2);
-    snprintf(want, sizeof want, "[" U ",%s," TA "," TB "]", CALLS2);
-    CHECK(repair_is(in, want, 0, 2));
-    /* Empty and non-array input. */
-    CHECK(repair_is("[]", "[]", 0, 0));
-    CHECK(repair_is("{}", "[]", 0, 0));
-}
 
 TEST(load_stores_the_repair_once)
 {
@@ -594,7 +537,6 @@ int main(int argc, char **argv)
     RUN(missing_file_without_create);
     RUN(append_load_and_breakdown);
     RUN(unknown_invalid_and_generated_names);
-    RUN(repair_of_dangling_tool_calls);
     RUN(load_stores_the_repair_once);
     RUN(secret_is_never_stored);
     RUN(show_export_list_remove);
