@@ -76,8 +76,13 @@ static const keydef keys[] = {
     {"limits", "max_tool_args_bytes", K_LONG, OFF(max_tool_args_bytes), 2, 1 << 30},
     {"limits", "max_tool_calls", K_LONG, OFF(max_tool_calls), 1, 4096},
     {"limits", "max_tool_result_bytes", K_LONG, OFF(max_tool_result_bytes), 64, 1 << 30},
+    {"mcp", "startup_timeout_s", K_NUMBER, OFF(mcp_startup_timeout_s), 0, 86400},
+    {"mcp", "tool_timeout_s", K_NUMBER, OFF(mcp_tool_timeout_s), 0, 86400},
+    {"mcp", "max_result_bytes", K_LONG, OFF(mcp_max_result_bytes), 1024, 1 << 30},
+    {"mcp", "servers", K_TABLE, 0, 0, 0},
 };
-static const char *const tables[] = {"provider", "agent", "plugins", "tools", "sessions", "limits"};
+static const char *const tables[] = {"provider", "agent",  "plugins", "tools",
+                                     "sessions", "limits", "mcp"};
 
 void ad_config_init(ad_config *c)
 {
@@ -96,6 +101,44 @@ void ad_config_init(ad_config *c)
     c->max_tool_calls = 128;
     c->max_tool_result_bytes = 1L << 20;
     c->sessions_enabled = true;
+    c->mcp_startup_timeout_s = 30;
+    c->mcp_tool_timeout_s = 120;
+    c->mcp_max_result_bytes = 128L << 10;
+}
+
+static void free_strs(ad_conf_strs *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    free(l->at);
+    free(l->expanded);
+    memset(l, 0, sizeof *l);
+}
+
+static void free_headers(ad_header *h, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(h[i].name);
+        free(h[i].value);
+    }
+    free(h);
+}
+
+static void free_mcp_server(ad_mcp_server_conf *s)
+{
+    free(s->name);
+    free(s->command);
+    free_strs(&s->args);
+    free_headers(s->env, s->nenv);
+    free_strs(&s->env_vars);
+    free(s->cwd);
+    free(s->url);
+    free_headers(s->headers, s->nheaders);
+    free(s->bearer_token_env);
+    free_strs(&s->enabled_tools);
+    free_strs(&s->disabled_tools);
+    free(s->tool_prefix);
 }
 
 void ad_config_free(ad_config *c)
@@ -133,6 +176,9 @@ void ad_config_free(ad_config *c)
         free(c->tools[i].name);
     free(c->tools);
     free(c->sessions_path);
+    for (size_t i = 0; i < c->nmcp_servers; i++)
+        free_mcp_server(&c->mcp_servers[i]);
+    free(c->mcp_servers);
     free(c->key_at);
     memset(c, 0, sizeof *c);
 }
@@ -531,6 +577,8 @@ static void load_table(diag *d, ad_config *c, const char *tname, const ad_toml *
         load_tools(d, c, t);
         return;
     }
+    if (strcmp(tname, "mcp") == 0)
+        return; /* after the other tables: load_mcp() needs [provider] */
     for (size_t i = 0; i < ad_toml_len(t); i++) {
         const char *key = ad_toml_key_at(t, i);
         const ad_toml *v = ad_toml_at(t, i);
@@ -622,6 +670,453 @@ static int read_file(const char *path, ad_buf *out, char *err, size_t errlen)
     return rc == AD_ENOMEM ? rc : rc != AD_OK ? AD_EINVAL : AD_OK;
 }
 
+/* ---- [mcp] ------------------------------------------------------------- */
+
+static bool is_loopback_host(const char *h, size_t n);
+
+static const char *const mcp_server_keys[] = {
+    "command",     "args",        "env",           "env_vars",       "cwd",
+    "url",         "headers",     "bearer_token_env", "enabled",      "required",
+    "enabled_tools", "disabled_tools", "tool_prefix", "startup_timeout_s", "tool_timeout_s",
+};
+
+static bool var_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || (s[0] >= '0' && s[0] <= '9'))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* A string value, or NULL after reporting (not a string, or a NUL in it). */
+static const char *conf_string(diag *d, const ad_toml *v, const char *what)
+{
+    if (ad_toml_type_of(v) != AD_TOML_STRING) {
+        problem(d, v, "%s must be a string, not %s", what, ad_toml_type_name(ad_toml_type_of(v)));
+        return NULL;
+    }
+    size_t n;
+    const char *s = ad_toml_string(v, &n);
+    if (strlen(s) != n) {
+        problem(d, v, "%s must not contain NUL characters", what);
+        return NULL;
+    }
+    return s;
+}
+
+/*
+ * s with ${VAR} and ${VAR:-default} replaced from the environment ($${
+ * stands for a literal ${). An unset variable without a default, a
+ * malformed reference, or the provider's key variable (keyvar) is a problem
+ * at v. Returns a new string, or NULL after reporting; *expanded says
+ * whether anything was replaced.
+ */
+static char *expand_vars(diag *d, const ad_toml *v, const char *what, const char *s,
+                         const char *keyvar, bool *expanded)
+{
+    ad_buf b = AD_BUF_INIT;
+    *expanded = false;
+    for (const char *p = s; *p;) {
+        if (p[0] == '$' && p[1] == '$' && p[2] == '{') {
+            ad_buf_puts(&b, "${");
+            p += 3;
+            continue;
+        }
+        if (p[0] != '$' || p[1] != '{') {
+            ad_buf_putc(&b, *p++);
+            continue;
+        }
+        const char *name = p + 2, *close = strchr(name, '}');
+        const char *dflt = NULL;
+        size_t nlen = close ? (size_t)(close - name) : 0;
+        const char *sep = close ? strstr(name, ":-") : NULL;
+        if (sep && sep < close) {
+            dflt = sep + 2;
+            nlen = (size_t)(sep - name);
+        }
+        if (!close || !var_name_ok(name, nlen)) {
+            problem(d, v, "%s: '%.*s' is not a variable reference: write ${NAME} or "
+                          "${NAME:-default} (NAME of letters, digits and _), or $${ for a "
+                          "literal ${",
+                    what, close ? (int)(close - p + 1) : (int)strlen(p), p);
+            ad_buf_free(&b);
+            return NULL;
+        }
+        char var[256];
+        snprintf(var, sizeof var, "%.*s", (int)nlen, name);
+        if (keyvar && strcmp(var, keyvar) == 0) {
+            problem(d, v, "%s: ${%s} is the provider's API key (provider.api_key_env): it is "
+                          "never given to MCP servers",
+                    what, var);
+            ad_buf_free(&b);
+            return NULL;
+        }
+        const char *val = getenv(var);
+        if (dflt && (!val || !val[0]))
+            ad_buf_append(&b, dflt, (size_t)(close - dflt));
+        else if (val)
+            ad_buf_puts(&b, val);
+        else {
+            problem(d, v, "%s: the environment variable %s is not set (${%s}); set it, or write "
+                          "${%s:-default}",
+                    what, var, var, var);
+            ad_buf_free(&b);
+            return NULL;
+        }
+        *expanded = true;
+        p = close + 1;
+    }
+    char *out = b.data ? b.data : ad_strdup("");
+    return out;
+}
+
+/* An array of strings into l; each entry expanded when expand is set. */
+static void conf_strs(diag *d, const ad_toml *v, const char *what, ad_conf_strs *l, bool expand,
+                      const char *keyvar)
+{
+    free_strs(l);
+    if (ad_toml_type_of(v) != AD_TOML_ARRAY) {
+        problem(d, v, "%s must be an array of strings, not %s", what,
+                ad_toml_type_name(ad_toml_type_of(v)));
+        return;
+    }
+    size_t n = ad_toml_len(v);
+    l->v = calloc(n ? n : 1, sizeof *l->v);
+    l->at = calloc(n ? n : 1, sizeof *l->at);
+    l->expanded = calloc(n ? n : 1, sizeof *l->expanded);
+    l->set = true;
+    if (!l->v || !l->at || !l->expanded) {
+        problem(d, v, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const ad_toml *e = ad_toml_at(v, i);
+        char ewhat[160];
+        snprintf(ewhat, sizeof ewhat, "%s[%zu]", what, i);
+        const char *s = conf_string(d, e, ewhat);
+        if (!s)
+            continue;
+        bool exp = false;
+        char *val = expand ? expand_vars(d, e, ewhat, s, keyvar, &exp) : ad_strdup(s);
+        if (!val)
+            continue;
+        l->v[l->n] = val;
+        l->at[l->n] = loc_of(e);
+        l->expanded[l->n] = exp;
+        l->n++;
+    }
+}
+
+/* A table of NAME = "value" into *out; values expanded when expand is set. */
+static void conf_pairs(diag *d, const ad_toml *v, const char *what, ad_header **out, size_t *nout,
+                       bool expand, bool http_names, const char *keyvar)
+{
+    free_headers(*out, *nout);
+    *out = NULL;
+    *nout = 0;
+    if (ad_toml_type_of(v) != AD_TOML_TABLE) {
+        problem(d, v, "%s must be a table of strings, not %s", what,
+                ad_toml_type_name(ad_toml_type_of(v)));
+        return;
+    }
+    size_t n = ad_toml_len(v);
+    *out = calloc(n ? n : 1, sizeof **out);
+    if (!*out) {
+        problem(d, v, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ad_toml_key_at(v, i);
+        const ad_toml *e = ad_toml_at(v, i);
+        char ewhat[200];
+        snprintf(ewhat, sizeof ewhat, "%s.%s", what, name);
+        bool bad = strlen(name) != ad_toml_key_len(v, i);
+        if (http_names) {
+            bad |= name[0] == '\0';
+            for (const char *p = name; *p; p++)
+                bad |= *p <= ' ' || *p == ':' || (unsigned char)*p >= 0x7f;
+        } else {
+            bad |= !var_name_ok(name, strlen(name));
+        }
+        if (bad) {
+            problem(d, e, "%s: not a valid %s name", ewhat,
+                    http_names ? "HTTP header" : "environment variable");
+            continue;
+        }
+        const char *s = conf_string(d, e, ewhat);
+        if (!s)
+            continue;
+        bool exp;
+        char *val = expand ? expand_vars(d, e, ewhat, s, keyvar, &exp) : ad_strdup(s);
+        if (!val)
+            continue;
+        if (http_names && strpbrk(val, "\r\n")) {
+            problem(d, e, "%s: a header value must not contain line breaks", ewhat);
+            free(val);
+            continue;
+        }
+        (*out)[*nout].name = ad_strdup(name);
+        (*out)[*nout].value = val;
+        (*nout)++;
+    }
+}
+
+static double conf_timeout(diag *d, const ad_toml *v, const char *what)
+{
+    ad_toml_type t = ad_toml_type_of(v);
+    double x = t == AD_TOML_INTEGER ? (double)ad_toml_int(v) : t == AD_TOML_FLOAT ? ad_toml_float(v) : -1;
+    if (!(x >= 0 && x <= 86400)) {
+        problem(d, v, "%s must be a number from 0 to 86400", what);
+        return -1;
+    }
+    return x;
+}
+
+static bool conf_bool(diag *d, const ad_toml *v, const char *what, bool *out)
+{
+    if (ad_toml_type_of(v) != AD_TOML_BOOL) {
+        problem(d, v, "%s must be a boolean (true or false), not %s", what,
+                ad_toml_type_name(ad_toml_type_of(v)));
+        return false;
+    }
+    *out = ad_toml_bool(v);
+    return true;
+}
+
+static bool mcp_url_ok(diag *d, const ad_toml *v, const char *what, const char *url)
+{
+    bool https = strncmp(url, "https://", 8) == 0, http = strncmp(url, "http://", 7) == 0;
+    if (!https && !http) {
+        problem(d, v, "%s must start with http:// or https://, not '%.200s'", what, url);
+        return false;
+    }
+    const char *auth = url + (https ? 8 : 7);
+    size_t alen = strcspn(auth, "/?#");
+    const char *host = auth;
+    for (size_t i = 0; i < alen; i++)
+        if (auth[i] == '@')
+            host = auth + i + 1;
+    size_t hlen = (size_t)(auth + alen - host);
+    if (hlen && host[0] == '[') {
+        const char *close = memchr(host, ']', hlen);
+        hlen = close ? (size_t)(close - host) + 1 : hlen;
+    } else {
+        const char *colon = memchr(host, ':', hlen);
+        if (colon)
+            hlen = (size_t)(colon - host);
+    }
+    if (hlen == 0 || (hlen == 2 && host[0] == '[')) {
+        problem(d, v, "%s '%.200s' has no host name", what, url);
+        return false;
+    }
+    if (http && !is_loopback_host(host, hlen)) {
+        problem(d, v, "%s '%.200s' uses plain http to a host that is not loopback: use https://",
+                what, url);
+        return false;
+    }
+    return true;
+}
+
+/* One [mcp.servers.NAME] table. */
+static void load_mcp_server(diag *d, ad_config *c, const char *name, const ad_toml *t)
+{
+    ad_mcp_server_conf *s = &c->mcp_servers[c->nmcp_servers];
+    memset(s, 0, sizeof *s);
+    s->name = ad_strdup(name);
+    s->enabled = true;
+    s->startup_timeout_s = -1;
+    s->tool_timeout_s = -1;
+    s->at = loc_of(t);
+    if (!s->name) {
+        problem(d, t, "out of memory");
+        return;
+    }
+    c->nmcp_servers++;
+    const char *keyvar = c->api_key_env && c->api_key_env[0] ? c->api_key_env : NULL;
+    /* Whether the server is enabled decides whether ${VAR}s are expanded
+     * (a disabled server's variables need not be set). */
+    const ad_toml *en = ad_toml_get(t, "enabled");
+    bool expand = !(en && ad_toml_type_of(en) == AD_TOML_BOOL && !ad_toml_bool(en));
+    const ad_toml *command = NULL, *url = NULL, *stdio_only = NULL, *http_only = NULL;
+    char what[256];
+    for (size_t i = 0; i < ad_toml_len(t); i++) {
+        const char *key = ad_toml_key_at(t, i);
+        const ad_toml *v = ad_toml_at(t, i);
+        snprintf(what, sizeof what, "mcp.servers.%s.%s", name, key);
+        bool exp = false;
+        if (strcmp(key, "command") == 0) {
+            const char *str = conf_string(d, v, what);
+            command = v;
+            if (str && !str[0])
+                problem(d, v, "%s must not be empty", what);
+            else if (str && (s->command = expand ? expand_vars(d, v, what, str, keyvar, &exp)
+                                                 : ad_strdup(str)) != NULL)
+                s->command_expanded = exp;
+            if (s->command && !s->command[0]) {
+                problem(d, v, "%s is empty after expanding its variables", what);
+            }
+        } else if (strcmp(key, "args") == 0) {
+            conf_strs(d, v, what, &s->args, expand, keyvar);
+            stdio_only = stdio_only ? stdio_only : v;
+        } else if (strcmp(key, "env") == 0) {
+            conf_pairs(d, v, what, &s->env, &s->nenv, expand, false, keyvar);
+            stdio_only = stdio_only ? stdio_only : v;
+        } else if (strcmp(key, "env_vars") == 0) {
+            conf_strs(d, v, what, &s->env_vars, false, NULL);
+            for (size_t j = 0; j < s->env_vars.n; j++) {
+                const char *var = s->env_vars.v[j];
+                const ad_toml *e = ad_toml_at(v, j);
+                if (!var_name_ok(var, strlen(var)))
+                    problem(d, e, "%s[%zu]: '%s' is not an environment variable name", what, j,
+                            var);
+                else if (keyvar && strcmp(var, keyvar) == 0)
+                    problem(d, e, "%s[%zu]: %s is the provider's API key (provider.api_key_env): "
+                                  "it is never given to MCP servers",
+                            what, j, var);
+            }
+            stdio_only = stdio_only ? stdio_only : v;
+        } else if (strcmp(key, "cwd") == 0) {
+            const char *str = conf_string(d, v, what);
+            if (str && !str[0])
+                problem(d, v, "%s must not be empty (leave it out for agentd's own folder)", what);
+            else if (str)
+                s->cwd = resolve(c->dir, str);
+            stdio_only = stdio_only ? stdio_only : v;
+        } else if (strcmp(key, "url") == 0) {
+            const char *str = conf_string(d, v, what);
+            url = v;
+            if (str && (s->url = expand ? expand_vars(d, v, what, str, keyvar, &exp)
+                                        : ad_strdup(str)) != NULL) {
+                s->url_expanded = exp;
+                if (expand && !mcp_url_ok(d, v, what, s->url)) {
+                    free(s->url);
+                    s->url = NULL;
+                }
+            }
+        } else if (strcmp(key, "headers") == 0) {
+            conf_pairs(d, v, what, &s->headers, &s->nheaders, expand, true, keyvar);
+            http_only = http_only ? http_only : v;
+        } else if (strcmp(key, "bearer_token_env") == 0) {
+            const char *str = conf_string(d, v, what);
+            if (str && !var_name_ok(str, strlen(str)))
+                problem(d, v, "%s: '%s' is not an environment variable name", what, str);
+            else if (str && keyvar && strcmp(str, keyvar) == 0)
+                problem(d, v, "%s: %s is the provider's API key (provider.api_key_env): it is "
+                              "never given to MCP servers",
+                        what, str);
+            else if (str)
+                s->bearer_token_env = ad_strdup(str);
+            http_only = http_only ? http_only : v;
+        } else if (strcmp(key, "enabled") == 0) {
+            conf_bool(d, v, what, &s->enabled);
+        } else if (strcmp(key, "required") == 0) {
+            conf_bool(d, v, what, &s->required);
+        } else if (strcmp(key, "enabled_tools") == 0) {
+            conf_strs(d, v, what, &s->enabled_tools, false, NULL);
+        } else if (strcmp(key, "disabled_tools") == 0) {
+            conf_strs(d, v, what, &s->disabled_tools, false, NULL);
+        } else if (strcmp(key, "tool_prefix") == 0) {
+            const char *str = conf_string(d, v, what);
+            if (str)
+                s->tool_prefix = ad_strdup(str);
+        } else if (strcmp(key, "startup_timeout_s") == 0) {
+            s->startup_timeout_s = conf_timeout(d, v, what);
+        } else if (strcmp(key, "tool_timeout_s") == 0) {
+            s->tool_timeout_s = conf_timeout(d, v, what);
+        } else {
+            const char *hint = closest_of(key, mcp_server_keys,
+                                          sizeof mcp_server_keys / sizeof mcp_server_keys[0]);
+            problem(d, v, "unknown key '%s' in [mcp.servers.%s]%s%s%s", key, name,
+                    hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
+        }
+    }
+    if (command && url)
+        problem(d, url, "mcp.servers.%s has both command (stdio) and url (Streamable HTTP): "
+                        "keep one",
+                name);
+    else if (!command && !url)
+        problem(d, t, "mcp.servers.%s needs command (a program to run over stdio) or url (a "
+                      "Streamable HTTP endpoint)",
+                name);
+    else if (url && stdio_only)
+        problem(d, stdio_only, "mcp.servers.%s: args, env, env_vars and cwd are for command "
+                               "(stdio) servers, and this one has a url",
+                name);
+    else if (command && http_only)
+        problem(d, http_only, "mcp.servers.%s: headers and bearer_token_env are for url "
+                              "(Streamable HTTP) servers, and this one has a command",
+                name);
+    if (!s->tool_prefix)
+        s->tool_prefix = ad_strdup(name);
+}
+
+/* The [mcp] table: its defaults first (they may be written after the
+ * servers' tables), then each server. */
+static void load_mcp(diag *d, ad_config *c, const ad_toml *t)
+{
+    const ad_toml *servers = NULL;
+    for (size_t i = 0; i < ad_toml_len(t); i++) {
+        const char *key = ad_toml_key_at(t, i);
+        const ad_toml *v = ad_toml_at(t, i);
+        const keydef *k = find_key("mcp", key);
+        if (!k) {
+            unknown(d, v, "mcp", key);
+            continue;
+        }
+        if (c->key_at)
+            c->key_at[k - keys] = loc_of(v);
+        if (k->kind != K_TABLE)
+            set_scalar(d, c, k, v);
+        else if (ad_toml_type_of(v) != AD_TOML_TABLE)
+            problem(d, v, "mcp.servers must be a table of servers ([mcp.servers.NAME]), not %s",
+                    ad_toml_type_name(ad_toml_type_of(v)));
+        else
+            servers = v;
+    }
+    if (!servers)
+        return;
+    size_t n = ad_toml_len(servers);
+    c->mcp_servers = calloc(n ? n : 1, sizeof *c->mcp_servers);
+    if (!c->mcp_servers) {
+        problem(d, servers, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ad_toml_key_at(servers, i);
+        const ad_toml *st = ad_toml_at(servers, i);
+        if (ad_toml_type_of(st) != AD_TOML_TABLE) {
+            problem(d, st, "mcp.servers.%s must be a table ([mcp.servers.%s] with command or url)",
+                    name, name);
+            continue;
+        }
+        if (!name[0] || strlen(name) != ad_toml_key_len(servers, i)) {
+            problem(d, st, "an MCP server needs a name ([mcp.servers.NAME])");
+            continue;
+        }
+        load_mcp_server(d, c, name, st);
+    }
+    for (size_t i = 0; i < c->nmcp_servers; i++) {
+        ad_mcp_server_conf *s = &c->mcp_servers[i];
+        if (s->startup_timeout_s < 0)
+            s->startup_timeout_s = c->mcp_startup_timeout_s;
+        if (s->tool_timeout_s < 0)
+            s->tool_timeout_s = c->mcp_tool_timeout_s;
+    }
+}
+
+const ad_mcp_server_conf *ad_config_mcp_server(const ad_config *c, const char *name)
+{
+    for (size_t i = 0; i < c->nmcp_servers; i++)
+        if (strcmp(c->mcp_servers[i].name, name) == 0)
+            return &c->mcp_servers[i];
+    return NULL;
+}
+
 int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen)
 {
     ad_buf text = AD_BUF_INIT;
@@ -667,6 +1162,9 @@ int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen)
         }
         load_table(&d, c, name, t);
     }
+    const ad_toml *mcp = ad_toml_get(root, "mcp");
+    if (mcp && ad_toml_type_of(mcp) == AD_TOML_TABLE)
+        load_mcp(&d, c, mcp);
     /* A required key missing from a table that is there points at the table. */
     const ad_toml *prov = ad_toml_get(root, "provider");
     if (prov && ad_toml_type_of(prov) != AD_TOML_TABLE)
@@ -1118,6 +1616,73 @@ static void print_str(FILE *out, const char *key, const char *v)
     fputc('\n', out);
 }
 
+static void print_strs(FILE *out, const char *key, const ad_conf_strs *l)
+{
+    fprintf(out, "%s = [", key);
+    for (size_t i = 0; i < l->n; i++) {
+        fputs(i ? ", " : "", out);
+        if (l->expanded && l->expanded[i])
+            fputs("\"<from ${...}, not shown>\"", out);
+        else
+            put_toml_str(out, l->v[i]);
+    }
+    fputs("]\n", out);
+}
+
+/* [mcp]: values that came from ${VAR}, env values and header values may
+ * be credentials and are not shown. */
+static void print_mcp(const ad_config *c, FILE *out)
+{
+    fprintf(out, "\n[mcp]\nstartup_timeout_s = %g\ntool_timeout_s = %g\nmax_result_bytes = %ld\n",
+            c->mcp_startup_timeout_s, c->mcp_tool_timeout_s, c->mcp_max_result_bytes);
+    for (size_t i = 0; i < c->nmcp_servers; i++) {
+        const ad_mcp_server_conf *s = &c->mcp_servers[i];
+        fputs("\n[mcp.servers.", out);
+        bool bare = s->name[0] != '\0';
+        for (const char *p = s->name; *p; p++)
+            bare &= (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                    *p == '_' || *p == '-';
+        if (bare)
+            fputs(s->name, out);
+        else
+            put_toml_str(out, s->name);
+        fputs("]\n", out);
+        if (s->command)
+            print_str(out, "command", s->command_expanded ? "<from ${...}, not shown>" : s->command);
+        if (s->args.set)
+            print_strs(out, "args", &s->args);
+        if (s->nenv) {
+            fputs("# env:", out);
+            for (size_t j = 0; j < s->nenv; j++)
+                fprintf(out, " %s", s->env[j].name);
+            fputs(" (values not shown)\n", out);
+        }
+        if (s->env_vars.set)
+            print_strs(out, "env_vars", &s->env_vars);
+        if (s->cwd)
+            print_str(out, "cwd", s->cwd);
+        if (s->url)
+            print_str(out, "url", s->url_expanded ? "<from ${...}, not shown>" : s->url);
+        if (s->nheaders) {
+            fputs("# headers:", out);
+            for (size_t j = 0; j < s->nheaders; j++)
+                fprintf(out, " %s", s->headers[j].name);
+            fputs(" (values not shown)\n", out);
+        }
+        if (s->bearer_token_env)
+            print_str(out, "bearer_token_env", s->bearer_token_env);
+        fprintf(out, "enabled = %s\nrequired = %s\n", s->enabled ? "true" : "false",
+                s->required ? "true" : "false");
+        if (s->enabled_tools.set)
+            print_strs(out, "enabled_tools", &s->enabled_tools);
+        if (s->disabled_tools.set)
+            print_strs(out, "disabled_tools", &s->disabled_tools);
+        print_str(out, "tool_prefix", s->tool_prefix ? s->tool_prefix : "");
+        fprintf(out, "startup_timeout_s = %g\ntool_timeout_s = %g\n", s->startup_timeout_s,
+                s->tool_timeout_s);
+    }
+}
+
 void ad_config_print(const ad_config *c, FILE *out)
 {
     fprintf(out, "# effective settings of %s\n[provider]\n", c->path ? c->path : "(defaults)");
@@ -1187,6 +1752,7 @@ void ad_config_print(const ad_config *c, FILE *out)
             c->sessions_one_shot ? "true" : "false");
     if (c->sessions_path)
         print_str(out, "path", c->sessions_path);
+    print_mcp(c, out);
     for (size_t i = 0; i < c->ntools; i++) {
         double t;
         bool confirm;

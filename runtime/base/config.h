@@ -49,6 +49,45 @@ typedef struct ad_conf_ref {
 
 enum { AD_ISOLATION_NONE = 0, AD_ISOLATION_PROCESS = 1 };
 
+/* A list of strings from the file, with where each was written. */
+typedef struct ad_conf_strs {
+    char **v;          /* owned */
+    ad_conf_loc *at;   /* owned: where each entry was written */
+    bool *expanded;    /* owned: the entry had a ${VAR} (never printed) */
+    size_t n;
+    bool set;          /* the key was written (an empty list is not "all") */
+} ad_conf_strs;
+
+/* [mcp.servers.NAME]: one MCP server. ${VAR} references in command, args,
+ * env, url and headers are expanded at load (docs/mcp.md); a disabled
+ * server's are not. */
+typedef struct ad_mcp_server_conf {
+    char *name;            /* owned: NAME */
+    /* stdio */
+    char *command;         /* owned or NULL */
+    bool command_expanded; /* it had a ${VAR} */
+    ad_conf_strs args;
+    ad_header *env;        /* owned: literal variables */
+    size_t nenv;
+    ad_conf_strs env_vars; /* variables passed through by name */
+    char *cwd;             /* owned, resolved, or NULL */
+    /* Streamable HTTP */
+    char *url;             /* owned or NULL */
+    bool url_expanded;     /* it had a ${VAR} */
+    ad_header *headers;    /* owned */
+    size_t nheaders;
+    char *bearer_token_env; /* owned or NULL */
+    /* both */
+    bool enabled;          /* default true */
+    bool required;         /* default false: a run fails when this one cannot start */
+    ad_conf_strs enabled_tools;  /* set: only these */
+    ad_conf_strs disabled_tools; /* never these */
+    char *tool_prefix;     /* owned: model-facing names are PREFIX__tool ("" : none) */
+    double startup_timeout_s; /* [mcp] startup_timeout_s unless set */
+    double tool_timeout_s;    /* [mcp] tool_timeout_s unless set; 0 = none */
+    ad_conf_loc at;        /* where the table was written */
+} ad_mcp_server_conf;
+
 typedef struct ad_config {
     char *path; /* owned: the file as given */
     char *dir;  /* owned: its folder */
@@ -103,6 +142,13 @@ typedef struct ad_config {
     bool sessions_one_shot; /* default false: store plain -p runs too (REPL and
                                --session/--continue runs are always stored) */
     char *sessions_path;   /* owned, resolved, or NULL: the XDG state default */
+
+    /* [mcp] */
+    double mcp_startup_timeout_s; /* default 30 */
+    double mcp_tool_timeout_s;    /* default 120; 0 = none */
+    long mcp_max_result_bytes;    /* one result's text for the model (128 KiB) */
+    ad_mcp_server_conf *mcp_servers; /* owned, in file order */
+    size_t nmcp_servers;
 
     ad_conf_loc *key_at; /* owned: where each scalar setting was written (see ad_config_where) */
 } ad_config;
@@ -180,6 +226,9 @@ void ad_config_tool(const ad_config *c, const char *name, double *timeout_s, boo
  * token, secret, cookie, pass or sign in it, or its value holds the key.
  * Such headers are never printed or recorded. */
 bool ad_config_sensitive_header(const char *name, const char *value, const char *key);
+
+/* The [mcp.servers.NAME] named name, or NULL. */
+const ad_mcp_server_conf *ad_config_mcp_server(const ad_config *c, const char *name);
 
 /* Prints the effective settings as TOML (the key's value is never shown). */
 void ad_config_print(const ad_config *c, FILE *out);

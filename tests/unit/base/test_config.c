@@ -442,6 +442,142 @@ TEST(limits_table)
                      "limits.max_response_bytes must be an integer"));
 }
 
+TEST(mcp_servers)
+{
+    ad_config c;
+    char err[2048];
+    CHECK_EQ(load(&c, MIN, err, sizeof err), 0);
+    CHECK(c.mcp_startup_timeout_s == 30);
+    CHECK(c.mcp_tool_timeout_s == 120);
+    CHECK(c.mcp_max_result_bytes > 0 && c.mcp_max_result_bytes <= (1L << 20));
+    CHECK_EQ(c.nmcp_servers, 0);
+    ad_config_free(&c);
+    setenv("AGENTD_TEST_MCP_DIR", "/srv/data", 1);
+    setenv("AGENTD_TEST_MCP_TOKEN", "tok", 1);
+    unsetenv("AGENTD_TEST_MCP_UNSET");
+    int rc = load(&c,
+                  MIN "[mcp.servers.fs]\ncommand = \"npx\"\n"
+                      "args = [\"-y\", \"server-fs\", \"${AGENTD_TEST_MCP_DIR}/x\", "
+                      "\"${AGENTD_TEST_MCP_UNSET:-/tmp}\", \"$${LITERAL}\"]\n"
+                      "env = { A = \"1\", TOKEN = \"${AGENTD_TEST_MCP_TOKEN}\" }\n"
+                      "env_vars = [\"LANG\"]\ncwd = \"work\"\nrequired = true\n"
+                      "disabled_tools = [\"write_file\"]\ntool_timeout_s = 5\n"
+                      "[mcp]\nstartup_timeout_s = 7\nmax_result_bytes = 2048\n"
+                      "[mcp.servers.web]\nurl = \"https://mcp.example.com/mcp?k=${AGENTD_TEST_MCP_TOKEN}\"\n"
+                      "headers = { X-Key = \"${AGENTD_TEST_MCP_TOKEN}\" }\n"
+                      "bearer_token_env = \"WEB_TOKEN\"\ntool_prefix = \"\"\n"
+                      "enabled_tools = []\n",
+                  err, sizeof err);
+    CHECK_EQ(rc, 0);
+    if (rc)
+        fprintf(stderr, "  %s\n", err);
+    CHECK_EQ(c.nmcp_servers, 2);
+    CHECK(c.mcp_max_result_bytes == 2048);
+    const ad_mcp_server_conf *fs = ad_config_mcp_server(&c, "fs");
+    CHECK(fs && fs->command && strcmp(fs->command, "npx") == 0);
+    CHECK(fs && fs->args.n == 5);
+    if (fs && fs->args.n == 5) {
+        CHECK_STREQ(fs->args.v[2], "/srv/data/x");
+        CHECK(fs->args.expanded[2] && !fs->args.expanded[0]);
+        CHECK_STREQ(fs->args.v[3], "/tmp");
+        CHECK_STREQ(fs->args.v[4], "${LITERAL}");
+        CHECK_EQ(fs->nenv, 2);
+        CHECK_STREQ(fs->env[1].name, "TOKEN");
+        CHECK_STREQ(fs->env[1].value, "tok");
+        CHECK(fs->cwd && strstr(fs->cwd, dir) == fs->cwd && strstr(fs->cwd, "/work"));
+        CHECK(fs->required && fs->enabled);
+        CHECK_STREQ(fs->tool_prefix, "fs"); /* the default: the server's name */
+        CHECK(fs->startup_timeout_s == 7);  /* from [mcp], written after */
+        CHECK(fs->tool_timeout_s == 5);
+        CHECK(fs->disabled_tools.n == 1 && !fs->enabled_tools.set);
+    }
+    const ad_mcp_server_conf *web = ad_config_mcp_server(&c, "web");
+    CHECK(web && web->url && strcmp(web->url, "https://mcp.example.com/mcp?k=tok") == 0);
+    CHECK(web && web->url_expanded && web->nheaders == 1);
+    CHECK(web && strcmp(web->tool_prefix, "") == 0);
+    CHECK(web && web->tool_timeout_s == 120);
+    CHECK(web && web->enabled_tools.set && web->enabled_tools.n == 0);
+    CHECK(ad_config_mcp_server(&c, "nope") == NULL);
+    ad_config_free(&c);
+}
+
+TEST(mcp_server_errors)
+{
+    unsetenv("AGENTD_TEST_MCP_UNSET");
+    /* Unknown keys get a suggestion, in [mcp] and in a server's table. */
+    CHECK(fails_with(MIN "[mcp.servers.a]\ncommand = \"x\"\narg = [\"1\"]\n",
+                     "agent.toml:6:1: unknown key 'arg' in [mcp.servers.a] (did you mean 'args'?)"));
+    CHECK(fails_with(MIN "[mcp]\nstartup_timeout = 3\n",
+                     "unknown key 'startup_timeout' in [mcp] (did you mean 'startup_timeout_s'?)"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\ncommand = \"x\"\ntool_timeout_sec = 3\n",
+                     "did you mean 'tool_timeout_s'?"));
+    /* An unset variable names the place, the variable and the way out. */
+    CHECK(fails_with(MIN "[mcp.servers.a]\ncommand = \"x\"\nargs = [\"ok\", \"${AGENTD_TEST_MCP_UNSET}\"]\n",
+                     "agent.toml:6:15: mcp.servers.a.args[1]: the environment variable "
+                     "AGENTD_TEST_MCP_UNSET is not set"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\ncommand = \"${AGENTD_TEST_MCP_UNSET}\"\n",
+                     "agent.toml:5:1: mcp.servers.a.command: the environment variable"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\ncommand = \"x\"\nenv = { K = \"${AGENTD_TEST_MCP_UNSET}\" }\n",
+                     "mcp.servers.a.env.K: the environment variable AGENTD_TEST_MCP_UNSET"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\nurl = \"https://h/${AGENTD_TEST_MCP_UNSET}\"\n",
+                     "mcp.servers.a.url: the environment variable"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\nurl = \"https://h/\"\nheaders = { H = \"${AGENTD_TEST_MCP_UNSET}\" }\n",
+                     "mcp.servers.a.headers.H: the environment variable"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\ncommand = \"x\"\nargs = [\"${bad name}\"]\n",
+                     "is not a variable reference"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\ncommand = \"x\"\nargs = [\"${OPEN\"]\n",
+                     "is not a variable reference"));
+    /* A disabled server's variables need not be set. */
+    ad_config c;
+    char err[2048];
+    CHECK_EQ(load(&c, MIN "[mcp.servers.a]\nenabled = false\ncommand = \"${AGENTD_TEST_MCP_UNSET}\"\n",
+                  err, sizeof err),
+             0);
+    CHECK(c.nmcp_servers == 1 && !c.mcp_servers[0].enabled);
+    ad_config_free(&c);
+    /* The provider's key never goes to a server. */
+    CHECK(fails_with("[provider]\nbase_url = \"http://127.0.0.1:1/v1/\"\nmodel = \"m\"\n"
+                     "api_key_env = \"MY_KEY\"\n[mcp.servers.a]\ncommand = \"x\"\n"
+                     "env = { K = \"${MY_KEY}\" }\n",
+                     "${MY_KEY} is the provider's API key"));
+    CHECK(fails_with("[mcp.servers.a]\ncommand = \"x\"\nenv_vars = [\"MY_KEY\"]\n"
+                     "[provider]\nbase_url = \"http://127.0.0.1:1/v1/\"\nmodel = \"m\"\n"
+                     "api_key_env = \"MY_KEY\"\n",
+                     "agent.toml:3:13: mcp.servers.a.env_vars[0]: MY_KEY is the provider's API key"));
+    CHECK(fails_with("[provider]\nbase_url = \"http://127.0.0.1:1/v1/\"\nmodel = \"m\"\n"
+                     "api_key_env = \"MY_KEY\"\n[mcp.servers.a]\nurl = \"https://h/\"\n"
+                     "bearer_token_env = \"MY_KEY\"\n",
+                     "MY_KEY is the provider's API key"));
+    /* The shape of a server. */
+    CHECK(fails_with(MIN "[mcp.servers.a]\ncommand = \"x\"\nurl = \"https://h/\"\n",
+                     "has both command (stdio) and url"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\nrequired = true\n", "agent.toml:4:14: mcp.servers.a needs command"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\nurl = \"https://h/\"\nargs = []\n",
+                     "args, env, env_vars and cwd are for command (stdio) servers"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\ncommand = \"x\"\nheaders = { A = \"b\" }\n",
+                     "headers and bearer_token_env are for url"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\ncommand = \"\"\n", "mcp.servers.a.command must not be empty"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\nurl = \"http://example.com/mcp\"\n",
+                     "uses plain http to a host that is not loopback"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\nurl = \"ftp://h\"\n", "must start with http:// or https://"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\ncommand = \"x\"\nargs = \"-y\"\n",
+                     "mcp.servers.a.args must be an array of strings, not string"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\ncommand = \"x\"\nargs = [1]\n",
+                     "mcp.servers.a.args[0] must be a string, not integer"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\ncommand = \"x\"\nenv = { \"A B\" = \"1\" }\n",
+                     "not a valid environment variable name"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\ncommand = \"x\"\nenv_vars = [\"A=B\"]\n",
+                     "is not an environment variable name"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\ncommand = \"x\"\nenabled = \"yes\"\n",
+                     "mcp.servers.a.enabled must be a boolean"));
+    CHECK(fails_with(MIN "[mcp.servers.a]\ncommand = \"x\"\nstartup_timeout_s = -1\n",
+                     "mcp.servers.a.startup_timeout_s must be a number from 0 to 86400"));
+    CHECK(fails_with(MIN "[mcp]\nmax_result_bytes = 10\n",
+                     "mcp.max_result_bytes must be between 1024"));
+    CHECK(fails_with(MIN "[mcp]\nservers = 3\n", "mcp.servers must be a table of servers"));
+    CHECK(fails_with(MIN "[mcp.servers]\na = 3\n", "mcp.servers.a must be a table"));
+}
+
 int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
@@ -470,6 +606,8 @@ int main(int argc, char **argv)
     RUN(plain_http_only_to_loopback);
     RUN(api_key_file);
     RUN(limits_table);
+    RUN(mcp_servers);
+    RUN(mcp_server_errors);
     char path[128];
     snprintf(path, sizeof path, "%s/agent.toml", dir);
     unlink(path);
