@@ -33,6 +33,7 @@
 #include "core/events.h"
 #include "provider/http.h"
 #include "cli/init.h"
+#include "cli/mcp_cli.h"
 #include "cli/repl.h"
 #include "store/session.h"
 #include "tools/tools.h"
@@ -46,6 +47,7 @@ static const char usage_text[] =
     "       agentd --check-config [FILE]\n"
     "       agentd --init [FILE]                 (write a starter config)\n"
     "       agentd sessions list|show NAME|rm NAME|export NAME  (see agentd sessions --help)\n"
+    "       agentd [--config FILE] mcp list|tools|call ...      (see agentd mcp --help)\n"
     "\n"
     "Runs an agent: sends PROMPT to an OpenAI-compatible Chat Completions API,\n"
     "runs the tools the model asks for (plugins in [plugins] dir) and loops\n"
@@ -577,6 +579,8 @@ int main(int argc, char **argv)
         return ad_tools_worker_main(argc, argv);
     if (argc > 1 && strcmp(argv[1], "sessions") == 0)
         return ad_session_cli(argc - 1, argv + 1);
+    if (ad_mcp_cli_wanted(argc, argv))
+        return ad_mcp_cli(argc, argv);
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
         g_json |= strcmp(argv[i], "--json") == 0;
     /* Tool calls run on libuv's worker threads, and a call that timed out

@@ -137,7 +137,10 @@ static const char *clash_error(int *rc, int code, char *err, size_t errlen, cons
     else if (!tool[0])
         ad_errf(err, errlen, "a tool with an empty name");
     else if (other && strcmp(other->prefix, prefix) == 0 && strcmp(other->tool, tool) == 0)
-        ad_errf(err, errlen, "the tool '%s' (prefix '%s') is offered twice", tool, prefix);
+        ad_errf(err, errlen,
+                "the tool '%s' with the prefix '%s' is offered twice (two servers with one "
+                "tool_prefix?): the later is left out",
+                tool, prefix);
     else
         ad_errf(err, errlen,
                 "the tool '%s' (prefix '%s') would be named '%s' for the model, as the tool '%s' "
