@@ -9,7 +9,7 @@
  *     streamed tool-call response in the OpenRouter / Kimi K2 shape (a few
  *     text deltas, the call "stamp" with id and name, argument fragments);
  *     a request with one gets a short final answer, which ends the run.
- *   - the real runtime: ad_http (libcurl multi on the uv loop), an ad_agent
+ *   - the real runtime: the curl transport (libcurl multi on the uv loop), an ad_agent
  *     with the default configuration (streaming, tool timeout 60 s), the
  *     text event sink, and the bench plugin stamp.so (THREADSAFE) loaded by
  *     ad_tools from build/bench/plugins.
@@ -26,7 +26,7 @@
  *   epoll wake-up of the loop, uv_poll -> curl_multi_socket_action -> curl's
  *   read and write callback -> SSE parse and ad_stream_chunk of the three
  *   tail events, curl completing the transfer (Content-Length reached) ->
- *   on_http_done: ad_sse_finish, ad_stream_end, the assistant message, the
+ *   on_xfer_done: ad_sse_finish, ad_stream_end, the assistant message, the
  *   tool_call event -> dispatch: the per-tool configuration, uv_queue_work,
  *   the wake-up of a libuv worker thread -> ad_tools_invoke: argument parse
  *   and schema check -> the plugin's invoke().
@@ -54,6 +54,7 @@
 #include <unistd.h>
 
 #include "core/agent.h"
+#include "provider/curl.h"
 #include "bench.h"
 
 #define WARMUP 50
@@ -287,7 +288,7 @@ int main(void)
         bench_die("setup failed");
     setvbuf(errf, NULL, _IONBF, 0);
     ad_events *ev = ad_events_new(out, errf, false);
-    ad_http *http = ad_http_new(&loop);
+    ad_transport *http = ad_curl_new(&loop);
     if (!ev || !http)
         bench_die("setup failed");
 
@@ -332,7 +333,7 @@ int main(void)
 
     atomic_store(&server_stop, true);
     shutdown(listen_fd, SHUT_RDWR);
-    ad_http_close(http);
+    ad_transport_close(http);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     pthread_join(th, NULL);

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "core/agent.h"
+#include "provider/curl.h"
 #include "bench.h"
 
 #define HISTORY_MESSAGES 400
@@ -207,7 +208,7 @@ int main(void)
     if (!null || uv_loop_init(&loop) != 0)
         bench_die("setup failed");
     ad_events *ev = ad_events_new(null, null, false);
-    ad_http *http = ad_http_new(&loop);
+    ad_transport *http = ad_curl_new(&loop);
     ad_agent_opts o = {&loop, http, &cfg, NULL, ev};
     ad_agent *agent = ev && http ? ad_agent_new(&o) : NULL;
     if (!agent)
@@ -246,7 +247,7 @@ int main(void)
            held / 1024.0, held / 1024.0 / mib);
 
     ad_agent_free(agent);
-    ad_http_close(http);
+    ad_transport_close(http);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     ad_events_free(ev);

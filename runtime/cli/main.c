@@ -31,7 +31,9 @@
 #include "provider/cassette.h"
 #include "base/config.h"
 #include "core/events.h"
-#include "provider/http.h"
+#include "provider/curl.h"
+#include "provider/record.h"
+#include "provider/replay.h"
 #include "cli/init.h"
 #include "cli/mcp_cli.h"
 #include "cli/repl.h"
@@ -723,10 +725,23 @@ int main(int argc, char **argv)
     }
     ad_events_set_secret(ev, cfg.api_key);
     ad_events_set_quiet(ev, o.quiet);
-    ad_http *http = ad_http_new(&loop);
+    /* The transport: the network, or the cassette of --replay; with
+     * --record, the recording shim around it. */
+    ad_transport *replay = o.replay ? ad_replay_new(&loop, cassette,
+                                                    cfg.unique_tool_call_ids
+                                                        ? AD_REPLAY_IDS_BIJECTION
+                                                        : AD_REPLAY_IDS_EXACT)
+                                    : NULL;
+    ad_transport *transport = o.replay ? replay : ad_curl_new(&loop);
+    if (transport && o.record) {
+        ad_transport *rec = ad_record_new(transport, cassette, cfg.api_key);
+        if (!rec)
+            ad_transport_close(transport);
+        transport = rec;
+    }
     ad_agent *agent = NULL;
-    if (http) {
-        ad_agent_opts ao = {&loop, http, &cfg, tools, ev};
+    if (transport) {
+        ad_agent_opts ao = {&loop, transport, &cfg, tools, ev};
         agent = ad_agent_new(&ao);
     }
     if (agent && o.replay) {
@@ -734,12 +749,8 @@ int main(int argc, char **argv)
         const char *pre = ad_cassette_id_prefix(cassette);
         if (pre && ad_agent_set_id_prefix(agent, pre) != AD_OK)
             fprintf(stderr, "agentd: warning: %s: ignoring the invalid agentd_id_prefix\n", o.replay);
-        ad_cassette_set_id_mode(cassette, cfg.unique_tool_call_ids ? AD_CASSETTE_IDS_BIJECTION
-                                                                   : AD_CASSETTE_IDS_EXACT);
-        ad_http_set_replay(http, cassette);
     } else if (agent && o.record) {
         ad_cassette_set_id_prefix(cassette, ad_agent_id_prefix(agent));
-        ad_http_set_recorder(http, cassette);
     }
     ad_session *sess = NULL;
     /* Conversations are stored: REPL sessions, --session/--continue runs,
@@ -761,11 +772,8 @@ int main(int argc, char **argv)
     } else if (repl) {
         ad_repl_opts ro = {&loop, agent, &cfg, tools, ev, prompt, o.quiet, o.yes, out};
         exit_code = ad_repl_run(&ro);
-        if (o.record) {
-            ad_cassette_redact(cassette, cfg.api_key);
-            if (ad_cassette_save(cassette, o.record, err, sizeof err) != AD_OK)
-                exit_code = fail(ev, EXIT_RUNTIME, "%s", err);
-        }
+        if (o.record && ad_cassette_save(cassette, o.record, err, sizeof err) != AD_OK)
+            exit_code = fail(ev, EXIT_RUNTIME, "%s", err);
         if (ad_agent_busy(agent)) {
             exit_code = check_output(out, exit_code);
             fflush(stderr);
@@ -803,16 +811,14 @@ int main(int argc, char **argv)
         /* A replay mismatch was reported as the run's error (on stderr in
          * both modes). A run that ended well but left recorded exchanges
          * unused took another path than the recording: that fails too. */
-        if (o.replay && !ad_http_replay_error(http) && exit_code == EXIT_OK &&
-                   ad_cassette_used(cassette) < ad_cassette_count(cassette))
+        if (o.replay && !ad_replay_error(replay) && exit_code == EXIT_OK &&
+                   ad_replay_used(replay) < ad_cassette_count(cassette))
             exit_code = fail(ev, EXIT_RUNTIME,
                              "replay: the run made %zu request(s) but %s holds %zu interactions",
-                             ad_cassette_used(cassette), o.replay, ad_cassette_count(cassette));
-        if (o.record) {
-            ad_cassette_redact(cassette, cfg.api_key);
-            if (ad_cassette_save(cassette, o.record, err, sizeof err) != AD_OK)
-                exit_code = fail(ev, exit_code == EXIT_OK ? EXIT_RUNTIME : exit_code, "%s", err);
-        }
+                             ad_replay_used(replay), o.replay, ad_cassette_count(cassette));
+        /* The recording shim redacted every exchange as it recorded it. */
+        if (o.record && ad_cassette_save(cassette, o.record, err, sizeof err) != AD_OK)
+            exit_code = fail(ev, exit_code == EXIT_OK ? EXIT_RUNTIME : exit_code, "%s", err);
         if (ad_agent_busy(agent)) {
             /* A tool that timed out still runs on a worker thread and uses
              * its plugin: leave without unloading anything. */
@@ -824,7 +830,7 @@ int main(int argc, char **argv)
     }
 out_loop:
     ad_session_close(sess);
-    ad_http_close(http);
+    ad_transport_close(transport);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_walk(&loop, close_walk, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);

@@ -1,7 +1,7 @@
 /*
  * agent.c -- the step state machine (see agent.h).
  *
- *   start_step ──► POST ──► on_data (SSE or JSON body) ──► on_http_done
+ *   start_step ──► POST ──► on_data (SSE or JSON body) ──► on_xfer_done
  *        ▲                                                     │
  *        │        retry timer ◄── retryable failure ───────────┤
  *        │                                                     ▼
@@ -20,8 +20,10 @@
  *  - Provider tool-call ids go back byte-exact; a missing or repeated id
  *    gets a generated one (all of them with unique_tool_call_ids).
  *  - Reasoning fields go back verbatim on the assistant message.
- *  - Nothing is freed from inside a curl callback: on_data only parses and
- *    flags; on_http_done runs after curl let go of the transfer.
+ *  - Nothing is freed from inside a transport callback: on_data only
+ *    parses and flags; on_xfer_done runs after the transport let go of the
+ *    exchange. The agent talks to an ad_transport (curl, a replay, a
+ *    recording shim) and does not know which.
  *
  * Failures (docs/failures.md has the full table): connect failures and other
  * transient network errors, HTTP 408/409/429/500/502/503/504, an empty body
@@ -107,7 +109,7 @@ struct batch {
 
 struct ad_agent {
     uv_loop_t *loop;
-    ad_http *http;
+    ad_transport *transport;
     const ad_config *cfg;
     const ad_tools *tools;
     ad_events *ev;
@@ -129,10 +131,10 @@ struct ad_agent {
 
     /* the step */
     json_object *body_req; /* owned: the step's request; its print buffer holds
-                            * the body (kept for retries, lent to ad_http) */
+                            * the body (kept for retries, lent to the transport) */
     const char *body;      /* the body text, in body_req; NULL between runs */
     size_t body_len;
-    ad_http_req *req;
+    ad_exchange *req;
     int attempt;        /* retries so far in this step */
     uv_timer_t retry_timer;
     bool emitted;       /* output of this step was shown: no silent retry */
@@ -191,7 +193,7 @@ static void keep_partial_answer(ad_agent *a, bool keep_text)
 }
 
 /* Drops the step's request body (as large as the conversation). Only when
- * no transfer holds it (http.h: it is lent until on_done). */
+ * no exchange holds it (transport.h: it is lent until on_done). */
 static void release_body(ad_agent *a)
 {
     if (a->req)
@@ -1010,18 +1012,18 @@ static void response_done(ad_agent *a)
 }
 
 /* What a failed transfer means, naming the setting behind a timeout. */
-static void transport_error(ad_agent *a, const ad_http_result *res, ad_buf *msg)
+static void transport_error(ad_agent *a, const ad_xfer_result *res, ad_buf *msg)
 {
     switch (res->timeout) {
-    case AD_HTTP_TIMEOUT_CONNECT:
+    case AD_XFER_TIMEOUT_CONNECT:
         ad_buf_printf(msg, "could not connect to %s within %g s (provider.connect_timeout_s)",
                       a->url, a->cfg->connect_timeout_s);
         break;
-    case AD_HTTP_TIMEOUT_IDLE:
+    case AD_XFER_TIMEOUT_IDLE:
         ad_buf_printf(msg, "no data from %s for %g s (provider.idle_timeout_s)", a->url,
                       a->cfg->idle_timeout_s);
         break;
-    case AD_HTTP_TIMEOUT_TOTAL:
+    case AD_XFER_TIMEOUT_TOTAL:
         ad_buf_printf(msg, "the request to %s took longer than %g s (provider.timeout_s)",
                       a->url, a->cfg->timeout_s);
         break;
@@ -1065,7 +1067,7 @@ static void status_hint(ad_agent *a, long status, ad_buf *msg)
     }
 }
 
-static void on_http_done(void *ud, const ad_http_result *res)
+static void on_xfer_done(void *ud, const ad_xfer_result *res)
 {
     ad_agent *a = ud;
     a->req = NULL;
@@ -1083,7 +1085,7 @@ static void on_http_done(void *ud, const ad_http_result *res)
      * the response is complete (its finish reason is checked below). */
     bool complete = a->mode == 1 && ad_stream_response(a->stream)->done && !res->timeout &&
                     !res->aborted && res->status >= 200 && res->status < 300;
-    if (res->curl_code != 0 && a->mode != 3 && !complete) {
+    if (res->code != 0 && a->mode != 3 && !complete) {
         ad_buf msg = AD_BUF_INIT;
         transport_error(a, res, &msg);
         if (res->transient && !res->fatal && maybe_retry(a, msg.data, -1)) {
@@ -1194,10 +1196,18 @@ static void start_step(ad_agent *a)
     ad_buf_reset(&a->resp_body);
     ad_sse_reset(a->sse);
     ad_stream_reset(a->stream);
-    ad_http_opts o = {a->cfg->timeout_s, a->cfg->connect_timeout_s, a->cfg->idle_timeout_s};
-    ad_http_callbacks cb = {on_data, on_http_done};
-    a->req = ad_http_post(a->http, a->url, (const char *const *)a->headers, a->nheaders,
-                          a->body, a->body_len, &o, &cb, a);
+    ad_xfer_req q = {
+        .url = a->url,
+        .headers = (const char *const *)a->headers,
+        .nheaders = a->nheaders,
+        .body = a->body,
+        .body_len = a->body_len,
+        .timeout_s = a->cfg->timeout_s,
+        .connect_timeout_s = a->cfg->connect_timeout_s,
+        .idle_timeout_s = a->cfg->idle_timeout_s,
+    };
+    ad_xfer_cb cb = {on_data, NULL, on_xfer_done};
+    a->req = ad_xfer_start(a->transport, &q, &cb, a);
     if (!a->req)
         fail(a, "cannot start a request to %s", a->url);
 }
@@ -1210,7 +1220,7 @@ ad_agent *ad_agent_new(const ad_agent_opts *o)
     if (!a)
         return NULL;
     a->loop = o->loop;
-    a->http = o->http;
+    a->transport = o->transport;
     a->cfg = o->cfg;
     a->tools = o->tools;
     a->ev = o->events;
@@ -1281,7 +1291,7 @@ void ad_agent_free(ad_agent *a)
     if (!a)
         return;
     if (a->req)
-        ad_http_cancel(a->req);
+        ad_xfer_cancel(a->req);
     a->req = NULL;
     free(a->model);
     ad_conv_free(a->conv);
@@ -1344,7 +1354,7 @@ void ad_agent_cancel(ad_agent *a)
     a->cancelled = true;
     uv_timer_stop(&a->retry_timer);
     if (a->req) {
-        ad_http_cancel(a->req);
+        ad_xfer_cancel(a->req);
         a->req = NULL;
         keep_partial_answer(a, true);
         end_run(a, AD_RUN_CANCELLED);

@@ -20,7 +20,7 @@
 #include "base/config.h"
 #include "core/conv.h"
 #include "core/events.h"
-#include "provider/http.h"
+#include "provider/transport.h"
 #include "tools/tools.h"
 
 /* How a run ended (main.c maps these to exit codes). */
@@ -36,7 +36,7 @@ typedef struct ad_agent ad_agent;
 /* Everything borrowed; must outlive the agent. */
 typedef struct ad_agent_opts {
     uv_loop_t *loop;
-    ad_http *http;
+    ad_transport *transport; /* carries the requests (provider/transport.h) */
     const ad_config *cfg;
     const ad_tools *tools; /* may be NULL: no tools */
     ad_events *events;

@@ -1,11 +1,11 @@
 /*
- * cassette.c -- go-vcr v2 cassettes: model, YAML load/save, redaction, and
- * the request comparison used by replay (see cassette.h).
+ * cassette.c -- go-vcr v2 cassettes: model, YAML load/save, redaction
+ * (see cassette.h).
  *
- * Data flow. Recording: http.c builds one ad_interaction per finished
- * exchange and appends a deep copy; main.c redacts and saves at the end of
- * the run. Replay: main.c loads the file; http.c asks ad_cassette_next() for
- * the interaction of each request it is asked to send.
+ * Data flow. Recording: record.c builds one ad_interaction per finished
+ * exchange, appends a deep copy and redacts it; main.c saves at the end of
+ * the run. Replay: main.c loads the file; replay.c reads its interactions
+ * in order and compares each request with the recorded one.
  *
  * YAML goes through libyaml only. Reading uses the document API (the files
  * are small: at most AD_CASSETTE_MAX_FILE) and walks the node tree, ignoring
@@ -27,7 +27,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <json-c/json.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,22 +42,11 @@
 #include "base/config.h"
 
 #define BINARY_TAG "tag:yaml.org,2002:binary"
-#define MAX_DIFF_LINES 5
-
-typedef struct id_pair {
-    char *rec;
-    char *sent;
-} id_pair;
 
 struct ad_cassette {
     ad_interaction *items;
     size_t n, cap;
     char *id_prefix;
-    /* replay state */
-    size_t cursor;
-    int id_mode;
-    id_pair *ids;
-    size_t nids, capids;
 };
 
 /* ---- model ------------------------------------------------------------- */
@@ -98,11 +86,6 @@ void ad_cassette_free(ad_cassette *c)
         interaction_free(&c->items[i]);
     free(c->items);
     free(c->id_prefix);
-    for (size_t i = 0; i < c->nids; i++) {
-        free(c->ids[i].rec);
-        free(c->ids[i].sent);
-    }
-    free(c->ids);
     free(c);
 }
 
@@ -248,7 +231,12 @@ static void redact_headers(ad_cassette_header *h, size_t *n, const char *secret,
 
 int ad_cassette_redact(ad_cassette *c, const char *secret)
 {
-    for (size_t i = 0; i < c->n; i++) {
+    return ad_cassette_redact_from(c, 0, secret);
+}
+
+int ad_cassette_redact_from(ad_cassette *c, size_t first, const char *secret)
+{
+    for (size_t i = first; i < c->n; i++) {
         ad_interaction *it = &c->items[i];
         redact_headers(it->req_headers, &it->nreq_headers, secret, true);
         redact_headers(it->resp_headers, &it->nresp_headers, secret, false);
@@ -1151,388 +1139,5 @@ int ad_cassette_save(const ad_cassette *c, const char *path, char *err, size_t e
     }
     ad_buf_free(&tmp);
     ad_buf_free(&b);
-    return rc;
-}
-
-/* ---- replay: comparing requests ---------------------------------------- */
-
-typedef struct differ {
-    ad_buf out;
-    int lines;
-    int more;
-} differ;
-
-/* A value for a diff line: compact JSON, cut at 160 bytes. */
-static void render(ad_buf *b, json_object *v, bool present)
-{
-    if (!present) {
-        ad_buf_puts(b, "(absent)");
-        return;
-    }
-    const char *s = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    size_t len = strlen(s);
-    if (len > 160) {
-        ad_buf_append(b, s, ad_utf8_cut(s, len, 150));
-        ad_buf_printf(b, "... (%zu bytes)", len);
-    } else {
-        ad_buf_append(b, s, len);
-    }
-}
-
-static void diff_add(differ *d, const char *field, json_object *rec, bool rec_present,
-                     json_object *sent, bool sent_present)
-{
-    if (d->lines >= MAX_DIFF_LINES) {
-        d->more++;
-        return;
-    }
-    d->lines++;
-    ad_buf_printf(&d->out, "\n  %s: recorded ", field);
-    render(&d->out, rec, rec_present);
-    ad_buf_puts(&d->out, ", sent ");
-    render(&d->out, sent, sent_present);
-}
-
-static void diff_text(differ *d, const char *field, const char *rec, const char *sent)
-{
-    json_object *a = json_object_new_string(rec), *b = json_object_new_string(sent);
-    diff_add(d, field, a, true, b, true);
-    json_object_put(a);
-    json_object_put(b);
-}
-
-static json_object *get(json_object *o, const char *key, bool *present)
-{
-    json_object *v = NULL;
-    bool p = o && json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, key, &v);
-    if (present)
-        *present = p;
-    return p ? v : NULL;
-}
-
-static void cmp_json_field(differ *d, const char *field, json_object *rec, json_object *sent,
-                           const char *key)
-{
-    bool rp, sp;
-    json_object *a = get(rec, key, &rp), *b = get(sent, key, &sp);
-    if (rp != sp || !json_object_equal(a, b))
-        diff_add(d, field, a, rp, b, sp);
-}
-
-/* Text of a message content: a string, or the text parts of a list joined;
- * null and absent are "". *other is set when non-text parts are present. */
-static void content_text(json_object *c, ad_buf *out, bool *other)
-{
-    *other = false;
-    if (!c)
-        return;
-    if (json_object_is_type(c, json_type_string)) {
-        ad_buf_append(out, json_object_get_string(c), (size_t)json_object_get_string_len(c));
-        return;
-    }
-    if (json_object_is_type(c, json_type_array)) {
-        for (size_t i = 0; i < json_object_array_length(c); i++) {
-            json_object *p = json_object_array_get_idx(c, i), *t;
-            bool has_type;
-            json_object *type = get(p, "type", &has_type);
-            bool text = !has_type || (type && json_object_is_type(type, json_type_string) &&
-                                      strcmp(json_object_get_string(type), "text") == 0);
-            if (text && (t = get(p, "text", NULL)) && json_object_is_type(t, json_type_string))
-                ad_buf_append(out, json_object_get_string(t), (size_t)json_object_get_string_len(t));
-            else
-                *other = true;
-        }
-        return;
-    }
-    *other = true;
-}
-
-static void trim(const char **s, size_t *len)
-{
-    while (*len && isspace((unsigned char)(*s)[0]))
-        (*s)++, (*len)--;
-    while (*len && isspace((unsigned char)(*s)[*len - 1]))
-        (*len)--;
-}
-
-static void cmp_content(differ *d, const char *field, json_object *rec, json_object *sent,
-                        bool trimmed)
-{
-    bool rp, sp, ro, so;
-    json_object *a = get(rec, "content", &rp), *b = get(sent, "content", &sp);
-    ad_buf at = AD_BUF_INIT, bt = AD_BUF_INIT;
-    content_text(a, &at, &ro);
-    content_text(b, &bt, &so);
-    if (ro || so) {
-        if (!json_object_equal(a, b))
-            diff_add(d, field, a, rp, b, sp);
-    } else {
-        const char *x = at.data ? at.data : "", *y = bt.data ? bt.data : "";
-        size_t xl = at.len, yl = bt.len;
-        if (trimmed) {
-            trim(&x, &xl);
-            trim(&y, &yl);
-        }
-        if (!same_bytes(x, xl, y, yl))
-            diff_add(d, field, a, rp, b, sp);
-    }
-    ad_buf_free(&at);
-    ad_buf_free(&bt);
-}
-
-static const char *str_of(json_object *o)
-{
-    return o && json_object_is_type(o, json_type_string) ? json_object_get_string(o) : NULL;
-}
-
-/* Checks a tool-call id (or tool_call_id) against the recording. */
-static int cmp_id(ad_cassette *c, differ *d, const char *field, json_object *rec, json_object *sent)
-{
-    const char *r = str_of(rec), *s = str_of(sent);
-    if (c->id_mode == AD_CASSETTE_IDS_EXACT || !r || !s) {
-        if (!json_object_equal(rec, sent))
-            diff_add(d, field, rec, rec != NULL, sent, sent != NULL);
-        return AD_OK;
-    }
-    for (size_t i = 0; i < c->nids; i++) {
-        bool rm = strcmp(c->ids[i].rec, r) == 0, sm = strcmp(c->ids[i].sent, s) == 0;
-        if (rm && sm)
-            return AD_OK;
-        if (rm || sm) {
-            ad_buf f = AD_BUF_INIT;
-            ad_buf_printf(&f, "%s (generated ids map one-to-one to the recorded ones; recorded %s "
-                              "went with sent %s)",
-                          field, c->ids[i].rec, c->ids[i].sent);
-            diff_add(d, f.data ? f.data : field, rec, true, sent, true);
-            ad_buf_free(&f);
-            return AD_OK;
-        }
-    }
-    if (c->nids == c->capids) {
-        size_t nc = c->capids ? c->capids * 2 : 16;
-        id_pair *p = realloc(c->ids, nc * sizeof *p);
-        if (!p)
-            return AD_ENOMEM;
-        c->ids = p;
-        c->capids = nc;
-    }
-    c->ids[c->nids].rec = ad_strdup(r);
-    c->ids[c->nids].sent = ad_strdup(s);
-    if (!c->ids[c->nids].rec || !c->ids[c->nids].sent) {
-        free(c->ids[c->nids].rec);
-        free(c->ids[c->nids].sent);
-        return AD_ENOMEM;
-    }
-    c->nids++;
-    return AD_OK;
-}
-
-static size_t arr_len(json_object *a)
-{
-    return a && json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0;
-}
-
-static void cmp_arguments(differ *d, const char *field, json_object *rec, json_object *sent)
-{
-    const char *r = str_of(rec), *s = str_of(sent);
-    if (r && s) {
-        json_object *a = json_tokener_parse(r), *b = json_tokener_parse(s);
-        /* Both JSON: equal as JSON; otherwise the text must match. */
-        bool eq = a && b ? json_object_equal(a, b) : strcmp(r, s) == 0;
-        json_object_put(a);
-        json_object_put(b);
-        if (!eq)
-            diff_add(d, field, rec, true, sent, true);
-        return;
-    }
-    if (!json_object_equal(rec, sent))
-        diff_add(d, field, rec, rec != NULL, sent, sent != NULL);
-}
-
-static int cmp_tool_calls(ad_cassette *c, differ *d, size_t mi, json_object *rm, json_object *sm)
-{
-    json_object *rc = get(rm, "tool_calls", NULL), *sc = get(sm, "tool_calls", NULL);
-    size_t rn = arr_len(rc), sn = arr_len(sc);
-    char field[96];
-    if (rn != sn) {
-        snprintf(field, sizeof field, "messages[%zu].tool_calls (count)", mi);
-        json_object *a = json_object_new_int64((int64_t)rn), *b = json_object_new_int64((int64_t)sn);
-        diff_add(d, field, a, true, b, true);
-        json_object_put(a);
-        json_object_put(b);
-        return AD_OK;
-    }
-    for (size_t j = 0; j < rn; j++) {
-        json_object *r = json_object_array_get_idx(rc, j), *s = json_object_array_get_idx(sc, j);
-        json_object *rf = get(r, "function", NULL), *sf = get(s, "function", NULL);
-        snprintf(field, sizeof field, "messages[%zu].tool_calls[%zu].function.name", mi, j);
-        cmp_json_field(d, field, rf, sf, "name");
-        snprintf(field, sizeof field, "messages[%zu].tool_calls[%zu].function.arguments", mi, j);
-        cmp_arguments(d, field, get(rf, "arguments", NULL), get(sf, "arguments", NULL));
-        snprintf(field, sizeof field, "messages[%zu].tool_calls[%zu].id", mi, j);
-        if (cmp_id(c, d, field, get(r, "id", NULL), get(s, "id", NULL)) != AD_OK)
-            return AD_ENOMEM;
-    }
-    return AD_OK;
-}
-
-static int cmp_messages(ad_cassette *c, differ *d, json_object *rec, json_object *sent)
-{
-    json_object *rms = get(rec, "messages", NULL), *sms = get(sent, "messages", NULL);
-    size_t rn = arr_len(rms), sn = arr_len(sms);
-    char field[96];
-    if (rn != sn) {
-        json_object *a = json_object_new_int64((int64_t)rn), *b = json_object_new_int64((int64_t)sn);
-        diff_add(d, "messages (count)", a, true, b, true);
-        json_object_put(a);
-        json_object_put(b);
-    }
-    size_t n = rn < sn ? rn : sn;
-    for (size_t i = 0; i < n; i++) {
-        json_object *rm = json_object_array_get_idx(rms, i), *sm = json_object_array_get_idx(sms, i);
-        const char *rr = str_of(get(rm, "role", NULL)), *sr = str_of(get(sm, "role", NULL));
-        snprintf(field, sizeof field, "messages[%zu].role", i);
-        if (!rr || !sr || strcmp(rr, sr) != 0) {
-            cmp_json_field(d, field, rm, sm, "role");
-            continue;
-        }
-        snprintf(field, sizeof field, "messages[%zu].content", i);
-        if (strcmp(rr, "assistant") == 0) {
-            cmp_content(d, field, rm, sm, true);
-            if (cmp_tool_calls(c, d, i, rm, sm) != AD_OK)
-                return AD_ENOMEM;
-        } else if (strcmp(rr, "tool") == 0) {
-            cmp_content(d, field, rm, sm, false);
-            snprintf(field, sizeof field, "messages[%zu].tool_call_id", i);
-            if (cmp_id(c, d, field, get(rm, "tool_call_id", NULL), get(sm, "tool_call_id", NULL)) !=
-                AD_OK)
-                return AD_ENOMEM;
-        } else {
-            cmp_content(d, field, rm, sm, false);
-        }
-    }
-    return AD_OK;
-}
-
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* The offered tool names, sorted, as a JSON array (for the diff). */
-static json_object *tool_names(json_object *body)
-{
-    json_object *tools = get(body, "tools", NULL);
-    size_t n = arr_len(tools);
-    const char **names = calloc(n + 1, sizeof *names);
-    json_object *out = json_object_new_array();
-    if (!names || !out) {
-        free(names);
-        json_object_put(out);
-        return NULL;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        json_object *t = json_object_array_get_idx(tools, i);
-        const char *nm = str_of(get(get(t, "function", NULL), "name", NULL));
-        if (!nm)
-            nm = str_of(get(t, "name", NULL));
-        names[k++] = nm ? nm : "";
-    }
-    qsort(names, k, sizeof *names, name_cmp);
-    for (size_t i = 0; i < k; i++)
-        json_object_array_add(out, json_object_new_string(names[i]));
-    free(names);
-    return out;
-}
-
-static bool truthy(json_object *o)
-{
-    return o && json_object_get_boolean(o);
-}
-
-void ad_cassette_set_id_mode(ad_cassette *c, int mode)
-{
-    c->id_mode = mode;
-}
-
-size_t ad_cassette_used(const ad_cassette *c)
-{
-    return c->cursor;
-}
-
-int ad_cassette_next(ad_cassette *c, const char *body, size_t len, const ad_interaction **out,
-                     char *diff, size_t difflen)
-{
-    *out = NULL;
-    if (c->cursor >= c->n) {
-        ad_errf(diff, difflen,
-                "replay: request %zu was not recorded (the cassette holds %zu interaction%s)",
-                c->cursor + 1, c->n, c->n == 1 ? "" : "s");
-        return AD_ERR;
-    }
-    const ad_interaction *it = &c->items[c->cursor];
-    differ d = {AD_BUF_INIT, 0, 0};
-    json_object *rec = json_tokener_parse(it->req_body);
-    json_object *sent = NULL;
-    if (len < INT32_MAX) {
-        json_tokener *tok = json_tokener_new();
-        if (tok) {
-            sent = json_tokener_parse_ex(tok, body, (int)len);
-            if (json_tokener_get_error(tok) != json_tokener_success) {
-                json_object_put(sent);
-                sent = NULL;
-            }
-            json_tokener_free(tok);
-        }
-    }
-    int rc = AD_OK;
-    if (!rec || !sent) {
-        /* Not JSON on one side: only identical bytes match. */
-        if (!same_bytes(it->req_body, it->req_body_len, body, len))
-            diff_text(&d, "body", rec ? "(JSON)" : it->req_body, sent ? "(JSON)" : "(not JSON)");
-    } else {
-        cmp_json_field(&d, "model", rec, sent, "model");
-        bool s1 = truthy(get(rec, "stream", NULL)), s2 = truthy(get(sent, "stream", NULL));
-        if (s1 != s2) {
-            json_object *a = json_object_new_boolean(s1), *b = json_object_new_boolean(s2);
-            diff_add(&d, "stream", a, true, b, true);
-            json_object_put(a);
-            json_object_put(b);
-        }
-        json_object *rt = tool_names(rec), *st = tool_names(sent);
-        if (!json_object_equal(rt, st))
-            diff_add(&d, "tools (names)", rt, true, st, true);
-        json_object_put(rt);
-        json_object_put(st);
-        rc = cmp_messages(c, &d, rec, sent);
-    }
-    json_object_put(rec);
-    json_object_put(sent);
-    if (rc == AD_OK && d.lines == 0 && it->resp_truncated) {
-        ad_buf_free(&d.out);
-        ad_errf(diff, difflen,
-                "replay: the response to request %zu was cut at %u MiB when it was recorded "
-                "(agentd_truncated: true in interaction %zu); a cut response cannot be "
-                "replayed: record the run again with a smaller response",
-                c->cursor + 1, AD_CASSETTE_MAX_BODY >> 20, c->cursor);
-        return AD_ETOOBIG;
-    }
-    if (rc == AD_OK && d.lines == 0) {
-        ad_buf_free(&d.out);
-        *out = it;
-        c->cursor++;
-        return AD_OK;
-    }
-    if (rc == AD_OK) {
-        if (d.more)
-            ad_buf_printf(&d.out, "\n  (%d more difference%s)", d.more, d.more == 1 ? "" : "s");
-        ad_errf(diff, difflen, "replay: request %zu differs from the recording:%s", c->cursor + 1,
-                d.out.data ? d.out.data : "");
-        rc = AD_EINVAL;
-    } else {
-        ad_errf(diff, difflen, "replay: out of memory comparing request %zu", c->cursor + 1);
-    }
-    ad_buf_free(&d.out);
     return rc;
 }

@@ -23,11 +23,10 @@
  * the same events. Other readers ignore it; cassettes without it replay fine.
  * A response whose body was cut at AD_CASSETTE_MAX_BODY while recording
  * carries `agentd_truncated: true` in its response mapping; such an
- * interaction is never replayed (see ad_cassette_next).
+ * interaction is never replayed (replay.h).
  *
- * Replay: ad_cassette_next() hands out the interactions in order, each after
- * comparing the request about to be sent with the recorded one by meaning,
- * not by bytes (see ad_cassette_next).
+ * This is the file format and the model only: recording is record.c's, a
+ * replay (comparing requests with the recorded ones) replay.c's.
  */
 #ifndef AD_CASSETTE_H
 #define AD_CASSETTE_H
@@ -103,6 +102,8 @@ int ad_cassette_append(ad_cassette *c, const ad_interaction *it);
  * replaces each occurrence of secret in URLs and bodies with "[REDACTED]".
  * secret NULL or "" only drops the Authorization headers. */
 int ad_cassette_redact(ad_cassette *c, const char *secret);
+/* The same for the interactions from index first on. */
+int ad_cassette_redact_from(ad_cassette *c, size_t first, const char *secret);
 
 /* The generated tool-call id prefix stored in the cassette; NULL when none. */
 const char *ad_cassette_id_prefix(const ad_cassette *c);
@@ -110,33 +111,6 @@ int ad_cassette_set_id_prefix(ad_cassette *c, const char *prefix);
 
 /* Value of the first header named name (case-insensitive), or NULL. */
 const char *ad_cassette_header_get(const ad_cassette_header *h, size_t n, const char *name);
-
-/* ---- replay ------------------------------------------------------------ */
-
-enum {
-    AD_CASSETTE_IDS_EXACT = 0, /* tool-call ids must equal the recorded ones */
-    AD_CASSETTE_IDS_BIJECTION  /* ids are generated: a consistent one-to-one
-                                * mapping between recorded and sent ids */
-};
-void ad_cassette_set_id_mode(ad_cassette *c, int mode);
-
-/*
- * Takes the next recorded interaction for a request with this body.
- * Compares, by meaning: model, stream (absent == false), the set of offered
- * tool names, and the messages (count; roles; system/user/tool content;
- * assistant content after trimming, null == ""; tool calls: count, names,
- * arguments as JSON-equal values, ids; tool_call_id). Returns 0 with *out
- * set; AD_EINVAL with a short diff in diff ("FIELD: recorded X, sent Y", one
- * line per difference, at most a few) when the request differs; AD_ETOOBIG
- * with the reason in diff when it matches but its response was cut while
- * recording (resp_truncated: a replay would deliver a different response);
- * AD_ERR when every interaction was used already. The cursor advances only
- * on success.
- */
-int ad_cassette_next(ad_cassette *c, const char *body, size_t len, const ad_interaction **out,
-                     char *diff, size_t difflen);
-/* Interactions handed out by ad_cassette_next() so far. */
-size_t ad_cassette_used(const ad_cassette *c);
 
 /* Formats seconds as a Go duration ("1.5s", "250ms", "2m3.5s"). */
 void ad_cassette_format_duration(double s, char *out, size_t outlen);

@@ -4,7 +4,7 @@
  * Starts the mock provider (tests/mock/server.py) with a cycling script of
  * two responses, the seed conversation: two parallel tool calls (add and
  * multiply, the real plugins), then an answer. Then runs N conversations
- * one after the other on one loop, one ad_http for all of them and a fresh
+ * one after the other on one loop, one transport for all of them and a fresh
  * ad_agent for each (created, run, freed), and reads the resident set size
  * at N/10, N/2 and N. After the first tenth (allocator and connection
  * warm-up) RSS may grow by less than GROWTH_KIB, or the test fails.
@@ -35,6 +35,7 @@
 #include "../../harness.h"
 #include "../mock.h"
 #include "core/agent.h"
+#include "provider/curl.h"
 #include "base/buf.h"
 
 #define GROWTH_KIB 512
@@ -68,7 +69,7 @@ static const char script_json[] =
 
 typedef struct soak {
     uv_loop_t loop;
-    ad_http *http;
+    ad_transport *http;
     ad_config cfg;
     ad_tools *tools;
     ad_events *ev;
@@ -179,7 +180,7 @@ TEST(conversations_in_one_process_keep_memory_flat)
     s.ev = ad_events_new(devnull, devnull, true);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     uv_loop_init(&s.loop);
-    s.http = ad_http_new(&s.loop);
+    s.http = ad_curl_new(&s.loop);
     uv_check_t check;
     uv_check_init(&s.loop, &check);
     check.data = &s;
@@ -187,7 +188,7 @@ TEST(conversations_in_one_process_keep_memory_flat)
     started = 0;
     start_one(&s);
     uv_run(&s.loop, UV_RUN_DEFAULT);
-    ad_http_close(s.http);
+    ad_transport_close(s.http);
     uv_run(&s.loop, UV_RUN_DEFAULT);
     CHECK_EQ(uv_loop_close(&s.loop), 0);
     curl_global_cleanup();
@@ -288,7 +289,7 @@ TEST(a_long_conversation_is_held_once_per_step)
     uv_loop_t loop;
     uv_loop_init(&loop);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    ad_http *http = ad_http_new(&loop);
+    ad_transport *http = ad_curl_new(&loop);
     ad_agent_opts o = {&loop, http, &cfg, NULL, ev};
     ad_agent *agent = ad_agent_new(&o);
     CHECK(agent != NULL);
@@ -331,7 +332,7 @@ TEST(a_long_conversation_is_held_once_per_step)
     CHECK(held < body_kib * 3 / 2);
 
     ad_agent_free(agent);
-    ad_http_close(http);
+    ad_transport_close(http);
     uv_run(&loop, UV_RUN_DEFAULT);
     CHECK_EQ(uv_loop_close(&loop), 0);
     curl_global_cleanup();

@@ -1,9 +1,10 @@
 /*
- * test_http.c -- ad_http against the mock provider on loopback.
+ * test_curl.c -- the curl transport against the mock provider on loopback.
  *
  * Each test starts tests/mock/server.py (tests/unit/mock.h), drives real
- * transfers through ad_http on a libuv loop of its own and checks what the
- * callbacks saw (and, through the mock's request log, what was sent).
+ * transfers through the curl transport on a libuv loop of its own and
+ * checks what the callbacks saw (and, through the mock's request log, what
+ * was sent). Pausing is tested in test_transport.c.
  */
 #include <curl/curl.h>
 #include <signal.h>
@@ -15,7 +16,8 @@
 #include "../../harness.h"
 #include "base/buf.h"
 #include "provider/cassette.h"
-#include "provider/http.h"
+#include "provider/curl.h"
+#include "provider/record.h"
 #include "../mock.h"
 
 static const char two_answers[] =
@@ -41,11 +43,11 @@ static int on_data(void *ud, long status, const char *ct, const char *data, size
     return 0;
 }
 
-static void on_done(void *ud, const ad_http_result *res)
+static void on_done(void *ud, const ad_xfer_result *res)
 {
     outcome *o = ud;
     o->done = true;
-    o->curl_code = res->curl_code;
+    o->curl_code = res->code;
     o->timeout = res->timeout;
     o->status = res->status;
     snprintf(o->error, sizeof o->error, "%s", res->error ? res->error : "");
@@ -53,31 +55,34 @@ static void on_done(void *ud, const ad_http_result *res)
 
 typedef struct client {
     uv_loop_t loop;
-    ad_http *http;
+    ad_transport *http;
     char url[128];
 } client;
 
 static void client_open(client *c, int port)
 {
     uv_loop_init(&c->loop);
-    c->http = ad_http_new(&c->loop);
+    c->http = ad_curl_new(&c->loop);
     snprintf(c->url, sizeof c->url, "http://127.0.0.1:%d/v1/chat/completions", port);
 }
 
 static void client_close(client *c)
 {
-    ad_http_close(c->http);
+    ad_transport_close(c->http);
     uv_run(&c->loop, UV_RUN_DEFAULT);
     CHECK_EQ(uv_loop_close(&c->loop), 0);
 }
 
 /* One POST of body, run to its end. */
-static void post(client *c, const char *body, const ad_http_opts *opts, outcome *o)
+static void post(client *c, const char *body, double idle_timeout_s, outcome *o)
 {
     static const char *const headers[] = {"Content-Type: application/json"};
-    ad_http_callbacks cb = {on_data, on_done};
+    ad_xfer_cb cb = {on_data, NULL, on_done};
     memset(o, 0, sizeof *o);
-    ad_http_req *r = ad_http_post(c->http, c->url, headers, 1, body, strlen(body), opts, &cb, o);
+    ad_xfer_req q = {.url = c->url, .headers = headers, .nheaders = 1, .body = body,
+                     .body_len = strlen(body), .connect_timeout_s = 5,
+                     .idle_timeout_s = idle_timeout_s};
+    ad_exchange *r = ad_xfer_start(c->http, &q, &cb, o);
     CHECK(r != NULL);
     if (r)
         uv_run(&c->loop, UV_RUN_DEFAULT);
@@ -96,20 +101,19 @@ TEST(a_request_after_the_loop_sat_still_gets_its_whole_idle_timeout)
     }
     client c;
     client_open(&c, m.port);
-    ad_http_opts opts = {0, 5, 1.0};
     outcome o;
-    post(&c, "{\"n\":1}", &opts, &o);
+    post(&c, "{\"n\":1}", 1.0, &o);
     CHECK_EQ(o.curl_code, 0);
     CHECK_EQ(o.status, 200);
     ad_buf_free(&o.body);
 
     sleep(2); /* the loop does not run: this is the idle period itself */
 
-    post(&c, "{\"n\":2}", &opts, &o);
+    post(&c, "{\"n\":2}", 1.0, &o);
     if (o.curl_code != 0)
         fprintf(stderr, "  second request: %s\n", o.error);
     CHECK_EQ(o.curl_code, 0);
-    CHECK_EQ(o.timeout, AD_HTTP_TIMEOUT_NONE);
+    CHECK_EQ(o.timeout, AD_XFER_TIMEOUT_NONE);
     CHECK_EQ(o.status, 200);
     CHECK(o.body.data && strstr(o.body.data, "two"));
     ad_buf_free(&o.body);
@@ -117,8 +121,8 @@ TEST(a_request_after_the_loop_sat_still_gets_its_whole_idle_timeout)
     mock_stop(&m);
 }
 
-/* The body is lent, not copied (http.h): curl sends it from the caller's
- * buffer when the loop runs, so a change made after ad_http_post() (which
+/* The body is lent, not copied (transport.h): curl sends it from the
+ * caller's buffer when the loop runs, so a change made after start() (which
  * the contract forbids a real caller) shows up at the server. A copy would
  * send the old bytes. */
 TEST(the_body_is_sent_from_the_callers_buffer)
@@ -131,11 +135,13 @@ TEST(the_body_is_sent_from_the_callers_buffer)
     client c;
     client_open(&c, m.port);
     static const char *const headers[] = {"Content-Type: application/json"};
-    ad_http_callbacks cb = {on_data, on_done};
+    ad_xfer_cb cb = {on_data, NULL, on_done};
     outcome o;
     memset(&o, 0, sizeof o);
     char body[] = "{\"marker\":\"before\"}";
-    CHECK(ad_http_post(c.http, c.url, headers, 1, body, strlen(body), NULL, &cb, &o) != NULL);
+    ad_xfer_req q = {.url = c.url, .headers = headers, .nheaders = 1, .body = body,
+                     .body_len = strlen(body)};
+    CHECK(ad_xfer_start(c.http, &q, &cb, &o) != NULL);
     memcpy(strstr(body, "before"), "lent!!", 6);
     uv_run(&c.loop, UV_RUN_DEFAULT);
     CHECK(o.done);
@@ -160,15 +166,16 @@ static int count_only(void *ud, long status, const char *ct, const char *data, s
     return 0;
 }
 
-static void count_done(void *ud, const ad_http_result *res)
+static void count_done(void *ud, const ad_xfer_result *res)
 {
     (void)ud;
     (void)res;
 }
 
-/* A response larger than the recording cap, arriving in pieces that do not
- * line up with the cap: the recording keeps exactly the first 64 MiB (a
- * clean cut, no piece skipped and a later one kept) and says it was cut. */
+/* A response larger than the recording cap, arriving from the network in
+ * pieces that do not line up with the cap: the recording shim around the
+ * curl transport keeps exactly the first 64 MiB (a clean cut, no piece
+ * skipped and a later one kept) and says it was cut. */
 TEST(a_recording_cuts_a_huge_body_cleanly_at_the_cap)
 {
     char script[256];
@@ -184,12 +191,13 @@ TEST(a_recording_cuts_a_huge_body_cleanly_at_the_cap)
     client c;
     client_open(&c, m.port);
     ad_cassette *cas = ad_cassette_new();
-    ad_http_set_recorder(c.http, cas);
+    c.http = ad_record_new(c.http, cas, NULL);
     static const char *const headers[] = {"Content-Type: application/json"};
-    ad_http_callbacks cb = {count_only, count_done};
+    ad_xfer_cb cb = {count_only, NULL, count_done};
     size_t got = 0;
     const char body[] = "{}";
-    CHECK(ad_http_post(c.http, c.url, headers, 1, body, 2, NULL, &cb, &got) != NULL);
+    ad_xfer_req q = {.url = c.url, .headers = headers, .nheaders = 1, .body = body, .body_len = 2};
+    CHECK(ad_xfer_start(c.http, &q, &cb, &got) != NULL);
     uv_run(&c.loop, UV_RUN_DEFAULT);
     CHECK_EQ(got, 6 + CAP + 100000); /* the caller still gets every byte */
     CHECK_EQ(ad_cassette_count(cas), 1);
@@ -217,5 +225,5 @@ int main(int argc, char **argv)
     RUN(a_recording_cuts_a_huge_body_cleanly_at_the_cap);
     RUN(the_body_is_sent_from_the_callers_buffer);
     curl_global_cleanup();
-    return harness_report("test_http");
+    return harness_report("test_curl");
 }
