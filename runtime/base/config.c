@@ -959,6 +959,12 @@ static void load_mcp_server(diag *d, ad_config *c, const char *name, const ad_to
                 s->command_expanded = exp;
             if (s->command && !s->command[0]) {
                 problem(d, v, "%s is empty after expanding its variables", what);
+            } else if (s->command && s->command[0] != '/' && strchr(s->command, '/')) {
+                /* A path, not a name to look up in PATH: relative to the
+                 * file, as every path in it is. */
+                char *abs = resolve(c->dir, s->command);
+                free(s->command);
+                s->command = abs;
             }
         } else if (strcmp(key, "args") == 0) {
             conf_strs(d, v, what, &s->args, expand, keyvar);

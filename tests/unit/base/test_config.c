@@ -499,6 +499,16 @@ TEST(mcp_servers)
     CHECK(web && web->enabled_tools.set && web->enabled_tools.n == 0);
     CHECK(ad_config_mcp_server(&c, "nope") == NULL);
     ad_config_free(&c);
+    /* A command with a slash is a path, relative to the file's folder; a
+     * bare name is looked up in PATH. */
+    CHECK_EQ(load(&c, MIN "[mcp.servers.a]\ncommand = \"bin/srv\"\n[mcp.servers.b]\ncommand = \"srv\"\n",
+                  err, sizeof err),
+             0);
+    char want[128];
+    snprintf(want, sizeof want, "%s/bin/srv", dir);
+    CHECK_STREQ(c.mcp_servers[0].command, want);
+    CHECK_STREQ(c.mcp_servers[1].command, "srv");
+    ad_config_free(&c);
 }
 
 TEST(mcp_server_errors)
