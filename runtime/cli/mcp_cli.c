@@ -370,6 +370,7 @@ static int cmd_tools(cli_state *st)
     int rc = EXIT_OK;
     ad_mcp_names names = {0};
     json_object *arr = g_json ? json_object_new_array() : NULL;
+    json_object *errors = g_json ? json_object_new_array() : NULL;
     char err[512];
     for (size_t i = 0; i < st->n; i++) {
         srv *s = &st->v[i];
@@ -378,6 +379,12 @@ static int cmd_tools(cli_state *st)
         const char *serr = server_error(s);
         if (serr) {
             rc = EXIT_FAIL;
+            if (errors) {
+                json_object *o = json_object_new_object();
+                json_object_object_add(o, "server", json_object_new_string(s->conf->name));
+                json_object_object_add(o, "error", json_object_new_string(serr));
+                json_object_array_add(errors, o);
+            }
             fprintf(stderr, "agentd: mcp %s: ", s->conf->name);
             put_safe_str(stderr, serr, true);
             fputc('\n', stderr);
@@ -394,6 +401,7 @@ static int cmd_tools(cli_state *st)
             free(clash);
             ad_mcp_names_free(&names);
             json_object_put(arr);
+            json_object_put(errors);
             return usage("out of memory");
         }
         size_t first = names.n;
@@ -466,6 +474,7 @@ static int cmd_tools(cli_state *st)
     if (g_json) {
         json_object *doc = json_object_new_object();
         json_object_object_add(doc, "tools", arr);
+        json_object_object_add(doc, "errors", errors);
         print_json(doc);
         json_object_put(doc);
     }

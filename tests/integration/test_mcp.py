@@ -148,6 +148,7 @@ def tools_show_names_for_the_model_and_what_is_left_out(tmp):
     eq(other["echo"]["offered"], False)
     eq(other["echo"]["note"], "in disabled_tools")
     eq(other["image"]["note"], "not in enabled_tools")
+    eq(json.loads(r.stdout)["errors"], [])
     names = [t["model_name"] for t in tools if t["model_name"]]
     eq(len(names), len(set(names)), "model-facing names are unique")
     # The text form, for one server.
@@ -285,7 +286,8 @@ def server_requests_are_answered(tmp):
     eq(r.rc, 0, "exit code %r" % r)
     got = json.loads(r.stdout)
     eq(got["ping"], {})
-    eq(got["roots"]["error"]["code"], -32601)
+    for method in ("roots", "sampling", "elicitation"):
+        eq(got[method]["error"]["code"], -32601, method)
     asked = [x for x in fixture_log(tmp, "fx") if x.get("event") == "asked"]
     eq(asked[0]["ping"], {})
     eq(asked[0]["roots"]["error"]["code"], -32601)
@@ -382,10 +384,15 @@ def usage_and_config_errors_exit_2(tmp):
 
 @case
 def a_url_server_says_it_cannot_be_reached_yet(tmp):
-    cfg = config(tmp, {"web": {"url": "http://127.0.0.1:9/mcp"}})
+    cfg = config(tmp, {"web": {"url": "http://127.0.0.1:9/mcp"}, "fx": []})
     r = mcp(cfg, "list")
     eq(r.rc, 1, "exit code %r" % r)
     contains(r.stdout, "the Streamable HTTP transport is not available")
+    r = mcp(cfg, "tools", "--json")
+    eq(r.rc, 1, "exit code %r" % r)
+    doc = json.loads(r.stdout)
+    eq([e["server"] for e in doc["errors"]], ["web"])
+    ok(any(t["server"] == "fx" for t in doc["tools"]), "the other server's tools")
 
 
 # ---- the real servers of ../shared/mcp ----------------------------------------------

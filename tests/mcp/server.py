@@ -226,7 +226,13 @@ class Server:
         elif name == "ask":
             ping = self.request("ping")
             roots = self.request("roots/list")
-            self.result(id_, text(json.dumps({"ping": ping, "roots": roots}, sort_keys=True)))
+            sampling = self.request("sampling/createMessage", {
+                "messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}],
+                "maxTokens": 10})
+            elicitation = self.request("elicitation/create", {
+                "message": "Your name?", "requestedSchema": {"type": "object", "properties": {}}})
+            self.result(id_, text(json.dumps({"ping": ping, "roots": roots, "sampling": sampling,
+                                              "elicitation": elicitation}, sort_keys=True)))
         elif name == "log":
             for level in ("info", "warning", "error"):
                 self.send({"jsonrpc": "2.0", "method": "notifications/message",
