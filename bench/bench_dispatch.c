@@ -12,7 +12,8 @@
  *   - the real runtime: the curl transport (libcurl multi on the uv loop), an ad_agent
  *     with the default configuration (streaming, tool timeout 60 s), the
  *     text event sink, and the bench plugin stamp.so (THREADSAFE) loaded by
- *     ad_tools from build/bench/plugins.
+ *     the plugin provider (tools/plugin.c) from build/bench/plugins into a
+ *     tool host.
  *
  * The tool-call response goes out in two writes under one Content-Length:
  * everything up to the last argument fragment, then -- after a pause of
@@ -27,9 +28,10 @@
  *   read and write callback -> SSE parse and ad_stream_chunk of the three
  *   tail events, curl completing the transfer (Content-Length reached) ->
  *   on_xfer_done: ad_sse_finish, ad_stream_end, the assistant message, the
- *   tool_call event -> dispatch: the per-tool configuration, uv_queue_work,
- *   the wake-up of a libuv worker thread -> ad_tools_invoke: argument parse
- *   and schema check -> the plugin's invoke().
+ *   tool_call event -> run_tools: the per-tool configuration, the tool
+ *   host's argument parse and schema check, the plugin provider's
+ *   uv_queue_work, the wake-up of a libuv worker thread -> the plugin's
+ *   invoke().
  * A split point inside that interval comes from the event sink: its stderr
  * stream is an unbuffered cookie stream that notes the time of the first
  * write of the "[tool] stamp" line, i.e. just before dispatch. So
@@ -55,6 +57,7 @@
 
 #include "core/agent.h"
 #include "provider/curl.h"
+#include "tools/plugin.h"
 #include "bench.h"
 
 #define WARMUP 50
@@ -268,11 +271,6 @@ int main(void)
     int port = start_server(&th);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1", port);
 
-    ad_tools *tools = ad_tools_new();
-    if (!tools || ad_tools_load_file(tools, path, NULL, err, sizeof err) != AD_OK) {
-        fprintf(stderr, "bench dispatch: %s\n", err);
-        return 1;
-    }
     ad_config cfg;
     ad_config_init(&cfg);
     cfg.base_url = ad_strdup(url);
@@ -287,6 +285,11 @@ int main(void)
     if (!out || !errf || uv_loop_init(&loop) != 0)
         bench_die("setup failed");
     setvbuf(errf, NULL, _IONBF, 0);
+    ad_tool_host *tools = ad_tool_host_new(&loop);
+    if (!tools || ad_plugin_load_file(tools, path, NULL, NULL, err, sizeof err) != AD_OK) {
+        fprintf(stderr, "bench dispatch: %s\n", err);
+        return 1;
+    }
     ad_events *ev = ad_events_new(out, errf, false);
     ad_transport *http = ad_curl_new(&loop);
     if (!ev || !http)
@@ -334,6 +337,7 @@ int main(void)
     atomic_store(&server_stop, true);
     shutdown(listen_fd, SHUT_RDWR);
     ad_transport_close(http);
+    ad_tool_host_free(tools);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     pthread_join(th, NULL);
@@ -343,7 +347,6 @@ int main(void)
     fclose(out);
     fclose(errf);
     ad_config_free(&cfg);
-    ad_tools_free(tools);
     free(total);
     free(rcv);
     free(handoff);

@@ -30,6 +30,7 @@
 #include "core/agent.h"
 #include "bench.h"
 #include "core/request.h"
+#include "tools/plugin.h"
 
 static const int sizes[] = {50, 100, 200, 400, 800};
 #define NSIZES (sizeof sizes / sizeof sizes[0])
@@ -158,11 +159,6 @@ int main(void)
     const char *dir = getenv("BENCH_PLUGIN_DIR");
     char path[4096], err[512];
     snprintf(path, sizeof path, "%s/stamp.so", dir && dir[0] ? dir : "build/bench/plugins");
-    ad_tools *tools = ad_tools_new();
-    if (!tools || ad_tools_load_file(tools, path, NULL, err, sizeof err) != AD_OK) {
-        fprintf(stderr, "bench request: %s\n", err);
-        return 1;
-    }
     ad_config cfg;
     ad_config_init(&cfg);
     cfg.base_url = ad_strdup("http://127.0.0.1:9/v1");
@@ -173,6 +169,11 @@ int main(void)
     FILE *devnull = fopen("/dev/null", "w");
     if (!devnull || uv_loop_init(&loop) != 0)
         bench_die("setup failed");
+    ad_tool_host *tools = ad_tool_host_new(&loop);
+    if (!tools || ad_plugin_load_file(tools, path, NULL, NULL, err, sizeof err) != AD_OK) {
+        fprintf(stderr, "bench request: %s\n", err);
+        return 1;
+    }
     ad_events *ev = ad_events_new(devnull, devnull, false);
     ad_agent_opts o = {&loop, NULL, &cfg, tools, ev};
     ad_agent *agent = ad_agent_new(&o);
@@ -182,7 +183,7 @@ int main(void)
     /* The full builds run over a history of our own; the step builds over
      * the agent's conversation. */
     json_object *hist = json_object_new_array();
-    json_object *tools_json = ad_tools_openai_json(tools);
+    json_object *tools_json = ad_tool_host_openai_json(tools);
     json_object_array_add(hist, msg("system", cfg.system_prompt));
     int have = 1; /* the system prompt */
     double per_msg[NSIZES];
@@ -222,11 +223,11 @@ int main(void)
     }
 
     ad_agent_free(agent);
+    ad_tool_host_free(tools);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     ad_events_free(ev);
     ad_config_free(&cfg);
-    ad_tools_free(tools);
     fclose(devnull);
     return 0;
 }

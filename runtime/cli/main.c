@@ -38,7 +38,9 @@
 #include "cli/mcp_cli.h"
 #include "cli/repl.h"
 #include "store/session.h"
-#include "tools/tools.h"
+#include "tools/host.h"
+#include "tools/isolate.h"
+#include "tools/plugin.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_MAX_STEPS = 3, EXIT_INTERRUPTED = 130 };
 
@@ -396,22 +398,27 @@ static const char *plugin_config(void *ud, const char *stem)
 /* Checks the tool and plugin names the config uses against what was
  * loaded (see ad_config_check_names). Returns 0, AD_EINVAL with err set, or
  * AD_ENOMEM. */
-static int check_names(const ad_config *cfg, const ad_tools *tools, char *err, size_t errlen)
+static int check_names(const ad_config *cfg, const ad_tool_host *tools, char *err, size_t errlen)
 {
-    size_t nt = ad_tools_count(tools), np = ad_tools_plugin_count(tools);
+    size_t nt = ad_tool_host_count(tools), np = ad_tool_host_provider_count(tools);
     const char **names = calloc(nt + 1, sizeof *names);
     char **stems = calloc(np + 1, sizeof *stems);
     int rc = names && stems ? AD_OK : AD_ENOMEM;
     for (size_t i = 0; rc == AD_OK && i < nt; i++)
-        names[i] = ad_tool_name(ad_tools_at(tools, i));
+        names[i] = ad_tool_host_at(tools, i)->name;
+    size_t ns = 0;
     for (size_t i = 0; rc == AD_OK && i < np; i++) {
-        const char *file = ad_tools_plugin_file(tools, i);
-        if (!(stems[i] = ad_strndup(file, strlen(file) - 3))) /* without ".so" */
+        /* Every provider so far is a plugin file; its origin is "STEM.so". */
+        const char *file = ad_tool_host_provider_at(tools, i)->origin;
+        size_t fl = file ? strlen(file) : 0;
+        if (fl <= 3 || strcmp(file + fl - 3, ".so") != 0)
+            continue;
+        if (!(stems[ns++] = ad_strndup(file, fl - 3))) /* without ".so" */
             rc = AD_ENOMEM;
     }
     if (rc == AD_OK)
-        rc = ad_config_check_names(cfg, names, nt, (const char *const *)stems, np, err, errlen);
-    for (size_t i = 0; stems && i < np; i++)
+        rc = ad_config_check_names(cfg, names, nt, (const char *const *)stems, ns, err, errlen);
+    for (size_t i = 0; stems && i < ns; i++)
         free(stems[i]);
     free(stems);
     free(names);
@@ -428,7 +435,7 @@ static bool tool_isolated(void *ud, const char *name)
 }
 
 /* Whether the config isolates any tool: only then are plugins described
- * by a worker before they are loaded (ad_tools_set_isolation). */
+ * by a worker before they are loaded (ad_plugin_opts.isolated). */
 static bool isolates_any(const ad_config *cfg)
 {
     bool any = cfg->isolation == AD_ISOLATION_PROCESS;
@@ -437,32 +444,57 @@ static bool isolates_any(const ad_config *cfg)
     return any;
 }
 
+/* Log lines of plugins, and what worker processes write, on stderr as
+ * "agentd: plugin FILE: ..." (tools/host.h), the key redacted: the one the
+ * config holds when the line is written. */
+static void on_tool_log(void *ud, const ad_tool_log_line *l)
+{
+    const ad_config *cfg = ud;
+    char line[AD_TOOL_LOG_LINE_MAX + 512];
+    size_t n = ad_tool_log_format(line, sizeof line, l, cfg->api_key);
+    /* One write per line: lines of concurrent calls never interleave. */
+    fwrite(line, 1, n, stderr);
+}
+
+/* The plugin log levels shown: up to INFO (WARN for -q); ERROR and WARN
+ * always; everything when AGENTD_DEBUG is set to anything but "" or "0". */
+static int tool_log_level(bool quiet)
+{
+    const char *debug = getenv("AGENTD_DEBUG");
+    if (debug && debug[0] && strcmp(debug, "0") != 0)
+        return AGENTD_LOG_DEBUG;
+    return quiet ? AGENTD_LOG_WARN : AGENTD_LOG_INFO;
+}
+
 /* Loads the plugins of [plugins] dir and checks that every tool and plugin
  * the config names ([tools.NAME], agent.confirm_tools,
  * [plugins.config.STEM]) is loaded: a misspelt name would otherwise go
  * unnoticed (for confirm_tools, the tool would run without asking).
  * Returns -1 with *out set, or an exit code with a message printed (*out
- * may then still need ad_tools_free). */
-static int load_tools(const ad_config *cfg, ad_events *ev, bool quiet, ad_tools **out)
+ * may then still need ad_tool_host_free). */
+static int load_tools(const ad_config *cfg, ad_events *ev, bool quiet, uv_loop_t *loop,
+                      ad_tool_host **out)
 {
     char err[4096];
-    ad_tools *tools = *out = ad_tools_new();
-    if (!tools || ad_tools_set_secret(tools, cfg->api_key) != AD_OK)
+    ad_tool_host *tools = *out = ad_tool_host_new(loop);
+    if (!tools)
         return fail(ev, EXIT_RUNTIME, "out of memory");
-    ad_tools_set_log_level(tools, quiet ? AGENTD_LOG_WARN : AGENTD_LOG_INFO);
+    ad_tool_host_set_log(tools, on_tool_log, (void *)cfg, tool_log_level(quiet));
+    ad_tool_host_set_result_max(tools, (size_t)cfg->max_tool_result_bytes);
+    ad_isolate_opts io = {NULL, cfg->api_key_env, cfg->tool_timeout_s};
+    ad_plugin_opts po = {plugin_config, (void *)cfg, NULL, NULL, &io};
     /* A plugin whose tools all run isolated never runs in this process,
      * not even its init: a worker tells what it registers. */
     if (isolates_any(cfg)) {
-        ad_isolate_opts io = {cfg->tool_timeout_s, cfg->api_key_env};
-        ad_tools_set_isolation(tools, tool_isolated, (void *)cfg, &io);
+        po.isolated = tool_isolated;
+        po.isolated_ud = (void *)cfg;
     }
-    if (cfg->plugins_dir && ad_tools_load_dir(tools, cfg->plugins_dir, plugin_config, (void *)cfg,
-                                              err, sizeof err) != AD_OK) {
+    if (cfg->plugins_dir &&
+        ad_plugin_load_dir(tools, cfg->plugins_dir, &po, err, sizeof err) != AD_OK) {
         char where[512];
         return fail(ev, EXIT_USAGE, "%s%s",
                     ad_config_where(cfg, "plugins", "dir", where, sizeof where), err);
     }
-    ad_tools_set_result_max(tools, (size_t)cfg->max_tool_result_bytes);
     int rc = check_names(cfg, tools, err, sizeof err);
     if (rc == AD_OK)
         return -1;
@@ -472,20 +504,21 @@ static int load_tools(const ad_config *cfg, ad_events *ev, bool quiet, ad_tools 
 }
 
 /* --check-config: what the effective settings do not show. */
-static void print_loaded(const ad_config *cfg, const ad_tools *tools, FILE *out)
+static void print_loaded(const ad_config *cfg, const ad_tool_host *tools, FILE *out)
 {
-    size_t n = ad_tools_count(tools);
+    size_t n = ad_tool_host_count(tools);
     fprintf(out, "\n# tools:%s\n", n ? "" : " none");
     for (size_t i = 0; i < n; i++) {
-        const ad_tool *t = ad_tools_at(tools, i);
+        const ad_tool_desc *t = ad_tool_host_at(tools, i);
         double timeout;
         bool confirm;
         int iso;
-        ad_config_tool(cfg, ad_tool_name(t), &timeout, &confirm, &iso);
-        fprintf(out, "#   %s (%s, %s)\n", ad_tool_name(t), ad_tool_plugin(t),
+        ad_config_tool(cfg, t->name, &timeout, &confirm, &iso);
+        fprintf(out, "#   %s (%s, %s)\n", t->name, t->origin,
                 iso != AD_ISOLATION_PROCESS ? "in-process"
-                : ad_tool_in_process(t)     ? "process; the plugin is loaded into agentd too"
-                                            : "process");
+                : ad_plugin_in_process(ad_tool_host_owner(tools, i))
+                    ? "process; the plugin is loaded into agentd too"
+                    : "process");
     }
     char *db = cfg->sessions_path ? ad_strdup(cfg->sessions_path) : ad_session_default_path();
     if (!cfg->sessions_enabled)
@@ -576,9 +609,9 @@ static void close_walk(uv_handle_t *h, void *arg)
 
 int main(int argc, char **argv)
 {
-    /* A worker process of an isolated tool call (tools.h): nothing else. */
-    if (argc > 1 && strcmp(argv[1], AD_TOOLS_WORKER_FLAG) == 0)
-        return ad_tools_worker_main(argc, argv);
+    /* A worker process of an isolated tool call (isolate.h): nothing else. */
+    if (argc > 1 && strcmp(argv[1], AD_ISOLATE_WORKER_FLAG) == 0)
+        return ad_isolate_worker_main(argc, argv);
     if (argc > 1 && strcmp(argv[1], "sessions") == 0)
         return ad_session_cli(argc - 1, argv + 1);
     if (ad_mcp_cli_wanted(argc, argv))
@@ -611,7 +644,9 @@ int main(int argc, char **argv)
     int exit_code = EXIT_USAGE;
     ad_config cfg;
     ad_config_init(&cfg);
-    ad_tools *tools = NULL;
+    ad_tool_host *tools = NULL;
+    uv_loop_t loop;
+    bool have_loop = false;
     ad_cassette *cassette = NULL;
     char *stdin_prompt = NULL;
     char err[4096];
@@ -648,10 +683,16 @@ int main(int argc, char **argv)
     }
     if (o.max_steps)
         cfg.max_steps = o.max_steps;
+    /* The tool host lives on the loop (its deadlines, its plugins' calls). */
+    if (uv_loop_init(&loop) != 0) {
+        fail(ev, EXIT_RUNTIME, "cannot initialise the event loop");
+        goto out_tools;
+    }
+    have_loop = true;
     if (o.check_config) {
         /* The plugins are loaded too: a config is valid when a run with it
          * would start. */
-        rc = load_tools(&cfg, ev, o.quiet, &tools);
+        rc = load_tools(&cfg, ev, o.quiet, &loop, &tools);
         if (rc >= 0) {
             exit_code = rc;
         } else if (ad_config_read_key(&cfg, err, sizeof err) != AD_OK) {
@@ -708,7 +749,7 @@ int main(int argc, char **argv)
     }
 
     exit_code = EXIT_RUNTIME;
-    rc = load_tools(&cfg, ev, o.quiet, &tools);
+    rc = load_tools(&cfg, ev, o.quiet, &loop, &tools);
     if (rc >= 0) {
         exit_code = rc;
         goto out_tools;
@@ -717,11 +758,6 @@ int main(int argc, char **argv)
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fail(ev, EXIT_RUNTIME, "cannot initialise libcurl");
         goto out_tools;
-    }
-    uv_loop_t loop;
-    if (uv_loop_init(&loop) != 0) {
-        fail(ev, EXIT_RUNTIME, "cannot initialise the event loop");
-        goto out_curl;
     }
     ad_events_set_secret(ev, cfg.api_key);
     ad_events_set_quiet(ev, o.quiet);
@@ -774,7 +810,7 @@ int main(int argc, char **argv)
         exit_code = ad_repl_run(&ro);
         if (o.record && ad_cassette_save(cassette, o.record, err, sizeof err) != AD_OK)
             exit_code = fail(ev, EXIT_RUNTIME, "%s", err);
-        if (ad_agent_busy(agent)) {
+        if (ad_tool_host_busy(tools)) {
             exit_code = check_output(out, exit_code);
             fflush(stderr);
             _exit(exit_code);
@@ -819,7 +855,7 @@ int main(int argc, char **argv)
         /* The recording shim redacted every exchange as it recorded it. */
         if (o.record && ad_cassette_save(cassette, o.record, err, sizeof err) != AD_OK)
             exit_code = fail(ev, exit_code == EXIT_OK ? EXIT_RUNTIME : exit_code, "%s", err);
-        if (ad_agent_busy(agent)) {
+        if (ad_tool_host_busy(tools)) {
             /* A tool that timed out still runs on a worker thread and uses
              * its plugin: leave without unloading anything. */
             exit_code = check_output(out, exit_code);
@@ -831,15 +867,21 @@ int main(int argc, char **argv)
 out_loop:
     ad_session_close(sess);
     ad_transport_close(transport);
+    ad_tool_host_free(tools);
+    tools = NULL;
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_walk(&loop, close_walk, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&loop) != 0)
         fprintf(stderr, "agentd: warning: event loop closed with open handles\n");
-out_curl:
+    have_loop = false;
     curl_global_cleanup();
 out_tools:
-    ad_tools_free(tools);
+    ad_tool_host_free(tools);
+    if (have_loop) {
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+    }
     ad_cassette_free(cassette);
     free(stdin_prompt);
     ad_config_free(&cfg);

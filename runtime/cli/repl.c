@@ -926,7 +926,7 @@ static void cmd_help(repl *r)
 
 static void cmd_tools(repl *r)
 {
-    size_t n = r->o->tools ? ad_tools_count(r->o->tools) : 0;
+    size_t n = ad_tool_host_count(r->o->tools);
     if (n == 0) {
         fprintf(r->out, "no tools loaded%s\n",
                 r->o->cfg->plugins_dir ? "" : " (set [plugins] dir in the config)");
@@ -934,16 +934,16 @@ static void cmd_tools(repl *r)
     }
     size_t w = 4;
     for (size_t i = 0; i < n; i++) {
-        size_t l = strlen(ad_tool_name(ad_tools_at(r->o->tools, i)));
+        size_t l = strlen(ad_tool_host_at(r->o->tools, i)->name);
         if (l > w)
             w = l;
     }
     if (w > 32)
         w = 32;
     for (size_t i = 0; i < n; i++) {
-        const ad_tool *t = ad_tools_at(r->o->tools, i);
-        const char *name = ad_tool_name(t);
-        const char *d = ad_tool_description(t) ? ad_tool_description(t) : "";
+        const ad_tool_desc *t = ad_tool_host_at(r->o->tools, i);
+        const char *name = t->name;
+        const char *d = t->description ? t->description : "";
         bool confirm = false;
         double to;
         int iso;
@@ -951,7 +951,7 @@ static void cmd_tools(repl *r)
         ad_buf b = AD_BUF_INIT;
         put_shown(&b, d, strcspn(d, "\n"), 72, r->utf8);
         fprintf(r->out, "  %s%-*s%s  %s  %s[%s]%s%s\n", BOLD(r), (int)w, name, OFF(r),
-                b.data ? b.data : "", DIM(r), ad_tool_plugin(t) ? ad_tool_plugin(t) : "?",
+                b.data ? b.data : "", DIM(r), t->origin ? t->origin : "?",
                 OFF(r),
                 confirm ? (r->o->yes || always_has(r, name) ? "" : " (asks first)") : "");
         ad_buf_free(&b);
@@ -1362,7 +1362,7 @@ int ad_repl_run(const ad_repl_opts *o)
     session_signals();
 
     if (r->tty_in) {
-        size_t nt = o->tools ? ad_tools_count(o->tools) : 0;
+        size_t nt = ad_tool_host_count(o->tools);
         const char *dot = r->utf8 ? "·" : "-";
         fprintf(r->err,
                 "%sagentd %s %s model%s %s%s, %zu tool%s %s /help for commands, Ctrl-D to "

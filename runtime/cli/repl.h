@@ -20,14 +20,14 @@
 #include "core/agent.h"
 #include "base/config.h"
 #include "core/events.h"
-#include "tools/tools.h"
+#include "tools/host.h"
 
 /* Everything borrowed; the agent must have no run in progress. */
 typedef struct ad_repl_opts {
     uv_loop_t *loop;
     ad_agent *agent;
     const ad_config *cfg;
-    const ad_tools *tools; /* may be NULL */
+    const ad_tool_host *tools; /* may be NULL */
     ad_events *events;     /* text mode; the REPL installs its observer */
     const char *first_prompt; /* -p with --repl: sent before the first read; may be NULL */
     bool quiet;               /* no tool lines */

@@ -5,7 +5,7 @@
  *        ▲                                                     │
  *        │        retry timer ◄── retryable failure ───────────┤
  *        │                                                     ▼
- *        └──── all tool results in ◄── dispatch ◄── response with tool calls
+ *        └──── all tool results in ◄── run_tools ◄─ response with tool calls
  *                                                              │
  *                                   response without calls ────┴──► finish
  *
@@ -46,7 +46,6 @@
 
 #include <ctype.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,61 +61,31 @@
 
 #define MAX_ERROR_BODY (64u << 10)
 
-typedef struct batch batch;
-
-/* Why a call that may still run on a worker thread was given up. */
-enum { GAVE_UP_NONE = 0, GAVE_UP_TIMEOUT = 1, GAVE_UP_CANCEL = 2 };
-
-/* One tool call of a step. The worker thread writes only `wres`, started
- * and t1; everything else belongs to the loop thread. */
-typedef struct call_slot {
-    batch *b;
-    uv_work_t work;
+/* One tool call of the step. */
+typedef struct tool_call {
     char *id;   /* owned: the id sent back to the provider */
     char *name; /* owned */
     char *args; /* owned */
     size_t args_len;
-    const ad_tool *tool; /* NULL: unknown tool */
-    double timeout_s;    /* 0 = none */
-    int isolation;
-    bool serial;         /* not thread-safe: runs in the one serial chain */
-    bool queued;         /* handed to a worker that has not returned yet */
-    bool final;          /* `result` is decided */
-    uint64_t limit_ns;   /* running time allowed; 0 = none */
-    ad_tool_result wres; /* written by the worker */
-    ad_tool_result result;
-    _Atomic uint64_t started; /* uv_hrtime() when the worker began it; 0: not yet */
-    uint64_t t1;              /* when the worker was done (read after it returned) */
-    int gave_up;              /* GAVE_UP_*: it holds its thread until it returns */
-    uint64_t gave_up_at;      /* uv_hrtime() then */
-} call_slot;
-
-/* The calls of one step. A batch outlives its step when calls time out or
- * the run is cancelled: the agent moves on (attached = false) and the batch
- * frees itself when its last worker returns. */
-struct batch {
-    ad_agent *agent; /* NULL once the agent is gone */
-    const ad_tools *tools;
-    const char *key_env; /* borrowed from the config: kept from isolated workers */
-    bool attached;   /* the agent still waits for it */
-    size_t n;
-    size_t open;     /* slots without a final result */
-    size_t running;  /* workers not yet returned */
-    uv_timer_t timer;
-    batch *next;     /* the agent's list of live batches */
-    call_slot slots[];
-};
+    double timeout_s;      /* 0 = none */
+    bool answered;         /* its result was decided here (approval, no tools) */
+    ad_tool_result result; /* when answered */
+    size_t hi;             /* otherwise: its position in the host's batch */
+    const ad_call_outcome *out; /* the host's outcome (valid until its on_done returns) */
+    bool ready;            /* it has its result */
+} tool_call;
 
 struct ad_agent {
     uv_loop_t *loop;
     ad_transport *transport;
     const ad_config *cfg;
-    const ad_tools *tools;
+    ad_tool_host *tools;
     ad_events *ev;
     char *model; /* owned */
 
     ad_conv *conv;           /* owned: the conversation */
     json_object *tools_json; /* owned: the request's "tools", or NULL */
+    uint64_t tools_gen;      /* the host's generation tools_json was built for */
     char *url;               /* owned: {base_url}/chat/completions */
     char **headers;          /* owned "Name: value" strings */
     size_t nheaders;
@@ -148,10 +117,12 @@ struct ad_agent {
     char err[1024];     /* protocol error found while receiving */
     bool has_err;
 
-    /* tool dispatch */
-    batch *batch;           /* the step's calls, while it waits for them */
-    batch *batches;         /* every live batch (attached or not) */
-    call_slot *serial_slot; /* the non-thread-safe call running, or NULL */
+    /* tool calls */
+    tool_call *calls; /* the step's calls, while it runs them */
+    size_t ncalls;
+    size_t *hosted;    /* the host batch's calls: their index in calls */
+    size_t reported;   /* calls whose tool_result event went out (a prefix) */
+    ad_tool_batch *tb; /* the host runs them; NULL when not waiting */
     ad_agent_approve_fn approve;
     void *approve_ud;
     bool yes;            /* approve every call that needs confirmation */
@@ -219,58 +190,49 @@ static void end_run(ad_agent *a, int status)
         cb(ud, status);
 }
 
-static void on_batch_timer_closed(uv_handle_t *h)
+static void calls_free(ad_agent *a)
 {
-    batch *b = h->data;
-    for (size_t i = 0; i < b->n; i++) {
-        call_slot *sl = &b->slots[i];
-        free(sl->id);
-        free(sl->name);
-        free(sl->args);
-        ad_tool_result_free(&sl->wres);
-        ad_tool_result_free(&sl->result);
+    for (size_t i = 0; i < a->ncalls; i++) {
+        free(a->calls[i].id);
+        free(a->calls[i].name);
+        free(a->calls[i].args);
+        ad_tool_result_free(&a->calls[i].result);
     }
-    free(b);
-}
-
-/* Frees b once nobody needs it: detached and no worker running. */
-static void batch_release(batch *b)
-{
-    if (b->attached || b->running > 0)
-        return;
-    ad_agent *a = b->agent;
-    if (a) {
-        for (batch **pp = &a->batches; *pp; pp = &(*pp)->next) {
-            if (*pp == b) {
-                *pp = b->next;
-                break;
-            }
-        }
-    }
-    uv_timer_stop(&b->timer);
-    uv_close((uv_handle_t *)&b->timer, on_batch_timer_closed);
-}
-
-static void batch_detach(ad_agent *a)
-{
-    batch *b = a->batch;
-    if (!b)
-        return;
-    a->batch = NULL;
-    b->attached = false;
-    batch_release(b);
+    free(a->calls);
+    free(a->hosted);
+    a->calls = NULL;
+    a->hosted = NULL;
+    a->ncalls = a->reported = 0;
 }
 
 /* ---- request ----------------------------------------------------------- */
 
 /* The request for the current conversation (ad_conv_request). Caller puts. */
+/* The request's tools follow the host's list: rebuilt when a provider's
+ * list changed (or for the first request). Returns AD_ENOMEM or AD_OK. */
+static int update_tools(ad_agent *a)
+{
+    if (!a->tools || ad_tool_host_generation(a->tools) == a->tools_gen)
+        return AD_OK;
+    json_object_put(a->tools_json);
+    a->tools_json = ad_tool_host_openai_json(a->tools);
+    if (!a->tools_json && ad_tool_host_count(a->tools) > 0)
+        return AD_ENOMEM;
+    a->tools_gen = ad_tool_host_generation(a->tools);
+    return AD_OK;
+}
+
 static json_object *request_json(ad_agent *a)
 {
+    if (update_tools(a) != AD_OK)
+        return NULL;
     return ad_conv_request(a->conv, a->cfg, a->model, a->tools_json);
 }
 
 char *ad_agent_request_body(ad_agent *a, size_t *len)
 {
+    if (update_tools(a) != AD_OK)
+        return NULL;
     return ad_conv_request_body(a->conv, a->cfg, a->model, a->tools_json, len);
 }
 
@@ -526,372 +488,102 @@ static void fail(ad_agent *a, const char *fmt, ...)
 
 /* ---- tools ------------------------------------------------------------- */
 
-static void finish_tools(ad_agent *a);
-static void start_serial(ad_agent *a);
+/*
+ * The step's calls: the agent asks the approvals, answers what it decides
+ * itself (a denied call, no tools at all), and hands the rest to the tool
+ * host as one batch. A result is reported (its tool_result event) as soon
+ * as it and every result before it are in: as early as possible, and in
+ * call order, so that the same run gives the same event stream whatever
+ * order the calls finish in. When the last is in (on_tools_done) the tool
+ * messages are appended in call order and the next step starts.
+ */
 
-static void set_result(ad_tool_result *r, bool is_error, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_result(ad_tool_result *r, bool is_error, const char *fmt, ...)
+static void answer(tool_call *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void answer(tool_call *c, const char *fmt, ...)
 {
     ad_buf b = AD_BUF_INIT;
     va_list ap;
     va_start(ap, fmt);
     ad_buf_vprintf(&b, fmt, ap);
     va_end(ap);
-    ad_tool_result_free(r);
-    r->len = b.len;
-    r->content = ad_buf_steal(&b);
-    r->is_error = is_error;
+    ad_tool_result_free(&c->result);
+    c->result.len = b.len;
+    c->result.content = ad_buf_steal(&b);
+    c->result.is_error = true;
+    c->answered = true;
+    c->ready = true;
 }
 
-/* Gives slot s its final result; the step goes on when all slots have one. */
-static void slot_final(call_slot *s)
+/* The tool_result events of the calls whose results are in, up to the
+ * first one still running. */
+static void report_results(ad_agent *a)
 {
-    if (s->final)
-        return;
-    s->final = true;
-    s->b->open--;
-}
-
-/*
- * Worker threads. Every call runs on libuv's pool (isolated ones too: the
- * thread waits for the worker process). A call given up while it runs
- * (timed out, or the run was cancelled) keeps its thread until the plugin
- * returns, which may be never. held[] counts those threads for the whole
- * process (the pool is the process's); loop thread only. When they are all
- * held, a call could wait for a thread for ever: it is answered at once as
- * not started instead, and its timeout never began, as a timeout counts
- * only the call's own running time.
- */
-static size_t held[3];
-
-static size_t held_total(void)
-{
-    return held[GAVE_UP_TIMEOUT] + held[GAVE_UP_CANCEL];
-}
-
-/* The pool's size as libuv reads it at its start: UV_THREADPOOL_SIZE, else
- * 4; 0 means 1, and at most 1024 (libuv's bounds). main() sets a larger
- * default before the loop starts. */
-static size_t pool_size(void)
-{
-    const char *v = getenv("UV_THREADPOOL_SIZE");
-    if (!v)
-        return 4;
-    unsigned n = (unsigned)atoi(v);
-    return n == 0 ? 1 : n > 1024 ? 1024 : n;
-}
-
-/* The result of a call that cannot get a worker thread. */
-static void set_not_started(call_slot *s)
-{
-    size_t n = pool_size();
-    bool t = held[GAVE_UP_TIMEOUT] > 0, c = held[GAVE_UP_CANCEL] > 0;
-    if (n == 1)
-        set_result(&s->result, true,
-                   "tool '%s' was not started: the only worker thread is still held by an "
-                   "earlier call that %s",
-                   s->name, c && !t ? "was cancelled" : "timed out");
-    else
-        set_result(&s->result, true,
-                   "tool '%s' was not started: all %zu worker threads are still held by earlier "
-                   "calls that %s",
-                   s->name, n, t && c ? "timed out or were cancelled" : c ? "were cancelled"
-                                                                          : "timed out");
-    slot_final(s);
-}
-
-/* Takes the queued call of s off the pool's queue; false when a thread
- * has picked it up already. */
-static bool unqueue(call_slot *s)
-{
-    if (uv_cancel((uv_req_t *)&s->work) != 0)
-        return false;
-    /* after_work_cb follows with UV_ECANCELED; the chain is free now. */
-    ad_agent *a = s->b->agent;
-    if (a && a->serial_slot == s)
-        a->serial_slot = NULL;
-    return true;
-}
-
-/* Gives up the call of s, which has no result yet. Returns true when it
- * runs (it keeps its thread until it returns), false when it never will
- * (not queued, or taken off the queue before a thread picked it up). */
-static bool give_up(call_slot *s, int why)
-{
-    if (!s->queued || unqueue(s))
-        return false;
-    s->gave_up = why;
-    s->gave_up_at = uv_hrtime();
-    held[why]++;
-    return true;
-}
-
-/* Calls of b still waiting for a thread that none will give them. */
-static void refuse_unstartable(batch *b)
-{
-    if (held_total() < pool_size())
-        return;
-    for (size_t i = 0; i < b->n; i++) {
-        call_slot *s = &b->slots[i];
-        if (!s->final && s->queued && atomic_load(&s->started) == 0 && unqueue(s))
-            set_not_started(s);
+    for (; a->reported < a->ncalls && a->calls[a->reported].ready; a->reported++) {
+        const tool_call *c = &a->calls[a->reported];
+        const ad_tool_result *r = c->out ? &c->out->result : &c->result;
+        ad_events_tool_result(a->ev, a->step, c->id, c->name, r->content ? r->content : "",
+                              r->content ? r->len : 0, r->is_error,
+                              c->out ? c->out->seconds : 0);
     }
 }
 
-/* How long the call of s ran: until it returned, or until it was given up. */
-static double run_seconds(call_slot *s)
+/* Asks for every call of a tool configured with confirm = true whether it
+ * may run, before any call of the step starts; a call that may not gets
+ * its answer here. Returns false when the user cancelled the turn (the
+ * calls not answered then never start). */
+static bool ask_approvals(ad_agent *a)
 {
-    uint64_t t0 = atomic_load(&s->started);
-    uint64_t end = s->gave_up ? s->gave_up_at : s->queued ? 0 : s->t1;
-    return t0 && end > t0 ? (double)(end - t0) / 1e9 : 0;
-}
-
-static void work_cb(uv_work_t *w)
-{
-    call_slot *s = w->data;
-    atomic_store(&s->started, uv_hrtime());
-    int rc;
-    if (s->isolation == AD_ISOLATION_PROCESS) {
-        ad_isolate_opts o = {s->timeout_s, s->b->key_env};
-        rc = ad_tools_invoke_isolated(s->b->tools, s->name, s->args, s->args_len, &o, &s->wres);
-    } else {
-        rc = ad_tools_invoke(s->b->tools, s->name, s->args, s->args_len, &s->wres);
-    }
-    if (rc != AD_OK)
-        set_result(&s->wres, true, "agentd: out of memory running tool '%s'", s->name);
-    s->t1 = uv_hrtime();
-}
-
-static void after_work_cb(uv_work_t *w, int status)
-{
-    call_slot *s = w->data;
-    batch *b = s->b;
-    ad_agent *a = b->agent;
-    s->queued = false;
-    b->running--;
-    if (s->gave_up)
-        held[s->gave_up]--;
-    bool freed_serial = a && a->serial_slot == s;
-    if (freed_serial)
-        a->serial_slot = NULL;
-    if (!s->final) {
-        if (status == UV_ECANCELED) {
-            set_result(&s->result, true, "cancelled");
-        } else {
-            ad_tool_result_free(&s->result);
-            s->result = s->wres;
-            memset(&s->wres, 0, sizeof s->wres);
-        }
-        slot_final(s);
-    }
-    if (!b->attached || !a) {
-        batch_release(b);
-        /* A late call of an abandoned batch freed the serial chain: the
-         * current step may have calls waiting for it. */
-        if (freed_serial && a->batch) {
-            start_serial(a);
-            if (a->batch->open == 0)
-                finish_tools(a);
-        }
-        return;
-    }
-    if (s->serial)
-        start_serial(a);
-    if (b->open == 0)
-        finish_tools(a);
-}
-
-static void queue_slot(ad_agent *a, call_slot *s)
-{
-    if (held_total() >= pool_size()) {
-        set_not_started(s);
-        return;
-    }
-    s->work.data = s;
-    /* The timeout counts from the moment a thread starts the call. An
-     * isolated call enforces its own and kills its worker; this limit is
-     * only a backstop, late enough not to race it. */
-    double limit = s->timeout_s;
-    if (limit > 0 && s->isolation == AD_ISOLATION_PROCESS)
-        limit += 2;
-    s->limit_ns = limit > 0 ? (uint64_t)(limit * 1e9) : 0;
-    if (uv_queue_work(a->loop, &s->work, work_cb, after_work_cb) != 0) {
-        set_result(&s->result, true, "agentd: cannot start a worker for tool '%s'", s->name);
-        slot_final(s);
-        return;
-    }
-    s->queued = true;
-    s->b->running++;
-    if (s->serial)
-        a->serial_slot = s;
-}
-
-/* The serial chain is held by a call that was given up (why) and still
- * runs (its plugin is not thread-safe, so nothing of its kind may run
- * beside it, and waiting could be forever): the calls of b still waiting
- * for the chain get an error result instead. */
-static void refuse_waiting_serial(batch *b, int why)
-{
-    for (size_t i = 0; i < b->n; i++) {
-        call_slot *s = &b->slots[i];
-        if (s->serial && !s->final && !s->queued) {
-            set_result(&s->result, true,
-                       "tool '%s' was not run: an earlier call of a tool that is not "
-                       "thread-safe %s and is still running",
-                       s->name, why == GAVE_UP_CANCEL ? "was cancelled" : "timed out");
-            slot_final(s);
-        }
-    }
-}
-
-/* Calls of tools that are not thread-safe run one at a time, in order. */
-static void start_serial(ad_agent *a)
-{
-    batch *b = a->batch;
-    if (!b || a->cancelled)
-        return;
-    if (a->serial_slot && a->serial_slot->b != b) {
-        /* Held by a call of an earlier step that was given up. */
-        refuse_waiting_serial(b, a->serial_slot->gave_up);
-        return;
-    }
-    if (a->serial_slot)
-        return;
-    for (size_t i = 0; i < b->n; i++) {
-        call_slot *s = &b->slots[i];
-        if (s->serial && !s->final && !s->queued) {
-            queue_slot(a, s);
-            if (s->queued)
-                return;
-        }
-    }
-}
-
-static void on_batch_timer(uv_timer_t *t)
-{
-    batch *b = t->data;
-    ad_agent *a = b->agent;
-    if (!b->attached)
-        return;
-    uint64_t now = uv_hrtime();
-    bool serial_stuck = false, gave_up = false;
-    for (size_t i = 0; i < b->n; i++) {
-        call_slot *s = &b->slots[i];
-        uint64_t t0 = atomic_load(&s->started);
-        /* Not started yet: its time has not begun (nor if it began after
-         * `now` was read). */
-        if (s->final || !s->queued || !s->limit_ns || !t0 || now < t0 || now - t0 < s->limit_ns)
-            continue;
-        set_result(&s->result, true, "tool '%s' timed out after %g s (its result will be ignored)",
-                   s->name, s->timeout_s);
-        slot_final(s);
-        give_up(s, GAVE_UP_TIMEOUT);
-        serial_stuck |= a->serial_slot == s;
-        gave_up = true;
-    }
-    if (serial_stuck)
-        refuse_waiting_serial(b, GAVE_UP_TIMEOUT);
-    if (gave_up)
-        refuse_unstartable(b);
-    if (b->open == 0)
-        finish_tools(a);
-}
-
-static void dispatch(ad_agent *a)
-{
-    batch *b = a->batch;
-    double min_timeout = 0;
-    for (size_t i = 0; i < b->n; i++) {
-        call_slot *s = &b->slots[i];
-        if (!a->tools || !s->tool) {
-            /* Unknown tool: the host answers at once; no plugin is called. */
-            if (a->tools)
-                ad_tools_invoke(a->tools, s->name, s->args, s->args_len, &s->result);
-            else
-                set_result(&s->result, true, "unknown tool '%s': no tools are loaded", s->name);
-            slot_final(s);
-            continue;
-        }
+    for (size_t i = 0; i < a->ncalls; i++) {
+        tool_call *c = &a->calls[i];
         bool confirm;
-        ad_config_tool(a->cfg, s->name, &s->timeout_s, &confirm, &s->isolation);
-        if (confirm && !a->yes) {
-            int d = a->approve ? a->approve(a->approve_ud, s->name, s->args, s->args_len)
-                               : AD_APPROVE_UNASKED;
-            if (d == AD_APPROVE_UNASKED) {
-                set_result(&s->result, true,
-                           "tool '%s' needs approval (confirm = true) and none was given; it was "
-                           "not run",
-                           s->name);
-                slot_final(s);
-                continue;
-            }
-            if (d == AD_APPROVE_NO) {
-                set_result(&s->result, true, "the user denied running tool '%s'", s->name);
-                slot_final(s);
-                continue;
-            }
-            if (d == AD_APPROVE_CANCEL) {
-                set_result(&s->result, true,
-                           "the user cancelled the turn when asked to approve tool '%s'; it was "
-                           "not run",
-                           s->name);
-                slot_final(s);
-                a->cancelled = true;
-                break;
-            }
+        int iso;
+        /* An unknown tool is answered by the host; nothing to approve. */
+        if (c->answered || !ad_tool_host_find(a->tools, c->name))
+            continue;
+        ad_config_tool(a->cfg, c->name, &c->timeout_s, &confirm, &iso);
+        if (!confirm || a->yes)
+            continue;
+        int d = a->approve ? a->approve(a->approve_ud, c->name, c->args, c->args_len)
+                           : AD_APPROVE_UNASKED;
+        if (d == AD_APPROVE_UNASKED) {
+            answer(c, "tool '%s' needs approval (confirm = true) and none was given; it was not "
+                      "run",
+                   c->name);
+        } else if (d == AD_APPROVE_NO) {
+            answer(c, "the user denied running tool '%s'", c->name);
+        } else if (d == AD_APPROVE_CANCEL) {
+            answer(c, "the user cancelled the turn when asked to approve tool '%s'; it was not "
+                      "run",
+                   c->name);
+            return false;
         }
-        /* A worker process shares no memory with the others: no need to
-         * serialise calls of a tool that is not thread-safe. */
-        s->serial = !ad_tool_threadsafe(s->tool) && s->isolation != AD_ISOLATION_PROCESS;
-        if (s->timeout_s > 0 && (min_timeout == 0 || s->timeout_s < min_timeout))
-            min_timeout = s->timeout_s;
     }
-    if (a->cancelled) {
-        /* Nothing was queued: every other call gets "not run". */
-        finish_tools(a);
-        return;
-    }
-    for (size_t i = 0; i < b->n; i++) {
-        call_slot *s = &b->slots[i];
-        if (!s->final && !s->serial)
-            queue_slot(a, s);
-    }
-    start_serial(a);
-    if (b->open == 0) {
-        finish_tools(a);
-        return;
-    }
-    if (min_timeout > 0) {
-        uint64_t every = (uint64_t)(min_timeout * 1000 / 10);
-        every = every < 10 ? 10 : every > 250 ? 250 : every;
-        uv_timer_start(&b->timer, on_batch_timer, every, every);
-    }
+    return true;
 }
 
-static void finish_tools(ad_agent *a)
+/* Every call has its result (o: the host's, for the calls it ran; NULL
+ * when none ran): one tool message per call, in call order. */
+static void finish_tools(ad_agent *a, const ad_call_outcome *o, size_t n)
 {
-    batch *b = a->batch;
-    for (size_t i = 0; i < b->n; i++) {
-        call_slot *s = &b->slots[i];
-        if (!s->final) {
-            /* Only on cancellation: the history stays valid, every call
-             * gets its one result. A call still waiting for a worker
-             * thread never starts; a running one is abandoned. */
-            if (give_up(s, GAVE_UP_CANCEL))
-                set_result(&s->result, true,
-                           "cancelled by user while it was running (its result will be ignored)");
-            else
-                set_result(&s->result, true, "cancelled by user before it started; it was not run");
-            slot_final(s);
+    for (size_t i = 0; i < a->ncalls; i++) {
+        tool_call *c = &a->calls[i];
+        if (!c->answered && o && c->hi < n) {
+            c->out = &o[c->hi];
+            c->ready = true;
+        } else if (!c->answered) {
+            /* The turn was cancelled before the call was handed on. */
+            answer(c, "cancelled by user before it started; it was not run");
         }
-        ad_conv_add_tool_result(a->conv, s->id, s->result.content, s->result.len);
-        ad_events_tool_result(a->ev, a->step, s->id, s->name,
-                              s->result.content ? s->result.content : "", s->result.len,
-                              s->result.is_error, run_seconds(s));
     }
-    uv_timer_stop(&b->timer);
-    batch_detach(a);
+    report_results(a);
+    for (size_t i = 0; i < a->ncalls; i++) {
+        tool_call *c = &a->calls[i];
+        const ad_tool_result *r = c->out ? &c->out->result : &c->result;
+        const char *text = r->content;
+        size_t len = r->len;
+        ad_conv_add_tool_result(a->conv, c->id, text ? text : "", text ? len : 0);
+    }
+    calls_free(a);
     emit_step_finish(a);
     if (a->cancelled) {
         end_run(a, AD_RUN_CANCELLED);
@@ -900,6 +592,67 @@ static void finish_tools(ad_agent *a)
     a->step++;
     a->attempt = 0;
     start_step(a);
+}
+
+static void on_tool_result(void *ud, size_t i, const ad_call_outcome *o)
+{
+    ad_agent *a = ud;
+    tool_call *c = &a->calls[a->hosted[i]];
+    c->out = o;
+    c->ready = true;
+    report_results(a);
+}
+
+static void on_tools_done(void *ud, const ad_call_outcome *o, size_t n)
+{
+    ad_agent *a = ud;
+    a->tb = NULL;
+    finish_tools(a, o, n);
+}
+
+static void run_tools(ad_agent *a)
+{
+    if (!a->tools)
+        for (size_t i = 0; i < a->ncalls; i++)
+            answer(&a->calls[i], "unknown tool '%s': no tools are loaded", a->calls[i].name);
+    bool go = ask_approvals(a);
+    report_results(a);
+    if (!go) {
+        a->cancelled = true;
+        finish_tools(a, NULL, 0);
+        return;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < a->ncalls; i++)
+        m += !a->calls[i].answered;
+    if (m == 0) {
+        finish_tools(a, NULL, 0);
+        return;
+    }
+    ad_call_req *reqs = calloc(m, sizeof *reqs);
+    a->hosted = calloc(m, sizeof *a->hosted);
+    if (!reqs || !a->hosted) {
+        free(reqs);
+        calls_free(a);
+        fail(a, "out of memory");
+        return;
+    }
+    for (size_t i = 0, k = 0; i < a->ncalls; i++) {
+        tool_call *c = &a->calls[i];
+        if (c->answered)
+            continue;
+        c->hi = k;
+        a->hosted[k] = i;
+        reqs[k++] = (ad_call_req){c->id, c->name, c->args, c->args_len, c->timeout_s};
+    }
+    static const ad_batch_cb cb = {.on_result = on_tool_result, .on_done = on_tools_done};
+    /* The agent's id prefix names its conversation in the tools' log lines. */
+    a->tb = ad_tool_host_run(a->tools, ad_conv_id_prefix(a->conv), reqs, m, &cb, a);
+    free(reqs);
+    if (!a->tb) {
+        calls_free(a);
+        fail(a, "out of memory");
+    }
 }
 
 /* ---- the step ---------------------------------------------------------- */
@@ -964,51 +717,38 @@ static void response_done(ad_agent *a)
         return;
     }
 
-    batch *b = calloc(1, sizeof *b + r->ncalls * sizeof b->slots[0]);
-    if (!b) {
+    a->calls = calloc(r->ncalls, sizeof *a->calls);
+    const char **ids = malloc(r->ncalls * sizeof *ids);
+    if (!a->calls || !ids) {
+        free(ids);
+        free(a->calls);
+        a->calls = NULL;
         fail(a, "out of memory");
         return;
     }
-    b->agent = a;
-    b->tools = a->tools;
-    b->key_env = a->cfg->api_key_env;
-    b->attached = true;
-    b->n = b->open = r->ncalls;
-    uv_timer_init(a->loop, &b->timer);
-    b->timer.data = b;
-    b->next = a->batches;
-    a->batches = b;
-    a->batch = b;
+    a->ncalls = r->ncalls;
     for (size_t i = 0; i < r->ncalls; i++) {
         ad_tool_call *c = &r->calls[i];
-        call_slot *s = &b->slots[i];
-        s->b = b;
+        tool_call *s = &a->calls[i];
         s->name = ad_strdup(c->name ? c->name : "");
         s->args = c->args.data ? ad_strndup(c->args.data, c->args.len) : ad_strdup("{}");
         s->args_len = c->args.data ? c->args.len : 2;
-        s->tool = a->tools ? ad_tools_find(a->tools, s->name) : NULL;
         s->id = ad_conv_call_id(a->conv, r, i, a->cfg->unique_tool_call_ids);
         if (!s->name || !s->args || !s->id) {
-            batch_detach(a);
+            free(ids);
+            calls_free(a);
             fail(a, "out of memory");
             return;
         }
+        ids[i] = s->id;
     }
-    const char **ids = malloc(b->n * sizeof *ids);
-    if (!ids) {
-        batch_detach(a);
-        fail(a, "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < b->n; i++)
-        ids[i] = b->slots[i].id;
     ad_conv_add_answer(a->conv, r, ids);
     free(ids);
     a->tools_ran = true;
-    for (size_t i = 0; i < b->n; i++)
-        ad_events_tool_call(a->ev, a->step, b->slots[i].id, b->slots[i].name, b->slots[i].args,
-                            b->slots[i].args_len);
-    dispatch(a);
+    for (size_t i = 0; i < a->ncalls; i++)
+        ad_events_tool_call(a->ev, a->step, a->calls[i].id, a->calls[i].name, a->calls[i].args,
+                            a->calls[i].args_len);
+    run_tools(a);
 }
 
 /* What a failed transfer means, naming the setting behind a timeout. */
@@ -1239,8 +979,6 @@ ad_agent *ad_agent_new(const ad_agent_opts *o)
     a->url = ad_buf_steal(&u);
     if (!a->model || !a->conv || !a->stream || !a->sse || !a->url)
         goto fail;
-    if (a->tools && ad_tools_count(a->tools) > 0)
-        a->tools_json = ad_tools_openai_json(a->tools);
 
     size_t nh = o->cfg->nheaders + 3;
     a->headers = calloc(nh, sizeof *a->headers);
@@ -1309,16 +1047,12 @@ void ad_agent_free(ad_agent *a)
     ad_buf_free(&a->held);
     ad_sse_free(a->sse);
     ad_stream_free(a->stream);
-    batch_detach(a);
-    while (a->batches) {
-        /* Workers still running (timed-out or abandoned tools) keep their
-         * batch; it frees itself when they return. */
-        batch *b = a->batches;
-        a->batches = b->next;
-        b->agent = NULL;
-        b->attached = false;
-        batch_release(b);
-    }
+    /* Calls still running (timed-out or abandoned tools) are the host's
+     * now; their results are dropped. */
+    if (a->tb)
+        ad_tool_batch_abandon(a->tb);
+    a->tb = NULL;
+    calls_free(a);
     if (a->retry_timer.loop) {
         uv_timer_stop(&a->retry_timer);
         uv_close((uv_handle_t *)&a->retry_timer, on_agent_timer_closed);
@@ -1360,9 +1094,10 @@ void ad_agent_cancel(ad_agent *a)
         end_run(a, AD_RUN_CANCELLED);
         return;
     }
-    if (a->batch) {
-        /* Every call without a result gets one now (finish_tools). */
-        finish_tools(a);
+    if (a->tb) {
+        /* Every call without a result gets one now; the host's on_done
+         * follows from the loop and ends the run (finish_tools). */
+        ad_tool_batch_cancel(a->tb);
         return;
     }
     /* Waiting to retry: the step's partial text was given up already. */
@@ -1388,14 +1123,6 @@ int ad_agent_load_messages(ad_agent *a, json_object *messages)
     if (a->running)
         return AD_EINVAL;
     return ad_conv_replace(a->conv, messages);
-}
-
-bool ad_agent_busy(const ad_agent *a)
-{
-    for (const batch *b = a->batches; b; b = b->next)
-        if (b->running > 0)
-            return true;
-    return false;
 }
 
 json_object *ad_agent_messages(ad_agent *a)

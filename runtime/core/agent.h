@@ -4,9 +4,9 @@
  * One ad_agent holds one conversation (an ad_conv, core/conv.h). A run
  * appends the user's prompt and then loops: build the request, stream the
  * response (text reported as it arrives), and, when the response carries
- * tool calls, append the assistant message, run every call (concurrently on
- * worker threads for thread-safe tools), append exactly one tool message per
- * call in call order, and send again. A response without tool calls ends
+ * tool calls, append the assistant message, run every call through the tool
+ * host (tools/host.h), append exactly one tool message per call in call
+ * order, and send again. A response without tool calls ends
  * the run. Everything happens on the caller's libuv loop; the run reports
  * its end through a callback.
  */
@@ -21,7 +21,7 @@
 #include "core/conv.h"
 #include "core/events.h"
 #include "provider/transport.h"
-#include "tools/tools.h"
+#include "tools/host.h"
 
 /* How a run ended (main.c maps these to exit codes). */
 enum {
@@ -38,7 +38,7 @@ typedef struct ad_agent_opts {
     uv_loop_t *loop;
     ad_transport *transport; /* carries the requests (provider/transport.h) */
     const ad_config *cfg;
-    const ad_tools *tools; /* may be NULL: no tools */
+    ad_tool_host *tools; /* may be NULL: no tools (shared: many agents may use one) */
     ad_events *events;
 } ad_agent_opts;
 
@@ -79,10 +79,6 @@ void ad_agent_cancel(ad_agent *a);
 /* Who approves calls of tools that need confirmation (NULL: nobody, so
  * they are denied); yes = true approves all of them without asking. */
 void ad_agent_set_approver(ad_agent *a, ad_agent_approve_fn fn, void *ud, bool yes);
-
-/* True while a worker thread still runs a tool call (one that timed out or
- * was abandoned on cancellation): the process must not free the plugins. */
-bool ad_agent_busy(const ad_agent *a);
 
 /* Called on the loop thread with every message appended to the
  * conversation (user, assistant, tool), right after it was appended; msg is

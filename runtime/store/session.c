@@ -605,7 +605,8 @@ static int append_ex(ad_session *s, json_object *msg, int step, int is_error, ch
     if (role && strcmp(role, "tool") == 0) {
         /* The latest unanswered call with that id is the one answered. */
         st = prepare(s,
-                     "UPDATE tool_calls SET result_seq = ?1, content = ?2, is_error = ?3 "
+                     "UPDATE tool_calls SET result_seq = ?1, content = ?2, "
+                     "is_error = coalesce(?3, is_error) "
                      "WHERE rowid = (SELECT rowid FROM tool_calls WHERE session = ?4 AND "
                      "call_id = ?5 AND result_seq IS NULL ORDER BY seq DESC, idx LIMIT 1)",
                      err, errlen);
@@ -713,6 +714,9 @@ static bool int_field(json_object *o, const char *key, int64_t *v)
     return true;
 }
 
+/* A call's result event may come before its tool message (results are
+ * reported as calls finish, the messages once all of them are in): the
+ * call's row is the latest one with its id, answered or not. */
 static int on_tool_result(ad_session *s, json_object *ev, char *err, size_t errlen)
 {
     json_object *v;
@@ -721,7 +725,7 @@ static int on_tool_result(ad_session *s, json_object *ev, char *err, size_t errl
     sqlite3_stmt *st = prepare(s,
                                "UPDATE tool_calls SET is_error = ?1, duration = ?2 WHERE rowid = "
                                "(SELECT rowid FROM tool_calls WHERE session = ?3 AND call_id = ?4 "
-                               "AND result_seq IS NOT NULL ORDER BY result_seq DESC LIMIT 1)",
+                               "ORDER BY seq DESC, idx LIMIT 1)",
                                err, errlen);
     if (!st)
         return AD_ERR;

@@ -161,7 +161,7 @@ def shown_levels(stderr, what):
 
 @case
 def log_levels_follow_quiet_and_agentd_debug(tmp):
-    with mock(S.script(*(one_call("noisy")["responses"] * 4))) as m:
+    with mock(S.script(*(one_call("noisy")["responses"] * 5))) as m:
         cfg = setup(tmp, m)
         r = run_agentd(["--config", cfg, "--json", "-p", "go"])
         eq(r.rc, 0, "exit code (stderr: %s)" % r.stderr)
@@ -172,6 +172,8 @@ def log_levels_follow_quiet_and_agentd_debug(tmp):
         eq(shown_levels(r.stderr, "invoke"), ["ERROR", "WARN"], "-q: invoke")
         r = run_agentd(["--config", cfg, "--json", "-p", "go"], env={"AGENTD_DEBUG": "1"})
         eq(shown_levels(r.stderr, "invoke"), list(LEVELS), "AGENTD_DEBUG: invoke")
+        r = run_agentd(["--config", cfg, "--json", "-p", "go"], env={"AGENTD_DEBUG": "0"})
+        eq(shown_levels(r.stderr, "invoke"), ["ERROR", "WARN", "INFO"], "AGENTD_DEBUG=0: invoke")
         r = run_agentd(["--config", cfg, "--json", "-q", "-p", "go"], env={"AGENTD_DEBUG": "1"})
         eq(shown_levels(r.stderr, "invoke"), list(LEVELS), "AGENTD_DEBUG wins over -q")
 

@@ -316,11 +316,18 @@ def ctrl_c_during_tool_abandons_it_with_one_result_per_call(tmp):
 @case
 def a_cancelled_serial_call_is_named_as_cancelled_later(tmp):
     # Ctrl-C abandons gate_serial (not thread-safe) while it runs; the next
-    # turn's call of a tool that is not thread-safe (counter) is refused,
-    # and the reason given is the real one: cancelled, not timed out.
+    # turn's call of a tool of the same plugin that is not thread-safe (a
+    # second gate_serial, whose gate is open) is refused, and the reason
+    # given is the real one: cancelled, not timed out. The chain is the
+    # plugin's: counter (serial.so, not thread-safe either) runs.
     gate = os.path.join(tmp, "gate")
+    opened = os.path.join(tmp, "open")
+    with open(opened, "w"):
+        pass
     sc = S.script(S.tool_call_stream([("call_g", "gate_serial", json.dumps({"path": gate}))]),
-                  S.tool_call_stream([("call_c", "counter", "{}")]), S.text_stream("Done."))
+                  S.tool_call_stream([("call_h", "gate_serial", json.dumps({"path": opened})),
+                                      ("call_c", "counter", "{}")]),
+                  S.text_stream("Done."))
     with mock(sc) as m:
         t = start(tmp, setup(tmp, m, plugins=("gate", "serial")))
         try:
@@ -343,8 +350,9 @@ def a_cancelled_serial_call_is_named_as_cancelled_later(tmp):
     results = [x["content"] for x in msgs if x["role"] == "tool"]
     eq(results[0], "cancelled by user while it was running (its result will be ignored)",
        "gate_serial")
-    eq(results[1], "tool 'counter' was not run: an earlier call of a tool that is not "
-       "thread-safe was cancelled and is still running", "counter")
+    eq(results[1], "tool 'gate_serial' was not run: an earlier call of a tool that is not "
+       "thread-safe was cancelled and is still running", "the second gate_serial")
+    eq(results[2], "1", "counter of another plugin")
 
 
 SIGINT_PROBE = os.path.join(AGENTD_DIR, "tests", "preload", "sigint_probe.so")

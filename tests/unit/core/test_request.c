@@ -24,7 +24,7 @@ static ad_config base_config(void)
 }
 
 /* Builds the body for cfg with the given conversation (JSON text or NULL). */
-static json_object *body_for(ad_config *cfg, const ad_tools *tools, const char *messages)
+static json_object *body_for(ad_config *cfg, ad_tool_host *tools, const char *messages)
 {
     ad_agent_opts o = {&loop, NULL, cfg, tools, NULL};
     ad_agent *a = ad_agent_new(&o);

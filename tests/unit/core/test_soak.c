@@ -37,6 +37,7 @@
 #include "core/agent.h"
 #include "provider/curl.h"
 #include "base/buf.h"
+#include "tools/plugin.h"
 
 #define GROWTH_KIB 512
 
@@ -71,7 +72,7 @@ typedef struct soak {
     uv_loop_t loop;
     ad_transport *http;
     ad_config cfg;
-    ad_tools *tools;
+    ad_tool_host *tools;
     ad_events *ev;
     ad_agent *agent;
     int target, done, ok;
@@ -166,20 +167,20 @@ TEST(conversations_in_one_process_keep_memory_flat)
     s.cfg.timeout_s = 10;
     s.cfg.idle_timeout_s = 5;
     char err[512];
-    s.tools = ad_tools_new();
-    static const char *const plugins[] = {"add", "multiply"};
-    for (size_t i = 0; i < 2; i++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/plugins/%s.so", dir, plugins[i]);
-        int rc = ad_tools_load_file(s.tools, path, NULL, err, sizeof err);
-        if (rc != 0)
-            fprintf(stderr, "  %s\n", err);
-        CHECK_EQ(rc, 0);
-    }
     FILE *devnull = fopen("/dev/null", "w");
     s.ev = ad_events_new(devnull, devnull, true);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     uv_loop_init(&s.loop);
+    s.tools = ad_tool_host_new(&s.loop);
+    static const char *const plugins[] = {"add", "multiply"};
+    for (size_t i = 0; i < 2; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/plugins/%s.so", dir, plugins[i]);
+        int rc = ad_plugin_load_file(s.tools, path, NULL, NULL, err, sizeof err);
+        if (rc != 0)
+            fprintf(stderr, "  %s\n", err);
+        CHECK_EQ(rc, 0);
+    }
     s.http = ad_curl_new(&s.loop);
     uv_check_t check;
     uv_check_init(&s.loop, &check);
@@ -189,6 +190,7 @@ TEST(conversations_in_one_process_keep_memory_flat)
     start_one(&s);
     uv_run(&s.loop, UV_RUN_DEFAULT);
     ad_transport_close(s.http);
+    ad_tool_host_free(s.tools);
     uv_run(&s.loop, UV_RUN_DEFAULT);
     CHECK_EQ(uv_loop_close(&s.loop), 0);
     curl_global_cleanup();
@@ -207,7 +209,6 @@ TEST(conversations_in_one_process_keep_memory_flat)
 
     ad_events_free(s.ev);
     fclose(devnull);
-    ad_tools_free(s.tools);
     ad_config_free(&s.cfg);
     mock_stop(&m);
 }

@@ -1,22 +1,25 @@
 /*
  * test_isolate.c -- process isolation: the child runner (proc.c) with
- * /bin/sh children, and isolated tool calls (tools.c) against the hostile
- * test plugin.
+ * /bin/sh children, and isolated tool calls (isolate.c, through the plugin
+ * provider and a tool host on a real loop) against the hostile test plugin.
  *
  * Isolated calls start this very test program again as a worker
  * (`test_isolate --tool-worker PPID`), which is why main() hands that mode
- * to ad_tools_worker_main() first. Every case also checks that no child of
+ * to ad_isolate_worker_main() first. Every case also checks that no child of
  * this process is left over, zombie or running.
  */
 #include "base/buf.h"
 #include "../../harness.h"
+#include "tools/host.h"
+#include "tools/isolate.h"
+#include "tools/plugin.h"
 #include "tools/proc.h"
-#include "tools/tools.h"
 
 #include <dirent.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -161,37 +164,125 @@ TEST(proc_start_failure)
 
 /* ---- isolated tool calls ------------------------------------------------ */
 
-static ad_tools *load(const char *file)
+static uv_loop_t loop;
+
+static bool all_isolated(void *ud, const char *name)
+{
+    (void)ud, (void)name;
+    return true;
+}
+
+/* Every tool but "children": the plugin is loaded here too, and its other
+ * tools' calls run in workers. */
+static bool all_but_children(void *ud, const char *name)
+{
+    (void)ud;
+    return strcmp(name, "children") != 0;
+}
+
+static bool only_crash_in_process(void *ud, const char *name)
+{
+    (void)ud;
+    return strcmp(name, "crash") != 0;
+}
+
+static char *plugin_path(const char *file)
 {
     const char *root = getenv("AGENTD_DIR");
-    char path[PATH_MAX], err[512];
+    char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/tests/plugins/%s", root && *root ? root : ".", file);
-    ad_tools *t = ad_tools_new();
-    if (t && ad_tools_load_file(t, path, NULL, err, sizeof err) != AD_OK) {
+    return ad_strdup(path);
+}
+
+static void free_host(ad_tool_host *h)
+{
+    ad_tool_host_free(h);
+    uv_run(&loop, UV_RUN_DEFAULT);
+}
+
+/* A host with plugin file loaded, the tools iso says isolated; o may be
+ * NULL. NULL with the error printed when it does not load. */
+static ad_tool_host *load_with(const char *file, ad_plugin_isolated_fn iso_fn,
+                               const ad_isolate_opts *o)
+{
+    char *path = plugin_path(file), err[512];
+    ad_tool_host *t = ad_tool_host_new(&loop);
+    ad_plugin_opts po = {.isolated = iso_fn, .isolate = o};
+    if (t && ad_plugin_load_file(t, path, NULL, &po, err, sizeof err) != AD_OK) {
         fprintf(stderr, "test_isolate: %s\n", err);
-        ad_tools_free(t);
-        return NULL;
+        free_host(t);
+        t = NULL;
     }
+    free(path);
     return t;
 }
 
-/* An isolated call of `name`; the result's text, or NULL. Caller frees. */
-static char *iso(ad_tools *t, const char *name, double timeout_s, bool *is_error)
+static ad_tool_host *load(const char *file)
 {
-    ad_isolate_opts o = {timeout_s, NULL};
+    static const ad_isolate_opts o = {NULL, NULL, 10};
+    return load_with(file, all_but_children, &o);
+}
+
+typedef struct one {
+    bool done;
     ad_tool_result r;
-    if (ad_tools_invoke_isolated(t, name, "{}", 2, &o, &r) != AD_OK)
+} one;
+
+static void one_done(void *ud, const ad_call_outcome *o, size_t n)
+{
+    one *x = ud;
+    x->done = true;
+    if (n == 1) {
+        x->r = o[0].result;
+        x->r.content = ad_strndup(o[0].result.content, o[0].result.len);
+    }
+}
+
+/* Runs one call (args JSON text) to its end; fills *r (caller frees). */
+static int run_one(ad_tool_host *t, const char *name, const char *args, double timeout_s,
+                   ad_tool_result *r)
+{
+    one x = {0};
+    ad_call_req q = {"call_1", name, args, strlen(args), timeout_s};
+    static const ad_batch_cb cb = {.on_done = one_done};
+    if (ad_tool_host_run(t, "conv", &q, 1, &cb, &x) == NULL)
+        return AD_ENOMEM;
+    while (!x.done)
+        uv_run(&loop, UV_RUN_ONCE);
+    *r = x.r;
+    return r->content ? AD_OK : AD_ENOMEM;
+}
+
+/* An isolated call of `name`; the result's text, or NULL. Caller frees. */
+static char *iso(ad_tool_host *t, const char *name, double timeout_s, bool *is_error)
+{
+    ad_tool_result r;
+    if (run_one(t, name, "{}", timeout_s, &r) != AD_OK)
         return NULL;
     *is_error = r.is_error;
     return r.content;
 }
 
+/* Whether this process has file mapped (a loaded plugin). */
+static bool mapped(const char *file)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[1024];
+    bool found = false;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = strstr(line, file) != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
 TEST(isolated_failures_are_named)
 {
-    ad_tools *t = load("hostile.so");
+    ad_tool_host *t = load("hostile.so");
     CHECK(t != NULL);
     if (t == NULL)
         return;
+    CHECK(ad_plugin_in_process(ad_tool_host_owner(t, 0)));
     static const struct {
         const char *tool, *want;
     } cases[] = {
@@ -210,12 +301,12 @@ TEST(isolated_failures_are_named)
         free(got);
     }
     CHECK_EQ(count_children(), 0);
-    ad_tools_free(t);
+    free_host(t);
 }
 
 TEST(isolated_results)
 {
-    ad_tools *t = load("hostile.so");
+    ad_tool_host *t = load("hostile.so");
     CHECK(t != NULL);
     if (t == NULL)
         return;
@@ -257,121 +348,129 @@ TEST(isolated_results)
     }
     free(got);
     CHECK_EQ(count_children(), 0);
-    ad_tools_free(t);
+    free_host(t);
 }
 
 TEST(isolated_scrubs_the_key_and_repairs_text)
 {
-    ad_tools *t = load("hostile.so");
-    CHECK(t != NULL);
-    if (t == NULL)
-        return;
     setenv("AGENTD_TEST_KEY", "sk-secret", 1);
-    ad_isolate_opts keep = {10, NULL}, scrub = {10, "AGENTD_TEST_KEY"};
+    static const ad_isolate_opts keep = {NULL, NULL, 10}, scrub = {NULL, "AGENTD_TEST_KEY", 10};
+    ad_tool_host *t = load_with("hostile.so", all_but_children, &keep);
+    ad_tool_host *u = load_with("hostile.so", all_but_children, &scrub);
+    CHECK(t != NULL && u != NULL);
+    if (t == NULL || u == NULL) {
+        free_host(t);
+        free_host(u);
+        return;
+    }
     ad_tool_result r;
-    CHECK_EQ(ad_tools_invoke_isolated(t, "showkey", "{}", 2, &keep, &r), 0);
+    CHECK_EQ(run_one(t, "showkey", "{}", 10, &r), 0);
     CHECK_STREQ(r.content, "sk-secret");
     ad_tool_result_free(&r);
-    CHECK_EQ(ad_tools_invoke_isolated(t, "showkey", "{}", 2, &scrub, &r), 0);
+    CHECK_EQ(run_one(u, "showkey", "{}", 10, &r), 0);
     CHECK_STREQ(r.content, "(unset)");
     ad_tool_result_free(&r);
     unsetenv("AGENTD_TEST_KEY");
     /* Arguments are checked before any worker starts. */
-    CHECK_EQ(ad_tools_invoke_isolated(t, "crash", "[1]", 3, &keep, &r), 0);
+    CHECK_EQ(run_one(t, "crash", "[1]", 10, &r), 0);
     CHECK_STREQ(r.content, "invalid arguments for tool 'crash': expected a JSON object, got an array");
     ad_tool_result_free(&r);
-    ad_tools_free(t);
+    free_host(t);
+    free_host(u);
 
     /* Broken text comes out the same as in-process: valid UTF-8, no NUL. */
-    t = load("badutf8.so");
-    CHECK(t != NULL);
-    if (t == NULL)
+    t = load_with("badutf8.so", NULL, NULL);
+    u = load_with("badutf8.so", all_isolated, &keep);
+    CHECK(t != NULL && u != NULL);
+    if (t == NULL || u == NULL) {
+        free_host(t);
+        free_host(u);
         return;
+    }
     ad_tool_result a, b;
-    CHECK_EQ(ad_tools_invoke(t, "badutf8", "{}", 2, &a), 0);
-    CHECK_EQ(ad_tools_invoke_isolated(t, "badutf8", "{}", 2, &keep, &b), 0);
+    CHECK_EQ(run_one(t, "badutf8", "{}", 10, &a), 0);
+    CHECK_EQ(run_one(u, "badutf8", "{}", 10, &b), 0);
     CHECK_EQ(a.len, b.len);
     CHECK(a.content && b.content && memcmp(a.content, b.content, a.len) == 0);
     CHECK(b.content && strlen(b.content) == b.len);
     ad_tool_result_free(&a);
     ad_tool_result_free(&b);
-    ad_tools_free(t);
+    free_host(t);
+    free_host(u);
     CHECK_EQ(count_children(), 0);
 }
 
 TEST(isolated_missing_worker_program)
 {
-    ad_tools *t = load("hostile.so");
+    /* The worker program is there when the plugin is described, and gone
+     * when the call is made. */
+    char tmpl[] = "/tmp/agentd-isolate-XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    CHECK(dir != NULL);
+    if (dir == NULL)
+        return;
+    char exe[PATH_MAX], self[PATH_MAX];
+    snprintf(exe, sizeof exe, "%s/agentd", dir);
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    CHECK(n > 0);
+    if (n <= 0)
+        return;
+    self[n] = '\0';
+    CHECK_EQ(symlink(self, exe), 0);
+    ad_isolate_opts o = {exe, NULL, 10};
+    ad_tool_host *t = load_with("hostile.so", all_but_children, &o);
+    unlink(exe);
+    rmdir(dir);
     CHECK(t != NULL);
     if (t == NULL)
         return;
-    CHECK_EQ(ad_tools_set_worker_exe(t, "/nonexistent/agentd"), 0);
     bool is_error = false;
     char *got = iso(t, "flood", 5, &is_error);
-    CHECK(got && strstr(got, "tool 'flood' could not be started in a worker process: cannot "
-                             "start /nonexistent/agentd") == got);
+    char want[PATH_MAX + 100];
+    snprintf(want, sizeof want,
+             "tool 'flood' could not be started in a worker process: cannot start %s", exe);
+    CHECK(got && strstr(got, want) == got);
     CHECK(is_error);
     free(got);
-    ad_tools_free(t);
+    free_host(t);
 }
 
 /* ---- plugins described by a worker -------------------------------------- */
 
-static bool only_crash_in_process(void *ud, const char *name)
-{
-    (void)ud;
-    return strcmp(name, "crash") != 0;
-}
-
-static bool all_isolated(void *ud, const char *name)
-{
-    (void)ud, (void)name;
-    return true;
-}
-
-static char *plugin_path(const char *file)
-{
-    const char *root = getenv("AGENTD_DIR");
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/tests/plugins/%s", root && *root ? root : ".", file);
-    return ad_strdup(path);
-}
-
 TEST(described_plugins_are_not_loaded)
 {
-    char *path = plugin_path("hostile.so");
-    char err[512];
-    ad_isolate_opts o = {10, NULL};
+    static const ad_isolate_opts o = {NULL, NULL, 10};
     /* Every tool isolated: registered from the description alone. */
-    ad_tools *t = ad_tools_new();
-    ad_tools_set_isolation(t, all_isolated, NULL, &o);
-    CHECK_EQ(ad_tools_load_file(t, path, NULL, err, sizeof err), 0);
-    CHECK_EQ(ad_tools_count(t), 9);
-    const ad_tool *hang = ad_tools_find(t, "hang");
-    CHECK(hang != NULL && !ad_tool_in_process(hang) && ad_tool_threadsafe(hang));
-    CHECK(!ad_tool_threadsafe(ad_tools_find(t, "crash")));
-    CHECK_STREQ(ad_tool_description(ad_tools_find(t, "exit3")), "misbehaves");
-    /* An isolated call runs as ever; the plugin cannot be called here. */
+    ad_tool_host *t = load_with("hostile.so", all_isolated, &o);
+    CHECK(t != NULL);
+    if (t == NULL)
+        return;
+    CHECK_EQ(ad_tool_host_count(t), 9);
+    const ad_tool_desc *hang = ad_tool_host_find(t, "hang");
+    CHECK(hang != NULL && (hang->flags & AD_TOOL_THREADSAFE));
+    CHECK(!(ad_tool_host_find(t, "crash")->flags & AD_TOOL_THREADSAFE));
+    CHECK_STREQ(ad_tool_host_find(t, "exit3")->description, "misbehaves");
+    CHECK(!ad_plugin_in_process(ad_tool_host_owner(t, 0)));
+    /* Not a byte of it in this process. */
+    CHECK(!mapped("hostile.so"));
+    /* An isolated call runs as ever. */
     bool is_error = false;
     char *got = iso(t, "crash", 5, &is_error);
     CHECK_STREQ(got, "tool 'crash' was killed by signal 11 (SIGSEGV)");
     free(got);
-    ad_tool_result r;
-    CHECK_EQ(ad_tools_invoke(t, "crash", "{}", 2, &r), 0);
-    CHECK(r.is_error && strstr(r.content, "is not loaded into agentd") != NULL);
-    ad_tool_result_free(&r);
     /* Arguments are still checked here, against the described schema. */
     got = iso(t, "nosuch", 5, &is_error);
     CHECK(got && strstr(got, "unknown tool 'nosuch'") == got);
     free(got);
-    ad_tools_free(t);
+    free_host(t);
     /* One tool in-process: the plugin is loaded here. */
-    t = ad_tools_new();
-    ad_tools_set_isolation(t, only_crash_in_process, NULL, &o);
-    CHECK_EQ(ad_tools_load_file(t, path, NULL, err, sizeof err), 0);
-    CHECK(ad_tool_in_process(ad_tools_find(t, "hang")));
-    ad_tools_free(t);
-    free(path);
+    t = load_with("hostile.so", only_crash_in_process, &o);
+    CHECK(t != NULL);
+    if (t) {
+        CHECK(ad_plugin_in_process(ad_tool_host_owner(t, 0)));
+        CHECK(mapped("hostile.so"));
+    }
+    free_host(t);
     CHECK_EQ(count_children(), 0);
 }
 
@@ -385,44 +484,44 @@ TEST(described_plugin_failures_read_as_load_failures)
         {"no_init.so", "plugin no_init.so: not an agentd plugin (missing agentd_plugin_init_v1)"},
         {"dup_add.so", NULL},
     };
-    ad_isolate_opts o = {10, NULL};
+    ad_isolate_opts o = {NULL, NULL, 10};
+    ad_plugin_opts po = {.isolated = all_isolated, .isolate = &o};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *path = plugin_path(cases[i].file);
         char err[512] = "";
-        ad_tools *t = ad_tools_new();
-        ad_tools_set_isolation(t, all_isolated, NULL, &o);
-        int rc = ad_tools_load_file(t, path, NULL, err, sizeof err);
+        ad_tool_host *t = ad_tool_host_new(&loop);
+        int rc = ad_plugin_load_file(t, path, NULL, &po, err, sizeof err);
         if (cases[i].want) {
             CHECK(rc < 0);
             CHECK_STREQ(err, cases[i].want);
-            CHECK_EQ(ad_tools_count(t), 0);
+            CHECK_EQ(ad_tool_host_count(t), 0);
         } else {
             /* Loads fine alone; twice, its names clash as in-process. */
             CHECK_EQ(rc, 0);
-            CHECK(ad_tools_load_file(t, path, NULL, err, sizeof err) < 0);
+            CHECK(ad_plugin_load_file(t, path, NULL, &po, err, sizeof err) < 0);
             CHECK(strstr(err, "duplicate tool name") != NULL);
         }
-        ad_tools_free(t);
+        free_host(t);
         free(path);
     }
-    /* A worker that does not answer in time is named. */
+    /* A worker that does not answer is named. */
     char *path = plugin_path("hostile.so");
     char err[512] = "";
-    ad_tools *t = ad_tools_new();
-    ad_tools_set_isolation(t, all_isolated, NULL, &o);
-    CHECK_EQ(ad_tools_set_worker_exe(t, "/bin/true"), 0);
-    CHECK(ad_tools_load_file(t, path, NULL, err, sizeof err) < 0);
+    o.exe = "/bin/true";
+    ad_tool_host *t = ad_tool_host_new(&loop);
+    CHECK(ad_plugin_load_file(t, path, NULL, &po, err, sizeof err) < 0);
     CHECK_STREQ(err, "plugin hostile.so: init failed in a worker process: it exited with status 0");
-    ad_tools_free(t);
+    free_host(t);
     free(path);
     CHECK_EQ(count_children(), 0);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], AD_TOOLS_WORKER_FLAG) == 0)
-        return ad_tools_worker_main(argc, argv);
+    if (argc > 1 && strcmp(argv[1], AD_ISOLATE_WORKER_FLAG) == 0)
+        return ad_isolate_worker_main(argc, argv);
     HARNESS_INIT(argc, argv);
+    uv_loop_init(&loop);
     RUN(proc_result_output_and_input);
     RUN(proc_exit_status_and_signal);
     RUN(proc_timeout_kills_the_group);
@@ -435,5 +534,10 @@ int main(int argc, char **argv)
     RUN(isolated_missing_worker_program);
     RUN(described_plugins_are_not_loaded);
     RUN(described_plugin_failures_read_as_load_failures);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0) {
+        fprintf(stderr, "test_isolate: the loop has handles left\n");
+        harness_failed++;
+    }
     return harness_report("test_isolate");
 }

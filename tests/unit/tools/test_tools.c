@@ -1,15 +1,19 @@
 /*
- * test_tools.c -- the plugin host against real plugin files.
+ * test_tools.c -- the plugin provider (tools/plugin.c) in a tool host,
+ * against real plugin files.
  *
  * Each test builds a private plugin folder (mkdtemp) holding symlinks to the
  * built plugins ($AGENTD_DIR/plugins/X.so and $AGENTD_DIR/tests/plugins/X.so,
- * AGENTD_DIR defaulting to "."), loads it and checks the exact messages the
- * host produces. Log output is checked by pointing fd 2 at a temporary file
- * for the duration of a test.
+ * AGENTD_DIR defaulting to "."), loads it into a host and checks the exact
+ * messages the host and the plugin provider produce; calls run as batches
+ * on a real loop. Log output is checked by pointing fd 2 at a temporary
+ * file for the duration of a test (the host's log function writes there
+ * the way agentd's front end does).
  */
 #include "base/buf.h"
 #include "../../harness.h"
-#include "tools/tools.h"
+#include "tools/host.h"
+#include "tools/plugin.h"
 
 #include <agentd/plugin.h>
 
@@ -91,28 +95,88 @@ static void remove_dir(char *dir)
     free(dir);
 }
 
+static uv_loop_t loop;
+static const char *log_secret; /* redacted by the log function */
+
+/* The front end's log function: the line as agentd shows it, on stderr. */
+static void log_to_stderr(void *ud, const ad_tool_log_line *l)
+{
+    (void)ud;
+    char line[AD_TOOL_LOG_LINE_MAX + 512];
+    size_t n = ad_tool_log_format(line, sizeof line, l, log_secret);
+    fwrite(line, 1, n, stderr);
+}
+
+static ad_tool_host *new_host(int level)
+{
+    ad_tool_host *h = ad_tool_host_new(&loop);
+    if (h)
+        ad_tool_host_set_log(h, log_to_stderr, NULL, level);
+    return h;
+}
+
+/* Frees h and lets the loop close its handles. */
+static void free_host(ad_tool_host *h)
+{
+    ad_tool_host_free(h);
+    uv_run(&loop, UV_RUN_DEFAULT);
+}
+
 /* Loads a fresh folder holding exactly the given plugins (NULL-terminated). */
-static ad_tools *load_plugins(const char *const *files, int *rc, char *err, size_t errlen)
+static ad_tool_host *load_plugins(const char *const *files, int *rc, char *err, size_t errlen)
 {
     char *dir = make_dir();
-    ad_tools *t = ad_tools_new();
+    ad_tool_host *t = new_host(AGENTD_LOG_INFO);
     *rc = -100;
     err[0] = '\0';
     if (dir && t) {
         for (size_t i = 0; files[i]; i++)
             if (add_plugin(dir, files[i], NULL) != 0)
                 fprintf(stderr, "cannot link %s\n", files[i]);
-        *rc = ad_tools_load_dir(t, dir, NULL, NULL, err, errlen);
+        *rc = ad_plugin_load_dir(t, dir, NULL, err, errlen);
     }
     remove_dir(dir);
     return t;
 }
 
-/* Invokes and returns the content (caller frees); sets *is_error. */
-static char *call(const ad_tools *t, const char *name, const char *args, bool *is_error)
+/* One call's outcome, kept after its batch is gone. */
+typedef struct one {
+    bool done;
+    ad_tool_result r;
+    ad_call_state state;
+} one;
+
+static void one_done(void *ud, const ad_call_outcome *o, size_t n)
+{
+    one *x = ud;
+    x->done = true;
+    if (n == 1) {
+        x->r = o[0].result;
+        x->r.content = ad_strndup(o[0].result.content, o[0].result.len);
+        x->state = o[0].state;
+    }
+}
+
+/* Runs one call through the host to its end; fills *r (caller frees). */
+static int run_one(ad_tool_host *t, const char *name, const char *args, size_t len,
+                   ad_tool_result *r)
+{
+    one x = {0};
+    ad_call_req q = {"call_1", name, args, len, 0};
+    static const ad_batch_cb cb = {.on_done = one_done};
+    if (ad_tool_host_run(t, "conv", &q, 1, &cb, &x) == NULL)
+        return AD_ENOMEM;
+    while (!x.done)
+        uv_run(&loop, UV_RUN_ONCE);
+    *r = x.r;
+    return r->content ? AD_OK : AD_ENOMEM;
+}
+
+/* Runs a call and returns the content (caller frees); sets *is_error. */
+static char *call(ad_tool_host *t, const char *name, const char *args, bool *is_error)
 {
     ad_tool_result r;
-    int rc = ad_tools_invoke(t, name, args, args ? strlen(args) : 0, &r);
+    int rc = run_one(t, name, args, args ? strlen(args) : 0, &r);
     if (rc != 0 || r.content == NULL) {
         *is_error = true;
         return ad_strdup("(invoke failed)");
@@ -183,11 +247,11 @@ static void load_fails(const char *file, const char *want)
     char err[512];
     int rc;
     const char *files[] = {file, NULL};
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
+    ad_tool_host *t = load_plugins(files, &rc, err, sizeof err);
     CHECK(rc < 0);
     CHECK_STREQ(err, want);
-    CHECK_EQ(ad_tools_count(t), 0);
-    ad_tools_free(t);
+    CHECK_EQ(ad_tool_host_count(t), 0);
+    free_host(t);
 }
 
 TEST(load_good_plugins)
@@ -195,30 +259,35 @@ TEST(load_good_plugins)
     char err[512];
     int rc;
     const char *files[] = {"weather.so", "multiply.so", "add.so", NULL};
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
+    ad_tool_host *t = load_plugins(files, &rc, err, sizeof err);
     CHECK_EQ(rc, 0);
     CHECK_STREQ(err, "");
-    CHECK_EQ(ad_tools_count(t), 3);
-    CHECK_STREQ(ad_tool_name(ad_tools_at(t, 0)), "add");
-    CHECK_STREQ(ad_tool_name(ad_tools_at(t, 1)), "multiply");
-    CHECK_STREQ(ad_tool_name(ad_tools_at(t, 2)), "weather");
-    CHECK(ad_tools_at(t, 3) == NULL);
-    const ad_tool *add = ad_tools_find(t, "add");
+    CHECK_EQ(ad_tool_host_count(t), 3);
+    CHECK_STREQ(ad_tool_host_at(t, 0)->name, "add");
+    CHECK_STREQ(ad_tool_host_at(t, 1)->name, "multiply");
+    CHECK_STREQ(ad_tool_host_at(t, 2)->name, "weather");
+    CHECK(ad_tool_host_at(t, 3) == NULL);
+    /* One provider per plugin file, in load order. */
+    CHECK_EQ(ad_tool_host_provider_count(t), 3);
+    CHECK_STREQ(ad_tool_host_provider_at(t, 0)->origin, "add.so");
+    CHECK_STREQ(ad_tool_host_provider_at(t, 0)->vt->kind, "plugin");
+    CHECK(ad_plugin_in_process(ad_tool_host_owner(t, 2)));
+    const ad_tool_desc *add = ad_tool_host_find(t, "add");
     CHECK(add != NULL);
-    CHECK(ad_tools_find(t, "subtract") == NULL);
+    CHECK(ad_tool_host_find(t, "subtract") == NULL);
     if (add) {
-        CHECK_STREQ(ad_tool_description(add), "Add two numbers");
-        CHECK_STREQ(ad_tool_plugin(add), "add.so");
-        CHECK(ad_tool_threadsafe(add));
-        CHECK(json_object_is_type(ad_tool_parameters(add), json_type_object));
+        CHECK_STREQ(add->description, "Add two numbers");
+        CHECK_STREQ(add->origin, "add.so");
+        CHECK(add->flags & AD_TOOL_THREADSAFE);
+        CHECK(json_object_is_type(add->parameters, json_type_object));
     }
-    CHECK_STREQ(ad_tool_description(ad_tools_find(t, "multiply")), "Multiply two numbers");
-    CHECK_STREQ(ad_tool_description(ad_tools_find(t, "weather")),
+    CHECK_STREQ(ad_tool_host_find(t, "multiply")->description, "Multiply two numbers");
+    CHECK_STREQ(ad_tool_host_find(t, "weather")->description,
                 "Get weather information for a location");
-    char *names = ad_tools_names(t);
+    char *names = ad_tool_host_names(t);
     CHECK_STREQ(names, "add, multiply, weather");
     free(names);
-    ad_tools_free(t);
+    free_host(t);
 }
 
 TEST(openai_json)
@@ -226,9 +295,9 @@ TEST(openai_json)
     char err[512];
     int rc;
     const char *files[] = {"add.so", "weather.so", NULL};
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
+    ad_tool_host *t = load_plugins(files, &rc, err, sizeof err);
     CHECK_EQ(rc, 0);
-    json_object *arr = ad_tools_openai_json(t);
+    json_object *arr = ad_tool_host_openai_json(t);
     CHECK(arr != NULL);
     CHECK_STREQ(
         json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN),
@@ -244,9 +313,9 @@ TEST(openai_json)
     json_object *fn = json_object_object_get(json_object_array_get_idx(arr, 0), "function");
     json_object_object_del(json_object_object_get(fn, "parameters"), "required");
     json_object_put(arr);
-    CHECK(json_object_object_get_ex(ad_tool_parameters(ad_tools_find(t, "add")), "required",
-                                    NULL));
-    ad_tools_free(t);
+    CHECK(json_object_object_get_ex((json_object *)ad_tool_host_find(t, "add")->parameters,
+                                    "required", NULL));
+    free_host(t);
 }
 
 TEST(sorted_load_order_and_file_filter)
@@ -267,34 +336,35 @@ TEST(sorted_load_order_and_file_filter)
     char sub[PATH_MAX];
     snprintf(sub, sizeof sub, "%s/sub.so", dir);
     CHECK_EQ(mkdir(sub, 0700), 0);
-    ad_tools *t = ad_tools_new();
-    CHECK_EQ(ad_tools_load_dir(t, dir, NULL, NULL, err, sizeof err), 0);
-    CHECK_EQ(ad_tools_count(t), 3);
-    CHECK_STREQ(ad_tool_name(ad_tools_at(t, 0)), "weather");
-    CHECK_STREQ(ad_tool_plugin(ad_tools_at(t, 0)), "aa.so");
-    CHECK_STREQ(ad_tool_name(ad_tools_at(t, 1)), "multiply");
-    CHECK_STREQ(ad_tool_plugin(ad_tools_at(t, 1)), "mm.so");
-    CHECK_STREQ(ad_tool_name(ad_tools_at(t, 2)), "add");
-    CHECK_STREQ(ad_tool_plugin(ad_tools_at(t, 2)), "zz.so");
-    ad_tools_free(t);
+    ad_tool_host *t = new_host(AGENTD_LOG_INFO);
+    CHECK_EQ(ad_plugin_load_dir(t, dir, NULL, err, sizeof err), 0);
+    CHECK_EQ(ad_tool_host_count(t), 3);
+    CHECK_STREQ(ad_tool_host_at(t, 0)->name, "weather");
+    CHECK_STREQ(ad_tool_host_at(t, 0)->origin, "aa.so");
+    CHECK_STREQ(ad_tool_host_at(t, 1)->name, "multiply");
+    CHECK_STREQ(ad_tool_host_at(t, 1)->origin, "mm.so");
+    CHECK_STREQ(ad_tool_host_at(t, 2)->name, "add");
+    CHECK_STREQ(ad_tool_host_at(t, 2)->origin, "zz.so");
+    free_host(t);
     remove_dir(dir);
 }
 
 TEST(missing_and_empty_dir)
 {
     char err[512];
-    ad_tools *t = ad_tools_new();
-    CHECK(ad_tools_load_dir(t, "/nonexistent/agentd-plugins", NULL, NULL, err, sizeof err) < 0);
+    ad_tool_host *t = new_host(AGENTD_LOG_INFO);
+    CHECK(ad_plugin_load_dir(t, "/nonexistent/agentd-plugins", NULL, err, sizeof err) < 0);
     CHECK(strstr(err, "/nonexistent/agentd-plugins") != NULL);
     char *dir = make_dir();
-    CHECK_EQ(ad_tools_load_dir(t, dir, NULL, NULL, err, sizeof err), 0);
-    CHECK_EQ(ad_tools_count(t), 0);
+    CHECK_EQ(ad_plugin_load_dir(t, dir, NULL, err, sizeof err), 0);
+    CHECK_EQ(ad_tool_host_count(t), 0);
+    CHECK(ad_tool_host_openai_json(t) == NULL);
     bool e;
     char *got = call(t, "add", "{}", &e);
     CHECK_STREQ(got, "unknown tool 'add'; no tools are available");
     CHECK(e);
     free(got);
-    ad_tools_free(t);
+    free_host(t);
     remove_dir(dir);
 }
 
@@ -313,13 +383,13 @@ TEST(not_an_elf)
     char err[512];
     char *dir = make_dir();
     CHECK_EQ(write_file(dir, "x.so", "this is text, not a shared object\n"), 0);
-    ad_tools *t = ad_tools_new();
-    CHECK(ad_tools_load_dir(t, dir, NULL, NULL, err, sizeof err) < 0);
+    ad_tool_host *t = new_host(AGENTD_LOG_INFO);
+    CHECK(ad_plugin_load_dir(t, dir, NULL, err, sizeof err) < 0);
     const char *want = "plugin x.so: cannot load: ";
     CHECK(strncmp(err, want, strlen(want)) == 0);
     CHECK(strlen(err) > strlen(want)); /* carries the dlerror() text */
-    CHECK_EQ(ad_tools_count(t), 0);
-    ad_tools_free(t);
+    CHECK_EQ(ad_tool_host_count(t), 0);
+    free_host(t);
     remove_dir(dir);
 }
 
@@ -328,12 +398,12 @@ TEST(duplicate_tool_name)
     char err[512];
     int rc;
     const char *files[] = {"add.so", "dup_add.so", NULL};
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
+    ad_tool_host *t = load_plugins(files, &rc, err, sizeof err);
     CHECK(rc < 0);
     CHECK_STREQ(err, "plugin dup_add.so: duplicate tool name 'add' (already registered by add.so)");
-    CHECK_EQ(ad_tools_count(t), 1);
-    CHECK_STREQ(ad_tool_plugin(ad_tools_find(t, "add")), "add.so");
-    ad_tools_free(t);
+    CHECK_EQ(ad_tool_host_count(t), 1);
+    CHECK_STREQ(ad_tool_host_find(t, "add")->origin, "add.so");
+    free_host(t);
 }
 
 TEST(loading_stops_at_first_failure)
@@ -342,12 +412,12 @@ TEST(loading_stops_at_first_failure)
     int rc;
     /* add.so < bad_abi.so < weather.so: weather is never reached. */
     const char *files[] = {"add.so", "bad_abi.so", "weather.so", NULL};
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
+    ad_tool_host *t = load_plugins(files, &rc, err, sizeof err);
     CHECK(rc < 0);
     CHECK(strncmp(err, "plugin bad_abi.so: ", 19) == 0);
-    CHECK_EQ(ad_tools_count(t), 1);
-    CHECK(ad_tools_find(t, "weather") == NULL);
-    ad_tools_free(t);
+    CHECK_EQ(ad_tool_host_count(t), 1);
+    CHECK(ad_tool_host_find(t, "weather") == NULL);
+    free_host(t);
 }
 
 TEST(init_failure_takes_tools_back)
@@ -356,15 +426,15 @@ TEST(init_failure_takes_tools_back)
     int rc;
     const char *files[] = {"init_fail.so", NULL};
     capture_begin();
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
+    ad_tool_host *t = load_plugins(files, &rc, err, sizeof err);
     char *log = capture_end();
     CHECK(rc < 0);
     CHECK_STREQ(err, "plugin init_fail.so: init failed: cannot reach the license server");
-    CHECK_EQ(ad_tools_count(t), 0);
-    CHECK(ad_tools_find(t, "init_fail_tool") == NULL);
+    CHECK_EQ(ad_tool_host_count(t), 0);
+    CHECK(ad_tool_host_find(t, "init_fail_tool") == NULL);
     CHECK(strstr(log, "agentd: plugin init_fail.so: destroy called\n") != NULL);
     free(log);
-    ad_tools_free(t);
+    free_host(t);
 }
 
 TEST(registers_no_tools)
@@ -378,11 +448,11 @@ static int reg_case(const char *name, char *err, size_t errlen, size_t *ntools)
     char *src = plugin_src("reg_bad.so");
     char cfg[128];
     snprintf(cfg, sizeof cfg, "{\"case\":\"%s\"}", name);
-    ad_tools *t = ad_tools_new();
+    ad_tool_host *t = new_host(AGENTD_LOG_INFO);
     err[0] = '\0';
-    int rc = src && t ? ad_tools_load_file(t, src, cfg, err, errlen) : -100;
-    *ntools = ad_tools_count(t);
-    ad_tools_free(t);
+    int rc = src && t ? ad_plugin_load_file(t, src, cfg, NULL, err, errlen) : -100;
+    *ntools = ad_tool_host_count(t);
+    free_host(t);
     free(src);
     return rc;
 }
@@ -450,31 +520,32 @@ TEST(config_json_delivery)
     CHECK_EQ(add_plugin(dir, "multi.so", NULL), 0);
     CHECK_EQ(add_plugin(dir, "add.so", NULL), 0);
     cfg_seen seen = {""};
-    ad_tools *t = ad_tools_new();
+    ad_tool_host *t = new_host(AGENTD_LOG_INFO);
+    ad_plugin_opts po = {.config = test_config, .config_ud = &seen};
     capture_begin();
-    int rc = ad_tools_load_dir(t, dir, test_config, &seen, err, sizeof err);
+    int rc = ad_plugin_load_dir(t, dir, &po, err, sizeof err);
     char *log = capture_end();
     CHECK_EQ(rc, 0);
     CHECK_STREQ(seen.stems, "add,multi");
-    CHECK_EQ(ad_tools_count(t), 6);
+    CHECK_EQ(ad_tool_host_count(t), 6);
     CHECK_CALL(t, "echo_config", "{}", "{\"greeting\":\"hi\"}", false);
     CHECK(strstr(log, "agentd: plugin multi.so: init with config\n") != NULL);
     free(log);
     capture_begin();
-    ad_tools_free(t);
+    free_host(t);
     free(capture_end());
 
     /* Without a config table the plugin sees NULL. */
-    t = ad_tools_new();
+    t = new_host(AGENTD_LOG_INFO);
     capture_begin();
-    rc = ad_tools_load_dir(t, dir, NULL, NULL, err, sizeof err);
+    rc = ad_plugin_load_dir(t, dir, NULL, err, sizeof err);
     log = capture_end();
     CHECK_EQ(rc, 0);
     CHECK_CALL(t, "echo_config", "{}", "(none)", false);
     CHECK(strstr(log, "init without config") != NULL);
     free(log);
     capture_begin();
-    ad_tools_free(t);
+    free_host(t);
     free(capture_end());
     remove_dir(dir);
 }
@@ -485,21 +556,21 @@ TEST(load_phase_closes_after_init)
     int rc;
     const char *files[] = {"multi.so", NULL};
     capture_begin();
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
+    ad_tool_host *t = load_plugins(files, &rc, err, sizeof err);
     CHECK_EQ(rc, 0);
-    size_t before = ad_tools_count(t);
+    size_t before = ad_tool_host_count(t);
     bool e;
     char *got = call(t, "late", "{}", &e);
     char *log = capture_end();
     CHECK_STREQ(got, "register=-1 config=null");
     CHECK(!e);
     free(got);
-    CHECK_EQ(ad_tools_count(t), before);
-    CHECK(ad_tools_find(t, "too_late") == NULL);
+    CHECK_EQ(ad_tool_host_count(t), before);
+    CHECK(ad_tool_host_find(t, "too_late") == NULL);
     CHECK(strstr(log, "register_tool() called outside agentd_plugin_init_v1()") != NULL);
     free(log);
     capture_begin();
-    ad_tools_free(t);
+    free_host(t);
     free(capture_end());
 }
 
@@ -509,14 +580,12 @@ TEST(log_lines_and_destroy)
     int rc;
     const char *files[] = {"multi.so", NULL};
     capture_begin();
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
+    ad_tool_host *t = load_plugins(files, &rc, err, sizeof err);
     bool e;
     char *got = call(t, "log_lines", "", &e);
     /* destroy() logs at DEBUG, which is shown only when asked for. */
-    setenv("AGENTD_DEBUG", "1", 1);
-    ad_tools_set_log_level(t, AGENTD_LOG_INFO);
-    unsetenv("AGENTD_DEBUG");
-    ad_tools_free(t);
+    ad_tool_host_set_log(t, log_to_stderr, NULL, AGENTD_LOG_DEBUG);
+    free_host(t);
     char *log = capture_end();
     CHECK_STREQ(got, "logged");
     CHECK(!e);
@@ -535,28 +604,24 @@ TEST(log_levels_and_redaction)
 {
     char *dir = make_dir();
     CHECK(dir != NULL && add_plugin(dir, "noisy.so", NULL) == 0);
+    /* The host drops lines above its level where they are made; which
+     * level a front end sets (-q, AGENTD_DEBUG) is test_plugins'. */
     static const struct {
         int level;
-        const char *debug; /* AGENTD_DEBUG, or NULL */
         const char *shown; /* of E W I D */
     } cases[] = {
-        {AGENTD_LOG_INFO, NULL, "EWI"},  {AGENTD_LOG_WARN, NULL, "EW"},
-        {AGENTD_LOG_ERROR, NULL, "EW"},  {AGENTD_LOG_DEBUG, NULL, "EWID"},
-        {AGENTD_LOG_WARN, "1", "EWID"},  {AGENTD_LOG_INFO, "0", "EWI"},
+        {AGENTD_LOG_INFO, "EWI"}, {AGENTD_LOG_WARN, "EW"},
+        {AGENTD_LOG_ERROR, "E"},  {AGENTD_LOG_DEBUG, "EWID"},
     };
     static const char *const names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
+    log_secret = "sk-unit-secret-1";
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        if (cases[i].debug)
-            setenv("AGENTD_DEBUG", cases[i].debug, 1);
         capture_begin();
-        ad_tools *t = ad_tools_new();
-        ad_tools_set_log_level(t, cases[i].level);
-        CHECK_EQ(ad_tools_set_secret(t, "sk-unit-secret-1"), 0);
+        ad_tool_host *t = new_host(cases[i].level);
         char err[512];
-        CHECK_EQ(ad_tools_load_dir(t, dir, NULL, NULL, err, sizeof err), 0);
+        CHECK_EQ(ad_plugin_load_dir(t, dir, NULL, err, sizeof err), 0);
         CHECK_CALL(t, "noisy", "{\"say\":\"k=sk-unit-secret-1.\"}", "done", false);
-        ad_tools_free(t);
-        unsetenv("AGENTD_DEBUG");
+        free_host(t);
         char *log = capture_end();
         for (size_t l = 0; l < 4; l++) {
             char want[64];
@@ -572,7 +637,34 @@ TEST(log_levels_and_redaction)
         CHECK(strstr(log, "sk-unit-secret") == NULL);
         free(log);
     }
+    log_secret = NULL;
     remove_dir(dir);
+}
+
+/* A line as agentd shows it: cut after redaction, control characters
+ * shown, worker output named by its tool. */
+TEST(log_line_format)
+{
+    char out[AD_TOOL_LOG_LINE_MAX + 512];
+    ad_tool_log_line l = {"c", "call_1", "noisy", "noisy.so", AGENTD_LOG_INFO, "a\x1b[2Jb\tc", 8};
+    ad_tool_log_format(out, sizeof out, &l, NULL);
+    CHECK_STREQ(out, "agentd: plugin noisy.so: a?[2Jb\tc\n");
+    l.level = AD_TOOL_LOG_OUTPUT;
+    ad_tool_log_format(out, sizeof out, &l, NULL);
+    CHECK_STREQ(out, "agentd: tool noisy: a?[2Jb\tc\n");
+    l.tool = "";
+    ad_tool_log_format(out, sizeof out, &l, NULL);
+    CHECK_STREQ(out, "agentd: plugin noisy.so: a?[2Jb\tc\n");
+    /* The key straddles the cut: redacted first, so no piece of it shows. */
+    static char big[AD_TOOL_LOG_LINE_MAX + 100];
+    memset(big, 'x', sizeof big);
+    memcpy(big + AD_TOOL_LOG_LINE_MAX - 4, "sk-unit-secret-1", 16);
+    l.level = AGENTD_LOG_INFO;
+    l.text = big;
+    l.len = sizeof big;
+    size_t n = ad_tool_log_format(out, sizeof out, &l, "sk-unit-secret-1");
+    CHECK(strstr(out, "sk-unit") == NULL && strstr(out, "sk-") == NULL);
+    CHECK(n > 7 && strcmp(out + n - 7, " [...]\n") == 0);
 }
 
 /* ---- invocation --------------------------------------------------------- */
@@ -582,7 +674,7 @@ TEST(invoke_calculators)
     char err[512];
     int rc;
     const char *files[] = {"add.so", "multiply.so", "weather.so", NULL};
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
+    ad_tool_host *t = load_plugins(files, &rc, err, sizeof err);
     CHECK_EQ(rc, 0);
     CHECK_CALL(t, "add", "{\"a\":2,\"b\":3}", "5", false);
     CHECK_CALL(t, "multiply", "{\"a\":2,\"b\":3}", "6", false);
@@ -621,7 +713,7 @@ TEST(invoke_calculators)
                "argument 'a' does not fit in a 64-bit integer", true);
     CHECK_CALL(t, "add", "{\"a\":1e30,\"b\":0}", "argument 'a' does not fit in a 64-bit integer",
                true);
-    ad_tools_free(t);
+    free_host(t);
 }
 
 TEST(invoke_argument_errors)
@@ -629,7 +721,7 @@ TEST(invoke_argument_errors)
     char err[512];
     int rc;
     const char *files[] = {"add.so", "multiply.so", NULL};
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
+    ad_tool_host *t = load_plugins(files, &rc, err, sizeof err);
     CHECK_EQ(rc, 0);
     CHECK_CALL(t, "subtract", "{}", "unknown tool 'subtract'; available tools: add, multiply",
                true);
@@ -671,7 +763,7 @@ TEST(invoke_argument_errors)
     CHECK(e);
     CHECK(strlen(got) < 200);
     free(got);
-    ad_tools_free(t);
+    free_host(t);
 }
 
 TEST(invoke_plugin_errors)
@@ -679,12 +771,12 @@ TEST(invoke_plugin_errors)
     char err[512];
     int rc;
     const char *files[] = {"errors.so", NULL};
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
+    ad_tool_host *t = load_plugins(files, &rc, err, sizeof err);
     CHECK_EQ(rc, 0);
     CHECK_CALL(t, "fail_msg", "{}", "disk on fire", true);
     CHECK_CALL(t, "fail_code", "{}", "tool 'fail_code' failed (code -7)", true);
     CHECK_CALL(t, "fail_soft", "{}", "partial; then it broke", true);
-    ad_tools_free(t);
+    free_host(t);
 }
 
 TEST(invoke_passes_args_text)
@@ -693,7 +785,7 @@ TEST(invoke_passes_args_text)
     int rc;
     const char *files[] = {"multi.so", NULL};
     capture_begin();
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
+    ad_tool_host *t = load_plugins(files, &rc, err, sizeof err);
     free(capture_end());
     CHECK_EQ(rc, 0);
     CHECK_CALL(t, "echo_args", "{ \"k\" : \"v\" }", "{ \"k\" : \"v\" } (13/13)", false);
@@ -701,11 +793,11 @@ TEST(invoke_passes_args_text)
     /* args_len bounds the text: bytes after it are not the plugin's. */
     ad_tool_result r;
     const char *text = "{\"x\":1}GARBAGE";
-    CHECK_EQ(ad_tools_invoke(t, "echo_args", text, 7, &r), 0);
+    CHECK_EQ(run_one(t, "echo_args", text, 7, &r), 0);
     CHECK_STREQ(r.content, "{\"x\":1} (7/7)");
     ad_tool_result_free(&r);
     capture_begin();
-    ad_tools_free(t);
+    free_host(t);
     free(capture_end());
 }
 
@@ -714,12 +806,12 @@ TEST(result_utf8_repair)
     char err[512];
     int rc;
     const char *files[] = {"badutf8.so", NULL};
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
+    ad_tool_host *t = load_plugins(files, &rc, err, sizeof err);
     CHECK_EQ(rc, 0);
 #define R "\xEF\xBF\xBD"
     CHECK_CALL(t, "badutf8", "{}", "ok " R "|" R "|" R R "|" R R R "|a" R "b|\xC3\xA9", false);
 #undef R
-    ad_tools_free(t);
+    free_host(t);
 }
 
 TEST(result_size_bound)
@@ -728,11 +820,11 @@ TEST(result_size_bound)
     int rc;
     const char *files[] = {"multi.so", NULL};
     capture_begin();
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
+    ad_tool_host *t = load_plugins(files, &rc, err, sizeof err);
     free(capture_end());
     CHECK_EQ(rc, 0);
     ad_tool_result r;
-    CHECK_EQ(ad_tools_invoke(t, "big_output", "{}", 2, &r), 0);
+    CHECK_EQ(run_one(t, "big_output", "{}", 2, &r), 0);
     CHECK(!r.is_error);
     CHECK_EQ(strlen(r.content), r.len);
     /* 1 MiB kept, cut on a character boundary: no replacement characters. */
@@ -743,14 +835,14 @@ TEST(result_size_bound)
     ad_tool_result_free(&r);
     CHECK(r.content == NULL);
     /* A configured bound: the first 1000 bytes, then the marker. */
-    ad_tools_set_result_max(t, 1000);
-    CHECK_EQ(ad_tools_invoke(t, "big_output", "{}", 2, &r), 0);
+    ad_tool_host_set_result_max(t, 1000);
+    CHECK_EQ(run_one(t, "big_output", "{}", 2, &r), 0);
     char *cut = strstr(r.content, "\n[... ");
     CHECK(cut != NULL && cut - r.content <= 1000 && cut - r.content >= 997);
     CHECK(strstr(cut, " bytes cut]") != NULL);
     ad_tool_result_free(&r);
     capture_begin();
-    ad_tools_free(t);
+    free_host(t);
     free(capture_end());
 }
 
@@ -759,45 +851,44 @@ TEST(non_threadsafe_tool)
     char err[512];
     int rc;
     const char *files[] = {"serial.so", "add.so", NULL};
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
+    ad_tool_host *t = load_plugins(files, &rc, err, sizeof err);
     CHECK_EQ(rc, 0);
-    CHECK(!ad_tool_threadsafe(ad_tools_find(t, "counter")));
-    CHECK(ad_tool_threadsafe(ad_tools_find(t, "add")));
+    CHECK(!(ad_tool_host_find(t, "counter")->flags & AD_TOOL_THREADSAFE));
+    CHECK(ad_tool_host_find(t, "add")->flags & AD_TOOL_THREADSAFE);
     CHECK_CALL(t, "counter", "{}", "1", false);
     CHECK_CALL(t, "counter", "{}", "2", false);
-    ad_tools_free(t);
+    free_host(t);
 }
 
-typedef struct worker {
-    const ad_tools *t;
+/* Conversations' batches in flight at once: the pool runs their calls
+ * concurrently, and every result lands in its own call's place. */
+typedef struct conv {
     int id;
     int bad;
-} worker;
+    bool done;
+} conv;
 
-static void *worker_main(void *arg)
+enum { CALLS = 300 };
+
+static void conv_done(void *ud, const ad_call_outcome *o, size_t n)
 {
-    worker *w = arg;
-    for (int i = 0; i < 300; i++) {
-        long long a = w->id * 100000 + i, b = i - 150;
-        const char *tool = i % 2 ? "add" : "multiply";
-        char args[96], want[64];
-        snprintf(args, sizeof args, "{\"a\":%lld,\"b\":%lld}", a, b);
-        snprintf(want, sizeof want, "%lld", i % 2 ? a + b : a * b);
-        ad_tool_result r;
-        if (ad_tools_invoke(w->t, tool, args, strlen(args), &r) != 0) {
-            w->bad++;
+    conv *c = ud;
+    c->done = true;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = k / 2;
+        long long a = c->id * 100000 + (long long)i, b = (long long)i - 150;
+        char want[64];
+        if (k % 2) {
+            /* Error paths run beside them too. */
+            if (!o[k].result.is_error ||
+                !strstr(o[k].result.content, "$.a: expected integer, got string"))
+                c->bad++;
             continue;
         }
-        if (r.is_error || strcmp(r.content, want) != 0)
-            w->bad++;
-        /* Error paths run concurrently too. */
-        ad_tool_result_free(&r);
-        if (ad_tools_invoke(w->t, "add", "{\"a\":\"x\",\"b\":1}", 15, &r) != 0 || !r.is_error ||
-            strstr(r.content, "$.a: expected integer, got string") == NULL)
-            w->bad++;
-        ad_tool_result_free(&r);
+        snprintf(want, sizeof want, "%lld", i % 2 ? a + b : a * b);
+        if (o[k].result.is_error || strcmp(o[k].result.content, want) != 0)
+            c->bad++;
     }
-    return NULL;
 }
 
 TEST(concurrent_threadsafe_invocations)
@@ -805,28 +896,36 @@ TEST(concurrent_threadsafe_invocations)
     char err[512];
     int rc;
     const char *files[] = {"add.so", "multiply.so", NULL};
-    ad_tools *t = load_plugins(files, &rc, err, sizeof err);
+    ad_tool_host *t = load_plugins(files, &rc, err, sizeof err);
     CHECK_EQ(rc, 0);
     enum { N = 4 };
-    pthread_t th[N];
-    worker w[N];
-    int started = 0;
-    for (int i = 0; i < N; i++) {
-        w[i] = (worker){t, i + 1, 0};
-        if (pthread_create(&th[i], NULL, worker_main, &w[i]) == 0)
-            started++;
+    static conv cv[N];
+    static char args[N][2 * CALLS][96];
+    static ad_call_req reqs[N][2 * CALLS];
+    static const ad_batch_cb cb = {.on_done = conv_done};
+    for (int c = 0; c < N; c++) {
+        cv[c] = (conv){c + 1, 0, false};
+        for (int i = 0; i < CALLS; i++) {
+            long long a = (c + 1) * 100000 + i, b = i - 150;
+            snprintf(args[c][2 * i], sizeof args[c][0], "{\"a\":%lld,\"b\":%lld}", a, b);
+            reqs[c][2 * i] = (ad_call_req){"x", i % 2 ? "add" : "multiply", args[c][2 * i],
+                                           strlen(args[c][2 * i]), 0};
+            reqs[c][2 * i + 1] = (ad_call_req){"y", "add", "{\"a\":\"x\",\"b\":1}", 15, 0};
+        }
+        CHECK(ad_tool_host_run(t, "c", reqs[c], 2 * CALLS, &cb, &cv[c]) != NULL);
     }
-    CHECK_EQ(started, N);
-    for (int i = 0; i < started; i++) {
-        pthread_join(th[i], NULL);
-        CHECK_EQ(w[i].bad, 0);
-    }
-    ad_tools_free(t);
+    for (int c = 0; c < N; c++)
+        while (!cv[c].done)
+            uv_run(&loop, UV_RUN_ONCE);
+    for (int c = 0; c < N; c++)
+        CHECK_EQ(cv[c].bad, 0);
+    free_host(t);
 }
 
 int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
+    uv_loop_init(&loop);
     RUN(load_good_plugins);
     RUN(openai_json);
     RUN(sorted_load_order_and_file_filter);
@@ -843,6 +942,7 @@ int main(int argc, char **argv)
     RUN(load_phase_closes_after_init);
     RUN(log_lines_and_destroy);
     RUN(log_levels_and_redaction);
+    RUN(log_line_format);
     RUN(invoke_calculators);
     RUN(invoke_argument_errors);
     RUN(invoke_plugin_errors);
@@ -851,5 +951,10 @@ int main(int argc, char **argv)
     RUN(result_size_bound);
     RUN(non_threadsafe_tool);
     RUN(concurrent_threadsafe_invocations);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0) {
+        fprintf(stderr, "test_tools: the loop has handles left\n");
+        harness_failed++;
+    }
     return harness_report("test_tools");
 }
