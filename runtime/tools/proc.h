@@ -1,7 +1,7 @@
 /*
  * proc.h -- run one short-lived child process under a deadline, with bounds.
  *
- * The building block of process isolation for tools (tools.c): the child is
+ * The building block of process isolation for tools (isolate.c): the child is
  * started with posix_spawn() in a process group of its own, gets `input` as
  * its standard input (a sealed-in-memory file, so writing it can never block
  * on the child), a result channel on fd 3, and one pipe that takes both its
