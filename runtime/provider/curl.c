@@ -564,11 +564,18 @@ static ad_exchange *curl_start(ad_transport *t, const ad_xfer_req *q, const ad_x
     }
     CURL *e = r->easy;
     curl_easy_setopt(e, CURLOPT_URL, q->url);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    /* Not CURLOPT_COPYPOSTFIELDS: the body can be the whole conversation,
-     * and the caller keeps it until on_done (transport.h). */
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, q->body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->body_len);
+    if (!q->method || strcmp(q->method, "POST") == 0) {
+        curl_easy_setopt(e, CURLOPT_POST, 1L);
+        /* Not CURLOPT_COPYPOSTFIELDS: the body can be the whole
+         * conversation, and the caller keeps it until on_done
+         * (transport.h). */
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, q->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->body_len);
+    } else {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        if (strcmp(q->method, "GET") != 0)
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, q->method);
+    }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);

@@ -41,6 +41,10 @@ struct ad_sse {
     ad_buf line;    /* incomplete line carried over from earlier feeds */
     ad_buf data;    /* data lines of the pending event, joined with '\n' */
     ad_buf event;   /* "event:" value of the pending event */
+    ad_buf id;      /* "id:" value of the pending event */
+    bool has_id;    /* the pending event had an "id:" field */
+    ad_buf last_id; /* the last event ID */
+    long retry_ms;  /* the last "retry:", -1 when none */
     bool has_data;  /* the pending event has at least one data line */
     bool pending_cr; /* the last feed ended with CR: skip one leading LF */
     int failed;     /* sticky non-zero result, cleared by reset */
@@ -55,6 +59,7 @@ ad_sse *ad_sse_new(size_t max_event_bytes, ad_sse_event_fn cb, void *ud)
     p->cb = cb;
     p->ud = ud;
     p->max = max_event_bytes ? max_event_bytes : SSE_DEFAULT_MAX;
+    p->retry_ms = -1;
     return p;
 }
 
@@ -65,6 +70,8 @@ void ad_sse_free(ad_sse *p)
     ad_buf_free(&p->line);
     ad_buf_free(&p->data);
     ad_buf_free(&p->event);
+    ad_buf_free(&p->id);
+    ad_buf_free(&p->last_id);
     free(p);
 }
 
@@ -81,6 +88,10 @@ void ad_sse_reset(ad_sse *p)
     sse_trim(&p->line);
     sse_trim(&p->data);
     sse_trim(&p->event);
+    sse_trim(&p->id);
+    sse_trim(&p->last_id);
+    p->has_id = false;
+    p->retry_ms = -1;
     p->has_data = false;
     p->pending_cr = false;
     p->failed = 0;
@@ -92,9 +103,26 @@ size_t ad_sse_bytes(const ad_sse *p)
     return p->bytes;
 }
 
+const char *ad_sse_last_id(const ad_sse *p)
+{
+    return p->last_id.data ? p->last_id.data : "";
+}
+
+long ad_sse_retry_ms(const ad_sse *p)
+{
+    return p->retry_ms;
+}
+
 static int sse_dispatch(ad_sse *p)
 {
     int rc = 0;
+    if (p->has_id) {
+        ad_buf_reset(&p->last_id);
+        if (p->id.len && ad_buf_append(&p->last_id, p->id.data, p->id.len) != AD_OK)
+            return AD_ENOMEM;
+        ad_buf_reset(&p->id);
+        p->has_id = false;
+    }
     if (p->has_data && p->cb != NULL) {
         rc = p->cb(p->ud, p->event.data ? p->event.data : "", p->event.len,
                    p->data.data ? p->data.data : "", p->data.len);
@@ -137,8 +165,24 @@ static int sse_line(ad_sse *p, const char *s, size_t n)
         ad_buf_reset(&p->event);
         if (ad_buf_append(&p->event, v, vlen) != AD_OK)
             return AD_ENOMEM;
+    } else if (flen == 2 && memcmp(s, "id", 2) == 0) {
+        if (memchr(v, '\0', vlen))
+            return 0; /* ignored, as the specification says */
+        if (vlen > p->max)
+            return AD_ETOOBIG;
+        ad_buf_reset(&p->id);
+        if (vlen && ad_buf_append(&p->id, v, vlen) != AD_OK)
+            return AD_ENOMEM;
+        p->has_id = true;
+    } else if (flen == 5 && memcmp(s, "retry", 5) == 0) {
+        long ms = 0;
+        size_t i = 0;
+        for (; i < vlen && v[i] >= '0' && v[i] <= '9'; i++)
+            ms = ms < 100000000 ? ms * 10 + (v[i] - '0') : ms;
+        if (i == vlen && vlen > 0)
+            p->retry_ms = ms;
     }
-    /* "id", "retry" and unknown fields carry nothing we use. */
+    /* Unknown fields carry nothing. */
     return 0;
 }
 

@@ -6,8 +6,9 @@
  * out through a callback. Knows nothing of JSON or OpenAI. Lines end in LF,
  * CRLF or CR; lines starting with ':' are comments; "data:" with or without
  * the following space; several data lines of one event are joined with '\n';
- * a blank line dispatches the event. No allocation per event: the parser
- * reuses its buffers.
+ * a blank line dispatches the event; "id:" and "retry:" are kept for a
+ * reconnecting client (ad_sse_last_id, ad_sse_retry_ms). No allocation per
+ * event: the parser reuses its buffers.
  */
 #ifndef AD_SSE_H
 #define AD_SSE_H
@@ -39,6 +40,16 @@ int ad_sse_feed(ad_sse *p, const char *data, size_t len);
 /* End of input: a pending event with data (no blank line before EOF) is
  * dispatched. Returns like ad_sse_feed(). */
 int ad_sse_finish(ad_sse *p);
+
+/* The last event ID (the SSE "last event ID buffer"): the value of the
+ * last "id:" field of an event that ended (dispatched or not; an "id:"
+ * holding NUL is ignored, an empty one clears it). It persists across
+ * events and is already the current event's inside the callback. "" when
+ * none was seen; borrowed until the next feed or reset. */
+const char *ad_sse_last_id(const ad_sse *p);
+/* The last "retry:" field (ASCII digits only, as the SSE specification
+ * says) in milliseconds, or -1 when none came. */
+long ad_sse_retry_ms(const ad_sse *p);
 
 /* Bytes seen since creation or the last reset (for diagnostics). */
 size_t ad_sse_bytes(const ad_sse *p);

@@ -56,6 +56,10 @@ typedef struct ad_xfer_req {
      * on the caller may free or reuse it, even before on_done returns. */
     const char *body;
     size_t body_len;
+    /* NULL or "POST": a POST of body. Any other method ("GET", "DELETE")
+     * goes without a body (body is ignored). The curl transport honours it;
+     * replay answers POSTs only. */
+    const char *method;
     double timeout_s;         /* the whole exchange; 0 = none */
     double connect_timeout_s; /* 0 = the transport's default */
     double idle_timeout_s;    /* no byte for this long, counted from the start

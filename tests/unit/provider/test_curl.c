@@ -155,6 +155,49 @@ TEST(the_body_is_sent_from_the_callers_buffer)
     mock_stop(&m);
 }
 
+/* A request's method: GET and DELETE go without a body (what the body
+ * pointer holds is not sent), POST is the default. */
+TEST(get_and_delete_go_without_a_body)
+{
+    mock_proc m;
+    if (mock_start(&m, "{\"cycle\": true, \"responses\": [{\"status\": 200, \"body\": "
+                       "{\"ok\": true}}]}") != 0) {
+        CHECK(!"mock started");
+        return;
+    }
+    client c;
+    client_open(&c, m.port);
+    static const char *const headers[] = {"Accept: text/event-stream"};
+    const char *methods[] = {"GET", "DELETE", NULL};
+    for (int i = 0; i < 3; i++) {
+        ad_xfer_cb cb = {on_data, NULL, on_done};
+        outcome o;
+        memset(&o, 0, sizeof o);
+        const char body[] = "{\"must_not_be_sent\": 1}";
+        ad_xfer_req q = {.url = c.url, .headers = headers, .nheaders = 1, .body = body,
+                         .body_len = i < 2 ? 0 : strlen(body), .method = methods[i]};
+        CHECK(ad_xfer_start(c.http, &q, &cb, &o) != NULL);
+        uv_run(&c.loop, UV_RUN_DEFAULT);
+        CHECK(o.done);
+        CHECK_EQ(o.status, 200);
+        ad_buf_free(&o.body);
+    }
+    char *log = mock_log(&m);
+    CHECK(log != NULL);
+    if (log) {
+        char *get = strstr(log, "\"method\": \"GET\"");
+        char *del = strstr(log, "\"method\": \"DELETE\"");
+        char *post = strstr(log, "\"method\": \"POST\"");
+        CHECK(get && del && post && get < del && del < post);
+        /* Only the POST carried the body. */
+        char *first = strstr(log, "must_not_be_sent");
+        CHECK(first && post && first > post);
+    }
+    free(log);
+    client_close(&c);
+    mock_stop(&m);
+}
+
 #define CAP (64u << 20)
 
 static int count_only(void *ud, long status, const char *ct, const char *data, size_t len)
@@ -224,6 +267,7 @@ int main(int argc, char **argv)
     RUN(a_request_after_the_loop_sat_still_gets_its_whole_idle_timeout);
     RUN(a_recording_cuts_a_huge_body_cleanly_at_the_cap);
     RUN(the_body_is_sent_from_the_callers_buffer);
+    RUN(get_and_delete_go_without_a_body);
     curl_global_cleanup();
     return harness_report("test_curl");
 }

@@ -297,6 +297,67 @@ TEST(fixtures_any_split)
     CHECK(files >= 10);
 }
 
+/* id: and retry: for a reconnecting client. Each event records the last
+ * event ID as the callback sees it; every split gives the same. */
+typedef struct idrec {
+    ad_buf out;
+    ad_sse *p;
+} idrec;
+
+static int on_event_id(void *ud, const char *event, size_t elen, const char *data, size_t dlen)
+{
+    (void)event;
+    (void)elen;
+    idrec *r = ud;
+    ad_buf_printf(&r->out, "[%s|%.*s]", ad_sse_last_id(r->p), (int)dlen, data);
+    return 0;
+}
+
+static int id_splits(const char *in, const char *want, const char *want_last, long want_retry)
+{
+    int bad = 0;
+    size_t len = strlen(in);
+    for (size_t split = 0; split <= len + 1; split++) {
+        idrec r = {AD_BUF_INIT, NULL};
+        r.p = ad_sse_new(0, on_event_id, &r);
+        if (split > len) {
+            for (size_t i = 0; i < len; i++)
+                ad_sse_feed(r.p, in + i, 1);
+        } else {
+            ad_sse_feed(r.p, in, split);
+            ad_sse_feed(r.p, in + split, len - split);
+        }
+        ad_sse_finish(r.p);
+        const char *got = r.out.data ? r.out.data : "";
+        if (strcmp(got, want) != 0 || strcmp(ad_sse_last_id(r.p), want_last) != 0 ||
+            ad_sse_retry_ms(r.p) != want_retry) {
+            if (bad++ == 0)
+                fprintf(stderr, "  split %zu: \"%s\" last \"%s\" retry %ld\n", split, got,
+                        ad_sse_last_id(r.p), ad_sse_retry_ms(r.p));
+        }
+        ad_buf_free(&r.out);
+        ad_sse_free(r.p);
+    }
+    return bad;
+}
+
+TEST(event_ids_and_retry)
+{
+    /* A priming event (an id, empty data), then events with and without
+     * ids: the last ID persists until another id: field comes. */
+    CHECK_EQ(id_splits("id: e-1\ndata:\n\ndata: a\n\nid: e-2\nretry: 500\ndata: b\n\n",
+                       "[e-1|][e-1|a][e-2|b]", "e-2", 500),
+             0);
+    /* An id in an event without data still counts; an empty id clears. */
+    CHECK_EQ(id_splits("id: x\n\ndata: a\n\nid\ndata: b\n\n", "[x|a][|b]", "", -1), 0);
+    /* retry: with anything but digits is ignored; the last valid one stays. */
+    CHECK_EQ(id_splits("retry: 300\n\nretry: 5s\n\nretry:\n\n", "", "", 300), 0);
+    /* No id: field at all. */
+    CHECK_EQ(id_splits("data: a\n\n", "[|a]", "", -1), 0);
+    /* An id of the event under way is not the last ID before its end. */
+    CHECK_EQ(id_splits("data: a\nid: late\n\n", "[late|a]", "late", -1), 0);
+}
+
 int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
@@ -314,5 +375,6 @@ int main(int argc, char **argv)
     RUN(huge_line_fails_at_bound);
     RUN(callback_stops);
     RUN(fixtures_any_split);
+    RUN(event_ids_and_retry);
     return harness_report("test_sse");
 }
