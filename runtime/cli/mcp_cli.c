@@ -10,6 +10,7 @@
  */
 #include "cli/mcp_cli.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -811,6 +812,8 @@ int ad_mcp_cli(int argc, char **argv)
 
     /* A server that exits while we write to it must not kill agentd. */
     signal(SIGPIPE, SIG_IGN);
+    /* Streamable HTTP servers are reached through libcurl. */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     uv_loop_init(&st.loop);
     uv_signal_init(&st.loop, &st.sigint);
     st.sigint.data = &st;
@@ -848,6 +851,7 @@ int ad_mcp_cli(int argc, char **argv)
     uv_walk(&st.loop, close_walk, NULL);
     uv_run(&st.loop, UV_RUN_DEFAULT);
     uv_loop_close(&st.loop);
+    curl_global_cleanup();
     for (size_t i = 0; i < st.n; i++)
         free(st.v[i].error);
     free(st.v);

@@ -153,7 +153,9 @@ static char *with_tail(ad_mcp_client *c, const char *base)
             if (tail[from - 1] == '\n' && ++lines == TAIL_LINES)
                 break;
         }
-        ad_buf_puts(&b, "; its stderr ended with:");
+        /* stdio: the server's stderr; HTTP: what failed before. */
+        ad_buf_puts(&b, strcmp(c->t->vt->kind, "stdio") == 0 ? "; its stderr ended with:"
+                                                             : "; before that:");
         for (size_t i = from; i < n;) {
             const char *nl = memchr(tail + i, '\n', n - i);
             size_t len = nl ? (size_t)(nl - (tail + i)) : n - i;
@@ -947,7 +949,60 @@ static void on_t_message(void *ud, const char *text, size_t len)
 static void on_t_log(void *ud, int level, const char *line)
 {
     ad_mcp_client *c = ud;
-    logf_(c, level, level == AD_MCP_LOG_INFO ? "stderr" : NULL, "%s", line);
+    /* Over stdio, what comes at info level is the server's stderr. */
+    bool stdio = strcmp(c->t->vt->kind, "stdio") == 0;
+    logf_(c, level, stdio && level == AD_MCP_LOG_INFO ? "stderr" : NULL, "%s", line);
+}
+
+/* A request that the transport could not carry to its end (Streamable
+ * HTTP: an error status, a broken answer): it fails now, not at its
+ * timeout. */
+static void on_t_request_failed(void *ud, int64_t id, const char *why)
+{
+    ad_mcp_client *c = ud;
+    if (c->closing || id <= 0)
+        return;
+    ad_buf b = AD_BUF_INIT;
+    if (id == c->init_id) {
+        c->init_id = 0;
+        ad_buf_printf(&b, "the MCP server '%s' did not answer initialize: %s", c->name, why);
+        attempt_failed(c, b.data, false);
+        return;
+    }
+    if (id == c->list_id) {
+        c->list_id = 0;
+        ad_buf_printf(&b, "the MCP server '%s' did not answer tools/list: %s", c->name, why);
+        if (c->state == AD_MCP_STARTING) {
+            attempt_failed(c, b.data, false);
+            return;
+        }
+        uv_timer_stop(&c->req_timer);
+        json_object_put(c->list_acc);
+        c->list_acc = NULL;
+        logf_(c, AD_MCP_LOG_WARN, NULL, "%s: the tools listed before stay", b.data);
+        ad_buf_free(&b);
+        return;
+    }
+    ad_mcp_call *call = find_call(c, id);
+    if (call) {
+        ad_buf_printf(&b, "the MCP server '%s' did not answer the call of '%s': %s", c->name,
+                      call->tool, why);
+        end_call(call, AD_MCP_CALL_DOWN, NULL, 0, b.data ? b.data : why);
+    }
+    ad_buf_free(&b);
+}
+
+/* The server's session was replaced: its tool list may be another. */
+static void on_t_session(void *ud)
+{
+    ad_mcp_client *c = ud;
+    if (c->closing)
+        return;
+    logf_(c, AD_MCP_LOG_INFO, NULL, "a new session with the server: listing its tools again");
+    if (c->list_id)
+        c->relist = true;
+    else if (c->state == AD_MCP_READY)
+        start_list(c);
 }
 
 /* A message too long to read: when it begins like the answer to a call
@@ -1040,6 +1095,8 @@ ad_mcp_client *ad_mcp_client_new(uv_loop_t *loop, ad_mcp_transport *t,
     c->tcb.on_log = on_t_log;
     c->tcb.on_oversize = on_t_oversize;
     c->tcb.on_closed = on_t_closed;
+    c->tcb.on_request_failed = on_t_request_failed;
+    c->tcb.on_session = on_t_session;
     t->cb = &c->tcb;
     t->ud = c;
     uv_timer_init(loop, &c->startup);

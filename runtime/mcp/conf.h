@@ -4,7 +4,9 @@
  *
  * The glue every front end needs (`agentd mcp ...`, the tool provider):
  * a server's settings become a transport (stdio: the command with its args,
- * cwd and environment; see stdio.h) and a client (timeouts, restarts).
+ * cwd and environment, see stdio.h; Streamable HTTP: the url with the
+ * headers and the bearer token, see http.h) and a client (timeouts,
+ * restarts).
  */
 #ifndef AD_MCP_CONF_H
 #define AD_MCP_CONF_H
@@ -17,8 +19,8 @@
 #include "mcp/client.h"
 
 /* A client for server s (not started). max_restarts as for
- * ad_mcp_client_opts. Returns NULL with err set: a url server (Streamable
- * HTTP is not available yet), or ENOMEM. The environment is built here
+ * ad_mcp_client_opts. Returns NULL with err set: bearer_token_env names a
+ * variable that is not set, or ENOMEM. The environment is built here
  * (ad_mcp_env_build), with cfg->api_key (if read) kept out of it. */
 ad_mcp_client *ad_mcp_client_from_conf(uv_loop_t *loop, const ad_config *cfg,
                                        const ad_mcp_server_conf *s, int max_restarts,

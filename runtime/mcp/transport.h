@@ -4,8 +4,8 @@
  * A transport carries JSON-RPC message texts both ways and says when the
  * connection is gone. It knows nothing of MCP's methods: the client
  * (client.h) parses what arrives and decides what to send. Implementations:
- * stdio.c (a child process, one message per line); later Streamable HTTP
- * on the curl transport.
+ * stdio.c (a child process, one message per line), http.c (Streamable
+ * HTTP on the curl transport).
  *
  * Life: open() connects (spawns the server); messages then arrive through
  * on_message until on_closed, which comes exactly once per successful
@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct ad_mcp_transport ad_mcp_transport;
 
@@ -42,10 +43,19 @@ typedef struct ad_mcp_transport_cb {
      * with status 1", "was killed by signal KILL" (log_tail() has the last
      * lines of the server's log). */
     void (*on_closed)(void *ud, const char *why);
+    /* The request with this (integer) id will get no answer: what carried
+     * it failed while the connection lives on (Streamable HTTP: an error
+     * status, a broken answer that cannot be resumed). why is for people.
+     * May be NULL. */
+    void (*on_request_failed)(void *ud, int64_t id, const char *why);
+    /* The server replaced the session by a new one (the old one expired):
+     * what it held for the old one is gone, its tool list may differ. May
+     * be NULL. */
+    void (*on_session)(void *ud);
 } ad_mcp_transport_cb;
 
 typedef struct ad_mcp_transport_vt {
-    const char *kind; /* "stdio" */
+    const char *kind; /* "stdio", "http" */
     /* Connects. Returns 0, or a negative AD_E* with err saying why (the
      * program could not be started: no on_closed follows). */
     int (*open)(ad_mcp_transport *t, char *err, size_t errlen);

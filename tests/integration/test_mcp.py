@@ -10,13 +10,14 @@ otherwise those cases are skipped with the reason.
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
-from lib import (case, contains, eq, main, ok, run_agentd, skip, spawn_agentd, toml_table,
-                 write_config, TEST_KEY_ENV, TIMEOUT_SCALE)
+from lib import (agentd_cmd, agentd_env, case, contains, eq, main, ok, run_agentd, skip,
+                 spawn_agentd, toml_table, write_config, Result, TEST_KEY_ENV, TIMEOUT_SCALE)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -383,16 +384,236 @@ def usage_and_config_errors_exit_2(tmp):
 
 
 @case
-def a_url_server_says_it_cannot_be_reached_yet(tmp):
+def an_unreachable_url_server_fails_and_the_others_go_on(tmp):
     cfg = config(tmp, {"web": {"url": "http://127.0.0.1:9/mcp"}, "fx": []})
     r = mcp(cfg, "list")
     eq(r.rc, 1, "exit code %r" % r)
-    contains(r.stdout, "the Streamable HTTP transport is not available")
+    contains(r.stdout, "the MCP server 'web' could not be reached at http://127.0.0.1:9/mcp")
     r = mcp(cfg, "tools", "--json")
     eq(r.rc, 1, "exit code %r" % r)
     doc = json.loads(r.stdout)
     eq([e["server"] for e in doc["errors"]], ["web"])
     ok(any(t["server"] == "fx" for t in doc["tools"]), "the other server's tools")
+
+
+# ---- Streamable HTTP (the fixture with --http) ---------------------------------------
+
+class HttpFixture:
+    """tests/mcp/server.py --http on 127.0.0.1; it stops when its stdin closes."""
+
+    def __init__(self, tmp, name, args):
+        self.log_path = os.path.join(tmp, name + ".log")
+        self.p = subprocess.Popen([sys.executable, FIXTURE, "--http", "--log", self.log_path]
+                                  + args, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        line = self.p.stdout.readline().decode()
+        ok(line.startswith("PORT "), "the fixture's port: %r" % line)
+        self.url = "http://127.0.0.1:%d/mcp" % int(line.split()[1])
+
+    def stop(self):
+        self.p.stdin.close()
+        try:
+            self.p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+
+    def events(self, kind=None):
+        if not os.path.exists(self.log_path):
+            return []
+        with open(self.log_path, encoding="utf-8") as f:
+            recs = [json.loads(x) for x in f if x.strip()]
+        return [r for r in recs if kind is None or r.get("event") == kind]
+
+    def http(self, method=None):
+        return [r for r in self.events("http") if method is None or r["method"] == method]
+
+    def posts(self, rpc_method):
+        return [r for r in self.http("POST")
+                if isinstance(r.get("msg"), dict) and r["msg"].get("method") == rpc_method]
+
+
+def with_http(tmp, args, fn, tag="web", server=None):
+    """Runs fn(fixture, config) with the server 'web' at the fixture's url."""
+    fx = HttpFixture(tmp, tag, args)
+    try:
+        s = {"url": fx.url}
+        s.update(server or {})
+        cfg = config(tmp, {"web": s}, name=tag + ".toml")
+        return fn(fx, cfg)
+    finally:
+        fx.stop()
+
+
+@case
+def http_sessions_headers_and_delete(tmp):
+    def run(fx, cfg):
+        r = mcp(cfg, "list", "--json")
+        eq(r.rc, 0, "exit code %r" % r)
+        s = json.loads(r.stdout)["servers"][0]
+        eq((s["transport"], s["state"], s["tools"]), ("http", "ready", 20))
+        r = mcp(cfg, "call", "web", "echo", '{"text": "over http"}')
+        eq((r.rc, r.stdout), (0, "over http\n"), "%r" % r)
+        r = mcp(cfg, "call", "web", "image")
+        eq(r.stdout, "before\n[image: image/png, 70 bytes]\nafter\n")
+        r = mcp(cfg, "call", "web", "slow", '{"seconds": 0.1, "steps": 2}')
+        eq(r.rc, 0, "exit code %r" % r)
+        contains(r.stderr, "slow: progress 2/2 step 2", "progress over SSE")
+        inits = fx.posts("initialize")
+        eq(len(inits), 4, "one session per command")
+        for rec in inits:
+            ok("mcp-session-id" not in rec["headers"], "initialize carries no session id")
+            eq(rec["headers"]["accept"], "application/json, text/event-stream")
+            eq(rec["headers"]["content-type"], "application/json")
+        later = [r_ for r_ in fx.http() if not (r_.get("msg") or {}).get("method") == "initialize"]
+        ok(later, "requests after initialize")
+        for rec in later:
+            ok(rec["headers"].get("mcp-session-id"), "session id on %r" % rec)
+            eq(rec["headers"].get("mcp-protocol-version"), "2025-11-25", "protocol header")
+        deletes = fx.http("DELETE")
+        eq(len(deletes), 4, "DELETE at the end of each session")
+        sids = {d["headers"]["mcp-session-id"] for d in deletes}
+        eq(len(sids), 4, "each its own session")
+        gets = [g for g in fx.http("GET") if "last-event-id" not in g["headers"]]
+        ok(gets, "the server's own stream was opened")
+    with_http(tmp, [], run)
+
+
+@case
+def http_json_answers_and_a_stateless_server(tmp):
+    def run(fx, cfg):
+        r = mcp(cfg, "call", "web", "add", '{"a": 2, "b": 40}', "--json")
+        eq(r.rc, 0, "exit code %r" % r)
+        doc = json.loads(r.stdout)
+        eq(doc["result"]["structuredContent"], {"sum": 42})
+        ok(all("mcp-session-id" not in x["headers"] for x in fx.http()), "no session id")
+        eq(fx.http("DELETE"), [], "no DELETE without a session")
+    with_http(tmp, ["--json-response", "--stateless"], run)
+
+
+@case
+def http_an_expired_session_is_replaced(tmp):
+    for fault in ([], ["--fault", "expire-400"]):
+        def run(fx, cfg):
+            r = mcp(cfg, "call", "web", "echo", '{"text": "again"}', "-v")
+            eq((r.rc, r.stdout), (0, "again\n"), "%s: %r" % (fault, r))
+            contains(r.stderr, "the server ended the session (HTTP %s): starting a new one"
+                     % ("400" if fault else "404"))
+            ok(fx.events("expired"), "the fixture forgot the session")
+            inits = fx.posts("initialize")
+            eq(len(inits), 2, "a second initialize")
+            calls = fx.posts("tools/call")
+            eq(len(calls), 2, "the call went again")
+            eq(calls[0]["msg"]["id"], calls[1]["msg"]["id"], "with its id")
+            sids = [c["headers"]["mcp-session-id"] for c in calls]
+            ok(sids[0] != sids[1], "in the new session")
+            eq(len(fx.posts("notifications/initialized")), 2)
+        # initialize, initialized, tools/list: the 4th POST meets an expired session.
+        with_http(tmp, ["--expire-after", "3"] + fault, run, tag="web%d" % len(fault))
+
+
+@case
+def http_a_broken_answer_is_resumed_with_last_event_id(tmp):
+    def run(fx, cfg):
+        r = mcp(cfg, "call", "web", "slow", '{"seconds": 0.3, "steps": 3}')
+        eq((r.rc, r.stdout), (0, "slept 0.3s\n"), "%r" % r)
+        contains(r.stderr, "slow: progress 3/3")
+        cuts = fx.events("cut")
+        eq(len(cuts), 2, "two connections cut")
+        resumes = [g for g in fx.http("GET") if "last-event-id" in g["headers"]]
+        eq(len(resumes), 2, "two resumptions")
+        for cut, res in zip(cuts, resumes):
+            ok(res["headers"]["last-event-id"].startswith(cut["stream"] + "-"),
+               "the id of the stream: %r" % res["headers"])
+            ok(res["t"] - cut["t"] >= 0.25, "after the retry: delay (300 ms): %.3f"
+               % (res["t"] - cut["t"]))
+            eq(res["headers"].get("mcp-session-id"), fx.posts("tools/call")[0]["headers"]
+               ["mcp-session-id"])
+        eq(len(fx.posts("tools/call")), 1, "the call was not sent again")
+        eq(fx.posts("notifications/cancelled"), [], "a dropped connection is no cancellation")
+    with_http(tmp, ["--fault", "sse-cut", "--cuts", "2", "--retry-ms", "300"], run)
+
+
+@case
+def http_an_answer_that_cannot_be_resumed_fails_the_call(tmp):
+    def run(fx, cfg):
+        r = mcp(cfg, "call", "web", "slow", '{"seconds": 0.1, "steps": 2}')
+        eq(r.rc, 1, "exit code %r" % r)
+        contains(r.stderr, "the MCP server 'web' did not answer the call of 'slow'")
+        contains(r.stderr, "HTTP 405")
+    with_http(tmp, ["--fault", "sse-cut", "--fault", "no-resume", "--retry-ms", "10"], run)
+
+
+@case
+def http_an_error_status_fails_the_call_at_once(tmp):
+    def run(fx, cfg):
+        r = mcp(cfg, "call", "web", "echo", '{"text": "x"}', "--json")
+        eq(r.rc, 1, "exit code %r" % r)
+        doc = json.loads(r.stdout)
+        eq(doc["status"], "down")
+        contains(doc["error"], "HTTP 500: internal error on purpose")
+        ok("second line" not in doc["error"], "the first line of the body only")
+    with_http(tmp, ["--fault", "http-500"], run)
+
+
+@case
+def http_timeout_and_interrupt_cancel_over_post(tmp):
+    def run(fx, cfg):
+        r = mcp(cfg, "call", "web", "hang", "--json")
+        eq(r.rc, 1, "exit code %r" % r)
+        eq(json.loads(r.stdout)["status"], "timeout")
+        c = fx.posts("notifications/cancelled")
+        eq(len(c), 1, "notifications/cancelled")
+        eq(c[0]["msg"]["params"]["requestId"], fx.posts("tools/call")[0]["msg"]["id"])
+        ok(c[0]["t"] < fx.http("DELETE")[0]["t"], "the cancellation goes before the DELETE")
+        p = spawn_agentd(["--config", cfg, "mcp", "call", "web", "hang"])
+        try:
+            deadline = time.monotonic() + 20 * TIMEOUT_SCALE
+            while len(fx.posts("tools/call")) < 2:
+                ok(time.monotonic() < deadline, "the call reached the server")
+                select.select([], [], [], 0.02)
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=20 * TIMEOUT_SCALE)
+        finally:
+            if p.poll() is None:
+                p.kill()
+        eq(p.returncode, 130, "exit code; stderr %r" % err)
+        eq(len(fx.posts("notifications/cancelled")), 2)
+        eq(len(fx.http("DELETE")), 2, "the sessions were ended")
+    with_http(tmp, [], run, server={"tool_timeout_s": 0.5})
+
+
+@case
+def http_headers_and_bearer_token_from_the_environment(tmp):
+    secret = "tok-very-secret-123"
+
+    def run(fx, cfg):
+        env = {"AGENTD_TEST_TOKEN": secret, "AGENTD_TEST_TEAM": "blue",
+               "AGENTD_TEST_PORT": fx.url.split(":")[2].split("/")[0]}
+        r = mcp(cfg, "call", "web", "echo", '{"text": "authorised"}', "-v", env=env)
+        eq((r.rc, r.stdout), (0, "authorised\n"), "%r" % r)
+        for rec in fx.http():
+            eq(rec["headers"].get("authorization"), "Bearer " + secret)
+            eq(rec["headers"].get("x-team"), "team-blue")
+        ok(secret not in r.stderr and secret not in r.stdout, "the token is not shown")
+        r = mcp(cfg, "list", env={"AGENTD_TEST_TEAM": "blue", "AGENTD_TEST_PORT": "9",
+                                  "AGENTD_TEST_TOKEN": None})
+        eq(r.rc, 1, "exit code %r" % r)
+        contains(r.stdout, "bearer_token_env names AGENTD_TEST_TOKEN, which is not set")
+    with_http(tmp, [], run, server={
+        "url": "http://127.0.0.1:${AGENTD_TEST_PORT}/mcp",
+        "headers": {"X-Team": "team-${AGENTD_TEST_TEAM}"},
+        "bearer_token_env": "AGENTD_TEST_TOKEN"})
+
+
+@case
+def http_the_server_going_away_fails_the_call_at_once(tmp):
+    def run(fx, cfg):
+        start = time.monotonic()
+        r = mcp(cfg, "call", "web", "crash")
+        eq(r.rc, 1, "exit code %r" % r)
+        contains(r.stderr, "the MCP server 'web'")
+        ok(time.monotonic() - start < 30 * TIMEOUT_SCALE, "not at the tool timeout")
+    with_http(tmp, [], run)
 
 
 # ---- the real servers of ../shared/mcp ----------------------------------------------
@@ -519,6 +740,58 @@ def real_everything_hang_past_the_timeout_and_kill_9(tmp):
             p.kill()
     eq(p.returncode, 1, "exit code; stderr %r" % err)
     contains(err.decode(), "the MCP server 'everything' was killed by signal KILL")
+
+
+NETNS = os.path.join(SRC, "tests", "mcp", "netns_run.py")
+
+
+def in_netns(tmp, server_argv, port, agentd_args, env=None):
+    """Runs agentd next to a real server that binds every interface (the
+    everything server over Streamable HTTP), both in a network namespace
+    of their own; skip() when there is none to be had."""
+    probe = subprocess.run(["unshare", "-rn", "true"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL) if shutil.which("unshare") else None
+    if probe is None or probe.returncode != 0 or not shutil.which("ip"):
+        skip("no network namespace here (unshare -rn, ip): the everything server binds "
+             "every interface")
+    p = subprocess.run(["unshare", "-rn", sys.executable, NETNS, str(port)] + server_argv
+                       + ["--"] + agentd_cmd(agentd_args), env=agentd_env(env),
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=120 * TIMEOUT_SCALE)
+    return Result(p.returncode, p.stdout.decode("utf-8", "replace"),
+                  p.stderr.decode("utf-8", "replace"), None)
+
+
+@case
+def real_everything_over_streamable_http(tmp):
+    b = real_bin()
+    port = 38000 + os.getpid() % 1000
+    cfg = config(tmp, {"ev": {"url": "http://127.0.0.1:%d/mcp" % port}})
+    server = ["env", "PORT=%d" % port, "PATH=" + b + ":" + os.environ.get("PATH", ""),
+              os.path.join(b, "mcp-server-everything"), "streamableHttp"]
+    r = in_netns(tmp, server, port, ["--config", cfg, "mcp", "list", "--json"])
+    eq(r.rc, 0, "exit code %r" % r)
+    s = json.loads(r.stdout)["servers"][0]
+    eq((s["transport"], s["state"], s["tools"], s["protocol"]), ("http", "ready", 13, "2025-11-25"))
+    r = in_netns(tmp, server, port, ["--config", cfg, "mcp", "call", "ev",
+                                     "trigger-long-running-operation",
+                                     '{"duration": 1, "steps": 2}'])
+    eq(r.rc, 0, "exit code %r" % r)
+    contains(r.stderr, "progress 2/2", "progress over SSE")
+    r = in_netns(tmp, server, port, ["--config", cfg, "mcp", "call", "ev", "get-tiny-image"])
+    contains(r.stdout, "[image: image/png, ")
+    r = in_netns(tmp, server, port, ["--config", cfg, "mcp", "call", "ev",
+                                     "get-structured-content", '{"location": "New York"}',
+                                     "--json"])
+    ok("temperature" in json.loads(r.stdout)["result"]["structuredContent"], "structuredContent")
+    contains(r.stderr, "Received session termination request", "DELETE at the end")
+    cfg = config(tmp, {"ev": {"url": "http://127.0.0.1:%d/mcp" % port, "tool_timeout_s": 1}},
+                 name="t.toml")
+    r = in_netns(tmp, server, port, ["--config", cfg, "mcp", "call", "ev",
+                                     "trigger-long-running-operation",
+                                     '{"duration": 60, "steps": 60}'])
+    eq(r.rc, 1, "exit code %r" % r)
+    contains(r.stderr, "did not answer within 1s (the call was cancelled)")
 
 
 def call_ok(cfg, server, tool, args, want=None):

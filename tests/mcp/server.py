@@ -29,17 +29,23 @@ Faults, each selected with --fault NAME (repeatable):
                  --long-line-bytes bytes on stdout (a JSON string, no id)
 Options: --page-size N paginates tools/list (opaque cursors); --version V
 answers initialize with protocol version V (default: the client's);
---name N is serverInfo.name.
+--name N is serverInfo.name. --http serves Streamable HTTP on 127.0.0.1
+instead of stdio (README.md: its options and faults sse-cut, no-resume,
+no-get, http-500, expire-400).
 """
 
 import argparse
 import base64
 import json
 import os
+import select
 import signal
+import socket
 import sys
 import threading
 import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # A 1x1 PNG.
 PNG = base64.b64encode(bytes.fromhex(
@@ -101,6 +107,8 @@ class Server:
         self.listings = 0
         self.cancelled = set()
         self.cancel_cond = threading.Condition()
+        self.http = None  # the HttpFront in --http mode
+        self.tls = threading.local()
 
     # -- output -----------------------------------------------------------
     def log(self, rec):
@@ -117,7 +125,18 @@ class Server:
             sys.stdout.flush()
 
     def send(self, msg):
-        self.write_line(json.dumps(msg, separators=(",", ":")))
+        if self.http:
+            self.http.send(self, msg)
+        else:
+            self.write_line(json.dumps(msg, separators=(",", ":")))
+
+    def spawn(self, fn, *args):
+        """Over stdio a call runs on a thread of its own; over HTTP it runs
+        on the thread that serves its SSE answer."""
+        if self.http:
+            fn(*args)
+        else:
+            threading.Thread(target=fn, args=args, daemon=True).start()
 
     def result(self, id_, result):
         self.send({"jsonrpc": "2.0", "id": id_, "result": result})
@@ -269,12 +288,11 @@ class Server:
         elif method == "tools/list":
             self.listings += 1
             if "ask-on-list" in self.faults:
-                threading.Thread(target=self.list_after_asking, args=(id_, params),
-                                 daemon=True).start()
+                self.spawn(self.list_after_asking, id_, params)
                 return
             self.answer_list(id_, params)
         elif method == "tools/call":
-            threading.Thread(target=self.call, args=(id_, params), daemon=True).start()
+            self.spawn(self.call, id_, params)
         elif method == "ping":
             self.result(id_, {})
         elif method == "notifications/cancelled":
@@ -331,6 +349,334 @@ class Server:
                 time.sleep(3600)
 
 
+# ---- Streamable HTTP ------------------------------------------------------------
+
+class Stream:
+    """One SSE answer: its events stay, so that a client that lost the
+    connection can resume with Last-Event-ID."""
+
+    def __init__(self, name, request_id, method):
+        self.name = name
+        self.request_id = request_id
+        self.method = method
+        self.events = []  # (event id, data)
+        self.done = False
+        self.cuts = 0
+        self.cond = threading.Condition()
+
+    def add(self, msg):
+        with self.cond:
+            eid = "%s-%d" % (self.name, len(self.events) + 1)
+            self.events.append((eid, json.dumps(msg, separators=(",", ":"))))
+            if "method" not in msg and msg.get("id") == self.request_id:
+                self.done = True
+            self.cond.notify_all()
+
+
+class Session:
+    def __init__(self, sid, expire_after=0):
+        self.id = sid
+        self.expire_after = expire_after  # forgotten after this many POSTs (0: never)
+        self.posts = 0
+        self.backlog = []  # messages for the server's own stream
+        self.cond = threading.Condition()
+        self.gone = False
+
+
+class HttpFront:
+    """Serves the Server over Streamable HTTP on 127.0.0.1 (path /mcp)."""
+
+    def __init__(self, server, args):
+        self.server = server
+        self.args = args
+        self.faults = server.faults
+        self.sessions = {}
+        self.streams = {}
+        self.lock = threading.Lock()
+        self.nstreams = 0
+        self.last_session = None
+
+    def log(self, rec):
+        self.server.log(rec)
+
+    def send(self, srv, msg):
+        sink = getattr(srv.tls, "sink", None)
+        if sink is not None:
+            sink(msg)
+            return
+        sess = getattr(srv.tls, "session", None) or self.last_session
+        if sess is None:
+            self.log({"event": "dropped", "msg": msg})
+            return
+        with sess.cond:
+            sess.backlog.append(msg)
+            sess.cond.notify_all()
+
+    def new_stream(self, request_id, method):
+        with self.lock:
+            self.nstreams += 1
+            st = Stream("s%d" % self.nstreams, request_id, method)
+            self.streams[st.name] = st
+            return st
+
+    def serve(self):
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt, *a):
+                pass
+
+            def headers_dict(self):
+                return {k.lower(): v for k, v in self.headers.items()}
+
+            def reply(self, status, body=b"", ctype="application/json", extra=None):
+                if isinstance(body, (dict, list)):
+                    body = json.dumps(body).encode()
+                elif isinstance(body, str):
+                    body = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def session(self, rec):
+                """The request's session, or None after answering the error."""
+                if front.args.stateless:
+                    return Session(None)
+                sid = self.headers.get("Mcp-Session-Id")
+                if not sid:
+                    self.reply(400, {"jsonrpc": "2.0", "id": None, "error": {
+                        "code": -32000, "message": "Bad Request: No valid session ID provided"}})
+                    return None
+                with front.lock:
+                    sess = front.sessions.get(sid)
+                    if sess is not None and rec["method"] == "POST":
+                        sess.posts += 1
+                        if sess.expire_after and sess.posts > sess.expire_after:
+                            del front.sessions[sid]
+                            sess.gone = True
+                            sess = None
+                if sess is None:
+                    front.log({"event": "expired", "session": sid})
+                    if "expire-400" in front.faults:
+                        self.reply(400, {"jsonrpc": "2.0", "id": None, "error": {
+                            "code": -32000, "message": "Bad Request: No valid session ID provided"}})
+                    else:
+                        self.reply(404, {"jsonrpc": "2.0", "id": None, "error": {
+                            "code": -32001, "message": "Session not found"}})
+                    return None
+                return sess
+
+            def record(self, msg=None):
+                rec = {"event": "http", "method": self.command, "path": self.path,
+                       "headers": self.headers_dict(), "t": time.time()}
+                if msg is not None:
+                    rec["msg"] = msg
+                front.log(rec)
+                return rec
+
+            def sse_start(self, extra=None):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Connection", "close")
+                for k, v in (extra or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.close_connection = True
+
+            def event(self, eid, data):
+                out = "event: message\n" if data else ""
+                if eid:
+                    out += "id: %s\n" % eid
+                out += "data: %s\n\n" % data
+                self.wfile.write(out.encode())
+                self.wfile.flush()
+
+            def priming(self, st):
+                out = "id: %s-0\n" % st.name
+                if front.args.retry_ms is not None:
+                    out += "retry: %d\n" % front.args.retry_ms
+                out += "data: \n\n"
+                self.wfile.write(out.encode())
+                self.wfile.flush()
+
+            def pump(self, st, after):
+                """Writes st's events after index `after` until its response.
+                A cut (--fault sse-cut, tools/call answers, --cuts times) ends
+                the connection after at most one new event instead."""
+                if "sse-cut" in front.faults and st.method == "tools/call" and \
+                        st.cuts < front.args.cuts:
+                    with st.cond:
+                        pending = st.events[after:after + 1]
+                    for eid, data in pending:
+                        self.event(eid, data)
+                    st.cuts += 1
+                    front.log({"event": "cut", "stream": st.name, "t": time.time()})
+                    return
+                while True:
+                    with st.cond:
+                        while len(st.events) <= after and not st.done:
+                            st.cond.wait(0.05)
+                        pending = st.events[after:]
+                        done = st.done
+                    for eid, data in pending:
+                        self.event(eid, data)
+                        after += 1
+                    if done and after >= len(st.events):
+                        return
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(n)
+                try:
+                    msg = json.loads(raw)
+                except ValueError:
+                    self.record()
+                    self.reply(400, {"jsonrpc": "2.0", "id": None,
+                                     "error": {"code": -32700, "message": "Parse error"}})
+                    return
+                rec = self.record(msg)
+                front.log({"event": "recv", "msg": msg})
+                if self.path != "/mcp":
+                    self.reply(404, "no such endpoint", "text/plain")
+                    return
+                accept = self.headers.get("Accept", "")
+                if "application/json" not in accept or "text/event-stream" not in accept:
+                    self.reply(406, {"jsonrpc": "2.0", "id": None, "error": {
+                        "code": -32000, "message": "Not Acceptable: both application/json and "
+                                                   "text/event-stream are needed"}})
+                    return
+                method = msg.get("method") if isinstance(msg, dict) else None
+                srv = front.server
+                extra = {}
+                if method == "initialize":
+                    # --expire-after: the first session only, so that the new
+                    # one the client starts lives on.
+                    first = not front.sessions and front.last_session is None
+                    sess = Session(None if front.args.stateless else uuid.uuid4().hex,
+                                   front.args.expire_after if first else 0)
+                    if sess.id:
+                        with front.lock:
+                            front.sessions[sess.id] = sess
+                            sess.posts = 1
+                        extra["Mcp-Session-Id"] = sess.id
+                    front.last_session = sess
+                else:
+                    sess = self.session(rec)
+                    if sess is None:
+                        return
+                srv.tls.session = sess
+                srv.tls.sink = None
+                if method is None or "id" not in msg:
+                    srv.handle(msg)
+                    self.reply(202, b"", "text/plain")
+                    return
+                if "http-500" in front.faults and method == "tools/call":
+                    self.reply(500, "internal error on purpose\nsecond line", "text/plain")
+                    return
+                if front.args.json_response:
+                    got = []
+                    srv.tls.sink = got.append
+                    srv.handle(msg)
+                    srv.tls.sink = None
+                    resp = [m for m in got if "method" not in m and m.get("id") == msg["id"]]
+                    self.reply(200, resp[0] if resp else {"jsonrpc": "2.0", "id": msg["id"],
+                                                          "error": {"code": -32603,
+                                                                    "message": "no answer"}},
+                               extra=extra)
+                    return
+                st = front.new_stream(msg["id"], method)
+
+                def work():
+                    srv.tls.session = sess
+                    srv.tls.sink = st.add
+                    srv.handle(msg)
+
+                threading.Thread(target=work, daemon=True).start()
+                self.sse_start(extra)
+                try:
+                    self.priming(st)
+                    self.pump(st, 0)
+                except (BrokenPipeError, ConnectionResetError):
+                    front.log({"event": "client-closed", "stream": st.name})
+
+            def do_GET(self):
+                rec = self.record()
+                if self.path != "/mcp":
+                    self.reply(404, "no such endpoint", "text/plain")
+                    return
+                if "text/event-stream" not in self.headers.get("Accept", ""):
+                    self.reply(406, "text/event-stream is needed", "text/plain")
+                    return
+                last = self.headers.get("Last-Event-ID")
+                if not last and ("no-get" in front.faults or front.args.stateless):
+                    self.reply(405, "", "text/plain", {"Allow": "POST, DELETE"})
+                    return
+                sess = self.session(rec)
+                if sess is None:
+                    return
+                try:
+                    if last:
+                        if "no-resume" in front.faults:
+                            self.reply(405, "", "text/plain", {"Allow": "POST"})
+                            return
+                        name, _, n = last.rpartition("-")
+                        st = front.streams.get(name)
+                        if st is None:
+                            self.reply(404, "unknown event id", "text/plain")
+                            return
+                        self.sse_start()
+                        self.pump(st, int(n))
+                        return
+                    self.sse_start()
+                    self.event("g-0", "")
+                    while not sess.gone:
+                        with sess.cond:
+                            if not sess.backlog:
+                                sess.cond.wait(0.1)
+                            out, sess.backlog = sess.backlog, []
+                        for m in out:
+                            self.event(None, json.dumps(m, separators=(",", ":")))
+                        r, _, _ = select.select([self.connection], [], [], 0)
+                        if r and not self.connection.recv(1, socket.MSG_PEEK):
+                            return  # the client went away
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def do_DELETE(self):
+                rec = self.record()
+                if front.args.stateless:
+                    self.reply(405, "", "text/plain")
+                    return
+                sess = self.session(rec)
+                if sess is None:
+                    return
+                with front.lock:
+                    front.sessions.pop(sess.id, None)
+                sess.gone = True
+                self.reply(200, b"", "text/plain")
+
+        class Quiet(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                # A client that went away mid-answer: logged, not a traceback.
+                front.log({"event": "handler-error", "error": repr(sys.exc_info()[1])})
+
+        httpd = Quiet(("127.0.0.1", 0), Handler)
+        httpd.daemon_threads = True
+        sys.stdout.write("PORT %d\n" % httpd.server_address[1])
+        sys.stdout.flush()
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        # Stops when stdin closes (the test's end).
+        sys.stdin.buffer.read()
+        self.log({"event": "stdin-eof"})
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--fault", action="append")
@@ -339,7 +685,25 @@ def main():
     ap.add_argument("--name", default="fixture")
     ap.add_argument("--log")
     ap.add_argument("--long-line-bytes", type=int, default=2 << 20)
-    Server(ap.parse_args()).run()
+    ap.add_argument("--http", action="store_true",
+                    help="Streamable HTTP on 127.0.0.1 (prints PORT N), not stdio")
+    ap.add_argument("--stateless", action="store_true", help="--http: no session ids")
+    ap.add_argument("--json-response", action="store_true",
+                    help="--http: answer requests with JSON bodies, not SSE")
+    ap.add_argument("--expire-after", type=int, default=0,
+                    help="--http: the first session is forgotten after N POSTs")
+    ap.add_argument("--retry-ms", type=int, help="--http: retry: in the priming events")
+    ap.add_argument("--cuts", type=int, default=1,
+                    help="--http with --fault sse-cut: connections cut per answer")
+    args = ap.parse_args()
+    server = Server(args)
+    if args.http:
+        server.log({"event": "start", "pid": os.getpid(), "env": dict(os.environ),
+                    "cwd": os.getcwd()})
+        server.http = HttpFront(server, args)
+        server.http.serve()
+    else:
+        server.run()
 
 
 if __name__ == "__main__":
