@@ -38,9 +38,14 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -Wl,-Bstatic -lsqli
 # Unit tests may call the optional libraries directly (to inspect a database).
 TEST_LIBS  := $(shell pkg-config --libs $(LAZY_PKGS) 2>/dev/null)
 
+# llhttp, the HTTP parser of `agentd serve`: Debian's node-llhttp ships its
+# generated C sources (there is no library package), compiled in here as
+# they are, without our warning flags.
+LLHTTP_SRC := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
 AD_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Wall -Wextra $(WERROR) \
              -Wshadow -Wstrict-prototypes -Wmissing-prototypes -MMD -MP \
-             -Iinclude -Iruntime -DAGENTD_VERSION='"$(VERSION)"' $(PKG_CFLAGS) $(SAN)
+             -Iinclude -Iruntime -I$(LLHTTP_INC) -DAGENTD_VERSION='"$(VERSION)"' $(PKG_CFLAGS) $(SAN)
 LDLIBS  := $(PKG_LIBS) -ldl -lpthread -lm
 PLUGIN_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra $(WERROR) -Iinclude \
                  -fPIC -fvisibility=hidden -shared $(SAN)
@@ -55,7 +60,8 @@ OBJDIR  := $(D)build/obj
 SRC     := $(sort $(wildcard runtime/*/*.c))
 LIBSRC  := $(filter-out runtime/cli/main.c,$(SRC))
 OBJ     := $(SRC:runtime/%.c=$(OBJDIR)/runtime/%.o)
-LIBOBJ  := $(LIBSRC:runtime/%.c=$(OBJDIR)/runtime/%.o)
+LLHTTP_OBJ := $(addprefix $(OBJDIR)/llhttp/,llhttp.o api.o http.o)
+LIBOBJ  := $(LIBSRC:runtime/%.c=$(OBJDIR)/runtime/%.o) $(LLHTTP_OBJ)
 LIB     := $(OBJDIR)/libagentd.a
 
 PLUGINS      := $(patsubst %.c,$(D)%.so,$(wildcard plugins/*.c))
@@ -72,6 +78,10 @@ all: $(D)agentd $(PLUGINS) $(TEST_PLUGINS) $(TEST_PRELOAD) $(UNIT_BINS) $(TEST_P
 $(OBJDIR)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(AD_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(OBJDIR)/llhttp/%.o: $(LLHTTP_SRC)/%.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -w -I$(LLHTTP_INC) $(CFLAGS) $(SAN) -c -o $@ $<
 
 # configs/starter.toml, the config `agentd --init` writes, as C string
 # literals for runtime/cli/init.c (backslashes, quotes and the ? of trigraphs

@@ -25,12 +25,15 @@ libjson-c-dev:pc:json-c
 libyaml-dev:pc:yaml-0.1
 libedit-dev:pc:libedit
 libsqlite3-dev:pc:sqlite3
+node-llhttp:glob:/usr/share/llhttp/llhttp.c
 ca-certificates:glob:/etc/ssl/certs/ca-certificates.crt
 python3:cmd:python3
 openssl:cmd:openssl
 "
 # ca-certificates: agentd verifies TLS against the system's CA bundle;
 # without it no https:// provider can be reached.
+# node-llhttp: the C sources of llhttp, the HTTP parser of agentd serve
+# (compiled in; Debian has no library package of it).
 # python3: the mock provider and the integration tests.
 # openssl: test_faults makes a self-signed certificate for the TLS test.
 for group in "$@"; do
