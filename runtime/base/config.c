@@ -80,9 +80,27 @@ static const keydef keys[] = {
     {"mcp", "tool_timeout_s", K_NUMBER, OFF(mcp_tool_timeout_s), 0, 86400},
     {"mcp", "max_result_bytes", K_LONG, OFF(mcp_max_result_bytes), 1024, 1 << 30},
     {"mcp", "servers", K_TABLE, 0, 0, 0},
+    {"serve", "listen", K_STRING, OFF(serve.listen), 0, 0},
+    {"serve", "token_file", K_STRING, OFF(serve.token_file), 0, 0},
+    {"serve", "token_env", K_STRING, OFF(serve.token_env), 0, 0},
+    {"serve", "max_header_bytes", K_LONG, OFF(serve.max_header_bytes), 1024, 1 << 24},
+    {"serve", "max_headers", K_LONG, OFF(serve.max_headers), 8, 10000},
+    {"serve", "max_body_bytes", K_LONG, OFF(serve.max_body_bytes), 1024, 1 << 30},
+    {"serve", "max_connections", K_LONG, OFF(serve.max_connections), 1, 1000000},
+    {"serve", "max_connections_per_peer", K_LONG, OFF(serve.max_connections_per_peer), 1, 1000000},
+    {"serve", "max_runs", K_LONG, OFF(serve.max_runs), 1, 1000000},
+    {"serve", "max_write_queue_bytes", K_LONG, OFF(serve.max_write_queue_bytes), 65536, 1 << 30},
+    {"serve", "header_timeout_s", K_NUMBER, OFF(serve.header_timeout_s), 0, 3600},
+    {"serve", "body_timeout_s", K_NUMBER, OFF(serve.body_timeout_s), 0, 3600},
+    {"serve", "idle_timeout_s", K_NUMBER, OFF(serve.idle_timeout_s), 0, 86400},
+    {"serve", "write_timeout_s", K_NUMBER, OFF(serve.write_timeout_s), 0, 3600},
+    {"serve", "sse_keepalive_s", K_NUMBER, OFF(serve.sse_keepalive_s), 0, 3600},
+    {"serve", "drain_timeout_s", K_NUMBER, OFF(serve.drain_timeout_s), 0, 86400},
+    {"serve", "approvals", K_STRING, OFF(serve.approvals), 0, 0},
+    {"serve", "profiles", K_TABLE, 0, 0, 0},
 };
-static const char *const tables[] = {"provider", "agent",  "plugins", "tools",
-                                     "sessions", "limits", "mcp"};
+static const char *const tables[] = {"provider", "agent", "plugins", "tools",
+                                     "sessions", "limits", "mcp",    "serve"};
 
 void ad_config_init(ad_config *c)
 {
@@ -104,6 +122,19 @@ void ad_config_init(ad_config *c)
     c->mcp_startup_timeout_s = 30;
     c->mcp_tool_timeout_s = 120;
     c->mcp_max_result_bytes = 128L << 10;
+    c->serve.max_header_bytes = 16L << 10;
+    c->serve.max_headers = 100;
+    c->serve.max_body_bytes = 4L << 20;
+    c->serve.max_connections = 4096;
+    c->serve.max_connections_per_peer = 1024;
+    c->serve.max_runs = 1024;
+    c->serve.max_write_queue_bytes = 1L << 20;
+    c->serve.header_timeout_s = 10;
+    c->serve.body_timeout_s = 60;
+    c->serve.idle_timeout_s = 30;
+    c->serve.write_timeout_s = 30;
+    c->serve.sse_keepalive_s = 15;
+    c->serve.drain_timeout_s = 30;
 }
 
 static void free_strs(ad_conf_strs *l)
@@ -179,6 +210,18 @@ void ad_config_free(ad_config *c)
     for (size_t i = 0; i < c->nmcp_servers; i++)
         free_mcp_server(&c->mcp_servers[i]);
     free(c->mcp_servers);
+    free(c->serve.listen);
+    free(c->serve.token_file);
+    free(c->serve.token_env);
+    free(c->serve.approvals);
+    for (size_t i = 0; i < c->serve.nprofiles; i++) {
+        ad_serve_profile *sp = &c->serve.profiles[i];
+        free(sp->name);
+        free(sp->model);
+        free(sp->system_prompt);
+        free_strs(&sp->tools);
+    }
+    free(c->serve.profiles);
     free(c->key_at);
     memset(c, 0, sizeof *c);
 }
@@ -571,6 +614,112 @@ void ad_config_tool(const ad_config *c, const char *name, double *timeout_s, boo
     }
 }
 
+static void conf_strs(diag *d, const ad_toml *v, const char *what, ad_conf_strs *l, bool expand,
+                      const char *keyvar);
+static const char *conf_string(diag *d, const ad_toml *v, const char *what);
+
+static const char *const serve_profile_keys[] = {"model", "system_prompt", "tools", "max_steps"};
+
+/* [serve.profiles.NAME] tables. */
+static void load_serve_profiles(diag *d, ad_config *c, const ad_toml *t)
+{
+    size_t n = ad_toml_len(t);
+    c->serve.profiles = calloc(n ? n : 1, sizeof *c->serve.profiles);
+    if (!c->serve.profiles) {
+        problem(d, t, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ad_toml_key_at(t, i);
+        const ad_toml *pt = ad_toml_at(t, i);
+        if (ad_toml_type_of(pt) != AD_TOML_TABLE) {
+            problem(d, pt, "serve.profiles.%s must be a table ([serve.profiles.%s] with model, "
+                           "system_prompt, tools, max_steps)",
+                    name, name);
+            continue;
+        }
+        bool name_ok = name[0] && strlen(name) == ad_toml_key_len(t, i);
+        for (const char *p = name; *p; p++)
+            name_ok &= (unsigned char)*p > ' ' && (unsigned char)*p < 0x7f;
+        if (!name_ok) {
+            problem(d, pt, "a profile name must be printable ASCII without spaces, not '%s'",
+                    name);
+            continue;
+        }
+        ad_serve_profile *sp = &c->serve.profiles[c->serve.nprofiles++];
+        sp->name = ad_strdup(name);
+        sp->at = loc_of(pt);
+        for (size_t j = 0; j < ad_toml_len(pt); j++) {
+            const char *key = ad_toml_key_at(pt, j);
+            const ad_toml *v = ad_toml_at(pt, j);
+            char what[160];
+            snprintf(what, sizeof what, "serve.profiles.%s.%s", name, key);
+            if (strcmp(key, "model") == 0 || strcmp(key, "system_prompt") == 0) {
+                const char *s = conf_string(d, v, what);
+                char **dst = key[0] == 'm' ? &sp->model : &sp->system_prompt;
+                if (s && key[0] == 'm' && !s[0])
+                    problem(d, v, "%s must not be empty (leave it out for provider.model)", what);
+                else if (s) {
+                    free(*dst);
+                    *dst = ad_strdup(s);
+                }
+            } else if (strcmp(key, "tools") == 0) {
+                conf_strs(d, v, what, &sp->tools, false, NULL);
+            } else if (strcmp(key, "max_steps") == 0) {
+                if (ad_toml_type_of(v) != AD_TOML_INTEGER || ad_toml_int(v) < 1 ||
+                    ad_toml_int(v) > 100000)
+                    problem(d, v, "%s must be an integer from 1 to 100000", what);
+                else
+                    sp->max_steps = (int)ad_toml_int(v);
+            } else {
+                const char *hint = closest_of(key, serve_profile_keys,
+                                              sizeof serve_profile_keys / sizeof *serve_profile_keys);
+                problem(d, v, "unknown key '%s' in [serve.profiles.%s]%s%s%s", key, name,
+                        hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
+            }
+        }
+    }
+}
+
+/* serve.listen: "HOST:PORT" with an IPv4 literal, "localhost" or "[IPv6]". */
+static void check_listen(diag *d, const ad_toml *at, const char *l)
+{
+    const char *colon = strrchr(l, ':');
+    bool ok = colon && colon > l && colon[1];
+    char *end = NULL;
+    long port = ok ? strtol(colon + 1, &end, 10) : -1;
+    ok = ok && end && !*end && port >= 0 && port <= 65535;
+    if (ok) {
+        char host[64];
+        size_t hl = (size_t)(colon - l);
+        ok = hl < sizeof host;
+        if (ok) {
+            memcpy(host, l, hl);
+            host[hl] = '\0';
+            struct in_addr a4;
+            struct in6_addr a6;
+            if (host[0] == '[' && host[hl - 1] == ']') {
+                host[hl - 1] = '\0';
+                ok = inet_pton(AF_INET6, host + 1, &a6) == 1;
+            } else {
+                ok = strcmp(host, "localhost") == 0 || inet_pton(AF_INET, host, &a4) == 1;
+            }
+        }
+    }
+    if (!ok)
+        problem(d, at, "serve.listen must be HOST:PORT with an IP address (127.0.0.1:8080, "
+                       "[::1]:8080, 0.0.0.0:8080) and a port from 0 to 65535, not '%s'",
+                l);
+}
+
+const ad_serve_profile *ad_config_serve_profile(const ad_config *c, const char *name)
+{
+    for (size_t i = 0; i < c->serve.nprofiles; i++)
+        if (strcmp(c->serve.profiles[i].name, name) == 0)
+            return &c->serve.profiles[i];
+    return NULL;
+}
+
 static void load_table(diag *d, ad_config *c, const char *tname, const ad_toml *t)
 {
     if (strcmp(tname, "tools") == 0) {
@@ -608,7 +757,9 @@ static void load_table(diag *d, ad_config *c, const char *tname, const ad_toml *
                     ad_toml_type_name(ad_toml_type_of(v)));
             continue;
         }
-        if (strcmp(key, "headers") == 0) {
+        if (strcmp(key, "profiles") == 0) {
+            load_serve_profiles(d, c, v);
+        } else if (strcmp(key, "headers") == 0) {
             load_headers(d, c, v);
         } else if (strcmp(key, "extra") == 0) {
             json_object_put(c->extra);
@@ -1204,6 +1355,25 @@ int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen)
         free(c->sessions_path);
         c->sessions_path = abs;
     }
+    const ad_toml *serve = ad_toml_get(root, "serve");
+    if (serve && ad_toml_type_of(serve) != AD_TOML_TABLE)
+        serve = NULL;
+    if (c->serve.listen)
+        check_listen(&d, ad_toml_get(serve, "listen"), c->serve.listen);
+    if (c->serve.approvals && strcmp(c->serve.approvals, "deny") != 0 &&
+        strcmp(c->serve.approvals, "client") != 0)
+        problem(&d, ad_toml_get(serve, "approvals"),
+                "serve.approvals must be \"deny\" or \"client\", not '%s'", c->serve.approvals);
+    if (c->serve.token_file && !c->serve.token_file[0]) {
+        problem(&d, ad_toml_get(serve, "token_file"), "serve.token_file must not be empty");
+    } else if (c->serve.token_file) {
+        char *abs = resolve(c->dir, c->serve.token_file);
+        free(c->serve.token_file);
+        c->serve.token_file = abs;
+    }
+    if (c->serve.token_env && !var_name_ok(c->serve.token_env, strlen(c->serve.token_env)))
+        problem(&d, ad_toml_get(serve, "token_env"),
+                "serve.token_env must name an environment variable, not '%s'", c->serve.token_env);
     ad_toml_free(root);
     if (d.count) {
         if (d.count > 20)
@@ -1689,6 +1859,43 @@ static void print_mcp(const ad_config *c, FILE *out)
     }
 }
 
+/* [serve], when the file has it. */
+static void print_serve(const ad_config *c, FILE *out)
+{
+    bool written = c->serve.nprofiles > 0;
+    for (size_t i = 0; c->key_at && i < sizeof keys / sizeof keys[0]; i++)
+        written |= strcmp(keys[i].table, "serve") == 0 && c->key_at[i].line > 0;
+    if (!written)
+        return;
+    const ad_serve_conf *sv = &c->serve;
+    fprintf(out, "\n[serve]\n");
+    print_str(out, "listen", sv->listen ? sv->listen : "127.0.0.1:8080");
+    if (sv->token_file)
+        print_str(out, "token_file", sv->token_file);
+    if (sv->token_env)
+        print_str(out, "token_env", sv->token_env);
+    fprintf(out, "max_header_bytes = %ld\nmax_headers = %ld\nmax_body_bytes = %ld\n"
+                 "max_connections = %ld\nmax_connections_per_peer = %ld\nmax_runs = %ld\n"
+                 "max_write_queue_bytes = %ld\nheader_timeout_s = %g\nbody_timeout_s = %g\n"
+                 "idle_timeout_s = %g\nwrite_timeout_s = %g\nsse_keepalive_s = %g\n"
+                 "drain_timeout_s = %g\n",
+            sv->max_header_bytes, sv->max_headers, sv->max_body_bytes, sv->max_connections,
+            sv->max_connections_per_peer, sv->max_runs, sv->max_write_queue_bytes,
+            sv->header_timeout_s, sv->body_timeout_s, sv->idle_timeout_s, sv->write_timeout_s,
+            sv->sse_keepalive_s, sv->drain_timeout_s);
+    print_str(out, "approvals", sv->approvals ? sv->approvals : "deny");
+    for (size_t i = 0; i < sv->nprofiles; i++) {
+        const ad_serve_profile *sp = &sv->profiles[i];
+        fprintf(out, "\n[serve.profiles.%s]\n", sp->name);
+        print_str(out, "model", sp->model ? sp->model : c->model ? c->model : "");
+        if (sp->system_prompt)
+            print_str(out, "system_prompt", sp->system_prompt);
+        if (sp->tools.set)
+            print_strs(out, "tools", &sp->tools);
+        fprintf(out, "max_steps = %d\n", sp->max_steps ? sp->max_steps : c->max_steps);
+    }
+}
+
 void ad_config_print(const ad_config *c, FILE *out)
 {
     fprintf(out, "# effective settings of %s\n[provider]\n", c->path ? c->path : "(defaults)");
@@ -1759,6 +1966,7 @@ void ad_config_print(const ad_config *c, FILE *out)
     if (c->sessions_path)
         print_str(out, "path", c->sessions_path);
     print_mcp(c, out);
+    print_serve(c, out);
     for (size_t i = 0; i < c->ntools; i++) {
         double t;
         bool confirm;

@@ -88,6 +88,31 @@ typedef struct ad_mcp_server_conf {
     ad_conf_loc at;        /* where the table was written */
 } ad_mcp_server_conf;
 
+/* [serve.profiles.NAME]: an agent `agentd serve` offers as a model. */
+typedef struct ad_serve_profile {
+    char *name;          /* owned: NAME, the request's "model" */
+    char *model;         /* owned or NULL: provider.model */
+    char *system_prompt; /* owned or NULL: agent.system_prompt ("" : none) */
+    ad_conf_strs tools;  /* set: only these tools are offered */
+    int max_steps;       /* 0: agent.max_steps */
+    ad_conf_loc at;      /* where the table was written */
+} ad_serve_profile;
+
+/* [serve]: `agentd serve` (docs/serve.md). */
+typedef struct ad_serve_conf {
+    char *listen;     /* owned: "HOST:PORT" ("127.0.0.1:8080") */
+    char *token_file; /* owned, resolved, or NULL */
+    char *token_env;  /* owned or NULL */
+    long max_header_bytes, max_headers, max_body_bytes;
+    long max_connections, max_connections_per_peer, max_runs;
+    long max_write_queue_bytes;
+    double header_timeout_s, body_timeout_s, idle_timeout_s, write_timeout_s;
+    double sse_keepalive_s, drain_timeout_s;
+    char *approvals; /* owned: "deny" or "client" */
+    ad_serve_profile *profiles; /* owned, in file order */
+    size_t nprofiles;
+} ad_serve_conf;
+
 typedef struct ad_config {
     char *path; /* owned: the file as given */
     char *dir;  /* owned: its folder */
@@ -149,6 +174,9 @@ typedef struct ad_config {
     long mcp_max_result_bytes;    /* one result's text for the model (128 KiB) */
     ad_mcp_server_conf *mcp_servers; /* owned, in file order */
     size_t nmcp_servers;
+
+    /* [serve] */
+    ad_serve_conf serve;
 
     ad_conf_loc *key_at; /* owned: where each scalar setting was written (see ad_config_where) */
 } ad_config;
@@ -229,6 +257,9 @@ bool ad_config_sensitive_header(const char *name, const char *value, const char 
 
 /* The [mcp.servers.NAME] named name, or NULL. */
 const ad_mcp_server_conf *ad_config_mcp_server(const ad_config *c, const char *name);
+
+/* The [serve.profiles.NAME] named name, or NULL. */
+const ad_serve_profile *ad_config_serve_profile(const ad_config *c, const char *name);
 
 /* Prints the effective settings as TOML (the key's value is never shown). */
 void ad_config_print(const ad_config *c, FILE *out);

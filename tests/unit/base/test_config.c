@@ -588,6 +588,60 @@ TEST(mcp_server_errors)
     CHECK(fails_with(MIN "[mcp.servers]\na = 3\n", "mcp.servers.a must be a table"));
 }
 
+TEST(serve_table)
+{
+    ad_config c;
+    char err[2048];
+    CHECK_EQ(load(&c, MIN, err, sizeof err), 0);
+    CHECK(c.serve.listen == NULL);
+    CHECK_EQ(c.serve.max_body_bytes, 4L << 20);
+    CHECK_EQ(c.serve.max_runs, 1024);
+    CHECK(c.serve.header_timeout_s == 10);
+    ad_config_free(&c);
+    CHECK_EQ(load(&c,
+                  MIN "[agent]\nmax_steps = 7\n"
+                      "[serve]\nlisten = \"0.0.0.0:9000\"\ntoken_file = \"tok\"\n"
+                      "max_runs = 3\nheader_timeout_s = 0.5\napprovals = \"client\"\n"
+                      "[serve.profiles.coder]\nmodel = \"big\"\nsystem_prompt = \"You code.\"\n"
+                      "tools = [\"add\"]\nmax_steps = 4\n"
+                      "[serve.profiles.plain]\n",
+                  err, sizeof err),
+             0);
+    CHECK_STREQ(err, "");
+    CHECK_STREQ(c.serve.listen, "0.0.0.0:9000");
+    CHECK(c.serve.token_file && c.serve.token_file[0] == '/' && strstr(c.serve.token_file, "/tok"));
+    CHECK_EQ(c.serve.max_runs, 3);
+    CHECK(c.serve.header_timeout_s == 0.5);
+    CHECK_STREQ(c.serve.approvals, "client");
+    CHECK_EQ(c.serve.nprofiles, 2);
+    const ad_serve_profile *p = ad_config_serve_profile(&c, "coder");
+    CHECK(p && strcmp(p->model, "big") == 0 && strcmp(p->system_prompt, "You code.") == 0);
+    CHECK(p && p->tools.set && p->tools.n == 1 && strcmp(p->tools.v[0], "add") == 0);
+    CHECK(p && p->max_steps == 4);
+    p = ad_config_serve_profile(&c, "plain");
+    CHECK(p && !p->model && !p->system_prompt && !p->tools.set && p->max_steps == 0);
+    CHECK(ad_config_serve_profile(&c, "nope") == NULL);
+    ad_config_free(&c);
+    CHECK(fails_with(MIN "[serve]\nlisen = \"127.0.0.1:1\"\n",
+                     "unknown key 'lisen' in [serve] (did you mean 'listen'?)"));
+    CHECK(fails_with(MIN "[serv]\n", "unknown table [serv] (did you mean [serve]?)"));
+    CHECK(fails_with(MIN "[serve.profiles.a]\nmodle = \"x\"\n",
+                     "unknown key 'modle' in [serve.profiles.a] (did you mean 'model'?)"));
+    CHECK(fails_with(MIN "[serve]\nlisten = \"8080\"\n", "serve.listen must be HOST:PORT"));
+    CHECK(fails_with(MIN "[serve]\nlisten = \"example.com:80\"\n", "serve.listen must be HOST:PORT"));
+    CHECK(fails_with(MIN "[serve]\nlisten = \"127.0.0.1:70000\"\n", "serve.listen must be HOST:PORT"));
+    CHECK(fails_with(MIN "[serve]\napprovals = \"ask\"\n", "serve.approvals must be"));
+    CHECK(fails_with(MIN "[serve]\ntoken_env = \"A B\"\n", "serve.token_env must name"));
+    CHECK(fails_with(MIN "[serve]\nmax_runs = 0\n", "serve.max_runs must be between 1 and"));
+    CHECK(fails_with(MIN "[serve.profiles.a]\nmax_steps = 0\n",
+                     "serve.profiles.a.max_steps must be an integer from 1 to 100000"));
+    CHECK(fails_with(MIN "[serve.profiles.a]\ntools = \"add\"\n", "serve.profiles.a.tools"));
+    CHECK(fails_with(MIN "[serve.profiles]\na = 1\n", "serve.profiles.a must be a table"));
+    CHECK(fails_with(MIN "[serve]\nlisten = \"[::1]:x\"\n", "agent.toml:5:1: serve.listen"));
+    CHECK_EQ(load(&c, MIN "[serve]\nlisten = \"[::1]:0\"\n", err, sizeof err), 0);
+    ad_config_free(&c);
+}
+
 int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
@@ -618,6 +672,7 @@ int main(int argc, char **argv)
     RUN(limits_table);
     RUN(mcp_servers);
     RUN(mcp_server_errors);
+    RUN(serve_table);
     char path[128];
     snprintf(path, sizeof path, "%s/agent.toml", dir);
     unlink(path);
