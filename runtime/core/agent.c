@@ -603,6 +603,13 @@ static void on_tool_result(void *ud, size_t i, const ad_call_outcome *o)
     report_results(a);
 }
 
+static void on_tool_progress(void *ud, size_t i, double done, double total, const char *msg)
+{
+    ad_agent *a = ud;
+    const tool_call *c = &a->calls[a->hosted[i]];
+    ad_events_tool_progress(a->ev, a->step, c->id, c->name, done, total, msg);
+}
+
 static void on_tools_done(void *ud, const ad_call_outcome *o, size_t n)
 {
     ad_agent *a = ud;
@@ -645,7 +652,9 @@ static void run_tools(ad_agent *a)
         a->hosted[k] = i;
         reqs[k++] = (ad_call_req){c->id, c->name, c->args, c->args_len, c->timeout_s};
     }
-    static const ad_batch_cb cb = {.on_result = on_tool_result, .on_done = on_tools_done};
+    static const ad_batch_cb cb = {.on_progress = on_tool_progress,
+                                   .on_result = on_tool_result,
+                                   .on_done = on_tools_done};
     /* The agent's id prefix names its conversation in the tools' log lines. */
     a->tb = ad_tool_host_run(a->tools, ad_conv_id_prefix(a->conv), reqs, m, &cb, a);
     free(reqs);

@@ -444,6 +444,30 @@ void ad_events_tool_not_run(ad_events *e, int step, const char *id, const char *
     tool_call(e, step, id, name, args, args_len, true);
 }
 
+void ad_events_tool_progress(ad_events *e, int step, const char *id, const char *name,
+                             double done, double total, const char *msg)
+{
+    if (e->json) {
+        ad_buf_printf(&e->line, "{\"type\":\"tool_progress\",\"step\":%d,\"id\":", step);
+        put_strz(e, id);
+        ad_buf_puts(&e->line, ",\"name\":");
+        put_strz(e, name);
+        ad_buf_printf(&e->line, ",\"progress\":%.17g,\"total\":", done);
+        if (total > 0)
+            ad_buf_printf(&e->line, "%.17g", total);
+        else
+            ad_buf_puts(&e->line, "null");
+        ad_buf_puts(&e->line, ",\"message\":");
+        put_strz(e, msg);
+        ad_buf_putc(&e->line, '}');
+        emit(e);
+        return;
+    }
+    ad_event ev = {.kind = AD_EVENT_TOOL_PROGRESS, .step = step, .id = id, .name = name,
+                   .text = msg, .len = msg ? strlen(msg) : 0, .progress = done, .total = total};
+    observe(e, &ev);
+}
+
 void ad_events_tool_result(ad_events *e, int step, const char *id, const char *name,
                            const char *content, size_t len, bool is_error, double seconds)
 {

@@ -10,6 +10,8 @@
  *   {"type":"tool_call",...,"not_run":true}   a call that will never run (the
  *        last step at max_steps): no tool_result follows; id is the
  *        provider's or null
+ *   {"type":"tool_progress","step":N,"id":...,"name":...,"progress":P,
+ *        "total":T|null,"message":...|null}   a running call's progress
  *   {"type":"tool_result","step":N,"id":...,"name":...,"content":...,"is_error":false}
  *   {"type":"step_finish","step":N,"finish_reason":...,"usage":{...}|null}
  *   {"type":"retry","step":N,"attempt":N,"reason":...,"wait_s":S}
@@ -71,6 +73,10 @@ void ad_events_tool_call(ad_events *e, int step, const char *id, const char *nam
  * not_run; no result follows. */
 void ad_events_tool_not_run(ad_events *e, int step, const char *id, const char *name,
                             const char *args, size_t args_len);
+/* Progress of a running call: done of total (total <= 0: unknown), msg
+ * may be NULL. Text mode: for an observer only (the REPL's spinner). */
+void ad_events_tool_progress(ad_events *e, int step, const char *id, const char *name,
+                             double done, double total, const char *msg);
 void ad_events_tool_result(ad_events *e, int step, const char *id, const char *name,
                            const char *content, size_t len, bool is_error, double seconds);
 /* usage: borrowed, may be NULL */
@@ -93,7 +99,8 @@ void ad_events_warn(ad_events *e, const char *fmt, ...) __attribute__((format(pr
 /* What an observer sees (text mode only). Strings are redacted and valid
  * only during the call; `text` is the delta (TEXT), the arguments
  * (TOOL_CALL), the result (TOOL_RESULT), the reason (RETRY), the final text
- * (FINISH) or the message (ERROR, WARN). */
+ * (FINISH), the message (ERROR, WARN) or the progress message, maybe NULL
+ * (TOOL_PROGRESS: progress and total hold the figures). */
 typedef enum ad_event_kind {
     AD_EVENT_TEXT,
     AD_EVENT_TOOL_CALL,
@@ -102,7 +109,8 @@ typedef enum ad_event_kind {
     AD_EVENT_RETRY,
     AD_EVENT_FINISH,
     AD_EVENT_ERROR,
-    AD_EVENT_WARN
+    AD_EVENT_WARN,
+    AD_EVENT_TOOL_PROGRESS
 } ad_event_kind;
 
 typedef struct ad_event {
@@ -118,6 +126,7 @@ typedef struct ad_event {
     int attempt;               /* RETRY */
     const char *finish_reason; /* STEP_FINISH */
     json_object *usage;        /* STEP_FINISH (the step), FINISH (the run); may be NULL */
+    double progress, total;    /* TOOL_PROGRESS (total <= 0: unknown) */
 } ad_event;
 
 /* Called for every text-mode event before the built-in output; returning
