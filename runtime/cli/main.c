@@ -38,6 +38,7 @@
 #include "cli/mcp_cli.h"
 #include "cli/repl.h"
 #include "store/session.h"
+#include "mcp/provider.h"
 #include "tools/host.h"
 #include "tools/isolate.h"
 #include "tools/plugin.h"
@@ -472,7 +473,7 @@ static int tool_log_level(bool quiet)
  * unnoticed (for confirm_tools, the tool would run without asking).
  * Returns -1 with *out set, or an exit code with a message printed (*out
  * may then still need ad_tool_host_free). */
-static int load_tools(const ad_config *cfg, ad_events *ev, bool quiet, uv_loop_t *loop,
+static int load_tools(const ad_config *cfg, ad_events *ev, bool quiet, bool mcp, uv_loop_t *loop,
                       ad_tool_host **out)
 {
     char err[4096];
@@ -495,7 +496,12 @@ static int load_tools(const ad_config *cfg, ad_events *ev, bool quiet, uv_loop_t
         return fail(ev, EXIT_USAGE, "%s%s",
                     ad_config_where(cfg, "plugins", "dir", where, sizeof where), err);
     }
-    int rc = check_names(cfg, tools, err, sizeof err);
+    /* The MCP servers come up next to the plugins (a required one that
+     * cannot is a config error). */
+    int rc = mcp ? ad_mcp_provider_add(tools, cfg, NULL, err, sizeof err) : AD_OK;
+    if (rc != AD_OK)
+        return fail(ev, rc == AD_ENOMEM ? EXIT_RUNTIME : EXIT_USAGE, "%s", err);
+    rc = check_names(cfg, tools, err, sizeof err);
     if (rc == AD_OK)
         return -1;
     if (rc == AD_ENOMEM)
@@ -646,7 +652,7 @@ int main(int argc, char **argv)
     ad_config_init(&cfg);
     ad_tool_host *tools = NULL;
     uv_loop_t loop;
-    bool have_loop = false;
+    bool have_loop = false, curl_ready = false;
     ad_cassette *cassette = NULL;
     char *stdin_prompt = NULL;
     char err[4096];
@@ -692,7 +698,7 @@ int main(int argc, char **argv)
     if (o.check_config) {
         /* The plugins are loaded too: a config is valid when a run with it
          * would start. */
-        rc = load_tools(&cfg, ev, o.quiet, &loop, &tools);
+        rc = load_tools(&cfg, ev, o.quiet, false, &loop, &tools);
         if (rc >= 0) {
             exit_code = rc;
         } else if (ad_config_read_key(&cfg, err, sizeof err) != AD_OK) {
@@ -749,16 +755,18 @@ int main(int argc, char **argv)
     }
 
     exit_code = EXIT_RUNTIME;
-    rc = load_tools(&cfg, ev, o.quiet, &loop, &tools);
+    /* Before the tools: MCP servers over Streamable HTTP use libcurl. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fail(ev, EXIT_RUNTIME, "cannot initialise libcurl");
+        goto out_tools;
+    }
+    curl_ready = true;
+    rc = load_tools(&cfg, ev, o.quiet, true, &loop, &tools);
     if (rc >= 0) {
         exit_code = rc;
         goto out_tools;
     }
 
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        fail(ev, EXIT_RUNTIME, "cannot initialise libcurl");
-        goto out_tools;
-    }
     ad_events_set_secret(ev, cfg.api_key);
     ad_events_set_quiet(ev, o.quiet);
     /* The transport: the network, or the cassette of --replay; with
@@ -876,12 +884,16 @@ out_loop:
         fprintf(stderr, "agentd: warning: event loop closed with open handles\n");
     have_loop = false;
     curl_global_cleanup();
+    curl_ready = false;
 out_tools:
     ad_tool_host_free(tools);
     if (have_loop) {
+        /* MCP servers end here (stdio: they exit; HTTP: DELETE). */
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
     }
+    if (curl_ready)
+        curl_global_cleanup();
     ad_cassette_free(cassette);
     free(stdin_prompt);
     ad_config_free(&cfg);

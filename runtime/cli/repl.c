@@ -61,6 +61,7 @@
 #include "base/json.h"
 #include "base/text.h"
 #include "core/conv.h"
+#include "mcp/provider.h"
 
 #define MAX_LOAD_BYTES (64u << 20)
 #define HISTORY_MAX 1000
@@ -457,6 +458,30 @@ static bool on_event(void *ud, const ad_event *ev)
         if (!r->o->quiet)
             show_tool_result(r, ev);
         return true;
+    case AD_EVENT_TOOL_PROGRESS: {
+        /* "running fs__copy 3/10 copying b.txt" */
+        char fig[64];
+        if (ev->total > 0)
+            snprintf(fig, sizeof fig, " %g/%g", ev->progress, ev->total);
+        else
+            snprintf(fig, sizeof fig, " %g", ev->progress);
+        ad_buf b = AD_BUF_INIT;
+        ad_buf_printf(&b, "running %.40s%s", ev->name ? ev->name : "?", fig);
+        if (ev->len) {
+            ad_buf_putc(&b, ' ');
+            put_cols(&b, ev->text, ev->len, 30, r->utf8);
+        }
+        if (b.data) {
+            /* Cut at a character boundary within the label. */
+            size_t n = b.len < sizeof r->spin_label ? b.len : sizeof r->spin_label - 1;
+            while (n > 0 && n < b.len && ((unsigned char)b.data[n] & 0xc0) == 0x80)
+                n--;
+            memcpy(r->spin_label, b.data, n);
+            r->spin_label[n] = '\0';
+        }
+        ad_buf_free(&b);
+        return true;
+    }
     case AD_EVENT_STEP_FINISH: {
         ad_usage_add(&r->usage, ev->usage);
         calls_clear(r);
@@ -896,6 +921,7 @@ static int load_conversation(repl *r, const char *path, size_t *count, char *err
 static const char *const commands[][2] = {
     {"/help", "this list"},
     {"/tools", "the tools the model can call"},
+    {"/mcp", "the MCP servers and their states"},
     {"/model", "[NAME]  show or change the model"},
     {"/system", "[TEXT]  show or replace the system prompt"},
     {"/reset", "start a new conversation (the system prompt stays)"},
@@ -1071,6 +1097,12 @@ static bool run_command(repl *r, char *line)
         cmd_help(r);
     } else if (strcmp(cmd, "/tools") == 0) {
         cmd_tools(r);
+    } else if (strcmp(cmd, "/mcp") == 0) {
+        ad_tool_provider *mp = ad_mcp_provider_find(r->o->tools);
+        if (mp)
+            ad_mcp_provider_print(mp, r->out);
+        else
+            fprintf(r->out, "no MCP servers configured ([mcp.servers.NAME] in the config)\n");
     } else if (strcmp(cmd, "/model") == 0) {
         if (!arg[0]) {
             fprintf(r->out, "%s\n", r->model);

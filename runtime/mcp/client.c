@@ -31,6 +31,7 @@
 #define READY_RESET_MS 30000 /* ready this long: the restart count starts afresh */
 #define MAX_PAGES 1000       /* tools/list pages of one listing */
 #define TAIL_LINES 8         /* stderr lines quoted in a message */
+#define SKIPS_SHOWN 10       /* skipped lines logged one by one per attempt */
 
 static const char *const known_versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"};
 
@@ -85,6 +86,7 @@ struct ad_mcp_client {
     double backoff_s;
     uint64_t ready_at;
     bool pending_permanent;
+    unsigned long skipped; /* lines skipped in this attempt */
 
     ad_mcp_call *calls;
     bool closing;
@@ -645,6 +647,7 @@ static void start_attempt(ad_mcp_client *c)
         return;
     }
     c->conn = CONN_OPEN;
+    c->skipped = 0;
     if (c->startup_timeout_s > 0)
         uv_timer_start(&c->startup, on_startup_timer, (uint64_t)(c->startup_timeout_s * 1000), 0);
     json_object *p = json_object_new_object(), *info = json_object_new_object();
@@ -911,8 +914,14 @@ static void on_t_message(void *ud, const char *text, size_t len)
             answer(c, reply, n);
             json_object_put(bad_id);
         }
-        logf_(c, AD_MCP_LOG_WARN, NULL, "skipped a line on the server's stdout (%s): %.*s%s", err,
-              len > 200 ? 200 : (int)len, text, len > 200 ? "..." : "");
+        /* A server that floods its stdout does not flood agentd's log. */
+        if (++c->skipped <= SKIPS_SHOWN)
+            logf_(c, AD_MCP_LOG_WARN, NULL, "skipped a line on the server's stdout (%s): %.*s%s",
+                  err, len > 200 ? 200 : (int)len, text, len > 200 ? "..." : "");
+        if (c->skipped == SKIPS_SHOWN)
+            logf_(c, AD_MCP_LOG_WARN, NULL,
+                  "%d lines skipped: further ones are not shown (until the server restarts)",
+                  SKIPS_SHOWN);
         return;
     }
     int64_t id = 0;

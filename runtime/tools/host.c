@@ -372,8 +372,11 @@ size_t ad_tool_log_format(char *out, size_t outlen, const ad_tool_log_line *l, c
             line[i] = '?';
     }
     bool tool = l->level == AD_TOOL_LOG_OUTPUT && l->tool && l->tool[0];
-    int n = snprintf(out, outlen, "agentd: %s %s: %.*s%s\n", tool ? "tool" : "plugin",
-                     tool ? l->tool : l->origin ? l->origin : "?", (int)k, line,
+    /* An MCP server's origin is "mcp:NAME": "agentd: mcp NAME: ...". */
+    const char *origin = l->origin ? l->origin : "?";
+    bool mcp = !tool && strncmp(origin, "mcp:", 4) == 0;
+    int n = snprintf(out, outlen, "agentd: %s %s: %.*s%s\n", tool ? "tool" : mcp ? "mcp" : "plugin",
+                     tool ? l->tool : mcp ? origin + 4 : origin, (int)k, line,
                      full > k ? " [...]" : "");
     if (n < 0)
         return 0;

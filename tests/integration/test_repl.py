@@ -15,6 +15,7 @@ import signal
 import stat
 import struct
 import subprocess
+import sys
 import termios
 import time
 
@@ -906,6 +907,32 @@ def approval_prompt_and_history_never_show_the_key(tmp):
         hist = f.read()
     ok(key not in hist, "key not in the history: %r" % hist)
     contains(hist.replace("\\040", " "), "my key is [REDACTED]", "the entry, redacted")
+
+
+@case
+def tools_and_mcp_show_where_tools_come_from(tmp):
+    fx = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "mcp", "server.py")
+    raw = ("[mcp.servers.fx]\ncommand = %s\nargs = [%s]\n"
+           "[mcp.servers.gone]\ncommand = %s\nargs = [%s, \"--fault\", \"crash-on-start\"]\n"
+           % (json.dumps(sys.executable), json.dumps(fx), json.dumps(sys.executable),
+              json.dumps(fx)))
+    with mock(S.script()) as m:
+        t = start(tmp, setup(tmp, m, plugins=("add",), raw_append=raw))
+        try:
+            t.line("/tools")
+            t.expect(b"[add.so]")
+            t.expect(re.compile(rb"fx__echo +Echoes its text\. +\[mcp:fx\]"))
+            t.prompt()
+            t.line("/mcp")
+            t.expect(re.compile(rb"fx +stdio +ready +19 tools +fixture 1\.2\.3 "
+                                rb"\(protocol 2025-11-25\)"))
+            t.expect(re.compile(rb"gone +stdio +(restarting|starting|failed) +0 tools"))
+            t.expect(b"exited with status 1")
+            t.prompt()
+            t.send(CTRL_D)
+            eq(t.wait_exit(), 0, "exit code")
+        finally:
+            t.close()
 
 
 if __name__ == "__main__":

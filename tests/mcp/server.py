@@ -27,6 +27,12 @@ Faults, each selected with --fault NAME (repeatable):
   ignore-term    ignore SIGTERM (only SIGKILL ends it)
   long-line      before the answer to each tools/call, one line of
                  --long-line-bytes bytes on stdout (a JSON string, no id)
+  flood          before the answer to each tools/call, --flood-lines non-JSON
+                 lines on stdout
+  garbage        every tools/call is answered with a line of invalid bytes,
+                 then a response whose result is not an object
+  grow           lists a tool `grow`: each call adds a tool grown_N, sends
+                 list_changed and answers once the tools were listed again
 Options: --page-size N paginates tools/list (opaque cursors); --version V
 answers initialize with protocol version V (default: the client's);
 --name N is serverInfo.name. --http serves Streamable HTTP on 127.0.0.1
@@ -108,6 +114,9 @@ class Server:
         self.cancelled = set()
         self.cancel_cond = threading.Condition()
         self.http = None  # the HttpFront in --http mode
+        self.grown = 0  # tools added by calls of `grow`
+        self.list_cond = threading.Condition()
+        self.answered_lists = 0
         self.tls = threading.local()
 
     # -- output -----------------------------------------------------------
@@ -165,6 +174,12 @@ class Server:
         if "list-changed" in self.faults and self.listings > 1:
             tools.append({"name": "added_later", "description": "Listed after list_changed.",
                           "inputSchema": {"type": "object"}})
+        if "grow" in self.faults:
+            tools.append({"name": "grow", "description": "Adds a tool, then answers.",
+                          "inputSchema": {"type": "object"}})
+            for i in range(1, self.grown + 1):
+                tools.append({"name": "grown_%d" % i, "description": "Added by grow.",
+                              "inputSchema": {"type": "object"}})
         return tools
 
     def call(self, id_, params):
@@ -173,6 +188,17 @@ class Server:
         token = (params.get("_meta") or {}).get("progressToken")
         if "long-line" in self.faults:
             self.write_line(json.dumps("y" * self.args.long_line_bytes))
+        if "flood" in self.faults:
+            with self.out_lock:
+                for i in range(self.args.flood_lines):
+                    sys.stdout.write("flood line %d: not JSON at all\n" % i)
+                sys.stdout.flush()
+        if "garbage" in self.faults:
+            with self.out_lock:
+                sys.stdout.buffer.write(b"\xff\xfe{{garbage\x00]]\n")
+                sys.stdout.flush()
+            self.send({"jsonrpc": "2.0", "id": id_, "result": "not an object"})
+            return
 
         def text(t, **kw):
             r = {"content": [{"type": "text", "text": t}]}
@@ -252,6 +278,17 @@ class Server:
                 "message": "Your name?", "requestedSchema": {"type": "object", "properties": {}}})
             self.result(id_, text(json.dumps({"ping": ping, "roots": roots, "sampling": sampling,
                                               "elicitation": elicitation}, sort_keys=True)))
+        elif name == "grow":
+            # One more tool, list_changed, and the answer only once the
+            # client has listed the tools again: its next request must
+            # carry the new tool.
+            with self.list_cond:
+                before = self.answered_lists
+                self.grown += 1
+            self.send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+            with self.list_cond:
+                self.list_cond.wait_for(lambda: self.answered_lists > before, 30)
+            self.result(id_, text("grew grown_%d" % self.grown))
         elif name == "log":
             for level in ("info", "warning", "error"):
                 self.send({"jsonrpc": "2.0", "method": "notifications/message",
@@ -313,6 +350,7 @@ class Server:
         size = self.args.page_size
         if not size:
             self.result(id_, {"tools": tools})
+            self.listed()
             return
         cursor = params.get("cursor")
         start = int(base64.b64decode(cursor).decode()[5:]) if cursor else 0
@@ -320,6 +358,13 @@ class Server:
         if start + size < len(tools):
             page["nextCursor"] = base64.b64encode(("page:%d" % (start + size)).encode()).decode()
         self.result(id_, page)
+        if "nextCursor" not in page:
+            self.listed()
+
+    def listed(self):
+        with self.list_cond:
+            self.answered_lists += 1
+            self.list_cond.notify_all()
 
     def run(self):
         self.log({"event": "start", "pid": os.getpid(), "env": dict(os.environ),
@@ -685,6 +730,8 @@ def main():
     ap.add_argument("--name", default="fixture")
     ap.add_argument("--log")
     ap.add_argument("--long-line-bytes", type=int, default=2 << 20)
+    ap.add_argument("--flood-lines", type=int, default=10000,
+                    help="--fault flood: non-JSON lines before each tools/call answer")
     ap.add_argument("--http", action="store_true",
                     help="Streamable HTTP on 127.0.0.1 (prints PORT N), not stdio")
     ap.add_argument("--stateless", action="store_true", help="--http: no session ids")
