@@ -21,7 +21,7 @@ RUN make clean && make -j"$(nproc)" && make test \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libuv1 libcurl4 libjson-c5 libyaml-0-2 libedit2 ca-certificates \
+      libuv1 libcurl4 libjson-c5 libyaml-0-2 libedit2 libhiredis0.14 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --create-home --home-dir /home/agentd agentd \
  && install -d -o agentd -g agentd -m 0700 /home/agentd/.local /home/agentd/.local/state \

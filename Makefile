@@ -26,9 +26,10 @@ D       ?=
 
 # Linked: the core. Compiled against but loaded on first use with dlopen
 # (runtime/base/lazy.h): SQLite for sessions, libyaml for cassettes, libedit for
-# the REPL, so a one-shot run does not pay for them.
+# the REPL, hiredis for the Redis job queue, so a one-shot run does not pay for
+# them.
 PKGS      := libuv libcurl json-c
-LAZY_PKGS := yaml-0.1 libedit
+LAZY_PKGS := yaml-0.1 libedit hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(LAZY_PKGS) sqlite3 2>/dev/null)
 # SQLite is linked statically: the shared library is built with BIND_NOW, so
 # loading it resolves ~3000 relocations through every library in scope

@@ -26,9 +26,11 @@ libyaml-dev:pc:yaml-0.1
 libedit-dev:pc:libedit
 libsqlite3-dev:pc:sqlite3
 node-llhttp:glob:/usr/share/llhttp/llhttp.c
+libhiredis-dev:glob:/usr/include/hiredis/adapters/libuv.h
 ca-certificates:glob:/etc/ssl/certs/ca-certificates.crt
 python3:cmd:python3
 openssl:cmd:openssl
+redis-server:cmd:redis-server
 "
 # ca-certificates: agentd verifies TLS against the system's CA bundle;
 # without it no https:// provider can be reached.
@@ -36,6 +38,10 @@ openssl:cmd:openssl
 # (compiled in; Debian has no library package of it).
 # python3: the mock provider and the integration tests.
 # openssl: test_faults makes a self-signed certificate for the TLS test.
+# libhiredis-dev: the Redis client of agentd worker/submit/jobs and its
+# libuv adapter (checked by that header: it is what the worker builds on).
+# redis-server: the worker tests start their own (7.0: XAUTOCLAIM); a test
+# run without it skips them, saying so.
 for group in "$@"; do
     case $group in
         valgrind) DEPS="$DEPS valgrind:cmd:valgrind" ;;

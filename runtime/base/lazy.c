@@ -4,6 +4,7 @@
 #define AD_LAZY_NO_REDIRECT
 #define AD_LAZY_DECLARE(f) __typeof__(f) *ad_lazy_##f;
 #include "base/lazy_edit.h"
+#include "base/lazy_hiredis.h"
 #include "base/lazy_yaml.h"
 
 #include <dlfcn.h>
@@ -22,6 +23,7 @@ typedef struct sym {
 #define AD_LAZY_SYM(f) {#f, (void **)(void *)&ad_lazy_##f},
 static const sym yaml_syms[] = {AD_YAML_SYMBOLS(AD_LAZY_SYM)};
 static const sym edit_syms[] = {AD_EDIT_SYMBOLS(AD_LAZY_SYM)};
+static const sym hiredis_syms[] = {AD_HIREDIS_SYMBOLS(AD_LAZY_SYM)};
 
 typedef struct lib {
     const char *soname;
@@ -37,6 +39,9 @@ static lib yaml_lib = {"libyaml-0.so.2", "libyaml-0-2", "--record and --replay",
                        sizeof yaml_syms / sizeof yaml_syms[0], PTHREAD_MUTEX_INITIALIZER, false};
 static lib edit_lib = {"libedit.so.2", "libedit2", "the interactive REPL", edit_syms,
                        sizeof edit_syms / sizeof edit_syms[0], PTHREAD_MUTEX_INITIALIZER, false};
+static lib hiredis_lib = {"libhiredis.so.0.14", "libhiredis0.14", "the Redis job queue",
+                          hiredis_syms, sizeof hiredis_syms / sizeof hiredis_syms[0],
+                          PTHREAD_MUTEX_INITIALIZER, false};
 
 /* Opens l and resolves its symbols, once. The library stays mapped for the
  * life of the process. */
@@ -81,4 +86,9 @@ int ad_lazy_yaml(char *err, size_t errlen)
 int ad_lazy_edit(char *err, size_t errlen)
 {
     return load(&edit_lib, err, errlen);
+}
+
+int ad_lazy_hiredis(char *err, size_t errlen)
+{
+    return load(&hiredis_lib, err, errlen);
 }

@@ -1,7 +1,8 @@
 /*
  * lazy.h -- optional libraries, loaded on first use.
  *
- * libyaml (--record/--replay) and libedit (the REPL) serve features a
+ * libyaml (--record/--replay), libedit (the REPL) and hiredis (the Redis
+ * job queue: agentd worker, submit, jobs) serve features a
  * one-shot run does not use. Linking them would make every run pay for
  * mapping and relocating them (and libedit's libtinfo, libbsd, libmd), and
  * would slow every symbol lookup of the dynamic linker, which searches each
@@ -23,5 +24,6 @@
 
 int ad_lazy_yaml(char *err, size_t errlen);
 int ad_lazy_edit(char *err, size_t errlen);
+int ad_lazy_hiredis(char *err, size_t errlen);
 
 #endif /* AD_LAZY_H */
