@@ -35,6 +35,7 @@
 #include "provider/record.h"
 #include "provider/replay.h"
 #include "cli/init.h"
+#include "cli/jobs_cli.h"
 #include "cli/mcp_cli.h"
 #include "cli/repl.h"
 #include "store/session.h"
@@ -53,6 +54,8 @@ static const char usage_text[] =
     "       agentd --init [FILE]                 (write a starter config)\n"
     "       agentd sessions list|show NAME|rm NAME|export NAME  (see agentd sessions --help)\n"
     "       agentd [--config FILE] mcp list|tools|call ...      (see agentd mcp --help)\n"
+    "       agentd submit|jobs ...                   (a Redis job queue: see agentd submit\n"
+    "                                                 --help, docs/workers.md)\n"
     "\n"
     "Runs an agent: sends PROMPT to an OpenAI-compatible Chat Completions API,\n"
     "runs the tools the model asks for (plugins in [plugins] dir) and loops\n"
@@ -620,6 +623,8 @@ int main(int argc, char **argv)
         return ad_isolate_worker_main(argc, argv);
     if (argc > 1 && strcmp(argv[1], "sessions") == 0)
         return ad_session_cli(argc - 1, argv + 1);
+    if (argc > 1 && (strcmp(argv[1], "submit") == 0 || strcmp(argv[1], "jobs") == 0))
+        return ad_jobs_cli(argc - 1, argv + 1);
     if (ad_mcp_cli_wanted(argc, argv))
         return ad_mcp_cli(argc, argv);
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
