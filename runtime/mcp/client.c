@@ -916,7 +916,9 @@ static void on_t_message(void *ud, const char *text, size_t len)
         }
         /* A server that floods its stdout does not flood agentd's log. */
         if (++c->skipped <= SKIPS_SHOWN)
-            logf_(c, AD_MCP_LOG_WARN, NULL, "skipped a line on the server's stdout (%s): %.*s%s",
+            logf_(c, AD_MCP_LOG_WARN, NULL, "skipped %s (%s): %.*s%s",
+                  strcmp(c->t->vt->kind, "stdio") == 0 ? "a line on the server's stdout"
+                                                       : "a message from the server",
                   err, len > 200 ? 200 : (int)len, text, len > 200 ? "..." : "");
         if (c->skipped == SKIPS_SHOWN)
             logf_(c, AD_MCP_LOG_WARN, NULL,
