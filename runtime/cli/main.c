@@ -53,7 +53,7 @@ static const char usage_text[] =
     "       agentd --check-config [FILE]\n"
     "       agentd --init [FILE]                 (write a starter config)\n"
     "       agentd sessions list|show NAME|rm NAME|export NAME  (see agentd sessions --help)\n"
-    "       agentd [--config FILE] mcp list|tools|call ...      (see agentd mcp --help)\n"
+    "       agentd [--config FILE] mcp list|tools|call|serve ...  (see agentd mcp --help)\n"
     "       agentd submit|jobs ...                   (a Redis job queue: see agentd submit\n"
     "                                                 --help, docs/workers.md)\n"
     "\n"

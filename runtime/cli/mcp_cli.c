@@ -9,6 +9,7 @@
  * read.
  */
 #include "cli/mcp_cli.h"
+#include "cli/mcp_serve.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -32,6 +33,7 @@ static const char mcp_usage[] =
     "usage: agentd [--config FILE] mcp list [--json]\n"
     "       agentd [--config FILE] mcp tools [SERVER] [--json]\n"
     "       agentd [--config FILE] mcp call SERVER TOOL [ARGS_JSON] [--json]\n"
+    "       agentd [--config FILE] mcp serve [--http [HOST:]PORT] [--mcp]\n"
     "\n"
     "The MCP servers of the config's [mcp.servers.NAME] tables, without a model\n"
     "(and without the provider's API key).\n"
@@ -44,6 +46,8 @@ static const char mcp_usage[] =
     "  call    calls TOOL (the server's name or the model's) of SERVER with\n"
     "          ARGS_JSON, one JSON object (default {}), and prints the result as\n"
     "          the model would read it\n"
+    "  serve   the other way round: the plugins' tools served as an MCP server\n"
+    "          (agentd mcp serve --help)\n"
     "\n"
     "options (anywhere on the line):\n"
     "  -c, --config FILE   agent.toml to use (found as for a run otherwise)\n"
@@ -692,11 +696,57 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+/* `mcp serve` has options of its own: its arguments go to ad_mcp_serve
+ * without "mcp", "serve" and --config. Returns -1 when the command is not
+ * serve. */
+static int maybe_serve(int argc, char **argv)
+{
+    const char *config = NULL;
+    int verb = -1, seen_mcp = 0;
+    for (int i = 1; i < argc && verb < 0; i++) {
+        const char *a = argv[i];
+        if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc)
+            i++;
+        else if (a[0] == '-')
+            continue;
+        else if (!seen_mcp)
+            seen_mcp = 1;
+        else
+            verb = i;
+    }
+    if (verb < 0 || strcmp(argv[verb], "serve") != 0)
+        return -1;
+    char **rest = calloc((size_t)argc, sizeof *rest);
+    int n = 0;
+    if (!rest) {
+        fputs("agentd: out of memory\n", stderr);
+        return EXIT_FAIL;
+    }
+    seen_mcp = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc)
+            config = argv[++i];
+        else if (strncmp(a, "--config=", 9) == 0)
+            config = a + 9;
+        else if (i == verb || (!seen_mcp && strcmp(a, "mcp") == 0 && (seen_mcp = 1)))
+            continue;
+        else
+            rest[n++] = argv[i];
+    }
+    int rc = ad_mcp_serve(config, n, rest);
+    free(rest);
+    return rc;
+}
+
 int ad_mcp_cli(int argc, char **argv)
 {
     const char *config = NULL, *words[6] = {NULL};
     size_t nwords = 0;
     bool verbose = false, opts_done = false;
+    int src = maybe_serve(argc, argv);
+    if (src >= 0)
+        return src;
     for (int i = 1; i < argc; i++)
         g_json |= strcmp(argv[i], "--json") == 0;
     for (int i = 1; i < argc; i++) {
@@ -742,8 +792,9 @@ int ad_mcp_cli(int argc, char **argv)
             }
         }
         if (best)
-            return usage("unknown command '%s'; did you mean '%s'? (list, tools, call)", verb, best);
-        return usage("unknown command '%s' (list, tools, call)", verb);
+            return usage("unknown command '%s'; did you mean '%s'? (list, tools, call, serve)", verb,
+                         best);
+        return usage("unknown command '%s' (list, tools, call, serve)", verb);
     }
     if (list && nwords > 2)
         return usage("unexpected argument '%s'", words[2]);
