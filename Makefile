@@ -8,6 +8,7 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
 #   make bench      build and run the micro-benchmarks in bench/ (BENCH_SECONDS)
+#   make bench-mcp  MCP tools/call round trips: agentd's client vs the TypeScript SDK's
 #
 # Required flags live in AD_CFLAGS so that `make CFLAGS=-O0` cannot drop them.
 # Everything is built into the tree rooted at $(D) (empty: this folder;
@@ -146,6 +147,11 @@ bench: $(BENCH_BINS) $(BENCH_PLUGINS)
 	@echo "bench: $(BENCH_SECONDS)s per figure unless noted; see bench/README.md"
 	@set -e; for b in $(BENCH_BINS); do BENCH_SECONDS=$(BENCH_SECONDS) BENCH_PLUGIN_DIR=$(D)build/bench/plugins $$b; done
 
+# agentd's MCP client against the official TypeScript SDK's on one trivial
+# stdio server, paired (bench/README.md; needs ../shared/mcp, else skipped).
+bench-mcp: $(D)build/bench/bench_mcp
+	@python3 bench/mcp_vs_ts.py --bench $(D)build/bench/bench_mcp; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 77 ]
+
 deps:
 	@sh mk/deps.sh
 
@@ -207,6 +213,6 @@ clean:
 # libFuzzer targets: make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS=fuzz_toml]
 include mk/fuzz.mk
 
-.PHONY: all bench deps test sanitize valgrind run install format clean FORCE
+.PHONY: all bench bench-mcp deps test sanitize valgrind run install format clean FORCE
 .SECONDARY:
 -include $(shell find build -name '*.d' 2>/dev/null)
