@@ -97,6 +97,7 @@ static const keydef keys[] = {
     {"serve", "sse_keepalive_s", K_NUMBER, OFF(serve.sse_keepalive_s), 0, 3600},
     {"serve", "drain_timeout_s", K_NUMBER, OFF(serve.drain_timeout_s), 0, 86400},
     {"serve", "approvals", K_STRING, OFF(serve.approvals), 0, 0},
+    {"serve", "db", K_STRING, OFF(serve.db), 0, 0},
     {"serve", "profiles", K_TABLE, 0, 0, 0},
 };
 static const char *const tables[] = {"provider", "agent", "plugins", "tools",
@@ -214,6 +215,7 @@ void ad_config_free(ad_config *c)
     free(c->serve.token_file);
     free(c->serve.token_env);
     free(c->serve.approvals);
+    free(c->serve.db);
     for (size_t i = 0; i < c->serve.nprofiles; i++) {
         ad_serve_profile *sp = &c->serve.profiles[i];
         free(sp->name);
@@ -1360,16 +1362,24 @@ int ad_config_load(ad_config *c, const char *path, char *err, size_t errlen)
         serve = NULL;
     if (c->serve.listen)
         check_listen(&d, ad_toml_get(serve, "listen"), c->serve.listen);
-    if (c->serve.approvals && strcmp(c->serve.approvals, "deny") != 0 &&
-        strcmp(c->serve.approvals, "client") != 0)
+    if (c->serve.approvals && strcmp(c->serve.approvals, "deny") != 0)
         problem(&d, ad_toml_get(serve, "approvals"),
-                "serve.approvals must be \"deny\" or \"client\", not '%s'", c->serve.approvals);
+                "serve.approvals must be \"deny\" (the only choice in this version: tools with "
+                "confirm = true are denied), not '%s'",
+                c->serve.approvals);
     if (c->serve.token_file && !c->serve.token_file[0]) {
         problem(&d, ad_toml_get(serve, "token_file"), "serve.token_file must not be empty");
     } else if (c->serve.token_file) {
         char *abs = resolve(c->dir, c->serve.token_file);
         free(c->serve.token_file);
         c->serve.token_file = abs;
+    }
+    if (c->serve.db && !c->serve.db[0]) {
+        problem(&d, ad_toml_get(serve, "db"), "serve.db must not be empty (leave it out for the default)");
+    } else if (c->serve.db) {
+        char *abs = resolve(c->dir, c->serve.db);
+        free(c->serve.db);
+        c->serve.db = abs;
     }
     if (c->serve.token_env && !var_name_ok(c->serve.token_env, strlen(c->serve.token_env)))
         problem(&d, ad_toml_get(serve, "token_env"),
@@ -1884,6 +1894,8 @@ static void print_serve(const ad_config *c, FILE *out)
             sv->header_timeout_s, sv->body_timeout_s, sv->idle_timeout_s, sv->write_timeout_s,
             sv->sse_keepalive_s, sv->drain_timeout_s);
     print_str(out, "approvals", sv->approvals ? sv->approvals : "deny");
+    if (sv->db)
+        print_str(out, "db", sv->db);
     for (size_t i = 0; i < sv->nprofiles; i++) {
         const ad_serve_profile *sp = &sv->profiles[i];
         fprintf(out, "\n[serve.profiles.%s]\n", sp->name);

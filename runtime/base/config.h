@@ -108,7 +108,8 @@ typedef struct ad_serve_conf {
     long max_write_queue_bytes;
     double header_timeout_s, body_timeout_s, idle_timeout_s, write_timeout_s;
     double sse_keepalive_s, drain_timeout_s;
-    char *approvals; /* owned: "deny" or "client" */
+    char *approvals; /* owned: "deny" (the only value so far) or NULL */
+    char *db;        /* owned, resolved, or NULL: the XDG state default */
     ad_serve_profile *profiles; /* owned, in file order */
     size_t nprofiles;
 } ad_serve_conf;

@@ -765,9 +765,19 @@ int ad_http_sse_write(ad_http_req *r, const char *data, size_t len)
     if (c->http10) {
         rc = put(c, data, len);
     } else {
-        char frame[32];
-        int n = snprintf(frame, sizeof frame, "%zx\r\n", len);
-        rc = put(c, frame, (size_t)n);
+        static const char hex[] = "0123456789abcdef";
+        char frame[24];
+        size_t n = sizeof frame - 2;
+        frame[n] = '\r';
+        frame[n + 1] = '\n';
+        size_t x = len;
+        do {
+            frame[--n] = hex[x & 15];
+            x >>= 4;
+        } while (x);
+        rc = ad_buf_reserve(&c->out, sizeof frame - n + len + 2);
+        if (rc == AD_OK)
+            rc = put(c, frame + n, sizeof frame - n);
         if (rc == AD_OK)
             rc = put(c, data, len);
         if (rc == AD_OK)

@@ -49,7 +49,11 @@ typedef struct waiter {
 struct ad_serve_store {
     uv_loop_t *loop;
     uv_async_t async;
+    uv_prepare_t handoff;   /* hands the jobs of one loop iteration over at once */
+    job *lhead, *ltail;     /* queued this iteration (loop thread only) */
+    int open_handles;
     sqlite3 *wdb; /* the writer thread's */
+    sqlite3_stmt *st[8]; /* its prepared statements (stmt()) */
     sqlite3 *rdb; /* the loop thread's */
     char *path;
     char *secret;
@@ -92,67 +96,76 @@ static int bind_text(sqlite3_stmt *st, int i, const char *s, size_t len)
     return sqlite3_bind_text(st, i, s ? s : "", s ? (int)len : 0, SQLITE_STATIC);
 }
 
+enum { Q_CONV, Q_MSG, Q_FORK_COPY, Q_RESP, Q_TOUCH, Q_BEGIN, Q_COMMIT, Q_ROLLBACK, NQ };
+
+static const char *const sql_of[NQ] = {
+    "INSERT OR IGNORE INTO conversations (id, profile, created, updated) VALUES (?1, ?2, ?3, ?3)",
+    "INSERT OR REPLACE INTO messages (conv, idx, json) VALUES (?1, ?2, ?3)",
+    "INSERT OR REPLACE INTO messages (conv, idx, json) SELECT ?2, idx, json FROM messages "
+    "WHERE conv = ?1 AND idx < ?3",
+    "INSERT OR REPLACE INTO responses (id, conv, nmsg, status, created, json) VALUES (?1, ?2, ?3, "
+    "?4, coalesce((SELECT created FROM responses WHERE id = ?1), ?5), ?6)",
+    "UPDATE conversations SET updated = ?2 WHERE id = ?1",
+    "BEGIN IMMEDIATE",
+    "COMMIT",
+    "ROLLBACK",
+};
+
+/* The writer's statement for query q, reset (prepared once: compiling SQL
+ * costs more than running it). NULL on failure. */
+static sqlite3_stmt *stmt(ad_serve_store *s, int q)
+{
+    if (!s->st[q] && sqlite3_prepare_v2(s->wdb, sql_of[q], -1, &s->st[q], NULL) != SQLITE_OK)
+        return NULL;
+    sqlite3_reset(s->st[q]);
+    sqlite3_clear_bindings(s->st[q]);
+    return s->st[q];
+}
+
+static int step_done(sqlite3_stmt *st)
+{
+    return st && sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+}
+
+static int insert_conv(ad_serve_store *s, const char *id, const char *profile, double t)
+{
+    sqlite3_stmt *st = stmt(s, Q_CONV);
+    if (!st)
+        return -1;
+    bind_text(st, 1, id, strlen(id));
+    bind_text(st, 2, profile, profile ? strlen(profile) : 0);
+    sqlite3_bind_double(st, 3, t);
+    return step_done(st);
+}
+
 /* Runs one job; 0 or -1 (the error is in the connection). */
 static int run_job(ad_serve_store *s, job *j)
 {
-    sqlite3 *db = s->wdb;
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st;
     int rc = -1;
     switch (j->kind) {
     case J_CONV:
-        if (sqlite3_prepare_v2(db,
-                               "INSERT OR IGNORE INTO conversations (id, profile, created, updated) "
-                               "VALUES (?1, ?2, ?3, ?3)",
-                               -1, &st, NULL) != SQLITE_OK)
-            break;
-        bind_text(st, 1, j->a, strlen(j->a));
-        bind_text(st, 2, j->b, j->b ? strlen(j->b) : 0);
-        sqlite3_bind_double(st, 3, j->t);
-        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+        rc = insert_conv(s, j->a, j->b, j->t);
         break;
     case J_MSG: {
         size_t rl = 0;
         char *red = ad_redact(j->c, j->clen, s->secret, &rl);
-        if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO messages (conv, idx, json) VALUES (?1, ?2, ?3)",
-                               -1, &st, NULL) == SQLITE_OK) {
+        if ((st = stmt(s, Q_MSG)) != NULL) {
             bind_text(st, 1, j->a, strlen(j->a));
             sqlite3_bind_int64(st, 2, (sqlite3_int64)j->idx);
             bind_text(st, 3, red ? red : j->c, red ? rl : j->clen);
-            rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-            sqlite3_finalize(st);
-            st = NULL;
+            rc = step_done(st);
         }
         free(red);
-        if (rc == 0 &&
-            sqlite3_prepare_v2(db, "UPDATE conversations SET updated = ?2 WHERE id = ?1", -1, &st,
-                               NULL) == SQLITE_OK) {
-            bind_text(st, 1, j->a, strlen(j->a));
-            sqlite3_bind_double(st, 2, j->t);
-            rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-        }
         break;
     }
     case J_FORK:
-        if (sqlite3_prepare_v2(db,
-                               "INSERT OR IGNORE INTO conversations (id, profile, created, updated) "
-                               "VALUES (?1, ?2, ?3, ?3)",
-                               -1, &st, NULL) != SQLITE_OK)
-            break;
-        bind_text(st, 1, j->c, strlen(j->c));
-        bind_text(st, 2, j->b, j->b ? strlen(j->b) : 0);
-        sqlite3_bind_double(st, 3, j->t);
-        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-        sqlite3_finalize(st);
-        st = NULL;
-        if (rc == 0 && sqlite3_prepare_v2(db,
-                                          "INSERT OR REPLACE INTO messages (conv, idx, json) "
-                                          "SELECT ?2, idx, json FROM messages WHERE conv = ?1 "
-                                          "AND idx < ?3",
-                                          -1, &st, NULL) == SQLITE_OK) {
+        rc = insert_conv(s, j->c, j->b, j->t);
+        if (rc == 0 && (st = stmt(s, Q_FORK_COPY)) != NULL) {
             bind_text(st, 1, j->a, strlen(j->a));
             bind_text(st, 2, j->c, strlen(j->c));
             sqlite3_bind_int64(st, 3, (sqlite3_int64)j->idx);
-            rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+            rc = step_done(st);
         } else {
             rc = -1;
         }
@@ -160,11 +173,7 @@ static int run_job(ad_serve_store *s, job *j)
     case J_RESP: {
         size_t rl = 0;
         char *red = j->d ? ad_redact(j->d, strlen(j->d), s->secret, &rl) : NULL;
-        if (sqlite3_prepare_v2(db,
-                               "INSERT OR REPLACE INTO responses (id, conv, nmsg, status, created, "
-                               "json) VALUES (?1, ?2, ?3, ?4, coalesce((SELECT created FROM "
-                               "responses WHERE id = ?1), ?5), ?6)",
-                               -1, &st, NULL) == SQLITE_OK) {
+        if ((st = stmt(s, Q_RESP)) != NULL) {
             bind_text(st, 1, j->a, strlen(j->a));
             bind_text(st, 2, j->b, strlen(j->b));
             sqlite3_bind_int64(st, 3, (sqlite3_int64)j->idx);
@@ -174,15 +183,20 @@ static int run_job(ad_serve_store *s, job *j)
                 bind_text(st, 6, red ? red : j->d, red ? rl : strlen(j->d));
             else
                 sqlite3_bind_null(st, 6);
-            rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+            rc = step_done(st);
         }
         free(red);
+        /* The conversation's time: its latest response. */
+        if (rc == 0 && (st = stmt(s, Q_TOUCH)) != NULL) {
+            bind_text(st, 1, j->b, strlen(j->b));
+            sqlite3_bind_double(st, 2, j->t);
+            rc = step_done(st);
+        }
         break;
     }
     default:
         break;
     }
-    sqlite3_finalize(st);
     return rc;
 }
 
@@ -209,22 +223,26 @@ static void note_failure(ad_serve_store *s, uint64_t n)
     pthread_mutex_unlock(&s->mu);
 }
 
+static int txn(ad_serve_store *s, int q)
+{
+    return step_done(stmt(s, q));
+}
+
 static void run_batch(ad_serve_store *s, job *list)
 {
     uint64_t last = 0;
-    bool ok = run_sql(s->wdb, "BEGIN IMMEDIATE") == 0;
+    bool ok = txn(s, Q_BEGIN) == 0;
     for (job *j = list; ok && j; j = j->next)
         ok = run_job(s, j) == 0;
     if (ok)
-        ok = run_sql(s->wdb, "COMMIT") == 0;
+        ok = txn(s, Q_COMMIT) == 0;
     if (!ok) {
-        run_sql(s->wdb, "ROLLBACK");
+        txn(s, Q_ROLLBACK);
         for (job *j = list; j; j = j->next) {
-            bool one = run_sql(s->wdb, "BEGIN IMMEDIATE") == 0 && run_job(s, j) == 0 &&
-                       run_sql(s->wdb, "COMMIT") == 0;
+            bool one = txn(s, Q_BEGIN) == 0 && run_job(s, j) == 0 && txn(s, Q_COMMIT) == 0;
             if (!one) {
                 note_failure(s, j->n);
-                run_sql(s->wdb, "ROLLBACK");
+                txn(s, Q_ROLLBACK);
             }
         }
     }
@@ -240,6 +258,10 @@ static void run_batch(ad_serve_store *s, job *list)
     uv_async_send(&s->async);
 }
 
+/* How long the writer lets jobs gather before a transaction: one commit
+ * then carries what many conversations queued meanwhile. */
+#define GATHER_NS 2000000L
+
 static void *writer_main(void *arg)
 {
     ad_serve_store *s = arg;
@@ -247,6 +269,17 @@ static void *writer_main(void *arg)
     for (;;) {
         while (!s->head && !s->stop)
             pthread_cond_wait(&s->cv, &s->mu);
+        if (!s->stop) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += GATHER_NS;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            while (!s->stop && pthread_cond_timedwait(&s->cv, &s->mu, &until) == 0) {
+            }
+        }
         job *list = s->head;
         s->head = s->tail = NULL;
         bool stop = s->stop;
@@ -309,21 +342,38 @@ static void on_async(uv_async_t *a)
     free(failed);
 }
 
+/* Before the loop waits: what this iteration queued goes to the writer
+ * in one piece, with one wake-up. */
+static void on_handoff(uv_prepare_t *p)
+{
+    ad_serve_store *s = p->data;
+    uv_prepare_stop(p);
+    if (!s->lhead)
+        return;
+    pthread_mutex_lock(&s->mu);
+    if (s->tail)
+        s->tail->next = s->lhead;
+    else
+        s->head = s->lhead;
+    s->tail = s->ltail;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    s->lhead = s->ltail = NULL;
+}
+
 static uint64_t push(ad_serve_store *s, job *j)
 {
     if (!j)
         return 0;
     uint64_t n = j->n = ++s->queued;
     j->t = now_s();
-    pthread_mutex_lock(&s->mu);
-    if (s->tail)
-        s->tail->next = j;
+    if (s->ltail)
+        s->ltail->next = j;
     else
-        s->head = j;
-    s->tail = j;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    return n; /* j may be gone already */
+        s->lhead = j;
+    s->ltail = j;
+    uv_prepare_start(&s->handoff, on_handoff);
+    return n;
 }
 
 static job *new_job(int kind, const char *a, const char *b, const char *c, size_t clen,
@@ -519,11 +569,12 @@ static int open_db(ad_serve_store *s, sqlite3 **db, char *err, size_t errlen)
         return AD_ERR;
     }
     sqlite3_busy_timeout(*db, 5000);
-    /* A small page cache: the writer appends, the reader reads a
-     * conversation now and then. */
+    /* A small page cache: the writer appends (new rows go to the same
+     * pages: ids begin with the time), the reader reads a conversation now
+     * and then. */
     if (run_sql(*db, "PRAGMA journal_mode = WAL") != 0 ||
         run_sql(*db, "PRAGMA synchronous = NORMAL") != 0 ||
-        run_sql(*db, "PRAGMA cache_size = -512") != 0) {
+        run_sql(*db, "PRAGMA cache_size = -1024") != 0) {
         ad_errf(err, errlen, "%s: %s", s->path, sqlite3_errmsg(*db));
         return AD_ERR;
     }
@@ -532,6 +583,8 @@ static int open_db(ad_serve_store *s, sqlite3 **db, char *err, size_t errlen)
 
 static void store_free(ad_serve_store *s)
 {
+    for (size_t i = 0; i < sizeof s->st / sizeof s->st[0]; i++)
+        sqlite3_finalize(s->st[i]);
     sqlite3_close(s->wdb);
     sqlite3_close(s->rdb);
     while (s->waiters) {
@@ -554,7 +607,9 @@ static void store_free(ad_serve_store *s)
 
 static void on_async_closed(uv_handle_t *h)
 {
-    store_free(h->data);
+    ad_serve_store *s = h->data;
+    if (--s->open_handles == 0)
+        store_free(s);
 }
 
 int ad_serve_store_open(ad_serve_store **out, uv_loop_t *loop, const char *path,
@@ -611,7 +666,8 @@ int ad_serve_store_open(ad_serve_store **out, uv_loop_t *loop, const char *path,
         static const char mark[] =
             "UPDATE responses SET status = 'failed', json = json_set(json, '$.status', 'failed',"
             " '$.error', json_object('code', 'server_error', 'message',"
-            " 'the server stopped while the response was running'))"
+            " 'the server stopped while the response was running')),"
+            " nmsg = (SELECT count(*) FROM messages WHERE messages.conv = responses.conv)"
             " WHERE status IN ('in_progress', 'queued')";
         if (run_sql(s->wdb, mark) != 0) {
             ad_errf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->wdb));
@@ -627,9 +683,12 @@ int ad_serve_store_open(ad_serve_store **out, uv_loop_t *loop, const char *path,
         return rc;
     }
     uv_async_init(loop, &s->async, on_async);
-    s->async.data = s;
+    uv_prepare_init(loop, &s->handoff);
+    s->async.data = s->handoff.data = s;
+    s->open_handles = 2;
     if (pthread_create(&s->thread, NULL, writer_main, s) != 0) {
         ad_errf(err, errlen, "cannot start the store's writer thread");
+        uv_close((uv_handle_t *)&s->handoff, on_async_closed);
         uv_close((uv_handle_t *)&s->async, on_async_closed);
         return AD_ERR;
     }
@@ -642,6 +701,7 @@ void ad_serve_store_close(ad_serve_store *s)
 {
     if (!s)
         return;
+    on_handoff(&s->handoff);
     if (s->started) {
         pthread_mutex_lock(&s->mu);
         s->stop = true;
@@ -658,5 +718,6 @@ void ad_serve_store_close(ad_serve_store *s)
         w->fn(w->ud, false);
         free(w);
     }
+    uv_close((uv_handle_t *)&s->handoff, on_async_closed);
     uv_close((uv_handle_t *)&s->async, on_async_closed);
 }

@@ -21,7 +21,9 @@
  * committed.
  *
  * Opening marks the responses left in_progress or queued by a process that
- * died as failed ("the server stopped while the response was running").
+ * died as failed ("the server stopped while the response was running"),
+ * ending where their conversation's stored messages end (what they stored
+ * before the process died belongs to them).
  */
 #ifndef AD_SERVE_STORE_H
 #define AD_SERVE_STORE_H

@@ -141,6 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._respond(resp)
         except _DISCONNECT:
             self.close_connection = True
+            self._client_closed()
 
     def _write(self, data, chunked):
         if chunked:
@@ -228,6 +229,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.connection.close()
 
+    def _client_closed(self):
+        """The client went away before the response was complete: its
+        record says so (client_closed), for tests of cancellation."""
+        rec = getattr(self, "_rec", None)
+        if rec is not None:
+            with self.server.mock._lock:
+                rec["client_closed"] = True
+
     def _hang(self):
         """Sends nothing until the client closes or the server stops."""
         stop_r = self.server.mock._stop_r
@@ -237,8 +246,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             try:
                 if not self.connection.recv(65536):
+                    self._client_closed()
                     return
             except OSError:
+                self._client_closed()
                 return
 
 
@@ -336,6 +347,7 @@ class MockServer:
                    "headers": headers, "body": text, "json": parsed,
                    "peer": h.client_address[1]}
             self._requests.append(rec)
+            h._rec = rec
             if self._log:
                 self._log.write(json.dumps(rec) + "\n")
                 self._log.flush()

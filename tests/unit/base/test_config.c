@@ -601,7 +601,7 @@ TEST(serve_table)
     CHECK_EQ(load(&c,
                   MIN "[agent]\nmax_steps = 7\n"
                       "[serve]\nlisten = \"0.0.0.0:9000\"\ntoken_file = \"tok\"\n"
-                      "max_runs = 3\nheader_timeout_s = 0.5\napprovals = \"client\"\n"
+                      "max_runs = 3\nheader_timeout_s = 0.5\napprovals = \"deny\"\n"
                       "[serve.profiles.coder]\nmodel = \"big\"\nsystem_prompt = \"You code.\"\n"
                       "tools = [\"add\"]\nmax_steps = 4\n"
                       "[serve.profiles.plain]\n",
@@ -612,7 +612,7 @@ TEST(serve_table)
     CHECK(c.serve.token_file && c.serve.token_file[0] == '/' && strstr(c.serve.token_file, "/tok"));
     CHECK_EQ(c.serve.max_runs, 3);
     CHECK(c.serve.header_timeout_s == 0.5);
-    CHECK_STREQ(c.serve.approvals, "client");
+    CHECK_STREQ(c.serve.approvals, "deny");
     CHECK_EQ(c.serve.nprofiles, 2);
     const ad_serve_profile *p = ad_config_serve_profile(&c, "coder");
     CHECK(p && strcmp(p->model, "big") == 0 && strcmp(p->system_prompt, "You code.") == 0);
@@ -630,7 +630,7 @@ TEST(serve_table)
     CHECK(fails_with(MIN "[serve]\nlisten = \"8080\"\n", "serve.listen must be HOST:PORT"));
     CHECK(fails_with(MIN "[serve]\nlisten = \"example.com:80\"\n", "serve.listen must be HOST:PORT"));
     CHECK(fails_with(MIN "[serve]\nlisten = \"127.0.0.1:70000\"\n", "serve.listen must be HOST:PORT"));
-    CHECK(fails_with(MIN "[serve]\napprovals = \"ask\"\n", "serve.approvals must be"));
+    CHECK(fails_with(MIN "[serve]\napprovals = \"client\"\n", "serve.approvals must be \"deny\""));
     CHECK(fails_with(MIN "[serve]\ntoken_env = \"A B\"\n", "serve.token_env must name"));
     CHECK(fails_with(MIN "[serve]\nmax_runs = 0\n", "serve.max_runs must be between 1 and"));
     CHECK(fails_with(MIN "[serve.profiles.a]\nmax_steps = 0\n",
@@ -638,7 +638,9 @@ TEST(serve_table)
     CHECK(fails_with(MIN "[serve.profiles.a]\ntools = \"add\"\n", "serve.profiles.a.tools"));
     CHECK(fails_with(MIN "[serve.profiles]\na = 1\n", "serve.profiles.a must be a table"));
     CHECK(fails_with(MIN "[serve]\nlisten = \"[::1]:x\"\n", "agent.toml:5:1: serve.listen"));
-    CHECK_EQ(load(&c, MIN "[serve]\nlisten = \"[::1]:0\"\n", err, sizeof err), 0);
+    CHECK(fails_with(MIN "[serve]\ndb = \"\"\n", "serve.db must not be empty"));
+    CHECK_EQ(load(&c, MIN "[serve]\nlisten = \"[::1]:0\"\ndb = \"state/s.db\"\n", err, sizeof err), 0);
+    CHECK(c.serve.db && c.serve.db[0] == '/' && strstr(c.serve.db, "/state/s.db"));
     ad_config_free(&c);
 }
 

@@ -95,6 +95,9 @@ TEST(write_and_read_back)
     /* A response left running. */
     n = ad_serve_store_response(s, "resp_2", "conv_1", 2, "in_progress",
                                 "{\"id\":\"resp_2\",\"status\":\"in_progress\"}");
+    /* ... which stored a message of its own before the process died. */
+    const char *m2 = "{\"role\":\"user\",\"content\":\"more\"}";
+    n = ad_serve_store_message(s, "conv_1", 2, m2, strlen(m2));
     w.calls = 0;
     wait_for(s, n, &w);
     close_store(s);
@@ -102,6 +105,7 @@ TEST(write_and_read_back)
     CHECK_EQ(interrupted, 1);
     CHECK_EQ(ad_serve_store_get_response(s, "resp_2", &r, err, sizeof err), 0);
     CHECK_STREQ(r.status, "failed");
+    CHECK_EQ(r.nmessages, 3); /* it ends where its conversation's messages end */
     CHECK(r.json && strstr(r.json, "\"status\":\"failed\"") && strstr(r.json, "the server stopped"));
     ad_stored_response_free(&r);
     close_store(s);
