@@ -58,6 +58,8 @@
 #include "core/agent.h"
 #include "provider/curl.h"
 #include "tools/plugin.h"
+#include "sinks/jsonl.h"
+#include "sinks/text.h"
 #include "bench.h"
 
 #define WARMUP 50
@@ -290,7 +292,9 @@ int main(void)
         fprintf(stderr, "bench dispatch: %s\n", err);
         return 1;
     }
-    ad_events *ev = ad_events_new(out, errf, false);
+    setvbuf(out, NULL, _IOFBF, 64u << 10); /* as main.c does off a terminal */
+    ad_events *ev = ad_events_new();
+    ad_events_add(ev, ad_text_sink_new(out, errf, false));
     ad_transport *http = ad_curl_new(&loop);
     if (!ev || !http)
         bench_die("setup failed");

@@ -33,6 +33,8 @@
 
 #include "core/agent.h"
 #include "provider/curl.h"
+#include "sinks/jsonl.h"
+#include "sinks/text.h"
 #include "bench.h"
 
 #define HISTORY_MESSAGES 400
@@ -207,7 +209,9 @@ int main(void)
     FILE *null = fopen("/dev/null", "w");
     if (!null || uv_loop_init(&loop) != 0)
         bench_die("setup failed");
-    ad_events *ev = ad_events_new(null, null, false);
+    setvbuf(null, NULL, _IOFBF, 64u << 10); /* as main.c does off a terminal */
+    ad_events *ev = ad_events_new();
+    ad_events_add(ev, ad_text_sink_new(null, null, false));
     ad_transport *http = ad_curl_new(&loop);
     ad_agent_opts o = {&loop, http, &cfg, NULL, ev};
     ad_agent *agent = ev && http ? ad_agent_new(&o) : NULL;

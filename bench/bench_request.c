@@ -28,6 +28,8 @@
 #endif
 
 #include "core/agent.h"
+#include "sinks/jsonl.h"
+#include "sinks/text.h"
 #include "bench.h"
 #include "core/request.h"
 #include "tools/plugin.h"
@@ -174,7 +176,9 @@ int main(void)
         fprintf(stderr, "bench request: %s\n", err);
         return 1;
     }
-    ad_events *ev = ad_events_new(devnull, devnull, false);
+    setvbuf(devnull, NULL, _IOFBF, 64u << 10); /* as main.c does off a terminal */
+    ad_events *ev = ad_events_new();
+    ad_events_add(ev, ad_text_sink_new(devnull, devnull, false));
     ad_agent_opts o = {&loop, NULL, &cfg, tools, ev};
     ad_agent *agent = ad_agent_new(&o);
     if (!ev || !agent)

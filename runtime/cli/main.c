@@ -38,6 +38,9 @@
 #include "cli/jobs_cli.h"
 #include "cli/mcp_cli.h"
 #include "cli/repl.h"
+#include "sinks/jsonl.h"
+#include "sinks/store.h"
+#include "sinks/text.h"
 #include "store/session.h"
 #include "mcp/provider.h"
 #include "tools/host.h"
@@ -124,11 +127,14 @@ static int usage_error(const char *fmt, const char *arg)
 {
     char msg[1024];
     snprintf(msg, sizeof msg, fmt, arg);
-    ad_events *e = g_json ? ad_events_new(g_out ? g_out : stdout, stderr, true) : NULL;
-    if (e) {
+    ad_events *e = g_json ? ad_events_new() : NULL;
+    ad_sink *js = e ? ad_jsonl_sink_new(g_out ? g_out : stdout, stderr) : NULL;
+    if (js) {
+        ad_events_add(e, js);
         ad_events_fail(e, msg);
         ad_events_free(e);
     } else {
+        ad_events_free(e);
         fprintf(stderr, "agentd: %s\n", msg);
     }
     fprintf(stderr, "Try 'agentd --help'.\n");
@@ -561,13 +567,27 @@ static void on_sigint(uv_signal_t *s, int signum)
     ad_agent_cancel(st->agent);
 }
 
-/* Stores the run's conversation (see session.h). Returns -1 to go on, or
- * an exit code. An unnamed run whose store cannot be opened goes on unstored. */
-static int attach_session(const cli *o, const ad_config *cfg, ad_agent *agent, ad_events *ev,
-                          ad_session **sess)
+/* Stores the run's conversation (see session.h): the store sink on ev,
+ * *store. Returns -1 to go on, or an exit code. An unnamed run whose store
+ * cannot be opened goes on unstored. */
+static int attach_session(const cli *o, const ad_config *cfg, uv_loop_t *loop, ad_agent *agent,
+                          ad_events *ev, ad_sink **store)
 {
     char err[4096];
-    int rc = ad_session_attach(sess, cfg, o->session, o->cont, agent, ev, err, sizeof err);
+    ad_session *sess = NULL;
+    int rc = ad_session_attach(&sess, cfg, o->session, o->cont, agent, err, sizeof err);
+    if (rc == AD_OK && sess) {
+        if (o->cont && !o->json && !o->quiet)
+            fprintf(stderr, "agentd: continuing session %s (%zu messages)\n",
+                    ad_session_name(sess), json_object_array_length(ad_agent_messages(agent)));
+        *store = ad_store_sink_new(loop, sess, err, sizeof err);
+        if (*store) {
+            ad_events_add(ev, *store);
+            return -1;
+        }
+        ad_session_close(sess);
+        rc = AD_ERR;
+    }
     if (rc == AD_OK)
         return -1;
     if (!o->session && !o->cont) {
@@ -647,11 +667,19 @@ int main(int argc, char **argv)
     /* From here on every failure goes through ev: in --json mode the
      * stream then always ends with an error event. */
     FILE *out = g_out = keep_stdout();
-    ad_events *ev = ad_events_new(out, stderr, o.json);
-    if (!ev) {
+    /* Text mode to a pipe or file flushes at each step's end: a large
+     * buffer turns a long answer's thousands of deltas into a few writes. */
+    if (!o.json && !isatty(fileno(out)))
+        setvbuf(out, NULL, _IOFBF, 64u << 10);
+    ad_events *ev = ad_events_new();
+    ad_sink *outsink = !ev ? NULL : o.json ? ad_jsonl_sink_new(out, stderr)
+                                           : ad_text_sink_new(out, stderr, o.quiet);
+    if (!outsink) {
+        ad_events_free(ev);
         fprintf(stderr, "agentd: out of memory\n");
         return EXIT_RUNTIME;
     }
+    ad_events_add(ev, outsink);
     int exit_code = EXIT_USAGE;
     ad_config cfg;
     ad_config_init(&cfg);
@@ -773,7 +801,6 @@ int main(int argc, char **argv)
     }
 
     ad_events_set_secret(ev, cfg.api_key);
-    ad_events_set_quiet(ev, o.quiet);
     /* The transport: the network, or the cassette of --replay; with
      * --record, the recording shim around it. */
     ad_transport *replay = o.replay ? ad_replay_new(&loop, cassette,
@@ -801,26 +828,28 @@ int main(int argc, char **argv)
     } else if (agent && o.record) {
         ad_cassette_set_id_prefix(cassette, ad_agent_id_prefix(agent));
     }
-    ad_session *sess = NULL;
+    ad_sink *store = NULL;
     /* Conversations are stored: REPL sessions, --session/--continue runs,
      * and plain one-shot runs when [sessions] one_shot = true. A scripted
      * `agentd -p` is not recorded behind its caller's back, and does not
      * pay SQLite's ~1 ms and ~1 MiB per run (docs/sessions.md). */
-    bool store = repl || o.session || o.cont || cfg.sessions_one_shot;
-    int sess_exit = agent && store ? attach_session(&o, &cfg, agent, ev, &sess) : -1;
+    bool stored = repl || o.session || o.cont || cfg.sessions_one_shot;
+    int sess_exit = agent && stored ? attach_session(&o, &cfg, &loop, agent, ev, &store) : -1;
     if (sess_exit >= 0) {
         exit_code = sess_exit;
         ad_agent_free(agent);
         goto out_loop;
     }
-    if (sess && o.cont && !o.json && !o.quiet)
-        fprintf(stderr, "agentd: continuing session %s (%zu messages)\n", ad_session_name(sess),
-                json_object_array_length(ad_agent_messages(agent)));
     if (!agent) {
         fail(ev, EXIT_RUNTIME, "out of memory");
     } else if (repl) {
+        /* The REPL shows the conversation its own way (repl_view.h). */
+        ad_events_remove(ev, outsink);
         ad_repl_opts ro = {&loop, agent, &cfg, tools, ev, prompt, o.quiet, o.yes, out};
         exit_code = ad_repl_run(&ro);
+        ad_events_add(ev, outsink);
+        ad_events_close_sink(ev, store); /* everything is on disk */
+        store = NULL;
         if (o.record && ad_cassette_save(cassette, o.record, err, sizeof err) != AD_OK)
             exit_code = fail(ev, EXIT_RUNTIME, "%s", err);
         if (ad_tool_host_busy(tools)) {
@@ -834,15 +863,21 @@ int main(int argc, char **argv)
         uv_signal_init(&loop, &st.sigint);
         st.sigint.data = &st;
         uv_signal_start(&st.sigint, on_sigint, SIGINT);
-        ad_agent_set_approver(agent, NULL, NULL, o.yes);
+        /* No sink answers approvals: such calls are denied, or run with --yes. */
+        ad_agent_set_yes(agent, o.yes);
         ad_agent_run(agent, prompt, on_run_done, &st);
         uv_run(&loop, UV_RUN_DEFAULT);
+        /* The run's last events may still wait (the store writes its answer). */
+        while (st.done && ad_events_paused(ev) && uv_run(&loop, UV_RUN_ONCE)) {
+        }
         if (!st.done) {
             /* The loop ran dry with the run still open: a bug, not a hang. */
             ad_events_error(ev, "internal error: the event loop stopped before the run ended");
             st.status = AD_RUN_FAILED;
         }
         uv_close((uv_handle_t *)&st.sigint, NULL);
+        ad_events_close_sink(ev, store); /* everything is on disk */
+        store = NULL;
         switch (st.status) {
         case AD_RUN_OK:
             exit_code = EXIT_OK;
@@ -878,7 +913,7 @@ int main(int argc, char **argv)
         ad_agent_free(agent);
     }
 out_loop:
-    ad_session_close(sess);
+    ad_events_close_sink(ev, store);
     ad_transport_close(transport);
     ad_tool_host_free(tools);
     tools = NULL;

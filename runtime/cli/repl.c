@@ -7,12 +7,11 @@
  *          run. Ctrl-C wakes the read through the signal pipe (below),
  *          readline() returns NULL and the recorded press tells it apart
  *          from Ctrl-D.
- *   turn   one ad_agent_run; uv_run until its done callback. A uv_poll_t
- *          watches the signal pipe and cancels the run. Output arrives through the
- *          events observer: text goes out as events.c writes it, tool calls
- *          become one compact line each, a spinner (a uv_timer, stderr, a
- *          terminal only) fills the wait for the model and is wiped before
- *          anything else is written.
+ *   turn   one ad_agent_run; uv_run until its done callback and until the
+ *          hub has delivered every event. A uv_poll_t watches the signal
+ *          pipe and cancels the run. Output goes through the view's sink
+ *          (repl_view.h) on the conversation's hub: the answer, one compact
+ *          line per tool call, a spinner, and the approval prompt.
  *
  * SIGINT has one handler of ours from the start of the session to its end:
  * it records the press and writes a byte to the signal pipe, and which
@@ -27,10 +26,9 @@
  * terminal mode when readline() returns and the approval prompt restores
  * what it changed before it returns.
  *
- * Tool approval runs inside the agent's dispatch on the loop thread: it reads
- * one key with the terminal in non-canonical mode and ISIG off, so Ctrl-C
- * arrives as a byte; the answer AD_APPROVE_CANCEL then has the agent cancel
- * the run before any call of the step starts.
+ * Tool approval is the view's: it asks inside the approval event, on the
+ * loop thread, and a Ctrl-C there (a byte: ISIG is off) answers "cancel",
+ * so the agent cancels the run before any call of the step starts.
  *
  * /reset, /system and /load build a new conversation and hand it to
  * ad_agent_load_messages between turns.
@@ -60,23 +58,17 @@
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/text.h"
+#include "cli/repl_view.h"
 #include "core/conv.h"
 #include "mcp/provider.h"
 
 #define MAX_LOAD_BYTES (64u << 20)
 #define HISTORY_MAX 1000
-#define SPIN_DELAY_MS 120
-#define SPIN_EVERY_MS 80
-#define SHOW_MAX 160 /* bytes of arguments or result on a tool line */
-
-typedef struct pending_call {
-    char *id;
-    char *args;
-} pending_call;
 
 typedef struct repl {
     const ad_repl_opts *o;
     ad_agent *agent;
+    ad_repl_view *v; /* the renderer and the approval prompt */
     FILE *out, *err;
     bool tty_in, tty_err, color, utf8;
     char *model;        /* owned: the model requests use now */
@@ -86,23 +78,6 @@ typedef struct repl {
     bool running;
     int status;
     uv_poll_t sigwatch; /* the signal pipe, during a turn */
-    uv_timer_t spin;
-    bool at_bol; /* the terminal's cursor is at the start of a line */
-    bool spin_on, spin_shown;
-    unsigned spin_frame;
-    size_t spin_width;
-    char spin_label[96];
-    pending_call *calls; /* tool calls of the step, for their result lines */
-    size_t ncalls, capcalls;
-    bool cancel_requested;
-
-    char **always; /* tools approved for the session */
-    size_t nalways;
-
-    /* usage of the session (every step) and of the last finished turn */
-    ad_usage usage;
-    int turns;
-    json_object *last_usage;
 } repl;
 
 /* ---- small output helpers --------------------------------------------- */
@@ -113,518 +88,15 @@ static const char *c_(const repl *r, const char *code)
 }
 #define DIM(r) c_(r, "\033[2m")
 #define BOLD(r) c_(r, "\033[1m")
-#define RED(r) c_(r, "\033[31m")
-#define GREEN(r) c_(r, "\033[32m")
-#define YELLOW(r) c_(r, "\033[33m")
-#define CYAN(r) c_(r, "\033[36m")
 #define OFF(r) c_(r, "\033[0m")
 
-static void spin_clear(repl *r);
+/* A dim line on stderr (hints, notices), an error line. */
+#define note(r, ...) ad_repl_view_note((r)->v, __VA_ARGS__)
+#define err_line(r, ...) ad_repl_view_error((r)->v, __VA_ARGS__)
 
-/* Starts a fresh line for a message of ours. */
-static void ensure_bol(repl *r)
-{
-    spin_clear(r);
-    if (!r->at_bol) {
-        ad_events_put_text(r->o->events, "\n", 1); /* after any text held back */
-        r->at_bol = true;
-    }
-    fflush(r->out);
-}
-
-static void note(repl *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* A dim line on stderr: hints, notices. */
-static void note(repl *r, const char *fmt, ...)
-{
-    ensure_bol(r);
-    va_list ap;
-    va_start(ap, fmt);
-    fputs(DIM(r), r->err);
-    vfprintf(r->err, fmt, ap);
-    fputs(OFF(r), r->err);
-    fputc('\n', r->err);
-    va_end(ap);
-    fflush(r->err);
-}
-
-static void err_line(repl *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void err_line(repl *r, const char *fmt, ...)
-{
-    ensure_bol(r);
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(r->err, "%serror:%s ", RED(r), OFF(r));
-    vfprintf(r->err, fmt, ap);
-    fputc('\n', r->err);
-    va_end(ap);
-    fflush(r->err);
-}
-
-/* Appends s[0..len) for a one-line display of at most max bytes: line
- * breaks and tabs become spaces, other control characters (C0, DEL, C1) a
- * '?', so a model or a tool cannot move the cursor or switch colours; a cut
- * lands on a UTF-8 character boundary and is marked. */
 static void put_shown(ad_buf *b, const char *s, size_t len, size_t max, bool utf8)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = len;
-    bool cut = false;
-    if (n > max) {
-        n = ad_utf8_cut(s, len, max);
-        cut = true;
-    }
-    bool space = false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = p[i];
-        if (c == '\n' || c == '\r' || c == '\t' || c == ' ') {
-            if (!space)
-                ad_buf_putc(b, ' ');
-            space = true;
-            continue;
-        }
-        space = false;
-        if (c < 0x20 || c == 0x7f) {
-            ad_buf_putc(b, '?');
-        } else if (c == 0xc2 && i + 1 < n && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f) {
-            ad_buf_putc(b, '?');
-            i++;
-        } else {
-            ad_buf_putc(b, (char)c);
-        }
-    }
-    if (cut)
-        ad_buf_puts(b, utf8 ? "…" : "...");
-}
-
-/* Terminal columns s[0..len) takes (UTF-8 in a UTF-8 locale, else a column
- * per byte); *fit gets the bytes of its longest start that takes at most
- * max columns, and *fitcols their columns. */
-static size_t text_cols(const char *s, size_t len, size_t max, size_t *fit, size_t *fitcols)
-{
-    mbstate_t st;
-    memset(&st, 0, sizeof st);
-    size_t cols = 0, i = 0;
-    *fit = 0;
-    *fitcols = 0;
-    while (i < len) {
-        wchar_t wc;
-        size_t n = mbrtowc(&wc, s + i, len - i, &st);
-        int w = 1;
-        if (n == (size_t)-1 || n == (size_t)-2 || n == 0) {
-            memset(&st, 0, sizeof st);
-            n = 1;
-        } else if ((w = wcwidth(wc)) < 0) {
-            w = 1;
-        }
-        cols += (size_t)w;
-        i += n;
-        if (cols <= max) {
-            *fit = i;
-            *fitcols = cols;
-        }
-    }
-    return cols;
-}
-
-/* Appends s[0..len) cut to at most max columns, the cut marked. */
-static void put_cols(ad_buf *b, const char *s, size_t len, size_t max, bool utf8)
-{
-    size_t fit, fitcols;
-    if (text_cols(s, len, max, &fit, &fitcols) <= max) {
-        ad_buf_append(b, s, len);
-        return;
-    }
-    const char *dots = utf8 ? "…" : "...";
-    size_t dw = utf8 ? 1 : 3;
-    if (max < dw)
-        return;
-    text_cols(s, len, max - dw, &fit, &fitcols);
-    ad_buf_append(b, s, fit);
-    ad_buf_puts(b, dots);
-}
-
-/* The terminal's width for lines on stderr; 0: none (not a terminal). */
-static size_t err_cols(const repl *r)
-{
-    struct winsize ws;
-    if (!r->tty_err || ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) != 0)
-        return 0;
-    return ws.ws_col;
-}
-
-/* ---- spinner ------------------------------------------------------------ */
-
-static void spin_draw(repl *r)
-{
-    static const char *const uframes[] = {"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"};
-    static const char *const aframes[] = {"|", "/", "-", "\\"};
-    if (!r->at_bol)
-        return;
-    const char *f = r->utf8 ? uframes[r->spin_frame % 10] : aframes[r->spin_frame % 4];
-    r->spin_frame++;
-    fflush(r->out);
-    fprintf(r->err, "\r%s%s %s%s", DIM(r), f, r->spin_label, OFF(r));
-    fflush(r->err);
-    r->spin_width = 2 + strlen(r->spin_label);
-    r->spin_shown = true;
-}
-
-static void on_spin(uv_timer_t *t)
-{
-    spin_draw(t->data);
-}
-
-/* Shows the spinner after a short delay (a fast answer shows none). */
-static void spin_start(repl *r, const char *label)
-{
-    snprintf(r->spin_label, sizeof r->spin_label, "%s", label);
-    if (!r->tty_err || r->spin_on)
-        return;
-    r->spin_on = true;
-    /* The loop's clock stood still while the prompt waited: the delay
-     * counts from now. */
-    uv_update_time(r->o->loop);
-    uv_timer_start(&r->spin, on_spin, SPIN_DELAY_MS, SPIN_EVERY_MS);
-}
-
-/* Wipes it with spaces: no escape sequence needed (NO_COLOR too). */
-static void spin_clear(repl *r)
-{
-    if (!r->spin_shown)
-        return;
-    fprintf(r->err, "\r%*s\r", (int)r->spin_width, "");
-    fflush(r->err);
-    r->spin_shown = false;
-}
-
-static void spin_stop(repl *r)
-{
-    spin_clear(r);
-    if (r->spin_on)
-        uv_timer_stop(&r->spin);
-    r->spin_on = false;
-}
-
-/* ---- rendering of the turn's events ----------------------------------- */
-
-static void calls_clear(repl *r)
-{
-    for (size_t i = 0; i < r->ncalls; i++) {
-        free(r->calls[i].id);
-        free(r->calls[i].args);
-    }
-    r->ncalls = 0;
-}
-
-static void calls_add(repl *r, const char *id, const char *args, size_t len)
-{
-    if (r->ncalls == r->capcalls) {
-        size_t cap = r->capcalls ? r->capcalls * 2 : 8;
-        pending_call *n = realloc(r->calls, cap * sizeof *n);
-        if (!n)
-            return;
-        r->calls = n;
-        r->capcalls = cap;
-    }
-    pending_call *c = &r->calls[r->ncalls];
-    c->id = ad_strdup(id ? id : "");
-    c->args = ad_strndup(args ? args : "", args ? len : 0);
-    if (!c->id || !c->args) {
-        free(c->id);
-        free(c->args);
-        return;
-    }
-    r->ncalls++;
-}
-
-static const char *calls_args(repl *r, const char *id)
-{
-    for (size_t i = 0; id && i < r->ncalls; i++)
-        if (strcmp(r->calls[i].id, id) == 0)
-            return r->calls[i].args;
-    return NULL;
-}
-
-static void put_cost(ad_buf *b, double cost)
-{
-    ad_buf_printf(b, cost >= 0.01 ? "$%.4f" : "$%.6f", cost);
-}
-
-/* "10 in + 5 out = 15 tokens, $0.000120"; empty when nothing was reported. */
-static void put_usage(ad_buf *b, json_object *u)
-{
-    ad_usage n = AD_USAGE_INIT;
-    ad_usage_add(&n, u);
-    bool found = n.has_prompt || n.has_completion || n.has_total;
-    if (!found && !n.has_cost)
-        return;
-    if (found)
-        ad_buf_printf(b, "%lld in + %lld out = %lld tokens", (long long)n.prompt_tokens,
-                      (long long)n.completion_tokens,
-                      (long long)(n.total_tokens ? n.total_tokens
-                                                 : n.prompt_tokens + n.completion_tokens));
-    if (n.has_cost) {
-        ad_buf_puts(b, found ? ", " : "");
-        put_cost(b, n.cost);
-    }
-}
-
-/* One line per call: "  ✓ name ARGS → RESULT  (time)". On a terminal the
- * line fits its width (a wrapped line would break the compact layout): the
- * arguments and the result are cut, each marked, the arguments first down
- * to half of the room. */
-static void show_tool_result(repl *r, const ad_event *ev)
-{
-    ad_buf b = AD_BUF_INIT, args = AD_BUF_INIT, res = AD_BUF_INIT, dur = AD_BUF_INIT;
-    const char *a = calls_args(r, ev->id);
-    const char *name = ev->name ? ev->name : "?";
-    if (a)
-        put_shown(&args, a, strlen(a), SHOW_MAX, r->utf8);
-    put_shown(&res, ev->text ? ev->text : "", ev->len, SHOW_MAX, r->utf8);
-    if (ev->seconds > 0) {
-        if (ev->seconds < 0.001)
-            ad_buf_printf(&dur, "(%.0f %s)", ev->seconds * 1e6, r->utf8 ? "µs" : "us");
-        else if (ev->seconds < 1)
-            ad_buf_printf(&dur, "(%.1f ms)", ev->seconds * 1000);
-        else
-            ad_buf_printf(&dur, "(%.2f s)", ev->seconds);
-    }
-    size_t amax = SIZE_MAX, rmax = SIZE_MAX, width = err_cols(r);
-    if (width > 0) {
-        size_t fit, fc;
-        /* "  ✓ " name " " ... " → " ["error: "] ... ["  " dur]; one column
-         * spare, so the cursor never waits at the right edge. */
-        size_t fixed = 4 + text_cols(name, strlen(name), 0, &fit, &fc) + 1 + (r->utf8 ? 3 : 4) +
-                       (ev->is_error ? 7 : 0) +
-                       (dur.len ? 2 + text_cols(dur.data, dur.len, 0, &fit, &fc) : 0) + 1;
-        size_t room = width > fixed ? width - fixed : 0;
-        size_t aw = args.len ? text_cols(args.data, args.len, 0, &fit, &fc) : 0;
-        size_t rw = res.len ? text_cols(res.data, res.len, 0, &fit, &fc) : 0;
-        if (aw + rw > room) {
-            amax = aw <= room / 2 ? aw : rw < room / 2 ? room - rw : room / 2;
-            rmax = room - amax;
-        }
-    }
-    ad_buf_printf(&b, "  %s%s%s %s%s%s ", ev->is_error ? RED(r) : GREEN(r),
-                  ev->is_error ? (r->utf8 ? "✗" : "!") : (r->utf8 ? "✓" : "-"), OFF(r), BOLD(r),
-                  name, OFF(r));
-    if (args.len)
-        put_cols(&b, args.data, args.len, amax, r->utf8);
-    ad_buf_printf(&b, " %s%s%s ", DIM(r), r->utf8 ? "→" : "->", OFF(r));
-    if (ev->is_error)
-        ad_buf_printf(&b, "%serror:%s ", RED(r), OFF(r));
-    if (res.len)
-        put_cols(&b, res.data, res.len, rmax, r->utf8);
-    if (dur.len)
-        ad_buf_printf(&b, "  %s%s%s", DIM(r), dur.data, OFF(r));
-    ad_buf_free(&args);
-    ad_buf_free(&res);
-    ad_buf_free(&dur);
-    ensure_bol(r);
-    if (b.data) {
-        fputs(b.data, r->err);
-        fputc('\n', r->err);
-        fflush(r->err);
-    }
-    ad_buf_free(&b);
-}
-
-static bool on_event(void *ud, const ad_event *ev)
-{
-    repl *r = ud;
-    switch (ev->kind) {
-    case AD_EVENT_TEXT:
-        spin_clear(r);
-        if (ev->len > 0) {
-            /* Through events: neutralised on a terminal, retractable. */
-            ad_events_put_text(r->o->events, ev->text, ev->len);
-            r->at_bol = ev->text[ev->len - 1] == '\n';
-        }
-        return true;
-    case AD_EVENT_TOOL_CALL: {
-        calls_add(r, ev->id, ev->text, ev->len);
-        /* "running add, multiply": what the wait is for. */
-        size_t l = strlen(r->spin_label);
-        const char *name = ev->name ? ev->name : "?";
-        if (r->ncalls <= 1 || strncmp(r->spin_label, "running ", 8) != 0)
-            snprintf(r->spin_label, sizeof r->spin_label, "running %.60s", name);
-        else if (l + strlen(name) + 6 < sizeof r->spin_label)
-            snprintf(r->spin_label + l, sizeof r->spin_label - l, ", %s", name);
-        else if (l + 6 < sizeof r->spin_label && strcmp(r->spin_label + l - 3, "...") != 0)
-            snprintf(r->spin_label + l, sizeof r->spin_label - l, ", ...");
-        return true;
-    }
-    case AD_EVENT_TOOL_RESULT:
-        if (!r->o->quiet)
-            show_tool_result(r, ev);
-        return true;
-    case AD_EVENT_TOOL_PROGRESS: {
-        /* "running fs__copy 3/10 copying b.txt" */
-        char fig[64];
-        if (ev->total > 0)
-            snprintf(fig, sizeof fig, " %g/%g", ev->progress, ev->total);
-        else
-            snprintf(fig, sizeof fig, " %g", ev->progress);
-        ad_buf b = AD_BUF_INIT;
-        ad_buf_printf(&b, "running %.40s%s", ev->name ? ev->name : "?", fig);
-        if (ev->len) {
-            ad_buf_putc(&b, ' ');
-            put_cols(&b, ev->text, ev->len, 30, r->utf8);
-        }
-        if (b.data) {
-            /* Cut at a character boundary within the label. */
-            size_t n = b.len < sizeof r->spin_label ? b.len : sizeof r->spin_label - 1;
-            while (n > 0 && n < b.len && ((unsigned char)b.data[n] & 0xc0) == 0x80)
-                n--;
-            memcpy(r->spin_label, b.data, n);
-            r->spin_label[n] = '\0';
-        }
-        ad_buf_free(&b);
-        return true;
-    }
-    case AD_EVENT_STEP_FINISH: {
-        ad_usage_add(&r->usage, ev->usage);
-        calls_clear(r);
-        if (r->running && !r->cancel_requested)
-            spin_start(r, "thinking");
-        return false;
-    }
-    case AD_EVENT_RETRY:
-        r->at_bol = true; /* the step's text was taken back, or its line ended */
-        note(r, "retrying in %.1f s (attempt %d): %.*s", ev->seconds, ev->attempt, (int)ev->len,
-             ev->text ? ev->text : "");
-        return true;
-    case AD_EVENT_FINISH: {
-        spin_stop(r);
-        ensure_bol(r);
-        json_object_put(r->last_usage);
-        r->last_usage = ev->usage ? json_object_get(ev->usage) : NULL;
-        ad_buf b = AD_BUF_INIT;
-        put_usage(&b, ev->usage);
-        if (b.len)
-            note(r, "%s", b.data);
-        ad_buf_free(&b);
-        return true;
-    }
-    case AD_EVENT_ERROR:
-        err_line(r, "%.*s", (int)ev->len, ev->text ? ev->text : "");
-        return true;
-    case AD_EVENT_WARN:
-        ensure_bol(r);
-        fprintf(r->err, "%swarning:%s %.*s\n", YELLOW(r), OFF(r), (int)ev->len,
-                ev->text ? ev->text : "");
-        fflush(r->err);
-        return true;
-    }
-    return false;
-}
-
-/* ---- approval ----------------------------------------------------------- */
-
-static bool always_has(const repl *r, const char *tool)
-{
-    for (size_t i = 0; i < r->nalways; i++)
-        if (strcmp(r->always[i], tool) == 0)
-            return true;
-    return false;
-}
-
-static void always_add(repl *r, const char *tool)
-{
-    char **n = realloc(r->always, (r->nalways + 1) * sizeof *n);
-    if (!n)
-        return;
-    r->always = n;
-    if ((n[r->nalways] = ad_strdup(tool)) != NULL)
-        r->nalways++;
-}
-
-/* One answer: 'y', 'n', 'a', or 'c' (Ctrl-C: cancel the turn). With raw
- * set, the terminal is in non-canonical mode without ISIG: one key. */
-static int read_answer(repl *r, bool raw)
-{
-    if (raw) {
-        for (;;) {
-            unsigned char c;
-            ssize_t n = read(STDIN_FILENO, &c, 1);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0 || c == 4 || c == '\r' || c == '\n' || c == 'n' || c == 'N')
-                return 'n';
-            if (c == 3)
-                return 'c';
-            if (c == 'y' || c == 'Y' || c == 'a' || c == 'A')
-                return c | 0x20;
-            fputc('\a', r->err);
-            fflush(r->err);
-        }
-    }
-    /* Not a terminal: one line; its first letter counts, EOF denies. */
-    int first = 0;
-    for (;;) {
-        unsigned char c;
-        ssize_t n = read(STDIN_FILENO, &c, 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0 || c == '\n')
-            break;
-        if (!first && c != ' ' && c != '\t')
-            first = c | 0x20;
-    }
-    return first == 'y' || first == 'a' ? first : 'n';
-}
-
-static int approve(void *ud, const char *tool, const char *args, size_t len)
-{
-    repl *r = ud;
-    if (r->cancel_requested)
-        return AD_APPROVE_CANCEL;
-    if (always_has(r, tool))
-        return AD_APPROVE_YES;
-    ensure_bol(r);
-    /* The terminal takes single keys before the question shows, so a key
-     * pressed after it is never met by the cooked terminal; keys typed
-     * before it answer nothing. */
-    struct termios old;
-    bool raw = r->tty_in && tcgetattr(STDIN_FILENO, &old) == 0;
-    if (raw) {
-        struct termios t = old;
-        t.c_lflag &= ~(tcflag_t)(ICANON | ECHO | ISIG);
-        t.c_cc[VMIN] = 1;
-        t.c_cc[VTIME] = 0;
-        tcflush(STDIN_FILENO, TCIFLUSH);
-        raw = tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0;
-    }
-    ad_buf q = AD_BUF_INIT;
-    ad_buf_printf(&q, "%srun%s %s%s%s ", YELLOW(r), OFF(r), BOLD(r), tool, OFF(r));
-    /* The arguments are the model's: they can hold the key. */
-    size_t rlen = 0;
-    char *red = ad_redact(args, len, r->o->cfg->api_key, &rlen);
-    put_shown(&q, red ? red : args, red ? rlen : len, 400, r->utf8);
-    free(red);
-    ad_buf_printf(&q, "? [y]es/[n]o/[a]lways ");
-    fputs(q.data ? q.data : "", r->err);
-    fflush(r->err);
-    ad_buf_free(&q);
-    int a = read_answer(r, raw);
-    if (raw)
-        tcsetattr(STDIN_FILENO, TCSANOW, &old);
-    const char *word = a == 'y' ? "yes" : a == 'a' ? "always" : a == 'c' ? "cancelled" : "no";
-    fprintf(r->err, "%s\n", word);
-    fflush(r->err);
-    r->at_bol = true;
-    switch (a) {
-    case 'y':
-        return AD_APPROVE_YES;
-    case 'a':
-        always_add(r, tool);
-        return AD_APPROVE_ALWAYS;
-    case 'c':
-        r->cancel_requested = true;
-        return AD_APPROVE_CANCEL;
-    default:
-        return AD_APPROVE_NO;
-    }
+    ad_repl_put_shown(b, s, len, max, utf8);
 }
 
 /* ---- a turn ------------------------------------------------------------- */
@@ -673,7 +145,7 @@ static void on_sigpipe(uv_poll_t *h, int status, int events)
     sigpipe_drain();
     if (!r->running)
         return;
-    r->cancel_requested = true;
+    ad_repl_view_cancel(r->v);
     ad_agent_cancel(r->agent);
 }
 
@@ -693,12 +165,9 @@ static void session_signals(void)
 static void run_turn(repl *r, const char *prompt)
 {
     r->running = true;
-    r->cancel_requested = false;
     r->status = AD_RUN_FAILED;
-    r->at_bol = true;
-    calls_clear(r);
     uv_poll_start(&r->sigwatch, UV_READABLE, on_sigpipe);
-    spin_start(r, "thinking");
+    ad_repl_view_turn_begin(r->v);
     if (ad_agent_run(r->agent, prompt, on_done, r) != AD_OK) {
         r->running = false;
         err_line(r, "cannot start the turn: the previous one is still running");
@@ -711,18 +180,11 @@ static void run_turn(repl *r, const char *prompt)
             r->running = false;
         }
     }
-    uv_poll_stop(&r->sigwatch);
-    spin_stop(r);
-    calls_clear(r);
-    if (r->status == AD_RUN_OK)
-        r->turns++;
-    if (r->status == AD_RUN_CANCELLED) {
-        /* The terminal echoed ^C after whatever was on the line. */
-        if (r->tty_in)
-            r->at_bol = false;
-        note(r, "cancelled; the conversation keeps what was said so far");
+    /* The turn's last events may still wait (the store writes its answer). */
+    while (ad_events_paused(r->o->events) && uv_run(r->o->loop, UV_RUN_ONCE)) {
     }
-    fflush(r->out);
+    uv_poll_stop(&r->sigwatch);
+    ad_repl_view_turn_end(r->v, r->status);
 }
 
 /* ---- conversation checks, save and load ---------------------------------- */
@@ -979,7 +441,7 @@ static void cmd_tools(repl *r)
         fprintf(r->out, "  %s%-*s%s  %s  %s[%s]%s%s\n", BOLD(r), (int)w, name, OFF(r),
                 b.data ? b.data : "", DIM(r), t->origin ? t->origin : "?",
                 OFF(r),
-                confirm ? (r->o->yes || always_has(r, name) ? "" : " (asks first)") : "");
+                confirm ? (r->o->yes || ad_repl_view_always(r->v, name) ? "" : " (asks first)") : "");
         ad_buf_free(&b);
     }
 }
@@ -1024,10 +486,7 @@ static void cmd_system(repl *r, const char *arg)
 /* /usage counts the conversation: a new one starts from zero. */
 static void usage_reset(repl *r)
 {
-    r->usage = (ad_usage)AD_USAGE_INIT;
-    r->turns = 0;
-    json_object_put(r->last_usage);
-    r->last_usage = NULL;
+    ad_repl_view_usage_reset(r->v);
 }
 
 static void cmd_reset(repl *r)
@@ -1048,33 +507,7 @@ static void cmd_reset(repl *r)
 
 static void cmd_usage(repl *r)
 {
-    const ad_usage *u = &r->usage;
-    if (u->total_tokens == 0 && u->prompt_tokens == 0 && !u->has_cost) {
-        fprintf(r->out, "no usage reported yet\n");
-        return;
-    }
-    ad_buf b = AD_BUF_INIT;
-    ad_buf_printf(&b, "session: %lld in + %lld out = %lld tokens", (long long)u->prompt_tokens,
-                  (long long)u->completion_tokens,
-                  (long long)(u->total_tokens ? u->total_tokens
-                                              : u->prompt_tokens + u->completion_tokens));
-    if (u->has_cost) {
-        ad_buf_puts(&b, ", ");
-        put_cost(&b, u->cost);
-    }
-    ad_buf_printf(&b, " over %d turn%s", r->turns, r->turns == 1 ? "" : "s");
-    if (r->last_usage) {
-        size_t mark = b.len;
-        ad_buf_puts(&b, "\nlast turn: ");
-        size_t before = b.len;
-        put_usage(&b, r->last_usage);
-        if (b.len == before) {
-            b.len = mark;
-            b.data[mark] = '\0';
-        }
-    }
-    fprintf(r->out, "%s\n", b.data ? b.data : "");
-    ad_buf_free(&b);
+    ad_repl_view_print_usage(r->v);
 }
 
 /* Returns false when the session should end. */
@@ -1374,15 +807,20 @@ int ad_repl_run(const ad_repl_opts *o)
     setlocale(LC_CTYPE, "");
     r->utf8 = strcasecmp(nl_langinfo(CODESET), "UTF-8") == 0;
     r->model = ad_strdup(o->cfg->model ? o->cfg->model : "");
-    r->at_bol = true;
+    ad_repl_view_opts vo = {o->loop, o->agent, r->out, r->err, r->tty_in, r->tty_err,
+                            r->color, r->utf8, o->quiet};
+    r->v = ad_repl_view_new(&vo);
+    if (!r->v) {
+        fprintf(stderr, "agentd: out of memory\n");
+        free(r->model);
+        return 1;
+    }
 
     uv_poll_init(o->loop, &r->sigwatch, g_sigpipe[0]);
     r->sigwatch.data = r;
-    uv_timer_init(o->loop, &r->spin);
-    r->spin.data = r;
 
-    ad_events_set_observer(o->events, on_event, r);
-    ad_agent_set_approver(o->agent, approve, r, o->yes);
+    ad_events_add(o->events, ad_repl_view_sink(r->v));
+    ad_agent_set_yes(o->agent, o->yes);
 
     rl_readline_name = "agentd";
     rl_outstream = r->out; /* fd 1 may be stderr: plugins write there (main.c) */
@@ -1455,16 +893,10 @@ int ad_repl_run(const ad_repl_opts *o)
             close(g_sigpipe[i]);
         g_sigpipe[i] = -1;
     }
-    ad_events_set_observer(o->events, NULL, NULL);
-    ad_agent_set_approver(o->agent, NULL, NULL, false);
-    uv_close((uv_handle_t *)&r->spin, on_handle_closed);
+    ad_events_remove(o->events, ad_repl_view_sink(r->v));
+    ad_agent_set_yes(o->agent, false);
+    ad_repl_view_free(r->v);
     uv_run(o->loop, UV_RUN_NOWAIT);
-    calls_clear(r);
-    free(r->calls);
-    for (size_t i = 0; i < r->nalways; i++)
-        free(r->always[i]);
-    free(r->always);
-    json_object_put(r->last_usage);
     free(r->model);
     free(r->history_path);
     clear_history();

@@ -28,7 +28,8 @@ typedef struct ad_repl_opts {
     ad_agent *agent;
     const ad_config *cfg;
     const ad_tool_host *tools; /* may be NULL */
-    ad_events *events;     /* text mode; the REPL installs its observer */
+    ad_events *events;     /* the agent's hub: the REPL adds its view's sink for the
+                              session and removes it at the end */
     const char *first_prompt; /* -p with --repl: sent before the first read; may be NULL */
     bool quiet;               /* no tool lines */
     bool yes;                 /* run tools that need approval without asking */

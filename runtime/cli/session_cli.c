@@ -13,6 +13,7 @@
 
 #include "base/buf.h"
 #include "base/text.h"
+#include "sinks/text.h"
 #include "store/session.h"
 
 /* The database: [sessions] path, else the default. Caller frees. */
@@ -22,7 +23,7 @@ static char *db_path(const ad_config *cfg)
 }
 
 int ad_session_attach(ad_session **out, const ad_config *cfg, const char *name, bool cont,
-                      ad_agent *agent, ad_events *ev, char *err, size_t errlen)
+                      ad_agent *agent, char *err, size_t errlen)
 {
     *out = NULL;
     if (!cfg->sessions_enabled) {
@@ -47,7 +48,6 @@ int ad_session_attach(ad_session **out, const ad_config *cfg, const char *name, 
     if (rc != AD_OK)
         return rc;
     ad_session_set_secret(s, cfg->api_key);
-    ad_session_set_events(s, ev);
     char *last = NULL;
     if (cont && (rc = ad_session_last(s, &last, err, errlen)) != AD_OK)
         goto fail;
@@ -72,9 +72,6 @@ int ad_session_attach(ad_session **out, const ad_config *cfg, const char *name, 
     json_object_put(msgs);
     if (rc != AD_OK)
         goto fail;
-    ad_session_follow(s, agent);
-    ad_agent_set_observer(agent, ad_session_on_message, s);
-    ad_events_set_tap(ev, ad_session_on_event, s);
     *out = s;
     return AD_OK;
 fail:

@@ -24,6 +24,13 @@
  *    parses and flags; on_xfer_done runs after the transport let go of the
  *    exchange. The agent talks to an ad_transport (curl, a replay, a
  *    recording shim) and does not know which.
+ *  - Everything the run reports goes through the conversation's event hub
+ *    (core/events.h). While the hub holds events (a sink paused) the
+ *    exchange is paused and neither the next request nor the step's tool
+ *    calls start (on_flow); a sink may cancel the run from inside an event.
+ *  - Approvals (confirm = true) are questions a sink answers later
+ *    (ad_agent_approve); every question of a step goes out before any of
+ *    its calls starts, and none starts before the last answer.
  *
  * Failures (docs/failures.md has the full table): connect failures and other
  * transient network errors, HTTP 408/409/429/500/502/503/504, an empty body
@@ -69,6 +76,7 @@ typedef struct tool_call {
     size_t args_len;
     double timeout_s;      /* 0 = none */
     bool answered;         /* its result was decided here (approval, no tools) */
+    bool needs_approval;   /* waits for ad_agent_approve() */
     ad_tool_result result; /* when answered */
     size_t hi;             /* otherwise: its position in the host's batch */
     const ad_call_outcome *out; /* the host's outcome (valid until its on_done returns) */
@@ -123,14 +131,20 @@ struct ad_agent {
     size_t *hosted;    /* the host batch's calls: their index in calls */
     size_t reported;   /* calls whose tool_result event went out (a prefix) */
     ad_tool_batch *tb; /* the host runs them; NULL when not waiting */
-    ad_agent_approve_fn approve;
-    void *approve_ud;
     bool yes;            /* approve every call that needs confirmation */
-    ad_agent_message_fn observer;
-    void *observer_ud;
+    size_t approvals;    /* calls of the step still waiting for a decision */
+    bool asking;         /* approval events are going out (ask_approvals) */
+
+    /* flow (the hub's hook): while the hub holds events, nothing new starts */
+    bool flow_paused;
+    int deferred;        /* DEFER_*: what waits for the hub */
 };
 
+/* What waits while the hub holds events (on_flow). */
+enum { DEFER_NONE = 0, DEFER_STEP, DEFER_TOOLS };
+
 static void start_step(ad_agent *a);
+static void run_tools(ad_agent *a);
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -144,13 +158,12 @@ static void emit_step_finish(ad_agent *a)
 }
 
 /* Every message enters the conversation through a->conv, which reports it
- * here, so an observer (the session store) sees each one as soon as it
+ * here, so the sinks (the session store) see each one as soon as it
  * exists. */
 static void on_conv_append(void *ud, json_object *m)
 {
     ad_agent *a = ud;
-    if (a->observer)
-        a->observer(a->observer_ud, m, a->step);
+    ad_events_message(a->ev, a->step, m);
 }
 
 /* The run is cancelled while the model answers: what it said so far (text
@@ -180,9 +193,12 @@ static void end_run(ad_agent *a, int status)
     if (!a->running)
         return;
     a->running = false;
-    ad_events_commit_text(a->ev);
+    uv_timer_stop(&a->retry_timer); /* nothing of this run goes on (a cancel from an event) */
+    a->deferred = DEFER_NONE;
+    a->approvals = 0;
     /* Between runs nothing retries: the conversation is not held twice. */
     release_body(a);
+    ad_events_end(a->ev, a->step, status);
     ad_agent_done_fn cb = a->on_done;
     void *ud = a->ud;
     a->on_done = NULL;
@@ -202,7 +218,7 @@ static void calls_free(ad_agent *a)
     free(a->hosted);
     a->calls = NULL;
     a->hosted = NULL;
-    a->ncalls = a->reported = 0;
+    a->ncalls = a->reported = a->approvals = 0;
 }
 
 /* ---- request ----------------------------------------------------------- */
@@ -343,9 +359,19 @@ static void sse_error(ad_agent *a, int rc)
     a->has_err = true;
 }
 
+static int feed(ad_agent *a, long status, const char *ctype, const char *data, size_t len);
+
+/* Body bytes. A sink that cancelled the run from inside the events they
+ * caused (ad_agent_cancel) has the exchange aborted here. */
 static int on_data(void *ud, long status, const char *ctype, const char *data, size_t len)
 {
     ad_agent *a = ud;
+    int rc = feed(a, status, ctype, data, len);
+    return rc || a->cancelled;
+}
+
+static int feed(ad_agent *a, long status, const char *ctype, const char *data, size_t len)
+{
     if (a->mode == 0) {
         if (status < 200 || status >= 300)
             a->mode = 3;
@@ -468,6 +494,8 @@ static bool maybe_retry(ad_agent *a, const char *reason, double retry_after_s)
         wait = a->cfg->max_retry_wait_s;
     ad_events_retry(a->ev, a->step, a->attempt, why.data ? why.data : reason, wait);
     ad_buf_free(&why);
+    if (a->cancelled)
+        return true; /* by a sink, from the event: the run ends from the loop */
     uv_update_time(a->loop);
     uv_timer_start(&a->retry_timer, on_retry_timer, (uint64_t)(wait * 1000), 0);
     return true;
@@ -518,8 +546,10 @@ static void answer(tool_call *c, const char *fmt, ...)
  * first one still running. */
 static void report_results(ad_agent *a)
 {
-    for (; a->reported < a->ncalls && a->calls[a->reported].ready; a->reported++) {
-        const tool_call *c = &a->calls[a->reported];
+    /* Counted before the event: a sink that cancels the run from inside it
+     * makes the rest reported from in there. */
+    while (a->reported < a->ncalls && a->calls[a->reported].ready) {
+        const tool_call *c = &a->calls[a->reported++];
         const ad_tool_result *r = c->out ? &c->out->result : &c->result;
         ad_events_tool_result(a->ev, a->step, c->id, c->name, r->content ? r->content : "",
                               r->content ? r->len : 0, r->is_error,
@@ -527,12 +557,19 @@ static void report_results(ad_agent *a)
     }
 }
 
-/* Asks for every call of a tool configured with confirm = true whether it
- * may run, before any call of the step starts; a call that may not gets
- * its answer here. Returns false when the user cancelled the turn (the
- * calls not answered then never start). */
+/*
+ * Approvals. A call of a tool configured with confirm = true runs only once
+ * a sink that answers approvals (AD_SINK_APPROVES: the REPL's prompt) said
+ * yes through ad_agent_approve(); with none, such calls are denied at once
+ * (--yes allows them all, unasked). Every question goes out before any call
+ * of the step starts, and no call starts before the last answer: a "cancel"
+ * answer, or ad_agent_cancel() while the answers are awaited, starts none.
+ * Returns true when answers are still awaited (ad_agent_approve goes on).
+ */
 static bool ask_approvals(ad_agent *a)
 {
+    bool anyone = ad_events_can_approve(a->ev);
+    a->approvals = 0;
     for (size_t i = 0; i < a->ncalls; i++) {
         tool_call *c = &a->calls[i];
         bool confirm;
@@ -543,22 +580,27 @@ static bool ask_approvals(ad_agent *a)
         ad_config_tool(a->cfg, c->name, &c->timeout_s, &confirm, &iso);
         if (!confirm || a->yes)
             continue;
-        int d = a->approve ? a->approve(a->approve_ud, c->name, c->args, c->args_len)
-                           : AD_APPROVE_UNASKED;
-        if (d == AD_APPROVE_UNASKED) {
+        if (!anyone) {
             answer(c, "tool '%s' needs approval (confirm = true) and none was given; it was not "
                       "run",
                    c->name);
-        } else if (d == AD_APPROVE_NO) {
-            answer(c, "the user denied running tool '%s'", c->name);
-        } else if (d == AD_APPROVE_CANCEL) {
-            answer(c, "the user cancelled the turn when asked to approve tool '%s'; it was not "
-                      "run",
-                   c->name);
-            return false;
+            continue;
         }
+        c->needs_approval = true;
+        a->approvals++;
     }
-    return true;
+    if (a->approvals == 0)
+        return false;
+    /* An answer may come from inside the event (the REPL asks on the
+     * terminal there): it is only recorded until every question is out. */
+    a->asking = true;
+    for (size_t i = 0; i < a->ncalls && !a->cancelled; i++) {
+        tool_call *c = &a->calls[i];
+        if (c->needs_approval)
+            ad_events_approval(a->ev, a->step, c->id, c->name, c->args, c->args_len);
+    }
+    a->asking = false;
+    return a->approvals > 0 && !a->cancelled;
 }
 
 /* Every call has its result (o: the host's, for the calls it ran; NULL
@@ -617,15 +659,11 @@ static void on_tools_done(void *ud, const ad_call_outcome *o, size_t n)
     finish_tools(a, o, n);
 }
 
-static void run_tools(ad_agent *a)
+/* Every decision is in: the calls nobody answered go to the host. */
+static void start_tools(ad_agent *a)
 {
-    if (!a->tools)
-        for (size_t i = 0; i < a->ncalls; i++)
-            answer(&a->calls[i], "unknown tool '%s': no tools are loaded", a->calls[i].name);
-    bool go = ask_approvals(a);
     report_results(a);
-    if (!go) {
-        a->cancelled = true;
+    if (a->cancelled) {
         finish_tools(a, NULL, 0);
         return;
     }
@@ -664,12 +702,27 @@ static void run_tools(ad_agent *a)
     }
 }
 
+static void run_tools(ad_agent *a)
+{
+    /* No tool starts before the message asking for it reached every sink
+     * (the session store: it is on disk). */
+    if (a->flow_paused) {
+        a->deferred = DEFER_TOOLS;
+        return;
+    }
+    if (!a->tools)
+        for (size_t i = 0; i < a->ncalls; i++)
+            answer(&a->calls[i], "unknown tool '%s': no tools are loaded", a->calls[i].name);
+    if (ask_approvals(a))
+        return;
+    start_tools(a);
+}
+
 /* ---- the step ---------------------------------------------------------- */
 
 static void response_done(ad_agent *a)
 {
     ad_response *r = ad_stream_response(a->stream);
-    ad_events_commit_text(a->ev); /* complete: no retry takes it back now */
     ad_usage_add(&a->usage, r->usage);
     const char *fr = r->finish_reason ? r->finish_reason : "";
     bool cut = strcmp(fr, "length") == 0 || strcmp(fr, "content_filter") == 0;
@@ -714,9 +767,9 @@ static void response_done(ad_agent *a)
     if (a->step >= a->cfg->max_steps) {
         /* The calls the model asked for in vain: reported, marked not run. */
         for (size_t i = 0; i < r->ncalls; i++)
-            ad_events_tool_not_run(a->ev, a->step, r->calls[i].id, r->calls[i].name,
-                                   r->calls[i].args.data ? r->calls[i].args.data : "{}",
-                                   r->calls[i].args.data ? r->calls[i].args.len : 2);
+            ad_events_tool_call(a->ev, a->step, r->calls[i].id, r->calls[i].name,
+                                r->calls[i].args.data ? r->calls[i].args.data : "{}",
+                                r->calls[i].args.data ? r->calls[i].args.len : 2, true);
         emit_step_finish(a);
         ad_events_error(a->ev,
                         "max_steps (%d) reached and the model still asks for %zu tool call(s); "
@@ -756,7 +809,7 @@ static void response_done(ad_agent *a)
     a->tools_ran = true;
     for (size_t i = 0; i < a->ncalls; i++)
         ad_events_tool_call(a->ev, a->step, a->calls[i].id, a->calls[i].name, a->calls[i].args,
-                            a->calls[i].args_len);
+                            a->calls[i].args_len, false);
     run_tools(a);
 }
 
@@ -821,6 +874,8 @@ static void on_xfer_done(void *ud, const ad_xfer_result *res)
     ad_agent *a = ud;
     a->req = NULL;
     if (a->cancelled) {
+        /* Cancelled by a sink while the response arrived (on_data). */
+        keep_partial_answer(a, true);
         end_run(a, AD_RUN_CANCELLED);
         return;
     }
@@ -917,6 +972,12 @@ static void start_step(ad_agent *a)
         end_run(a, AD_RUN_CANCELLED);
         return;
     }
+    /* No request goes out before the messages it carries reached every
+     * sink (the session store: they are on disk). */
+    if (a->flow_paused) {
+        a->deferred = DEFER_STEP;
+        return;
+    }
     if (a->attempt == 0) {
         /* Built once per step, sent from the request object's own buffer
          * by every attempt: no copy of the conversation is made. */
@@ -934,8 +995,9 @@ static void start_step(ad_agent *a)
     }
     /* Text shown from here on can still be taken back only while a retry
      * may repeat the step after output (maybe_retry). */
-    ad_events_step_begin(a->ev, a->step,
-                         !a->tools_ran && a->attempt < a->cfg->max_retries);
+    ad_events_step_start(a->ev, a->step, !a->tools_ran && a->attempt < a->cfg->max_retries);
+    if (a->cancelled)
+        return; /* by a sink, from the event: the run ends from the loop */
     a->mode = 0;
     a->has_err = false;
     a->err[0] = '\0';
@@ -959,6 +1021,29 @@ static void start_step(ad_agent *a)
     a->req = ad_xfer_start(a->transport, &q, &cb, a);
     if (!a->req)
         fail(a, "cannot start a request to %s", a->url);
+    else if (a->flow_paused) /* a sink paused on the step's start */
+        ad_xfer_pause(a->req, true);
+}
+
+/* The hub's flow hook (events.h). Paused, the exchange stops reading (the
+ * transport keeps what it has, the socket fills, the server waits), and
+ * what would start next (a step's request, the step's tools) waits until
+ * the hub has delivered everything. */
+static void on_flow(void *ud, bool paused)
+{
+    ad_agent *a = ud;
+    a->flow_paused = paused;
+    if (a->req)
+        ad_xfer_pause(a->req, paused);
+    /* Resuming the exchange may have delivered data that paused it again. */
+    if (paused || a->flow_paused || !a->running)
+        return;
+    int d = a->deferred;
+    a->deferred = DEFER_NONE;
+    if (d == DEFER_STEP)
+        start_step(a);
+    else if (d == DEFER_TOOLS && a->calls)
+        run_tools(a);
 }
 
 /* ---- public ------------------------------------------------------------ */
@@ -1022,6 +1107,7 @@ ad_agent *ad_agent_new(const ad_agent_opts *o)
         goto fail;
     uv_timer_init(a->loop, &a->retry_timer);
     a->retry_timer.data = a;
+    ad_events_set_flow(a->ev, on_flow, a);
     return a;
 fail:
     ad_agent_free(a);
@@ -1040,6 +1126,7 @@ void ad_agent_free(ad_agent *a)
     if (a->req)
         ad_xfer_cancel(a->req);
     a->req = NULL;
+    ad_events_set_flow(a->ev, NULL, NULL);
     free(a->model);
     ad_conv_free(a->conv);
     json_object_put(a->tools_json);
@@ -1090,12 +1177,26 @@ int ad_agent_run(ad_agent *a, const char *prompt, ad_agent_done_fn on_done, void
     return AD_OK;
 }
 
+static void on_cancel_timer(uv_timer_t *t)
+{
+    ad_agent_cancel(t->data);
+}
+
 void ad_agent_cancel(ad_agent *a)
 {
     if (!a->running)
         return;
     a->cancelled = true;
     uv_timer_stop(&a->retry_timer);
+    if (ad_events_delivering(a->ev)) {
+        /* From a sink's event: the agent is in the middle of its own work
+         * further down the stack. Nothing new starts from now on (the
+         * flag; on_data aborts the exchange), and the run ends from the
+         * loop right after, if it has not ended by then. */
+        uv_timer_start(&a->retry_timer, on_cancel_timer, 0, 0);
+        return;
+    }
+    a->deferred = DEFER_NONE;
     if (a->req) {
         ad_xfer_cancel(a->req);
         a->req = NULL;
@@ -1109,29 +1210,77 @@ void ad_agent_cancel(ad_agent *a)
         ad_tool_batch_cancel(a->tb);
         return;
     }
+    if (a->calls) {
+        /* Waiting for approvals or for the hub: no call started, each
+         * gets "not run". */
+        finish_tools(a, NULL, 0);
+        return;
+    }
     /* Waiting to retry: the step's partial text was given up already. */
     keep_partial_answer(a, false);
     end_run(a, AD_RUN_CANCELLED);
 }
 
-void ad_agent_set_approver(ad_agent *a, ad_agent_approve_fn fn, void *ud, bool yes)
+void ad_agent_set_yes(ad_agent *a, bool yes)
 {
-    a->approve = fn;
-    a->approve_ud = ud;
     a->yes = yes;
 }
 
-void ad_agent_set_observer(ad_agent *a, ad_agent_message_fn fn, void *ud)
+/* The waiting call of the step with that id: the id itself, or as a sink
+ * saw it (events are redacted: an id can hold the key). */
+static tool_call *waiting_call(ad_agent *a, const char *call_id)
 {
-    a->observer = fn;
-    a->observer_ud = ud;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < a->ncalls; i++) {
+            tool_call *c = &a->calls[i];
+            if (!c->needs_approval)
+                continue;
+            char *r = pass ? ad_redact(c->id, strlen(c->id), a->cfg->api_key, NULL) : NULL;
+            bool same = (pass == 0 || r) && strcmp(r ? r : c->id, call_id) == 0;
+            free(r);
+            if (same)
+                return c;
+        }
+    }
+    return NULL;
+}
+
+int ad_agent_approve(ad_agent *a, const char *call_id, int decision)
+{
+    tool_call *c = call_id && a->running && !a->tb ? waiting_call(a, call_id) : NULL;
+    if (!c)
+        return AD_EINVAL;
+    c->needs_approval = false;
+    a->approvals--;
+    switch (decision) {
+    case AD_APPROVE_YES:
+    case AD_APPROVE_ALWAYS:
+        break;
+    case AD_APPROVE_CANCEL:
+        answer(c, "the user cancelled the turn when asked to approve tool '%s'; it was not run",
+               c->name);
+        a->cancelled = true;
+        break;
+    case AD_APPROVE_UNASKED:
+        answer(c, "tool '%s' needs approval (confirm = true) and none was given; it was not run",
+               c->name);
+        break;
+    default:
+        answer(c, "the user denied running tool '%s'", c->name);
+    }
+    if (!a->asking && (a->cancelled || a->approvals == 0))
+        start_tools(a);
+    return AD_OK;
 }
 
 int ad_agent_load_messages(ad_agent *a, json_object *messages)
 {
     if (a->running)
         return AD_EINVAL;
-    return ad_conv_replace(a->conv, messages);
+    int rc = ad_conv_replace(a->conv, messages);
+    if (rc == AD_OK)
+        ad_events_history(a->ev, ad_conv_messages(a->conv));
+    return rc;
 }
 
 json_object *ad_agent_messages(ad_agent *a)

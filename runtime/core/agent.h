@@ -39,24 +39,27 @@ typedef struct ad_agent_opts {
     ad_transport *transport; /* carries the requests (provider/transport.h) */
     const ad_config *cfg;
     ad_tool_host *tools; /* may be NULL: no tools (shared: many agents may use one) */
-    ad_events *events;
+    ad_events *events;   /* may be NULL: nobody listens */
 } ad_agent_opts;
 
 typedef void (*ad_agent_done_fn)(void *ud, int status);
 
-/* Answers of an approver for a tool configured with confirm = true. */
+/* Decisions on a call of a tool configured with confirm = true. */
 enum {
-    AD_APPROVE_UNASKED = -1, /* nobody to ask: the call is denied */
+    AD_APPROVE_UNASKED = -1, /* nobody could be asked: the call is denied */
     AD_APPROVE_NO = 0,
     AD_APPROVE_YES = 1,
     AD_APPROVE_ALWAYS = 2, /* yes; the approver remembers it */
     AD_APPROVE_CANCEL = 3  /* no, and cancel the run: no call of the step starts */
 };
-/* Asked on the loop thread before such a call runs; args borrowed. */
-typedef int (*ad_agent_approve_fn)(void *ud, const char *tool, const char *args, size_t args_len);
 
 /* Returns a new agent with an empty conversation (plus the configured
- * system prompt); caller frees with ad_agent_free(). NULL on ENOMEM. */
+ * system prompt); caller frees with ad_agent_free(). NULL on ENOMEM. The
+ * agent is the producer of opts->events (it takes the hub's flow hook) and
+ * reports there: every message it appends (MESSAGE), a replaced
+ * conversation (HISTORY), and the run's events. While the hub holds events
+ * (a sink paused: events.h) the agent's transfer is paused, and neither the
+ * next request nor the step's tool calls start. */
 ad_agent *ad_agent_new(const ad_agent_opts *opts);
 /* Releases the agent; a run must not be in progress. Closes its handles:
  * run the loop once more afterwards. */
@@ -73,21 +76,25 @@ int ad_agent_run(ad_agent *a, const char *prompt, ad_agent_done_fn on_done, void
  * model had streamed stays as its answer, marked as cut short; a prompt
  * without any answer gets a marked empty one (as ad_agent_run() gives one
  * to a prompt left unanswered by an earlier run): the conversation never
- * holds two user messages in a row. */
+ * holds two user messages in a row. Called from inside a sink's event (the
+ * agent is then in the middle of its work), the run stops there and ends
+ * from the loop right after the delivery: on_done comes then. */
 void ad_agent_cancel(ad_agent *a);
 
-/* Who approves calls of tools that need confirmation (NULL: nobody, so
- * they are denied); yes = true approves all of them without asking. */
-void ad_agent_set_approver(ad_agent *a, ad_agent_approve_fn fn, void *ud, bool yes);
-
-/* Called on the loop thread with every message appended to the
- * conversation (user, assistant, tool), right after it was appended; msg is
- * borrowed. step is the step it belongs to (the prompt: the step that follows). */
-typedef void (*ad_agent_message_fn)(void *ud, json_object *msg, int step);
-void ad_agent_set_observer(ad_agent *a, ad_agent_message_fn fn, void *ud);
+/* Calls of tools configured with confirm = true: before any call of the
+ * step starts, the agent emits AD_EV_APPROVAL for each and waits for every
+ * answer, given through ad_agent_approve() by a sink with AD_SINK_APPROVES
+ * (from its event callback or later, on the loop thread). With no such sink
+ * the calls are denied at once. yes = true (--yes) runs them unasked. */
+void ad_agent_set_yes(ad_agent *a, bool yes);
+/* Answers the approval event of the call call_id (as the event carried
+ * it) with AD_APPROVE_*. Returns 0, or AD_EINVAL when no call with that id
+ * waits for an answer (answered already, or the run was cancelled). */
+int ad_agent_approve(ad_agent *a, const char *call_id, int decision);
 
 /* Replaces the conversation by a deep copy of `messages` (a JSON array, as
- * ad_agent_messages() gives), e.g. a resumed session. Not during a run. */
+ * ad_agent_messages() gives), e.g. a resumed session, and emits HISTORY.
+ * Not during a run. */
 int ad_agent_load_messages(ad_agent *a, json_object *messages);
 
 /* The conversation's messages (ad_conv_messages). Borrowed. */

@@ -1,586 +1,490 @@
 /*
- * events.c -- event output (see events.h).
+ * events.c -- the event hub (see events.h).
  *
- * JSON events are built by hand into one reusable buffer (json-c's string
- * escaping via json_object_to_json_string would allocate an object per
- * delta, and text deltas are the hot path), then written with a single
- * fwrite and flushed, so a consumer reading line by line never sees half an
- * event. Text mode writes deltas straight to stdout, flushing at once on a
- * terminal and at the end of each step otherwise. An observer (the REPL's
- * renderer) sees every text-mode event first, redacted, and may show it its
- * own way instead.
+ * Data flow: a builder fills an ad_event on the stack -> ad_events_emit()
+ * redacts its strings into temporary copies (text deltas are not scanned:
+ * they arrive redacted) -> either every sink gets it at once (the usual
+ * case: nothing held, nobody paused, no delivery in progress), or it is
+ * copied to the tail of the held list. settle() delivers the held events in
+ * order as long as nobody is paused, and tells the producer whether the hub
+ * holds anything (the flow hook), only when that changed.
  *
- * Text-mode answer text goes through an ad_textout (textout.h), which
- * neutralises it on a terminal and can take a step's text back when a retry
- * repeats the step; the REPL writes its answer text through the same one
- * (ad_events_put_text).
+ * Invariants:
+ *  - A text delta that can be delivered at once costs no allocation.
+ *  - Events are delivered in emission order; a delivery never nests inside
+ *    another (depth > 0 means "hold").
+ *  - flow_paused is what the producer was last told; false is only ever
+ *    said at depth 0, after everything held was delivered.
  */
 #include "core/events.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "base/buf.h"
 #include "base/text.h"
-#include "sinks/textout.h"
+
+typedef struct held {
+    struct held *next;
+    size_t size; /* counted in held_bytes */
+    ad_event ev; /* strings point into the block after it */
+} held;
 
 struct ad_events {
-    FILE *out;
-    FILE *err;
-    bool json;
-    bool out_tty;
-    bool quiet;
-    bool text_open; /* text mode: the answer's last line has no newline yet */
-    ad_events_tap_fn tap;
-    void *tap_ud;
+    ad_sink *sinks; /* in the order added */
     char *secret;
     size_t secret_len;
-    ad_buf line; /* reused for every JSON event */
-    ad_events_observer_fn observer;
-    void *observer_ud;
-    ad_textout *tout; /* text mode: the answer's writer; NULL: plain fwrite */
+    char *conv_id;
+    ad_events_flow_fn flow;
+    void *flow_ud;
+    bool flow_paused; /* what the producer was last told */
+    unsigned npaused; /* sinks that returned AD_SINK_PAUSE and did not resume */
+    unsigned depth;   /* deliveries in progress */
+    held *head, *tail;
+    size_t held_bytes;
+    ad_event text_ev; /* the text delta's event, all but step/text/len set */
 };
 
-ad_events *ad_events_new(FILE *out, FILE *err, bool json)
+void ad_sink_close(ad_sink *s)
 {
-    ad_events *e = calloc(1, sizeof *e);
-    if (!e)
-        return NULL;
-    e->out = out;
-    e->err = err;
-    e->json = json;
-    e->out_tty = isatty(fileno(out));
-    /* Text mode to a pipe or file flushes at each step's end: a large
-     * buffer turns a long answer's thousands of deltas into a few writes. */
-    if (!e->out_tty && !json)
-        setvbuf(out, NULL, _IOFBF, 64u << 10);
-    if (!json)
-        e->tout = ad_textout_new(out);
+    if (s && s->vt && s->vt->close)
+        s->vt->close(s);
+}
+
+ad_events *ad_events_new(void)
+{
+    ad_events *e = calloc(1, sizeof(ad_events));
+    if (e)
+        e->text_ev.kind = AD_EV_TEXT;
     return e;
+}
+
+static void held_free(held *h)
+{
+    json_object_put(h->ev.usage);
+    json_object_put(h->ev.message);
+    free(h);
+}
+
+static void unlink_sink(ad_events *e, ad_sink *s)
+{
+    for (ad_sink **pp = &e->sinks; *pp; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    }
+    if (s->paused) {
+        s->paused = false;
+        e->npaused--;
+    }
+    s->next = NULL;
+    s->hub = NULL;
+}
+
+static void wipe_secret(ad_events *e)
+{
+    if (e->secret) {
+        memset(e->secret, 0, e->secret_len);
+        free(e->secret);
+    }
+    e->secret = NULL;
+    e->secret_len = 0;
 }
 
 void ad_events_free(ad_events *e)
 {
     if (!e)
         return;
-    if (e->secret) {
-        memset(e->secret, 0, e->secret_len);
-        free(e->secret);
+    /* Nothing held is delivered any more; the producer is gone or going. */
+    e->flow = NULL;
+    while (e->head) {
+        held *h = e->head;
+        e->head = h->next;
+        held_free(h);
     }
-    ad_buf_free(&e->line);
-    ad_textout_free(e->tout);
+    e->tail = NULL;
+    e->held_bytes = 0;
+    while (e->sinks) {
+        ad_sink *s = e->sinks;
+        const ad_sink_vt *vt = s->vt;
+        unlink_sink(e, s);
+        s->hub = e; /* what it reports at its close goes to the ones after it */
+        if (vt && vt->close)
+            vt->close(s);
+    }
+    wipe_secret(e);
+    free(e->conv_id);
     free(e);
+}
+
+void ad_events_add(ad_events *e, ad_sink *s)
+{
+    ad_sink **pp = &e->sinks;
+    while (*pp)
+        pp = &(*pp)->next;
+    s->next = NULL;
+    s->paused = false;
+    s->hub = e;
+    *pp = s;
+}
+
+static void settle(ad_events *e);
+
+void ad_events_remove(ad_events *e, ad_sink *s)
+{
+    if (s->hub != e)
+        return;
+    unlink_sink(e, s);
+    if (e->depth == 0)
+        settle(e);
+}
+
+void ad_events_close_sink(ad_events *e, ad_sink *s)
+{
+    if (!s)
+        return;
+    if (s->hub != e) {
+        ad_sink_close(s);
+        return;
+    }
+    /* Its close may report (a store that could not write): it must not
+     * get that report itself, nor be asked to pause the others. */
+    const ad_sink_vt *vt = s->vt;
+    ad_events_remove(e, s);
+    s->hub = e;
+    if (vt && vt->close)
+        vt->close(s);
 }
 
 void ad_events_set_secret(ad_events *e, const char *secret)
 {
-    if (e->secret) {
-        memset(e->secret, 0, e->secret_len);
-        free(e->secret);
-        e->secret = NULL;
-        e->secret_len = 0;
-    }
+    wipe_secret(e);
     if (secret && secret[0]) {
         e->secret = ad_strdup(secret);
         e->secret_len = e->secret ? strlen(secret) : 0;
     }
 }
 
-void ad_events_set_quiet(ad_events *e, bool quiet)
+const char *ad_events_secret(const ad_events *e)
 {
-    e->quiet = quiet;
+    return e->secret;
 }
 
-void ad_events_set_observer(ad_events *e, ad_events_observer_fn fn, void *ud)
+void ad_events_set_conv_id(ad_events *e, const char *id)
 {
-    e->observer = fn;
-    e->observer_ud = ud;
+    free(e->conv_id);
+    e->conv_id = id ? ad_strdup(id) : NULL;
+    e->text_ev.conv_id = e->conv_id;
 }
 
-static bool observe(ad_events *e, ad_event *ev);
-
-void ad_events_set_tap(ad_events *e, ad_events_tap_fn fn, void *ud)
+void ad_events_set_flow(ad_events *e, ad_events_flow_fn fn, void *ud)
 {
-    e->tap = fn;
-    e->tap_ud = ud;
-}
-
-/* Builds the tap's object only when there is a tap: never on the hot path. */
-static void tap_tool_result(ad_events *e, int step, const char *id, const char *name,
-                            bool is_error, double seconds)
-{
-    json_object *o = json_object_new_object();
-    if (!o)
+    if (!e)
         return;
-    json_object_object_add(o, "type", json_object_new_string("tool_result"));
-    json_object_object_add(o, "step", json_object_new_int(step));
-    json_object_object_add(o, "id", json_object_new_string(id ? id : ""));
-    json_object_object_add(o, "name", json_object_new_string(name ? name : ""));
-    json_object_object_add(o, "is_error", json_object_new_boolean(is_error));
-    json_object_object_add(o, "seconds", json_object_new_double(seconds));
-    e->tap(e->tap_ud, o);
-    json_object_put(o);
+    e->flow = fn;
+    e->flow_ud = ud;
+    e->flow_paused = false;
 }
 
-static void tap_step_finish(ad_events *e, int step, const char *finish_reason, json_object *usage)
+bool ad_events_paused(const ad_events *e)
 {
-    json_object *o = json_object_new_object();
-    if (!o)
+    return e && (e->head != NULL || e->npaused > 0);
+}
+
+bool ad_events_delivering(const ad_events *e)
+{
+    return e && e->depth > 0;
+}
+
+size_t ad_events_held(const ad_events *e)
+{
+    return e->held_bytes;
+}
+
+bool ad_events_can_approve(const ad_events *e)
+{
+    for (const ad_sink *s = e ? e->sinks : NULL; s; s = s->next)
+        if (s->flags & AD_SINK_APPROVES)
+            return true;
+    return false;
+}
+
+/* Tells the producer when what it should do changed. */
+static void tell(ad_events *e, bool paused)
+{
+    if (e->flow_paused == paused)
         return;
-    json_object_object_add(o, "type", json_object_new_string("step_finish"));
-    json_object_object_add(o, "step", json_object_new_int(step));
-    json_object_object_add(o, "finish_reason",
-                           finish_reason ? json_object_new_string(finish_reason) : NULL);
-    json_object_object_add(o, "usage", usage ? json_object_get(usage) : NULL);
-    e->tap(e->tap_ud, o);
-    json_object_put(o);
+    e->flow_paused = paused;
+    if (e->flow)
+        e->flow(e->flow_ud, paused);
 }
 
-/* Hands ev to the observer with its strings redacted; true: it showed it. */
-static bool observe(ad_events *e, ad_event *ev)
+static inline void deliver(ad_events *e, const ad_event *ev)
 {
-    if (!e->observer || e->json)
-        return false;
-    const char *keep[2] = {ev->name, ev->text};
-    char *r[2] = {NULL, NULL};
-    size_t rl = 0;
-    if (ev->text && (r[1] = ad_redact(ev->text, ev->len, e->secret, &rl)) != NULL) {
-        ev->text = r[1];
-        ev->len = rl;
+    e->depth++;
+    for (ad_sink *s = e->sinks, *next; s; s = next) {
+        next = s->next;
+        if (s->vt->event(s, ev) == AD_SINK_PAUSE && !s->paused && s->hub == e) {
+            s->paused = true;
+            e->npaused++;
+        }
     }
-    if (ev->name && (r[0] = ad_redact(ev->name, strlen(ev->name), e->secret, NULL)) != NULL)
-        ev->name = r[0];
-    bool shown = e->observer(e->observer_ud, ev);
-    ev->name = keep[0];
-    ev->text = keep[1];
-    free(r[0]);
-    free(r[1]);
-    return shown;
+    e->depth--;
 }
 
-/* Appends s as a JSON string literal (with quotes). Invalid UTF-8 bytes are
- * replaced with U+FFFD so every line stays valid JSON. */
-static void put_json_string(ad_buf *b, const char *s, size_t len)
+/* Delivers what is held while nobody is paused; then tells the producer.
+ * Only at depth 0. */
+static void settle(ad_events *e)
 {
-    static const char hex[] = "0123456789abcdef";
-    ad_buf_reserve(b, len + 2);
-    ad_buf_putc(b, '"');
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    const unsigned char *run = p;
-    while (p < end) {
-        unsigned char c = *p;
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
-            p++;
-            continue;
-        }
-        if (c >= 0x80) {
-            size_t n;
-            if (ad_utf8_seq(p, (size_t)(end - p), &n)) {
-                p += n;
-                continue;
-            }
-            /* One U+FFFD per invalid byte. */
-            ad_buf_append(b, run, (size_t)(p - run));
-            ad_buf_puts(b, "\xef\xbf\xbd");
-            p++;
-            run = p;
-            continue;
-        }
-        ad_buf_append(b, run, (size_t)(p - run));
-        switch (c) {
-        case '"':
-            ad_buf_puts(b, "\\\"");
-            break;
-        case '\\':
-            ad_buf_puts(b, "\\\\");
-            break;
-        case '\n':
-            ad_buf_puts(b, "\\n");
-            break;
-        case '\r':
-            ad_buf_puts(b, "\\r");
-            break;
-        case '\t':
-            ad_buf_puts(b, "\\t");
-            break;
-        default: {
-            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            ad_buf_append(b, u, 6);
-        }
-        }
-        p++;
-        run = p;
+    while (e->head && e->npaused == 0) {
+        held *h = e->head;
+        e->head = h->next;
+        if (!e->head)
+            e->tail = NULL;
+        e->held_bytes -= h->size;
+        deliver(e, &h->ev);
+        held_free(h);
     }
-    ad_buf_append(b, run, (size_t)(p - run));
-    ad_buf_putc(b, '"');
+    tell(e, ad_events_paused(e));
 }
 
-/* A string field, redacted. */
-static void put_str(ad_events *e, const char *s, size_t len)
+void ad_events_resume(ad_events *e, ad_sink *s)
 {
-    size_t rl;
-    char *r = ad_redact(s, len, e->secret, &rl);
-    if (r) {
-        put_json_string(&e->line, r, rl);
-        free(r);
-    } else {
-        put_json_string(&e->line, s, len);
-    }
+    if (!s->paused || s->hub != e)
+        return;
+    s->paused = false;
+    e->npaused--;
+    if (e->depth == 0)
+        settle(e);
 }
 
-static void put_strz(ad_events *e, const char *s)
+static size_t slen(const char *s)
+{
+    return s ? strlen(s) + 1 : 0;
+}
+
+static const char *put(char **p, const char *s, size_t n)
 {
     if (!s)
-        ad_buf_puts(&e->line, "null");
+        return NULL;
+    char *d = *p;
+    memcpy(d, s, n);
+    *p += n;
+    return d;
+}
+
+/* Copies ev (already redacted) to the tail of the held list. */
+static void hold(ad_events *e, const ad_event *ev)
+{
+    size_t nconv = slen(ev->conv_id), nid = slen(ev->id), nname = slen(ev->name);
+    size_t nreason = slen(ev->finish_reason), ntext = ev->text ? ev->len + 1 : 0;
+    size_t size = sizeof(held) + nconv + nid + nname + nreason + ntext;
+    held *h = malloc(size);
+    if (!h)
+        return; /* out of memory: lost, like an event a full disk drops */
+    h->next = NULL;
+    h->size = size;
+    h->ev = *ev;
+    char *p = (char *)(h + 1);
+    h->ev.conv_id = put(&p, ev->conv_id, nconv);
+    h->ev.id = put(&p, ev->id, nid);
+    h->ev.name = put(&p, ev->name, nname);
+    h->ev.finish_reason = put(&p, ev->finish_reason, nreason);
+    if (ev->text) {
+        memcpy(p, ev->text, ev->len);
+        p[ev->len] = '\0';
+        h->ev.text = p;
+    }
+    /* Usage is small and the producer may change its totals later. */
+    h->ev.usage = NULL;
+    if (ev->usage && json_object_deep_copy(ev->usage, &h->ev.usage, NULL) != 0)
+        h->ev.usage = NULL;
+    /* A message never changes once appended; the conversation array does
+     * (it grows): HISTORY keeps its members as they are now. */
+    h->ev.message = NULL;
+    if (ev->kind == AD_EV_HISTORY && json_object_is_type(ev->message, json_type_array)) {
+        json_object *a = json_object_new_array();
+        for (size_t i = 0; a && i < json_object_array_length(ev->message); i++)
+            json_object_array_add(a, json_object_get(json_object_array_get_idx(ev->message, i)));
+        h->ev.message = a;
+    } else if (ev->message) {
+        h->ev.message = json_object_get(ev->message);
+    }
+    if (e->tail)
+        e->tail->next = h;
     else
-        put_str(e, s, strlen(s));
+        e->head = h;
+    e->tail = h;
+    e->held_bytes += size;
 }
 
-static void emit(ad_events *e)
+/* Hands ev on: at once, or held. */
+static void pass(ad_events *e, const ad_event *ev)
 {
-    ad_buf_putc(&e->line, '\n');
-    fwrite(e->line.data, 1, e->line.len, e->out);
-    fflush(e->out);
-    ad_buf_reset(&e->line);
-}
-
-static void put_usage(ad_events *e, json_object *usage)
-{
-    if (!usage) {
-        ad_buf_puts(&e->line, "null");
+    if (!e->head && e->npaused == 0 && e->depth == 0) {
+        deliver(e, ev);
+        settle(e);
         return;
     }
-    /* The provider's values are passed on: a value can echo the key. */
-    json_object *r = e->secret ? ad_redact_json(usage, e->secret) : NULL;
-    ad_buf_puts(&e->line, json_object_to_json_string_ext(r ? r : usage, JSON_C_TO_STRING_PLAIN));
-    json_object_put(r);
+    hold(e, ev);
+    if (e->depth == 0)
+        settle(e);
+    else
+        tell(e, true); /* settled when the delivery in progress is over */
 }
 
-/* Writes to the text-mode stream, redacting the secret. */
-static void write_redacted(ad_events *e, FILE *f, const char *s, size_t len)
+static const char *redacted(ad_events *e, const char *s, size_t len, char **owned, size_t *out_len)
 {
+    *owned = NULL;
+    if (!s || !e->secret)
+        return s;
     size_t rl;
     char *r = ad_redact(s, len, e->secret, &rl);
-    if (r) {
-        fwrite(r, 1, rl, f);
-        free(r);
-    } else {
-        fwrite(s, 1, len, f);
+    if (!r)
+        return s;
+    *owned = r;
+    if (out_len)
+        *out_len = rl;
+    return r;
+}
+
+void ad_events_emit(ad_events *e, ad_event *ev)
+{
+    if (!e)
+        return;
+    ad_event x = *ev;
+    x.conv_id = e->conv_id;
+    char *own[4] = {NULL, NULL, NULL, NULL};
+    json_object *usage = NULL;
+    if (e->secret) {
+        x.id = redacted(e, x.id, x.id ? strlen(x.id) : 0, &own[0], NULL);
+        x.name = redacted(e, x.name, x.name ? strlen(x.name) : 0, &own[1], NULL);
+        x.finish_reason = redacted(e, x.finish_reason,
+                                   x.finish_reason ? strlen(x.finish_reason) : 0, &own[2], NULL);
+        if (x.kind != AD_EV_TEXT)
+            x.text = redacted(e, x.text, x.len, &own[3], &x.len);
+        /* The provider's values are passed on: a value can echo the key. */
+        if (x.usage && (usage = ad_redact_json(x.usage, e->secret)) != NULL)
+            x.usage = usage;
     }
+    pass(e, &x);
+    for (int i = 0; i < 4; i++)
+        free(own[i]);
+    json_object_put(usage);
 }
 
-static void out_text(ad_events *e, const char *text, size_t len)
-{
-    if (e->tout)
-        ad_textout_write(e->tout, text, len);
-    else
-        fwrite(text, 1, len, e->out);
-}
-
-void ad_events_step_begin(ad_events *e, int step, bool may_repeat)
-{
-    (void)step;
-    ad_textout_begin(e->tout, may_repeat);
-}
-
-void ad_events_put_text(ad_events *e, const char *text, size_t len)
-{
-    if (len)
-        out_text(e, text, len);
-}
-
-void ad_events_commit_text(ad_events *e)
-{
-    ad_textout_commit(e->tout);
-}
+/* ---- builders ----------------------------------------------------------- */
 
 void ad_events_text(ad_events *e, int step, const char *text, size_t len)
 {
-    if (len == 0)
+    if (len == 0 || !e)
         return;
-    if (e->json) {
-        ad_buf_printf(&e->line, "{\"type\":\"text_delta\",\"step\":%d,\"text\":", step);
-        put_json_string(&e->line, text, len); /* arrives redacted (events.h) */
-        ad_buf_putc(&e->line, '}');
-        emit(e);
-        return;
-    }
-    ad_event ev = {.kind = AD_EVENT_TEXT, .step = step, .text = text, .len = len};
-    if (observe(e, &ev))
-        return;
-    out_text(e, text, len); /* arrives redacted (events.h) */
-    e->text_open = text[len - 1] != '\n';
-    if (e->out_tty && !e->tout)
-        fflush(e->out);
-}
-
-/* Text mode: ends the answer's open line before activity lines appear. */
-static void close_text_line(ad_events *e)
-{
-    ad_textout_commit(e->tout);
-    if (e->text_open) {
-        out_text(e, "\n", 1);
-        e->text_open = false;
-    }
-    fflush(e->out);
-}
-
-static bool is_blank(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-/* Appends s[0..len) to b as one line of at most max bytes, "..." when cut
- * (on a character boundary). Outside JSON strings a run of white space
- * disappears next to a bracket, a comma or a colon, else becomes one space,
- * so pretty-printed JSON reads like compact JSON; inside strings a line
- * break becomes a space. Control characters (C0, DEL, C1) and invalid UTF-8
- * become '?': a tool line cannot move the cursor or switch colours. */
-static void put_one_line(ad_buf *b, const char *s, size_t len, size_t max)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    size_t start = b->len;
-    bool in_str = false, esc = false, cut = false;
-    while (p < end) {
-        if (b->len - start >= max) {
-            cut = true;
-            break;
-        }
-        unsigned char c = *p;
-        if (!in_str && is_blank(c)) {
-            const unsigned char *q = p;
-            while (q < end && is_blank(*q))
-                q++;
-            char prev = b->len > start ? b->data[b->len - 1] : '{';
-            bool drop = q == end || prev == '{' || prev == '[' || *q == '}' || *q == ']' ||
-                        *q == ',' || *q == ':';
-            if (!drop)
-                ad_buf_putc(b, ' ');
-            p = q;
-            continue;
-        }
-        if (c >= 0x80) {
-            size_t n;
-            if (ad_utf8_seq(p, (size_t)(end - p), &n) && !(c == 0xc2 && p[1] < 0xa0)) {
-                if (b->len - start + n > max) {
-                    cut = true;
-                    break;
-                }
-                ad_buf_append(b, p, n);
-            } else {
-                ad_buf_putc(b, '?');
-            }
-            p += n;
-            esc = false;
-            continue;
-        }
-        if (c < 0x20 || c == 0x7f)
-            ad_buf_putc(b, is_blank(c) ? ' ' : '?');
-        else
-            ad_buf_putc(b, (char)c);
-        if (in_str && !esc && c == '"')
-            in_str = false;
-        else if (!in_str && c == '"')
-            in_str = true;
-        esc = in_str && !esc && c == '\\';
-        p++;
-    }
-    while (b->len > start && b->data[b->len - 1] == ' ')
-        b->len--;
-    if (cut)
-        ad_buf_puts(b, "...");
-}
-
-/* Shortens s for a one-line display, the secret redacted first (so the cut
- * cannot leave a piece of it). */
-static void show_short(ad_events *e, const char *s, size_t len)
-{
-    size_t rl;
-    char *r = ad_redact(s, len, e->secret, &rl);
-    ad_buf line = AD_BUF_INIT;
-    put_one_line(&line, r ? r : s, r ? rl : len, 200);
-    if (line.data)
-        fwrite(line.data, 1, line.len, e->err);
-    ad_buf_free(&line);
-    free(r);
-}
-
-static void tool_call(ad_events *e, int step, const char *id, const char *name, const char *args,
-                      size_t args_len, bool not_run)
-{
-    if (e->json) {
-        ad_buf_printf(&e->line, "{\"type\":\"tool_call\",\"step\":%d,\"id\":", step);
-        put_strz(e, id);
-        ad_buf_puts(&e->line, ",\"name\":");
-        put_strz(e, name);
-        ad_buf_puts(&e->line, ",\"arguments\":");
-        put_str(e, args, args_len);
-        ad_buf_puts(&e->line, not_run ? ",\"not_run\":true}" : "}");
-        emit(e);
+    /* The hot path: no redaction (events.h), no copy, an event that is
+     * filled in already but for the delta. Only when nothing is held and no
+     * delivery is in progress, so nobody still looks at the last one. */
+    if (!e->head && e->npaused == 0 && e->depth == 0) {
+        ad_event *ev = &e->text_ev;
+        ev->step = step;
+        ev->text = text;
+        ev->len = len;
+        deliver(e, ev);
+        if (e->npaused || e->head)
+            settle(e);
         return;
     }
-    ad_textout_commit(e->tout); /* the response is complete */
-    ad_event ev = {.kind = AD_EVENT_TOOL_CALL, .step = step, .id = id, .name = name,
-                   .text = args, .len = args_len, .not_run = not_run};
-    if (observe(e, &ev) || e->quiet)
-        return;
-    close_text_line(e);
-    fprintf(e->err, "[tool] %s ", name ? name : "?");
-    show_short(e, args, args_len);
-    fputs(not_run ? " (not run)\n" : "\n", e->err);
+    ad_event ev = {.kind = AD_EV_TEXT, .conv_id = e->conv_id, .step = step, .text = text,
+                   .len = len};
+    pass(e, &ev);
+}
+
+void ad_events_step_start(ad_events *e, int step, bool may_repeat)
+{
+    ad_event ev = {.kind = AD_EV_STEP_START, .step = step, .may_repeat = may_repeat};
+    ad_events_emit(e, &ev);
 }
 
 void ad_events_tool_call(ad_events *e, int step, const char *id, const char *name,
-                         const char *args, size_t args_len)
+                         const char *args, size_t args_len, bool not_run)
 {
-    tool_call(e, step, id, name, args, args_len, false);
+    ad_event ev = {.kind = AD_EV_TOOL_CALL, .step = step, .id = id, .name = name, .text = args,
+                   .len = args_len, .not_run = not_run};
+    ad_events_emit(e, &ev);
 }
 
-void ad_events_tool_not_run(ad_events *e, int step, const char *id, const char *name,
-                            const char *args, size_t args_len)
+void ad_events_approval(ad_events *e, int step, const char *id, const char *name,
+                        const char *args, size_t args_len)
 {
-    tool_call(e, step, id, name, args, args_len, true);
+    ad_event ev = {.kind = AD_EV_APPROVAL, .step = step, .id = id, .name = name, .text = args,
+                   .len = args_len};
+    ad_events_emit(e, &ev);
 }
 
 void ad_events_tool_progress(ad_events *e, int step, const char *id, const char *name,
                              double done, double total, const char *msg)
 {
-    if (e->json) {
-        ad_buf_printf(&e->line, "{\"type\":\"tool_progress\",\"step\":%d,\"id\":", step);
-        put_strz(e, id);
-        ad_buf_puts(&e->line, ",\"name\":");
-        put_strz(e, name);
-        ad_buf_printf(&e->line, ",\"progress\":%.17g,\"total\":", done);
-        if (total > 0)
-            ad_buf_printf(&e->line, "%.17g", total);
-        else
-            ad_buf_puts(&e->line, "null");
-        ad_buf_puts(&e->line, ",\"message\":");
-        put_strz(e, msg);
-        ad_buf_putc(&e->line, '}');
-        emit(e);
-        return;
-    }
-    ad_event ev = {.kind = AD_EVENT_TOOL_PROGRESS, .step = step, .id = id, .name = name,
-                   .text = msg, .len = msg ? strlen(msg) : 0, .progress = done, .total = total};
-    observe(e, &ev);
+    ad_event ev = {.kind = AD_EV_TOOL_PROGRESS, .step = step, .id = id, .name = name,
+                   .text = msg, .len = msg ? strlen(msg) : 0, .done = done, .total = total};
+    ad_events_emit(e, &ev);
 }
 
 void ad_events_tool_result(ad_events *e, int step, const char *id, const char *name,
                            const char *content, size_t len, bool is_error, double seconds)
 {
-    if (e->tap)
-        tap_tool_result(e, step, id, name, is_error, seconds);
-    if (e->json) {
-        ad_buf_printf(&e->line, "{\"type\":\"tool_result\",\"step\":%d,\"id\":", step);
-        put_strz(e, id);
-        ad_buf_puts(&e->line, ",\"name\":");
-        put_strz(e, name);
-        ad_buf_puts(&e->line, ",\"content\":");
-        put_str(e, content, len);
-        ad_buf_printf(&e->line, ",\"is_error\":%s}", is_error ? "true" : "false");
-        emit(e);
-        return;
-    }
-    ad_textout_commit(e->tout);
-    ad_event ev = {.kind = AD_EVENT_TOOL_RESULT, .step = step, .id = id, .name = name,
-                   .text = content, .len = len, .is_error = is_error, .seconds = seconds};
-    if (observe(e, &ev) || e->quiet)
-        return;
-    fprintf(e->err, "[tool] %s %s ", name ? name : "?", is_error ? "failed:" : "->");
-    show_short(e, content, len);
-    fprintf(e->err, " (%.1f ms)\n", seconds * 1000);
+    ad_event ev = {.kind = AD_EV_TOOL_RESULT, .step = step, .id = id, .name = name,
+                   .text = content ? content : "", .len = content ? len : 0,
+                   .is_error = is_error, .seconds = seconds};
+    ad_events_emit(e, &ev);
 }
 
 void ad_events_step_finish(ad_events *e, int step, const char *finish_reason, json_object *usage)
 {
-    if (e->tap)
-        tap_step_finish(e, step, finish_reason, usage);
-    if (e->json) {
-        ad_buf_printf(&e->line, "{\"type\":\"step_finish\",\"step\":%d,\"finish_reason\":", step);
-        put_strz(e, finish_reason);
-        ad_buf_puts(&e->line, ",\"usage\":");
-        put_usage(e, usage);
-        ad_buf_putc(&e->line, '}');
-        emit(e);
-        return;
-    }
-    ad_textout_commit(e->tout);
-    ad_event ev = {.kind = AD_EVENT_STEP_FINISH, .step = step, .finish_reason = finish_reason,
+    ad_event ev = {.kind = AD_EV_STEP_FINISH, .step = step, .finish_reason = finish_reason,
                    .usage = usage};
-    observe(e, &ev);
-    close_text_line(e);
+    ad_events_emit(e, &ev);
 }
 
 void ad_events_retry(ad_events *e, int step, int attempt, const char *reason, double wait_s)
 {
-    if (e->json) {
-        ad_buf_printf(&e->line, "{\"type\":\"retry\",\"step\":%d,\"attempt\":%d,\"reason\":", step,
-                      attempt);
-        put_strz(e, reason);
-        ad_buf_printf(&e->line, ",\"wait_s\":%.3f}", wait_s);
-        emit(e);
-        return;
-    }
-    /* The step starts again: its text so far must not stay twice. */
-    ad_textout_retract(e->tout);
-    e->text_open = false;
-    ad_event ev = {.kind = AD_EVENT_RETRY, .step = step, .text = reason,
-                   .len = reason ? strlen(reason) : 0, .attempt = attempt, .seconds = wait_s};
-    if (observe(e, &ev))
-        return;
-    fflush(e->out);
-    fputs("agentd: ", e->err);
-    write_redacted(e, e->err, reason, strlen(reason));
-    fprintf(e->err, "; retrying in %.1f s (attempt %d)\n", wait_s, attempt);
+    ad_event ev = {.kind = AD_EV_RETRY, .step = step, .attempt = attempt,
+                   .text = reason ? reason : "", .len = reason ? strlen(reason) : 0,
+                   .seconds = wait_s};
+    ad_events_emit(e, &ev);
 }
 
 void ad_events_finish(ad_events *e, int steps, const char *text, size_t len, json_object *usage)
 {
-    if (e->json) {
-        ad_buf_printf(&e->line, "{\"type\":\"finish\",\"steps\":%d,\"text\":", steps);
-        put_str(e, text ? text : "", text ? len : 0);
-        ad_buf_puts(&e->line, ",\"usage\":");
-        put_usage(e, usage);
-        ad_buf_putc(&e->line, '}');
-        emit(e);
-        return;
-    }
-    ad_textout_commit(e->tout);
-    ad_event ev = {.kind = AD_EVENT_FINISH, .step = steps, .text = text ? text : "",
+    ad_event ev = {.kind = AD_EV_FINISH, .step = steps, .text = text ? text : "",
                    .len = text ? len : 0, .usage = usage};
-    if (observe(e, &ev))
-        return;
-    close_text_line(e);
+    ad_events_emit(e, &ev);
 }
 
-static void vmessage(ad_events *e, bool error, const char *fmt, va_list ap)
+void ad_events_end(ad_events *e, int step, int status)
+{
+    ad_event ev = {.kind = AD_EV_END, .step = step, .status = status};
+    ad_events_emit(e, &ev);
+}
+
+void ad_events_message(ad_events *e, int step, json_object *msg)
+{
+    ad_event ev = {.kind = AD_EV_MESSAGE, .step = step, .message = msg};
+    ad_events_emit(e, &ev);
+}
+
+void ad_events_history(ad_events *e, json_object *messages)
+{
+    ad_event ev = {.kind = AD_EV_HISTORY, .message = messages};
+    ad_events_emit(e, &ev);
+}
+
+static void vmessage(ad_events *e, ad_event_kind kind, const char *fmt, va_list ap)
 {
     ad_buf msg = AD_BUF_INIT;
     ad_buf_vprintf(&msg, fmt, ap);
-    if (!msg.data)
-        return;
-    if (e->json && error) {
-        ad_buf_puts(&e->line, "{\"type\":\"error\",\"message\":");
-        put_str(e, msg.data, msg.len);
-        ad_buf_putc(&e->line, '}');
-        emit(e);
-    }
-    if (error)
-        ad_textout_commit(e->tout); /* a failed run keeps its partial text */
-    ad_event ev = {.kind = error ? AD_EVENT_ERROR : AD_EVENT_WARN, .text = msg.data,
-                   .len = msg.len};
-    if (observe(e, &ev)) {
-        ad_buf_free(&msg);
-        return;
-    }
-    fflush(e->out);
-    fputs(error ? "agentd: error: " : "agentd: warning: ", e->err);
-    write_redacted(e, e->err, msg.data, msg.len);
-    fputc('\n', e->err);
-    fflush(e->err);
+    ad_event ev = {.kind = kind, .text = msg.data ? msg.data : "out of memory",
+                   .len = msg.data ? msg.len : strlen("out of memory")};
+    ad_events_emit(e, &ev);
     ad_buf_free(&msg);
 }
 
@@ -588,7 +492,7 @@ void ad_events_error(ad_events *e, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vmessage(e, true, fmt, ap);
+    vmessage(e, AD_EV_ERROR, fmt, ap);
     va_end(ap);
 }
 
@@ -596,38 +500,12 @@ void ad_events_warn(ad_events *e, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vmessage(e, false, fmt, ap);
+    vmessage(e, AD_EV_WARN, fmt, ap);
     va_end(ap);
-}
-
-void ad_print_lines(FILE *f, const char *msg)
-{
-    const char *p = msg;
-    while (*p) {
-        const char *nl = strchr(p, '\n');
-        size_t n = nl ? (size_t)(nl - p) : strlen(p);
-        fprintf(f, "agentd: %.*s\n", (int)n, p);
-        p += n + (nl ? 1 : 0);
-    }
 }
 
 void ad_events_fail(ad_events *e, const char *msg)
 {
-    if (e->json) {
-        ad_buf_puts(&e->line, "{\"type\":\"error\",\"message\":");
-        put_str(e, msg, strlen(msg));
-        ad_buf_putc(&e->line, '}');
-        emit(e);
-    }
-    fflush(e->out);
-    const char *p = msg;
-    while (*p) {
-        const char *nl = strchr(p, '\n');
-        size_t n = nl ? (size_t)(nl - p) : strlen(p);
-        fputs("agentd: ", e->err);
-        write_redacted(e, e->err, p, n);
-        fputc('\n', e->err);
-        p += n + (nl ? 1 : 0);
-    }
-    fflush(e->err);
+    ad_event ev = {.kind = AD_EV_ERROR, .text = msg, .len = strlen(msg), .outside = true};
+    ad_events_emit(e, &ev);
 }

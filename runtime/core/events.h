@@ -1,139 +1,198 @@
 /*
- * events.h -- what a run reports, as text for people or JSON Lines.
+ * events.h -- what a conversation reports, as typed events, to any number
+ * of sinks.
  *
- * Text mode: the answer streams to stdout (each step's text exactly once,
- * also when a retry repeats a step; neutralised on a terminal: textout.h);
- * tool activity and errors go to stderr. JSON mode (--json): stdout carries one JSON object per line, written
- * with one fwrite and flushed per event:
- *   {"type":"text_delta","step":N,"text":...}
- *   {"type":"tool_call","step":N,"id":...,"name":...,"arguments":"..."}
- *   {"type":"tool_call",...,"not_run":true}   a call that will never run (the
- *        last step at max_steps): no tool_result follows; id is the
- *        provider's or null
- *   {"type":"tool_progress","step":N,"id":...,"name":...,"progress":P,
- *        "total":T|null,"message":...|null}   a running call's progress
- *   {"type":"tool_result","step":N,"id":...,"name":...,"content":...,"is_error":false}
- *   {"type":"step_finish","step":N,"finish_reason":...,"usage":{...}|null}
- *   {"type":"retry","step":N,"attempt":N,"reason":...,"wait_s":S}
- *   {"type":"finish","steps":N,"text":"<final text>","usage":{...}|null}
- *   {"type":"error","message":...}
- * usage has one shape everywhere: an object with the counters the provider
- * reported (prompt_tokens, completion_tokens, total_tokens, cost; in finish
- * the sums over the run), or null when it reported none.
- * Every string that leaves the process through here has the API key (when
- * set with ad_events_set_secret) replaced by "[REDACTED]"; text deltas are
- * redacted by their producer (see ad_events_text).
+ * A conversation's producer (the agent) fills an ad_event and emits it
+ * through the conversation's hub (ad_events). The hub redacts the API key
+ * out of every string the event carries, once (text deltas excepted: they
+ * arrive redacted, see ad_events_text; MESSAGE and HISTORY carry the
+ * conversation itself, which a sink that stores or shows it redacts), and
+ * hands the event to each sink in the order they were added. Sinks: plain
+ * text (sinks/text.h), JSON Lines (sinks/jsonl.h), the session store
+ * (sinks/store.h), the REPL's renderer (cli/repl_view.h), later an HTTP
+ * stream. The hub itself writes nothing anywhere.
+ *
+ * Order: every sink sees every event in emission order, each event whole.
+ * An event emitted while the hub is delivering another one (a sink that
+ * reacts by making the producer emit) waits until that delivery is over.
+ *
+ * Backpressure: a sink that cannot take more returns AD_SINK_PAUSE. The
+ * event it got still reaches the other sinks; later events are held in the
+ * hub, copied, until every paused sink has called ad_events_resume(). While
+ * the hub holds events (for that reason, or because one was emitted during
+ * a delivery) the producer is told to stop (the flow hook, true): the agent
+ * pauses its transfer and starts neither a request nor a tool call, so what
+ * the hub holds stays bounded by what the producer had in hand. When the
+ * hub has delivered everything and nobody is paused it says so (false),
+ * never from inside a delivery.
+ *
+ * Approval: AD_EV_APPROVAL asks for a decision on a tool call; a sink that
+ * can answer (flag AD_SINK_APPROVES) answers then or later through
+ * ad_agent_approve() (core/agent.h). ad_events_can_approve() tells the
+ * producer whether anybody will.
+ *
+ * A plugin's log lines are not events: the tool host (tools/host.h) tags
+ * them with the conversation and the call and hands them to the front
+ * end's log function, which sees lines from outside any call too.
+ *
+ * Threads: the loop thread only. Every string and JSON object of an event
+ * is borrowed for the duration of the sink's call only.
  */
-#ifndef AD_EVENTS_H
-#define AD_EVENTS_H
+#ifndef AD_CORE_EVENTS_H
+#define AD_CORE_EVENTS_H
 
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdio.h>
+
+typedef enum ad_event_kind {
+    AD_EV_TEXT,          /* text: a delta of the answer (arrives redacted) */
+    AD_EV_STEP_START,    /* a step's request goes out (each attempt); may_repeat:
+                            a retry may still repeat the step after its text was
+                            shown, so that text must stay retractable */
+    AD_EV_TOOL_CALL,     /* id, name, text = arguments; not_run: max_steps was
+                            reached, the call will not run (id may be NULL) */
+    AD_EV_APPROVAL,      /* id, name, text = arguments: a decision is wanted */
+    AD_EV_TOOL_PROGRESS, /* id, name, done, total (<= 0: unknown), text = message
+                            (NULL when there is none) */
+    AD_EV_TOOL_RESULT,   /* id, name, text = content, is_error, seconds = its
+                            running time */
+    AD_EV_STEP_FINISH,   /* finish_reason (may be NULL), usage (may be NULL) */
+    AD_EV_RETRY,         /* attempt, text = reason, seconds = the wait: the step
+                            starts again and its text so far is void */
+    AD_EV_FINISH,        /* step = the run's steps, text = the final answer,
+                            usage = the run's totals (may be NULL) */
+    AD_EV_END,           /* status: the run is over (AD_RUN_*, core/agent.h) */
+    AD_EV_ERROR,         /* text = message; outside: a failure outside a run
+                            (usage, config, plugins, files) */
+    AD_EV_WARN,          /* text = message */
+    AD_EV_MESSAGE,       /* message: appended to the conversation */
+    AD_EV_HISTORY        /* message: the conversation was replaced by this array */
+} ad_event_kind;
+
+typedef struct ad_event {
+    ad_event_kind kind;
+    const char *conv_id; /* set by the hub; NULL when none was set */
+    int step;            /* 1-based; the step a message belongs to */
+    const char *id;      /* tool events: the call id */
+    const char *name;    /* tool events: the tool */
+    const char *text;
+    size_t len;
+    bool is_error;
+    bool not_run;
+    bool may_repeat;
+    bool outside;
+    double seconds;
+    int attempt;
+    int status;
+    double done, total;
+    const char *finish_reason;
+    json_object *usage;   /* prompt_tokens, completion_tokens, total_tokens, cost:
+                             the counters the provider reported */
+    json_object *message; /* MESSAGE, HISTORY: not redacted (ad_events_secret) */
+} ad_event;
+
+/* ---- sinks -------------------------------------------------------------- */
+
+enum { AD_SINK_OK = 0, AD_SINK_PAUSE = 1 };
+enum { AD_SINK_APPROVES = 1u << 0 };
 
 typedef struct ad_events ad_events;
+typedef struct ad_sink ad_sink;
 
-/* Returns a new sink writing to out (events/answer) and err (activity). */
-ad_events *ad_events_new(FILE *out, FILE *err, bool json);
+typedef struct ad_sink_vt {
+    /* One event. Returns AD_SINK_OK, or AD_SINK_PAUSE (see above). */
+    int (*event)(ad_sink *s, const ad_event *ev);
+    /* Releases the sink (ad_sink_close, ad_events_free). May be NULL: the
+     * sink's owner releases it. */
+    void (*close)(ad_sink *s);
+} ad_sink_vt;
+
+/* The head of every sink (a sink embeds it as its first member). */
+struct ad_sink {
+    const ad_sink_vt *vt;
+    unsigned flags; /* AD_SINK_* */
+    ad_events *hub; /* set by ad_events_add, NULL when not attached */
+    ad_sink *next;  /* the hub's */
+    bool paused;    /* the hub's */
+};
+
+/* Calls s->vt->close (when there is one). Accepts NULL. */
+void ad_sink_close(ad_sink *s);
+
+/* ---- the hub ------------------------------------------------------------ */
+
+/* Returns a new hub with no sinks; NULL on ENOMEM. */
+ad_events *ad_events_new(void);
+/* Closes every sink still attached, first to last (each detached before it
+ * closes, so what it reports goes to the ones after it), drops what is held
+ * and frees the hub. Accepts NULL. */
 void ad_events_free(ad_events *e);
-/* The secret to redact (copied); NULL or "" for none. */
+/* Adds s at the end. */
+void ad_events_add(ad_events *e, ad_sink *s);
+/* Removes s without closing it (a paused s counts as resumed). */
+void ad_events_remove(ad_events *e, ad_sink *s);
+/* Closes s while it is still attached (what it reports at its close
+ * reaches the others), then removes it. */
+void ad_events_close_sink(ad_events *e, ad_sink *s);
+
+/* The string to redact (copied; NULL or "" for none), and the
+ * conversation id events carry (copied; NULL for none). */
 void ad_events_set_secret(ad_events *e, const char *secret);
-/* Text mode only: colour and tool lines for a terminal. */
-void ad_events_set_quiet(ad_events *e, bool quiet);
+const char *ad_events_secret(const ad_events *e);
+void ad_events_set_conv_id(ad_events *e, const char *id);
 
-/* A tap (the session store) sees the facts that no conversation message
- * carries, in both modes and unredacted, as a borrowed JSON object:
- *   {"type":"tool_result","step":N,"id":...,"name":...,"is_error":B,"seconds":S}
- *   {"type":"step_finish","step":N,"finish_reason":...,"usage":{...}|null}
- * Text deltas never reach it (the hot path stays as it is). */
-typedef void (*ad_events_tap_fn)(void *ud, json_object *ev);
-void ad_events_set_tap(ad_events *e, ad_events_tap_fn fn, void *ud);
+/* The producer's flow hook (one producer per hub; NULL removes it): called
+ * with true when the hub starts holding events and with false when it has
+ * delivered them all and no sink is paused. */
+typedef void (*ad_events_flow_fn)(void *ud, bool paused);
+void ad_events_set_flow(ad_events *e, ad_events_flow_fn fn, void *ud);
+/* True while the hub holds events or a sink is paused: a front end that
+ * ends a run runs its loop until this is false. */
+bool ad_events_paused(const ad_events *e);
+/* True while the hub delivers an event (the caller is inside a sink's
+ * event callback). */
+bool ad_events_delivering(const ad_events *e);
+/* Bytes of the events held now (their copies). */
+size_t ad_events_held(const ad_events *e);
+/* For a sink that returned AD_SINK_PAUSE: it can take events again. From a
+ * sink's event callback too; otherwise what was held is delivered before
+ * this returns. */
+void ad_events_resume(ad_events *e, ad_sink *s);
 
+/* True when a sink answers approvals. */
+bool ad_events_can_approve(const ad_events *e);
+
+/* Delivers ev to every sink, redacted (ev itself is left as it was). */
+void ad_events_emit(ad_events *e, ad_event *ev);
+
+/* Builders for the producer: each fills an ad_event and emits it. A NULL
+ * hub takes nothing (a producer nobody listens to). */
 /* A text delta. It must arrive redacted: the agent redacts the stream and
  * holds back a tail that could be the start of the key until the next
- * delta shows, which a sink seeing one delta at a time cannot do; scanning
+ * delta shows, which nobody seeing one delta at a time can do; scanning
  * every delta again here would only cost time on the hottest path. */
 void ad_events_text(ad_events *e, int step, const char *text, size_t len);
-/* Text mode: step `step` is about to stream. may_repeat: a retry may still
- * repeat it after its text was shown, so that text must stay retractable
- * (textout.h: erased on a terminal, truncated in a file, held back on a
- * pipe until the step's response is complete). The retry event takes it
- * back; tool events, step_finish, finish, an error and
- * ad_events_commit_text() make it final. No-op in JSON mode. */
-void ad_events_step_begin(ad_events *e, int step, bool may_repeat);
-void ad_events_commit_text(ad_events *e);
-/* Writes answer text (or a line break of the answer) to out the way text
- * mode does: for an observer that shows TEXT events itself (the REPL).
- * Arrives redacted. */
-void ad_events_put_text(ad_events *e, const char *text, size_t len);
+void ad_events_step_start(ad_events *e, int step, bool may_repeat);
 void ad_events_tool_call(ad_events *e, int step, const char *id, const char *name,
-                         const char *args, size_t args_len);
-/* A call the run ends without running (max_steps): a tool_call marked
- * not_run; no result follows. */
-void ad_events_tool_not_run(ad_events *e, int step, const char *id, const char *name,
-                            const char *args, size_t args_len);
-/* Progress of a running call: done of total (total <= 0: unknown), msg
- * may be NULL. Text mode: for an observer only (the REPL's spinner). */
+                         const char *args, size_t args_len, bool not_run);
+void ad_events_approval(ad_events *e, int step, const char *id, const char *name,
+                        const char *args, size_t args_len);
 void ad_events_tool_progress(ad_events *e, int step, const char *id, const char *name,
                              double done, double total, const char *msg);
 void ad_events_tool_result(ad_events *e, int step, const char *id, const char *name,
                            const char *content, size_t len, bool is_error, double seconds);
 /* usage: borrowed, may be NULL */
-void ad_events_step_finish(ad_events *e, int step, const char *finish_reason,
-                           json_object *usage);
+void ad_events_step_finish(ad_events *e, int step, const char *finish_reason, json_object *usage);
 void ad_events_retry(ad_events *e, int step, int attempt, const char *reason, double wait_s);
 void ad_events_finish(ad_events *e, int steps, const char *text, size_t len, json_object *usage);
-/* Writes msg to f, each of its lines as "agentd: LINE" (config errors come
- * one problem per line). */
-void ad_print_lines(FILE *f, const char *msg);
-/* A failure outside a run (usage, config, plugins, files): msg on err as
- * ad_print_lines() writes it and, in JSON mode, as one error event with the
- * whole message, so that every failing --json run ends with an error
- * event. Redacted like every other output. */
-void ad_events_fail(ad_events *e, const char *msg);
-
+void ad_events_end(ad_events *e, int step, int status);
+void ad_events_message(ad_events *e, int step, json_object *msg);
+void ad_events_history(ad_events *e, json_object *messages);
 void ad_events_error(ad_events *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ad_events_warn(ad_events *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A failure outside a run (usage, config, plugins, files): an ERROR marked
+ * outside, so that every failing --json run ends with an error event. */
+void ad_events_fail(ad_events *e, const char *msg);
 
-/* What an observer sees (text mode only). Strings are redacted and valid
- * only during the call; `text` is the delta (TEXT), the arguments
- * (TOOL_CALL), the result (TOOL_RESULT), the reason (RETRY), the final text
- * (FINISH), the message (ERROR, WARN) or the progress message, maybe NULL
- * (TOOL_PROGRESS: progress and total hold the figures). */
-typedef enum ad_event_kind {
-    AD_EVENT_TEXT,
-    AD_EVENT_TOOL_CALL,
-    AD_EVENT_TOOL_RESULT,
-    AD_EVENT_STEP_FINISH,
-    AD_EVENT_RETRY,
-    AD_EVENT_FINISH,
-    AD_EVENT_ERROR,
-    AD_EVENT_WARN,
-    AD_EVENT_TOOL_PROGRESS
-} ad_event_kind;
-
-typedef struct ad_event {
-    ad_event_kind kind;
-    int step;
-    const char *id;   /* tool events */
-    const char *name; /* tool events */
-    const char *text;
-    size_t len;
-    bool is_error;             /* TOOL_RESULT */
-    bool not_run;              /* TOOL_CALL: the call will never run (max_steps) */
-    double seconds;            /* TOOL_RESULT: run time; RETRY: the wait */
-    int attempt;               /* RETRY */
-    const char *finish_reason; /* STEP_FINISH */
-    json_object *usage;        /* STEP_FINISH (the step), FINISH (the run); may be NULL */
-    double progress, total;    /* TOOL_PROGRESS (total <= 0: unknown) */
-} ad_event;
-
-/* Called for every text-mode event before the built-in output; returning
- * true means the observer showed the event itself and the built-in output
- * is skipped (the REPL's renderer). NULL removes it. */
-typedef bool (*ad_events_observer_fn)(void *ud, const ad_event *ev);
-void ad_events_set_observer(ad_events *e, ad_events_observer_fn fn, void *ud);
-
-
-#endif /* AD_EVENTS_H */
+#endif /* AD_CORE_EVENTS_H */

@@ -1,12 +1,15 @@
 /*
  * session.c -- the session store (see session.h).
  *
- * Data flow: the agent appends a message -> ad_session_on_message() ->
- * one IMMEDIATE transaction inserts the message row (the JSON as the agent
- * holds it, key redacted), breaks out its tool calls or fills in the result
- * of the call it answers, and touches the session's `updated`. The events
- * tap adds what no message carries: is_error and duration of each result,
- * and per-step usage and timing.
+ * Data flow: a message -> its JSON text (serialised without leaving a copy
+ * in the message), redacted when it holds the key -> one IMMEDIATE
+ * transaction inserts the message row,
+ * breaks out its tool calls or fills in the result of the call it answers,
+ * and touches the session's `updated`. ad_session_tool_result() and
+ * ad_session_step() add what no message carries: is_error and duration of
+ * each result, and per-step usage and timing. During a run these are
+ * called on the session writer's thread (store/writer.h), in the order the
+ * conversation produced them.
  *
  * Durability: WAL with synchronous = NORMAL. Each message is a commit; the
  * WAL write has reached the kernel before COMMIT returns, so a completed
@@ -21,6 +24,7 @@
  * patched in. The schema version lives in PRAGMA user_version; migrations
  * run in order, each in its own transaction.
  */
+#define _GNU_SOURCE /* memmem */
 #include "store/session.h"
 
 #include <errno.h>
@@ -38,19 +42,18 @@
 #include "base/text.h"
 #include "core/conv.h"
 
+/* How a message is kept: as the request sends it. */
+#define STORE_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
 struct ad_session {
     sqlite3 *db;
     char *path;
     sqlite3_int64 id; /* the current session's row; 0: none */
     char *name;       /* the current session's name */
     char *secret;
-    ad_events *ev;
-    bool warned;
     double mark;               /* when the step in progress started */
     sqlite3_int64 last_seq;    /* the last message stored by this process */
     char *model, *config_path; /* of the current session, for a fork */
-    ad_agent *agent;           /* followed (see ad_session_follow), or NULL */
-    json_object *tail;         /* a reference to the last message followed */
     /* Prepared statements, kept for reuse: compiling SQL costs more than
      * running it, and a run stores a few rows per message. Keyed by the
      * address of the SQL text (all of it is string literals). */
@@ -329,7 +332,6 @@ void ad_session_close(ad_session *s)
     free(s->name);
     free(s->model);
     free(s->config_path);
-    json_object_put(s->tail);
     if (s->secret) {
         volatile char *p = s->secret;
         while (*p)
@@ -343,11 +345,6 @@ void ad_session_set_secret(ad_session *s, const char *secret)
 {
     free(s->secret);
     s->secret = secret && secret[0] ? ad_strdup(secret) : NULL;
-}
-
-void ad_session_set_events(ad_session *s, ad_events *ev)
-{
-    s->ev = ev;
 }
 
 const char *ad_session_name(const ad_session *s)
@@ -514,34 +511,76 @@ int ad_session_last(ad_session *s, char **name, char *err, size_t errlen)
 
 /* ---- writing ------------------------------------------------------------ */
 
-static void warn_once(ad_session *s, const char *msg)
+/* The JSON text the store keeps of msg (not yet redacted), serialised
+ * without leaving a copy of it inside msg. Caller frees. */
+static char *message_json(json_object *msg, size_t *len)
 {
-    if (s->warned)
-        return;
-    s->warned = true;
-    if (s->ev)
-        ad_events_warn(s->ev, "session '%s' is not being saved: %s", s->name ? s->name : "?", msg);
+    /* json-c keeps the text of an object it serialised inside that object
+     * for as long as it lives: for a message, one more copy of the
+     * conversation. A shallow twin that shares the message's members is
+     * serialised instead and takes that text with it. */
+    json_object *twin = NULL;
+    if (json_object_is_type(msg, json_type_object)) {
+        twin = json_object_new_object();
+        json_object_object_foreach(msg, k, v)
+        {
+            /* The key stays valid: msg outlives twin. */
+            if (twin && json_object_object_add_ex(twin, k, json_object_get(v),
+                                                  JSON_C_OBJECT_ADD_KEY_IS_NEW |
+                                                      JSON_C_OBJECT_KEY_IS_CONSTANT) != 0) {
+                json_object_put(v);
+                json_object_put(twin);
+                twin = NULL;
+            }
+        }
+        if (!twin)
+            return NULL;
+    }
+    size_t n = 0;
+    const char *s = json_object_to_json_string_length(twin ? twin : msg, STORE_JSON_FLAGS, &n);
+    char *out = s ? ad_strndup(s, n) : NULL;
+    json_object_put(twin);
+    if (out && len)
+        *len = n;
+    return out;
 }
 
-/* is_error: -1 unknown (the event tap fills it in), else 0 or 1. */
-static int append_ex(ad_session *s, json_object *msg, int step, int is_error, char *err,
-                     size_t errlen)
+/* True when the key can appear in json-c's text only escaped: then a
+ * search of the text cannot tell whether a message holds it. */
+static bool secret_escapes(const char *secret)
+{
+    for (const unsigned char *p = (const unsigned char *)secret; *p; p++)
+        if (*p < 0x20 || *p == '"' || *p == '\\')
+            return true;
+    return false;
+}
+
+/* Stores msg, whose text json[0..len) is. is_error: -1 unknown (the tool
+ * result fills it in), else 0 or 1. */
+static int append_text(ad_session *s, json_object *msg, const char *json, size_t len, int step,
+                       int is_error, double t, char *err, size_t errlen)
 {
     if (!s->id) {
         ad_errf(err, errlen, "no current session");
         return AD_EINVAL;
     }
-    if (!json_object_is_type(msg, json_type_object)) {
-        ad_errf(err, errlen, "a message must be a JSON object");
-        return AD_EINVAL;
+    json_object *parsed = json_object_get(msg);
+    /* The text is stored as it came unless it holds the key: then the
+     * message is redacted and written again (as the conversation would
+     * serialise the redacted message). */
+    json_object *m = parsed;
+    const char *text = json;
+    size_t sl = s->secret ? strlen(s->secret) : 0;
+    if (sl >= AD_REDACT_MIN && (secret_escapes(s->secret) || memmem(json, len, s->secret, sl))) {
+        m = ad_redact_json(parsed, s->secret);
+        json_object_put(parsed);
+        if (!m)
+            return AD_ENOMEM;
+        text = json_object_to_json_string_ext(m, STORE_JSON_FLAGS);
     }
-    json_object *m = s->secret ? ad_redact_json(msg, s->secret) : json_object_get(msg);
-    if (!m)
-        return AD_ENOMEM;
-    const char *text =
-        json_object_to_json_string_ext(m, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     const char *role = ad_json_str(m, "role");
-    double t = now_s();
+    if (t <= 0)
+        t = now_s();
     int rc = AD_ERR;
     sqlite3_stmt *st = NULL;
     sqlite3_int64 seq = 0;
@@ -655,53 +694,66 @@ out:
     return rc;
 }
 
-int ad_session_append(ad_session *s, json_object *msg, int step, char *err, size_t errlen)
+/* A message (borrowed) with is_error as for append_text. */
+static int append_ex(ad_session *s, json_object *msg, int step, int is_error, double t, char *err,
+                     size_t errlen)
 {
-    return append_ex(s, msg, step, -1, err, errlen);
-}
-
-void ad_session_follow(ad_session *s, ad_agent *agent)
-{
-    json_object_put(s->tail);
-    s->tail = NULL;
-    s->agent = agent;
-    json_object *conv = agent ? ad_agent_messages(agent) : NULL;
-    size_t n = conv ? json_object_array_length(conv) : 0;
-    if (n)
-        s->tail = json_object_get(json_object_array_get_idx(conv, n - 1));
-}
-
-/* The conversation was replaced since the last message (a REPL's /reset,
- * /system or /load): the stored session stays as it was, and what the
- * agent now holds goes on in a new session. */
-static int fork_session(ad_session *s, json_object *conv, size_t n, char *err, size_t errlen)
-{
-    int rc = ad_session_start(s, NULL, true, s->model, s->config_path, NULL, err, errlen);
-    for (size_t i = 0; rc == AD_OK && i + 1 < n; i++)
-        rc = append_ex(s, json_object_array_get_idx(conv, i), 0, -1, err, errlen);
+    if (!json_object_is_type(msg, json_type_object)) {
+        ad_errf(err, errlen, "a message must be a JSON object");
+        return AD_EINVAL;
+    }
+    size_t len = 0;
+    char *text = message_json(msg, &len);
+    if (!text)
+        return AD_ENOMEM;
+    int rc = append_text(s, msg, text, len, step, is_error, t, err, errlen);
+    free(text);
     return rc;
 }
 
-void ad_session_on_message(void *ud, json_object *msg, int step)
+int ad_session_append(ad_session *s, json_object *msg, int step, char *err, size_t errlen)
 {
-    ad_session *s = ud;
-    char err[512];
-    int rc = AD_OK;
-    if (s->agent) {
-        /* The tail is held by reference, so a replaced conversation can
-         * never put a new message at its address. */
-        json_object *conv = ad_agent_messages(s->agent);
-        size_t n = json_object_array_length(conv);
-        json_object *prev = n >= 2 ? json_object_array_get_idx(conv, n - 2) : NULL;
-        if (prev != s->tail)
-            rc = fork_session(s, conv, n, err, sizeof err);
-        json_object_put(s->tail);
-        s->tail = json_object_get(msg);
-    }
-    if (rc == AD_OK)
-        rc = append_ex(s, msg, step, -1, err, sizeof err);
-    if (rc != AD_OK)
-        warn_once(s, err);
+    return append_ex(s, msg, step, -1, 0, err, errlen);
+}
+
+int ad_session_append_at(ad_session *s, json_object *msg, int step, double t, char *err,
+                         size_t errlen)
+{
+    return append_ex(s, msg, step, -1, t, err, errlen);
+}
+
+int ad_session_fork(ad_session *s, json_object *messages, double t, char *err, size_t errlen)
+{
+    int rc = ad_session_start(s, NULL, true, s->model, s->config_path, NULL, err, errlen);
+    size_t n = json_object_is_type(messages, json_type_array) ? json_object_array_length(messages)
+                                                               : 0;
+    for (size_t i = 0; rc == AD_OK && i < n; i++)
+        rc = append_ex(s, json_object_array_get_idx(messages, i), 0, -1, t, err, errlen);
+    return rc;
+}
+
+/* A call's result may come before its tool message (results are reported
+ * as calls finish, the messages once all of them are in): the call's row is
+ * the latest one with its id, answered or not. */
+int ad_session_tool_result(ad_session *s, const char *call, bool is_error, double seconds,
+                           char *err, size_t errlen)
+{
+    if (!s->id)
+        return AD_OK;
+    sqlite3_stmt *st = prepare(s,
+                               "UPDATE tool_calls SET is_error = ?1, duration = ?2 WHERE rowid = "
+                               "(SELECT rowid FROM tool_calls WHERE session = ?3 AND call_id = ?4 "
+                               "ORDER BY seq DESC, idx LIMIT 1)",
+                               err, errlen);
+    if (!st)
+        return AD_ERR;
+    sqlite3_bind_int(st, 1, is_error);
+    sqlite3_bind_double(st, 2, seconds);
+    sqlite3_bind_int64(st, 3, s->id);
+    bind_text(st, 4, call ? call : "");
+    int rc = sqlite3_step(st) == SQLITE_DONE ? AD_OK : db_fail(s, err, errlen, "cannot store a tool result");
+    release(s, st);
+    return rc;
 }
 
 static bool int_field(json_object *o, const char *key, int64_t *v)
@@ -714,37 +766,27 @@ static bool int_field(json_object *o, const char *key, int64_t *v)
     return true;
 }
 
-/* A call's result event may come before its tool message (results are
- * reported as calls finish, the messages once all of them are in): the
- * call's row is the latest one with its id, answered or not. */
-static int on_tool_result(ad_session *s, json_object *ev, char *err, size_t errlen)
+void ad_session_usage_of(json_object *usage, ad_session_usage *u)
 {
+    static const char *const counters[] = {"prompt_tokens", "completion_tokens", "total_tokens"};
+    memset(u, 0, sizeof *u);
+    if (!json_object_is_type(usage, json_type_object))
+        return;
+    for (int i = 0; i < 3; i++)
+        u->has[i] = int_field(usage, counters[i], &u->n[i]);
     json_object *v;
-    bool is_error = json_object_object_get_ex(ev, "is_error", &v) && json_object_get_boolean(v);
-    double secs = json_object_object_get_ex(ev, "seconds", &v) ? json_object_get_double(v) : 0;
-    sqlite3_stmt *st = prepare(s,
-                               "UPDATE tool_calls SET is_error = ?1, duration = ?2 WHERE rowid = "
-                               "(SELECT rowid FROM tool_calls WHERE session = ?3 AND call_id = ?4 "
-                               "ORDER BY seq DESC, idx LIMIT 1)",
-                               err, errlen);
-    if (!st)
-        return AD_ERR;
-    sqlite3_bind_int(st, 1, is_error);
-    sqlite3_bind_double(st, 2, secs);
-    sqlite3_bind_int64(st, 3, s->id);
-    bind_text(st, 4, ad_json_str(ev, "id") ? ad_json_str(ev, "id") : "");
-    int rc = sqlite3_step(st) == SQLITE_DONE ? AD_OK : db_fail(s, err, errlen, "cannot store a tool result");
-    release(s, st);
-    return rc;
+    if (json_object_object_get_ex(usage, "cost", &v) &&
+        (json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int))) {
+        u->has_cost = true;
+        u->cost = json_object_get_double(v);
+    }
 }
 
-static int on_step_finish(ad_session *s, json_object *ev, char *err, size_t errlen)
+int ad_session_step(ad_session *s, int step, const char *finish_reason,
+                    const ad_session_usage *u, double t, char *err, size_t errlen)
 {
-    json_object *usage = NULL, *v;
-    if (json_object_object_get_ex(ev, "usage", &usage) && !json_object_is_type(usage, json_type_object))
-        usage = NULL;
-    int64_t step = 0;
-    int_field(ev, "step", &step);
+    if (!s->id)
+        return AD_OK;
     sqlite3_stmt *st = prepare(s,
                                "INSERT INTO steps (session, seq, step, finish_reason, prompt_tokens, "
                                "completion_tokens, total_tokens, cost, started, ended) "
@@ -752,22 +794,20 @@ static int on_step_finish(ad_session *s, json_object *ev, char *err, size_t errl
                                err, errlen);
     if (!st)
         return AD_ERR;
-    double t = now_s();
+    if (t <= 0)
+        t = now_s();
     sqlite3_bind_int64(st, 1, s->id);
     sqlite3_bind_int64(st, 2, s->last_seq);
     sqlite3_bind_int64(st, 3, step);
-    bind_text(st, 4, ad_json_str(ev, "finish_reason"));
-    static const char *const counters[] = {"prompt_tokens", "completion_tokens", "total_tokens"};
+    bind_text(st, 4, finish_reason);
     for (int i = 0; i < 3; i++) {
-        int64_t n;
-        if (int_field(usage, counters[i], &n))
-            sqlite3_bind_int64(st, 5 + i, n);
+        if (u && u->has[i])
+            sqlite3_bind_int64(st, 5 + i, u->n[i]);
         else
             sqlite3_bind_null(st, 5 + i);
     }
-    if (usage && json_object_object_get_ex(usage, "cost", &v) &&
-        (json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int)))
-        sqlite3_bind_double(st, 8, json_object_get_double(v));
+    if (u && u->has_cost)
+        sqlite3_bind_double(st, 8, u->cost);
     else
         sqlite3_bind_null(st, 8);
     sqlite3_bind_double(st, 9, s->mark);
@@ -776,22 +816,6 @@ static int on_step_finish(ad_session *s, json_object *ev, char *err, size_t errl
     release(s, st);
     s->mark = t;
     return rc;
-}
-
-void ad_session_on_event(void *ud, json_object *ev)
-{
-    ad_session *s = ud;
-    const char *type = ad_json_str(ev, "type");
-    if (!s->id || !type)
-        return;
-    char err[512];
-    int rc = AD_OK;
-    if (strcmp(type, "tool_result") == 0)
-        rc = on_tool_result(s, ev, err, sizeof err);
-    else if (strcmp(type, "step_finish") == 0)
-        rc = on_step_finish(s, ev, err, sizeof err);
-    if (rc != AD_OK)
-        warn_once(s, err);
 }
 
 /* ---- reading ------------------------------------------------------------ */
@@ -860,7 +884,7 @@ int ad_session_load(ad_session *s, json_object **messages, char *err, size_t err
      * go after the stored ones and are stored too, so the history on disk
      * is the one sent. A repair inside the history stays in memory. */
     for (size_t i = n; extends && added && i < json_object_array_length(fixed); i++) {
-        rc = append_ex(s, json_object_array_get_idx(fixed, i), step, 1, err, errlen);
+        rc = append_ex(s, json_object_array_get_idx(fixed, i), step, 1, 0, err, errlen);
         if (rc != AD_OK) {
             json_object_put(raw);
             json_object_put(fixed);

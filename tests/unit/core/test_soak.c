@@ -36,6 +36,8 @@
 #include "../mock.h"
 #include "core/agent.h"
 #include "provider/curl.h"
+#include "sinks/jsonl.h"
+#include "sinks/text.h"
 #include "base/buf.h"
 #include "tools/plugin.h"
 
@@ -168,7 +170,8 @@ TEST(conversations_in_one_process_keep_memory_flat)
     s.cfg.idle_timeout_s = 5;
     char err[512];
     FILE *devnull = fopen("/dev/null", "w");
-    s.ev = ad_events_new(devnull, devnull, true);
+    s.ev = ad_events_new();
+    ad_events_add(s.ev, ad_jsonl_sink_new(devnull, devnull));
     curl_global_init(CURL_GLOBAL_DEFAULT);
     uv_loop_init(&s.loop);
     s.tools = ad_tool_host_new(&s.loop);
@@ -286,7 +289,9 @@ TEST(a_long_conversation_is_held_once_per_step)
     cfg.model = ad_strdup("test-model");
     cfg.max_retries = 0;
     FILE *devnull = fopen("/dev/null", "w");
-    ad_events *ev = ad_events_new(devnull, devnull, false);
+    setvbuf(devnull, NULL, _IOFBF, 64u << 10); /* as main.c does off a terminal */
+    ad_events *ev = ad_events_new();
+    ad_events_add(ev, ad_text_sink_new(devnull, devnull, false));
     uv_loop_t loop;
     uv_loop_init(&loop);
     curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -170,11 +170,12 @@ TEST(migration_from_version_1_keeps_data)
     json_object_put(want);
     json_object_put(msgs);
     /* The new table works. */
-    json_object *ev = J("{\"type\":\"step_finish\",\"step\":1,\"finish_reason\":\"stop\","
-                        "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,"
-                        "\"total_tokens\":7,\"cost\":0.5}}");
-    ad_session_on_event(s, ev);
-    json_object_put(ev);
+    json_object *usage = J("{\"prompt_tokens\":3,\"completion_tokens\":4,"
+                           "\"total_tokens\":7,\"cost\":0.5}");
+    ad_session_usage u;
+    ad_session_usage_of(usage, &u);
+    json_object_put(usage);
+    CHECK_EQ(ad_session_step(s, 1, "stop", &u, 0, err, sizeof err), AD_OK);
     ad_session_close(s);
     CHECK_EQ(raw_count(p, "SELECT total_tokens FROM steps"), 7);
     CHECK_EQ(raw_count(p, "SELECT cost = 0.5 FROM steps"), 1);
@@ -250,18 +251,15 @@ TEST(append_load_and_breakdown)
         if (i == 0)
             CHECK_EQ(ad_session_append(s, m, 0, err, sizeof err), AD_OK);
         else
-            ad_session_on_message(s, m, i < 4 ? 1 : 2);
+            CHECK_EQ(ad_session_append(s, m, i < 4 ? 1 : 2, err, sizeof err), AD_OK);
         if (i == 3) {
-            json_object *ev = J("{\"type\":\"tool_result\",\"step\":1,\"id\":\"c1\",\"name\":"
-                                "\"add\",\"is_error\":true,\"seconds\":0.25}");
-            ad_session_on_event(s, ev);
-            json_object_put(ev);
+            CHECK_EQ(ad_session_tool_result(s, "c1", true, 0.25, err, sizeof err), AD_OK);
         }
     }
     /* A second session, to see that nothing leaks between them. */
     CHECK_EQ(ad_session_start(s, "other", true, "m", NULL, NULL, err, sizeof err), AD_OK);
     json_object *x = J("{\"role\":\"user\",\"content\":\"x\"}");
-    ad_session_on_message(s, x, 1);
+    CHECK_EQ(ad_session_append(s, x, 1, err, sizeof err), AD_OK);
     json_object_put(x);
 
     CHECK_EQ(ad_session_start(s, "t", false, "model-b", NULL, &created, err, sizeof err), AD_OK);
@@ -344,9 +342,9 @@ TEST(load_stores_the_repair_once)
     char err[512] = "";
     CHECK_EQ(ad_session_start(s, "r", true, "m", NULL, NULL, err, sizeof err), AD_OK);
     json_object *u = J(U), *c = J(CALLS2), *ta = J(TA);
-    ad_session_on_message(s, u, 1);
-    ad_session_on_message(s, c, 1);
-    ad_session_on_message(s, ta, 1);
+    CHECK_EQ(ad_session_append(s, u, 1, err, sizeof err), AD_OK);
+    CHECK_EQ(ad_session_append(s, c, 1, err, sizeof err), AD_OK);
+    CHECK_EQ(ad_session_append(s, ta, 1, err, sizeof err), AD_OK);
     json_object *msgs = NULL;
     CHECK_EQ(ad_session_load(s, &msgs, err, sizeof err), AD_OK);
     char want[2048];
@@ -388,7 +386,7 @@ TEST(secret_is_never_stored)
     json_object *m = json_object_new_object();
     json_object_object_add(m, "role", json_object_new_string("user"));
     json_object_object_add(m, "content", json_object_new_string("key: sk-\"odd\\key!"));
-    ad_session_on_message(s, m, 1);
+    CHECK_EQ(ad_session_append(s, m, 1, err, sizeof err), AD_OK);
     json_object_put(m);
     json_object *msgs = NULL;
     CHECK_EQ(ad_session_load(s, &msgs, err, sizeof err), AD_OK);
@@ -428,8 +426,8 @@ TEST(show_export_list_remove)
     char err[512] = "";
     CHECK_EQ(ad_session_start(s, "c", true, "mod", NULL, NULL, err, sizeof err), AD_OK);
     json_object *u = J(U), *c = J(CALLS2);
-    ad_session_on_message(s, u, 1);
-    ad_session_on_message(s, c, 1);
+    CHECK_EQ(ad_session_append(s, u, 1, err, sizeof err), AD_OK);
+    CHECK_EQ(ad_session_append(s, c, 1, err, sizeof err), AD_OK);
     json_object_put(u);
     json_object_put(c);
     int rc;

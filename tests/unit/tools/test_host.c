@@ -20,6 +20,7 @@
 #include "base/buf.h"
 #include "core/agent.h"
 #include "provider/curl.h"
+#include "sinks/jsonl.h"
 #include "tools/host.h"
 #include "tools/plugin.h"
 
@@ -767,7 +768,8 @@ TEST(a_list_change_reaches_the_next_request)
     cfg.model = ad_strdup("test/model");
     cfg.max_retries = 0;
     FILE *devnull = fopen("/dev/null", "w");
-    ad_events *ev = ad_events_new(devnull, devnull, true);
+    ad_events *ev = ad_events_new();
+    ad_events_add(ev, ad_jsonl_sink_new(devnull, devnull));
     ad_transport *http = ad_curl_new(&loop);
     ad_agent_opts o = {&loop, http, &cfg, h, ev};
     ad_agent *agent = ad_agent_new(&o);
