@@ -256,6 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # many conversations connect at once
 
     def handle_error(self, request, client_address):
         exc = sys.exc_info()[1]
@@ -348,21 +349,26 @@ class MockServer:
                    "peer": h.client_address[1]}
             self._requests.append(rec)
             h._rec = rec
-            if self._log:
+            resp = self._respond(path, parsed, rec)
+            if self._log:  # after _respond: a routed record has its route then
                 self._log.write(json.dumps(rec) + "\n")
                 self._log.flush()
-            if not path.endswith("/chat/completions"):
-                return {"status": 404, "body": _error_body("mock: no route for " + path)}
-            self._chat_count += 1
-            n = self._chat_count
-            if self.routes is not None:
-                return self._route(parsed, rec)
-            if self.cycle and self.responses:
-                return self.responses[(n - 1) % len(self.responses)]
-            if n > len(self.responses):
-                return {"status": 500,
-                        "body": _error_body("mock: no scripted response for request %d" % n)}
-            return self.responses[n - 1]
+            return resp
+
+    def _respond(self, path, parsed, rec):
+        """The response to a recorded request (called under the lock)."""
+        if not path.endswith("/chat/completions"):
+            return {"status": 404, "body": _error_body("mock: no route for " + path)}
+        self._chat_count += 1
+        n = self._chat_count
+        if self.routes is not None:
+            return self._route(parsed, rec)
+        if self.cycle and self.responses:
+            return self.responses[(n - 1) % len(self.responses)]
+        if n > len(self.responses):
+            return {"status": 500,
+                    "body": _error_body("mock: no scripted response for request %d" % n)}
+        return self.responses[n - 1]
 
     def _route(self, body, rec):
         """Routed scripts (called under the lock): many conversations share
