@@ -110,6 +110,10 @@ $(D)plugins/%.so: plugins/%.c include/agentd/plugin.h
 $(D)tests/plugins/%.so: tests/plugins/%.c include/agentd/plugin.h
 	@mkdir -p $(@D) $(dir $(plugin_d))
 	$(CC) $(PLUGIN_CFLAGS) -MMD -MP -MF $(plugin_d) $(CFLAGS) -o $@ $<
+# A plugin of ABI 1.0 is built against the header of that ABI.
+$(D)tests/plugins/abi10.so: tests/plugins/abi10.c tests/compat/plugin-1.0.h
+	@mkdir -p $(@D) $(dir $(plugin_d))
+	$(CC) $(PLUGIN_CFLAGS) -MMD -MP -MF $(plugin_d) $(CFLAGS) -o $@ $<
 
 # LD_PRELOAD helpers of the integration tests (they wrap libc functions).
 $(D)tests/preload/%.so: tests/preload/%.c

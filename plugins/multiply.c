@@ -3,7 +3,7 @@
  *
  * Exact 64-bit integer arithmetic; an overflowing product is an error
  * result, never a wrapped number. Stateless, hence AGENTD_TOOL_THREADSAFE.
- * The shared body lives in calc.h.
+ * The shared body lives in calc.h (plugin ABI 1.1).
  */
 #include "calc.h"
 
@@ -23,10 +23,10 @@ static int mul_op(int64_t a, int64_t b, int64_t *r)
     return 0;
 }
 
-static int multiply_invoke(void *tool_data, const char *args, size_t len, agentd_result *out)
+static int multiply_call(const agentd_host_api *api, agentd_call *call, void *tool_data)
 {
     (void)tool_data;
-    return calc_run(mul_op, "*", args, len, out);
+    return calc_run(mul_op, "*", api, call);
 }
 
 AGENTD_PLUGIN_EXPORT int agentd_plugin_init_v1(const agentd_host_api *api, agentd_plugin *self,
@@ -35,5 +35,5 @@ AGENTD_PLUGIN_EXPORT int agentd_plugin_init_v1(const agentd_host_api *api, agent
 AGENTD_PLUGIN_EXPORT int agentd_plugin_init_v1(const agentd_host_api *api, agentd_plugin *self,
                                                char *err, size_t errlen)
 {
-    return calc_init(api, self, err, errlen, "multiply", "Multiply two numbers", multiply_invoke);
+    return calc_init(api, self, err, errlen, "multiply", "Multiply two numbers", multiply_call);
 }

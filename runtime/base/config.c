@@ -68,6 +68,7 @@ static const keydef keys[] = {
     {"tools", "isolation", K_STRING, 0, 0, 0},
     {"plugins", "dir", K_STRING, OFF(plugins_dir), 0, 0},
     {"plugins", "config", K_TABLE, 0, 0, 0},
+    {"plugins", "pass_env", K_TABLE, 0, 0, 0},
     {"sessions", "path", K_STRING, OFF(sessions_path), 0, 0},
     {"sessions", "enabled", K_BOOL, OFF(sessions_enabled), 0, 0},
     {"sessions", "one_shot", K_BOOL, OFF(sessions_one_shot), 0, 0},
@@ -114,6 +115,7 @@ void ad_config_init(ad_config *c)
     c->max_retry_wait_s = 60;
     c->max_steps = 20;
     c->tool_timeout_s = 60;
+    c->isolation = AD_ISOLATION_WORKER;
     c->max_event_bytes = 16L << 20;
     c->max_response_bytes = 64L << 20;
     c->max_tool_args_bytes = 8L << 20;
@@ -196,6 +198,9 @@ void ad_config_free(ad_config *c)
     json_object_put(c->extra);
     free(c->system_prompt);
     free(c->plugins_dir);
+    for (size_t i = 0; c->plugins_pass_env && c->plugins_pass_env[i]; i++)
+        free(c->plugins_pass_env[i]);
+    free(c->plugins_pass_env);
     json_object_put(c->plugin_config);
     for (size_t i = 0; i < c->nconfirm_tools; i++)
         free(c->confirm_tools[i]);
@@ -505,18 +510,53 @@ static void load_headers(diag *d, ad_config *c, const ad_toml *t)
     }
 }
 
-/* "in-process" or "process" -> AD_ISOLATION_*, or -1 after reporting. */
+/* "worker", "in-process" (or "none"), "per-call" (or "process") ->
+ * AD_ISOLATION_*, or -1 after reporting. */
 static int parse_isolation(diag *d, const ad_toml *v, const char *what)
 {
     if (ad_toml_type_of(v) == AD_TOML_STRING) {
         const char *s = ad_toml_string(v, NULL);
+        if (strcmp(s, "worker") == 0)
+            return AD_ISOLATION_WORKER;
         if (strcmp(s, "in-process") == 0 || strcmp(s, "none") == 0)
             return AD_ISOLATION_NONE;
-        if (strcmp(s, "process") == 0)
+        if (strcmp(s, "per-call") == 0 || strcmp(s, "process") == 0)
             return AD_ISOLATION_PROCESS;
     }
-    problem(d, v, "%s must be \"in-process\" or \"process\"", what);
+    problem(d, v, "%s must be \"worker\", \"in-process\" or \"per-call\"", what);
     return -1;
+}
+
+const char *ad_isolation_name(int isolation)
+{
+    return isolation == AD_ISOLATION_PROCESS  ? "per-call"
+           : isolation == AD_ISOLATION_WORKER ? "worker"
+                                              : "in-process";
+}
+
+/* [plugins] pass_env: names of variables. */
+static void load_pass_env(diag *d, ad_config *c, const ad_toml *v)
+{
+    if (ad_toml_type_of(v) != AD_TOML_ARRAY) {
+        problem(d, v, "plugins.pass_env must be an array of environment variable names, not %s",
+                ad_toml_type_name(ad_toml_type_of(v)));
+        return;
+    }
+    size_t n = ad_toml_len(v), k = 0;
+    c->plugins_pass_env = calloc(n + 1, sizeof *c->plugins_pass_env);
+    if (!c->plugins_pass_env) {
+        problem(d, v, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const ad_toml *e = ad_toml_at(v, i);
+        const char *s = ad_toml_type_of(e) == AD_TOML_STRING ? ad_toml_string(e, NULL) : NULL;
+        if (s == NULL || !s[0] || strchr(s, '=')) {
+            problem(d, e, "plugins.pass_env entries must be variable names (strings without '=')");
+            continue;
+        }
+        c->plugins_pass_env[k++] = ad_strdup(s);
+    }
 }
 
 static void load_confirm_tools(diag *d, ad_config *c, const ad_toml *v)
@@ -748,6 +788,10 @@ static void load_table(diag *d, ad_config *c, const char *tname, const ad_toml *
         }
         if (strcmp(key, "confirm_tools") == 0) {
             load_confirm_tools(d, c, v);
+            continue;
+        }
+        if (strcmp(key, "pass_env") == 0) {
+            load_pass_env(d, c, v);
             continue;
         }
         if (k->kind != K_TABLE) {
@@ -1950,7 +1994,7 @@ void ad_config_print(const ad_config *c, FILE *out)
         fprintf(out, "max_tokens = %ld\n", c->max_tokens);
     fprintf(out, "unique_tool_call_ids = %s\n", c->unique_tool_call_ids ? "true" : "false");
     fprintf(out, "tool_timeout_s = %g\nisolation = \"%s\"\n", c->tool_timeout_s,
-            c->isolation == AD_ISOLATION_PROCESS ? "process" : "in-process");
+            ad_isolation_name(c->isolation));
     if (c->nconfirm_tools) {
         fprintf(out, "confirm_tools = [");
         for (size_t i = 0; i < c->nconfirm_tools; i++) {
@@ -1966,6 +2010,14 @@ void ad_config_print(const ad_config *c, FILE *out)
     fprintf(out, "\n[plugins]\n");
     if (c->plugins_dir)
         print_str(out, "dir", c->plugins_dir);
+    if (c->plugins_pass_env && c->plugins_pass_env[0]) {
+        fprintf(out, "pass_env = [");
+        for (size_t i = 0; c->plugins_pass_env[i]; i++) {
+            fputs(i ? ", " : "", out);
+            put_toml_str(out, c->plugins_pass_env[i]);
+        }
+        fprintf(out, "]\n");
+    }
     if (c->plugin_config) {
         json_object_object_foreach(c->plugin_config, k, v)
         {
@@ -1985,7 +2037,6 @@ void ad_config_print(const ad_config *c, FILE *out)
         int iso;
         ad_config_tool(c, c->tools[i].name, &t, &confirm, &iso);
         fprintf(out, "\n[tools.%s]\ntimeout_s = %g\nconfirm = %s\nisolation = \"%s\"\n",
-                c->tools[i].name, t, confirm ? "true" : "false",
-                iso == AD_ISOLATION_PROCESS ? "process" : "in-process");
+                c->tools[i].name, t, confirm ? "true" : "false", ad_isolation_name(iso));
     }
 }

@@ -47,7 +47,11 @@ typedef struct ad_conf_ref {
     ad_conf_loc at;
 } ad_conf_ref;
 
-enum { AD_ISOLATION_NONE = 0, AD_ISOLATION_PROCESS = 1 };
+/* Where a tool's calls run: in agentd's process, in a fresh worker process
+ * per call ("per-call", also spelt "process"), or in the plugin's
+ * persistent worker process (the default). The values are those of
+ * tools/plugin.h's AD_TOOL_*. */
+enum { AD_ISOLATION_NONE = 0, AD_ISOLATION_PROCESS = 1, AD_ISOLATION_WORKER = 2 };
 
 /* A list of strings from the file, with where each was written. */
 typedef struct ad_conf_strs {
@@ -141,7 +145,7 @@ typedef struct ad_config {
     long max_tokens; /* 0 = not sent */
     bool unique_tool_call_ids;
     double tool_timeout_s; /* default per-call tool timeout; 0 = none */
-    int isolation;         /* default AD_ISOLATION_* */
+    int isolation;         /* default AD_ISOLATION_* (AD_ISOLATION_WORKER) */
     char **confirm_tools;  /* owned: tool names (or "*") that need approval */
     ad_conf_loc *confirm_tools_at; /* owned: where each entry was written */
     size_t nconfirm_tools;
@@ -159,6 +163,7 @@ typedef struct ad_config {
 
     /* [plugins] */
     char *plugins_dir;          /* owned, resolved, or NULL: no plugins */
+    char **plugins_pass_env;    /* owned, NULL-terminated: variables workers get too */
     json_object *plugin_config; /* owned object: stem -> object */
     ad_conf_ref *plugin_configs; /* owned: the [plugins.config.STEM] tables, in file order */
     size_t nplugin_configs;
@@ -250,6 +255,8 @@ void ad_config_key_source(const ad_config *c, char *out, size_t outlen);
  * needs approval, and its isolation. */
 void ad_config_tool(const ad_config *c, const char *name, double *timeout_s, bool *confirm,
                     int *isolation);
+/* "worker", "per-call" or "in-process" for an AD_ISOLATION_* value. */
+const char *ad_isolation_name(int isolation);
 
 /* True for a header that may carry a credential: its name has auth, key,
  * token, secret, cookie, pass or sign in it, or its value holds the key.

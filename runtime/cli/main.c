@@ -46,6 +46,7 @@
 #include "tools/host.h"
 #include "tools/isolate.h"
 #include "tools/plugin.h"
+#include "tools/tcache.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_MAX_STEPS = 3, EXIT_INTERRUPTED = 130 };
 
@@ -435,23 +436,23 @@ static int check_names(const ad_config *cfg, const ad_tool_host *tools, char *er
     return rc;
 }
 
-static bool tool_isolated(void *ud, const char *name)
+/* Whether any tool may run outside this process: only then are plugins
+ * described (from the tool cache or by a worker) before they are loaded. */
+static bool isolates_any(const ad_config *cfg)
+{
+    bool any = cfg->isolation != AD_ISOLATION_NONE;
+    for (size_t i = 0; i < cfg->ntools; i++)
+        any |= cfg->tools[i].isolation > AD_ISOLATION_NONE;
+    return any;
+}
+
+static int tool_mode(void *ud, const char *name)
 {
     double timeout;
     bool confirm;
     int iso;
     ad_config_tool(ud, name, &timeout, &confirm, &iso);
-    return iso == AD_ISOLATION_PROCESS;
-}
-
-/* Whether the config isolates any tool: only then are plugins described
- * by a worker before they are loaded (ad_plugin_opts.isolated). */
-static bool isolates_any(const ad_config *cfg)
-{
-    bool any = cfg->isolation == AD_ISOLATION_PROCESS;
-    for (size_t i = 0; i < cfg->ntools; i++)
-        any |= cfg->tools[i].isolation == AD_ISOLATION_PROCESS;
-    return any;
+    return iso; /* AD_ISOLATION_* are the AD_TOOL_* modes */
 }
 
 /* Log lines of plugins, and what worker processes write, on stderr as
@@ -482,8 +483,8 @@ static int tool_log_level(bool quiet)
  * unnoticed (for confirm_tools, the tool would run without asking).
  * Returns -1 with *out set, or an exit code with a message printed (*out
  * may then still need ad_tool_host_free). */
-static int load_tools(const ad_config *cfg, ad_events *ev, bool quiet, bool mcp, uv_loop_t *loop,
-                      ad_tool_host **out)
+static int load_tools(const ad_config *cfg, ad_events *ev, bool quiet, bool mcp, bool refresh,
+                      uv_loop_t *loop, ad_tool_host **out)
 {
     char err[4096];
     ad_tool_host *tools = *out = ad_tool_host_new(loop);
@@ -491,16 +492,23 @@ static int load_tools(const ad_config *cfg, ad_events *ev, bool quiet, bool mcp,
         return fail(ev, EXIT_RUNTIME, "out of memory");
     ad_tool_host_set_log(tools, on_tool_log, (void *)cfg, tool_log_level(quiet));
     ad_tool_host_set_result_max(tools, (size_t)cfg->max_tool_result_bytes);
-    ad_isolate_opts io = {NULL, cfg->api_key_env, cfg->tool_timeout_s};
-    ad_plugin_opts po = {plugin_config, (void *)cfg, NULL, NULL, &io};
-    /* A plugin whose tools all run isolated never runs in this process,
-     * not even its init: a worker tells what it registers. */
-    if (isolates_any(cfg)) {
-        po.isolated = tool_isolated;
-        po.isolated_ud = (void *)cfg;
-    }
-    if (cfg->plugins_dir &&
-        ad_plugin_load_dir(tools, cfg->plugins_dir, &po, err, sizeof err) != AD_OK) {
+    ad_isolate_opts io = {NULL, cfg->api_key_env, cfg->tool_timeout_s,
+                          (const char *const *)cfg->plugins_pass_env};
+    /* A plugin none of whose tools runs in process never runs here, not
+     * even its init: its tools come from the tool cache, or from a worker
+     * that describes it (docs/plugins.md, "Where tools run"). */
+    char *cache = ad_tcache_default_dir();
+    ad_plugin_opts po = {.config = plugin_config,
+                         .config_ud = (void *)cfg,
+                         .mode = isolates_any(cfg) ? tool_mode : NULL,
+                         .mode_ud = (void *)cfg,
+                         .isolate = &io,
+                         .cache_dir = cache,
+                         .refresh_cache = refresh};
+    int lrc = cfg->plugins_dir ? ad_plugin_load_dir(tools, cfg->plugins_dir, &po, err, sizeof err)
+                               : AD_OK;
+    free(cache);
+    if (lrc != AD_OK) {
         char where[512];
         return fail(ev, EXIT_USAGE, "%s%s",
                     ad_config_where(cfg, "plugins", "dir", where, sizeof where), err);
@@ -529,11 +537,10 @@ static void print_loaded(const ad_config *cfg, const ad_tool_host *tools, FILE *
         bool confirm;
         int iso;
         ad_config_tool(cfg, t->name, &timeout, &confirm, &iso);
-        fprintf(out, "#   %s (%s, %s)\n", t->name, t->origin,
-                iso != AD_ISOLATION_PROCESS ? "in-process"
-                : ad_plugin_in_process(ad_tool_host_owner(tools, i))
-                    ? "process; the plugin is loaded into agentd too"
-                    : "process");
+        fprintf(out, "#   %s (%s, %s%s)\n", t->name, t->origin, ad_isolation_name(iso),
+                iso != AD_ISOLATION_NONE && ad_plugin_in_process(ad_tool_host_owner(tools, i))
+                    ? "; the plugin is loaded into agentd too"
+                    : "");
     }
     char *db = cfg->sessions_path ? ad_strdup(cfg->sessions_path) : ad_session_default_path();
     if (!cfg->sessions_enabled)
@@ -731,7 +738,7 @@ int main(int argc, char **argv)
     if (o.check_config) {
         /* The plugins are loaded too: a config is valid when a run with it
          * would start. */
-        rc = load_tools(&cfg, ev, o.quiet, false, &loop, &tools);
+        rc = load_tools(&cfg, ev, o.quiet, false, true, &loop, &tools);
         if (rc >= 0) {
             exit_code = rc;
         } else if (ad_config_read_key(&cfg, err, sizeof err) != AD_OK) {
@@ -794,7 +801,7 @@ int main(int argc, char **argv)
         goto out_tools;
     }
     curl_ready = true;
-    rc = load_tools(&cfg, ev, o.quiet, true, &loop, &tools);
+    rc = load_tools(&cfg, ev, o.quiet, true, false, &loop, &tools);
     if (rc >= 0) {
         exit_code = rc;
         goto out_tools;

@@ -43,6 +43,8 @@
 #include "serve/http.h"
 #include "tools/host.h"
 #include "tools/plugin.h"
+#include "tools/tcache.h"
+#include "tools/worker.h"
 
 #define EXIT_OK 0
 #define EXIT_FAIL 1
@@ -93,13 +95,13 @@ static const char *plugin_config(void *ud, const char *stem)
     return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 }
 
-static bool tool_isolated(void *ud, const char *name)
+static int tool_mode(void *ud, const char *name)
 {
     double timeout;
     bool confirm;
     int iso;
     ad_config_tool(ud, name, &timeout, &confirm, &iso);
-    return iso == AD_ISOLATION_PROCESS;
+    return iso; /* AD_ISOLATION_* are the AD_TOOL_* modes */
 }
 
 /* Lines outside the calls (a plugin's init, an MCP server's stderr) on
@@ -728,17 +730,25 @@ int ad_mcp_serve(const char *config, int argc, char **argv)
         fprintf(stderr, "agentd: mcp serve: %s\n", err);
         goto out;
     }
-    ad_isolate_opts io = {NULL, st.cfg.api_key_env, st.cfg.tool_timeout_s};
-    ad_plugin_opts po = {plugin_config, &st.cfg, NULL, NULL, &io};
-    bool any_iso = st.cfg.isolation == AD_ISOLATION_PROCESS;
+    ad_isolate_opts io = {NULL, st.cfg.api_key_env, st.cfg.tool_timeout_s,
+                          (const char *const *)st.cfg.plugins_pass_env};
+    /* As in a run: plugins none of whose tools runs in process are known
+     * from the tool cache or a describing worker (docs/plugins.md). */
+    char *cache = ad_tcache_default_dir();
+    ad_plugin_opts po = {.config = plugin_config, .config_ud = &st.cfg, .isolate = &io,
+                         .cache_dir = cache};
+    bool any_iso = st.cfg.isolation != AD_ISOLATION_NONE;
     for (size_t i = 0; i < st.cfg.ntools; i++)
-        any_iso |= st.cfg.tools[i].isolation == AD_ISOLATION_PROCESS;
+        any_iso |= st.cfg.tools[i].isolation > AD_ISOLATION_NONE;
     if (any_iso) {
-        po.isolated = tool_isolated;
-        po.isolated_ud = &st.cfg;
+        po.mode = tool_mode;
+        po.mode_ud = &st.cfg;
     }
-    if (st.cfg.plugins_dir &&
-        ad_plugin_load_dir(st.host, st.cfg.plugins_dir, &po, err, sizeof err) != AD_OK) {
+    int lrc = st.cfg.plugins_dir
+                  ? ad_plugin_load_dir(st.host, st.cfg.plugins_dir, &po, err, sizeof err)
+                  : AD_OK;
+    free(cache);
+    if (lrc != AD_OK) {
         fprintf(stderr, "agentd: mcp serve: %s\n", err);
         code = EXIT_USAGE;
         goto out;

@@ -138,6 +138,22 @@ void ad_tool_result_free(ad_tool_result *r)
     r->len = 0;
 }
 
+/* The offset of a ' outside every string of the JSON text s, or n: json-c
+ * reads single-quoted strings even in strict mode, and they are not JSON. */
+static size_t single_quote_at(const char *s, size_t n)
+{
+    bool in = false;
+    for (size_t i = 0; i < n; i++) {
+        if (in && s[i] == '\\')
+            i++;
+        else if (s[i] == '"')
+            in = !in;
+        else if (!in && s[i] == '\'')
+            return i;
+    }
+    return n;
+}
+
 int ad_tool_parse_json(const char *text, size_t len, json_object **out, char *why, size_t whylen)
 {
     *out = NULL;
@@ -174,8 +190,11 @@ int ad_tool_parse_json(const char *text, size_t len, json_object **out, char *wh
         while (end < len && (text[end] == ' ' || text[end] == '\t' || text[end] == '\n' ||
                              text[end] == '\r'))
             end++;
+        size_t q = single_quote_at(text, len);
         if (end < len)
             ad_errf(why, whylen, "unexpected text after the value at offset %zu", end);
+        else if (q < len)
+            ad_errf(why, whylen, "a single-quoted string at offset %zu", q);
         else
             rc = 0;
     }

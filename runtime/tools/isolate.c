@@ -44,6 +44,7 @@
 #include "tools/plugin.h"
 #include "tools/pool.h"
 #include "tools/proc.h"
+#include "tools/worker.h"
 
 #include <agentd/plugin.h>
 
@@ -73,6 +74,7 @@ typedef struct iso {
     ad_tool_provider base; /* first */
     char *exe;             /* NULL: unknown (calls fail with a message) */
     char *scrub_env;
+    char **pass_env; /* owned copies, NULL-terminated */
     char *path;
     char *config;
     char *file;
@@ -106,24 +108,6 @@ static char *worker_exe(const ad_isolate_opts *o)
         return NULL;
     exe[n] = '\0';
     return ad_strdup(exe);
-}
-
-/* The host's environment without `scrub`; the strings are borrowed. */
-static char **worker_env(const char *scrub)
-{
-    size_t n = 0;
-    while (environ && environ[n])
-        n++;
-    char **env = calloc(n + 1, sizeof *env);
-    if (env == NULL)
-        return NULL;
-    size_t slen = scrub ? strlen(scrub) : 0, k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (slen && strncmp(environ[i], scrub, slen) == 0 && environ[i][slen] == '=')
-            continue;
-        env[k++] = environ[i];
-    }
-    return env;
 }
 
 /* Hands the worker's output on, one line at a time: its log() lines with
@@ -271,7 +255,7 @@ static void run_isolated(ad_pool_call *pc)
     /* The worker cuts the output at the host's bound (argv[3]). */
     snprintf(keep_s, sizeof keep_s, "%zu", c->keep);
     char *argv[] = {p->exe, (char *)AD_ISOLATE_WORKER_FLAG, ppid, keep_s, NULL};
-    char **env = worker_env(p->scrub_env);
+    char **env = ad_plugin_worker_env(p->scrub_env, (const char *const *)p->pass_env);
     if (env == NULL ||
         ad_buf_printf(&req, WORKER_REQ_MAGIC "%zu %ld %zu %zu\n", strlen(p->path),
                       p->config ? (long)strlen(p->config) : -1L, strlen(name),
@@ -405,6 +389,9 @@ static void iso_close(ad_tool_provider *bp)
     iso *p = (iso *)bp;
     free(p->exe);
     free(p->scrub_env);
+    for (size_t i = 0; p->pass_env && p->pass_env[i]; i++)
+        free(p->pass_env[i]);
+    free(p->pass_env);
     free(p->path);
     free(p->config);
     free(p->file);
@@ -432,7 +419,13 @@ ad_tool_provider *ad_isolate_new(const ad_isolate_opts *o, const char *path,
     p->path = ad_strdup(path);
     p->file = ad_strdup(base_name(path));
     p->base.origin = p->file;
-    if ((o && o->scrub_env && !(p->scrub_env = ad_strdup(o->scrub_env))) || !p->path ||
+    size_t np = 0;
+    while (o && o->pass_env && o->pass_env[np])
+        np++;
+    bool ok = (p->pass_env = calloc(np + 1, sizeof *p->pass_env)) != NULL;
+    for (size_t i = 0; ok && i < np; i++)
+        ok = (p->pass_env[i] = ad_strdup(o->pass_env[i])) != NULL;
+    if (!ok || (o && o->scrub_env && !(p->scrub_env = ad_strdup(o->scrub_env))) || !p->path ||
         !p->file || (config_json && !(p->config = ad_strdup(config_json)))) {
         iso_close(&p->base);
         return NULL;
@@ -461,7 +454,7 @@ int ad_isolate_describe(const ad_isolate_opts *o, ad_tool_host *h, const char *p
     snprintf(keep_s, sizeof keep_s, "%zu", ad_tool_host_result_max(h));
     char *argv[] = {exe, (char *)AD_ISOLATE_WORKER_FLAG, ppid, keep_s, NULL};
     ad_buf req = AD_BUF_INIT;
-    char **env = worker_env(o ? o->scrub_env : NULL);
+    char **env = ad_plugin_worker_env(o ? o->scrub_env : NULL, o ? o->pass_env : NULL);
     int rc = AD_ENOMEM;
     if (env && ad_buf_printf(&req, WORKER_DESC_MAGIC "%zu %ld\n", strlen(where),
                              config ? (long)strlen(config) : -1L) == 0 &&
@@ -610,23 +603,10 @@ static void worker_describe(int rfd, const char *p, const char *end)
     if (path == NULL || (cl >= 0 && config == NULL))
         worker_fail(rfd, "tool worker: out of memory");
     char err[1024];
-    if ((worker_plugin = ad_plugin_open_worker(path, config, err, sizeof err)) == NULL)
+    if ((worker_plugin = ad_plugin_open_worker(path, config, NULL, NULL, err, sizeof err)) == NULL)
         worker_send(rfd, true, err, strlen(err));
-    json_object *list = json_object_new_array();
-    for (size_t i = 0; list && i < ad_plugin_tool_count(worker_plugin); i++) {
-        const ad_tool_desc *tool = ad_plugin_tool_at(worker_plugin, i);
-        json_object *e = json_object_new_object(), *params = NULL;
-        if (e == NULL ||
-            json_object_deep_copy((json_object *)tool->parameters, &params, NULL) != 0 ||
-            json_object_object_add(e, "name", json_object_new_string(tool->name)) != 0 ||
-            json_object_object_add(e, "description", json_object_new_string(tool->description)) ||
-            json_object_object_add(e, "parameters", params) != 0 ||
-            json_object_object_add(e, "flags", json_object_new_int64(tool->flags)) != 0 ||
-            json_object_array_add(list, e) != 0)
-            worker_fail(rfd, "tool worker: out of memory");
-    }
-    json_object *desc = json_object_new_object();
-    if (list == NULL || desc == NULL || json_object_object_add(desc, "tools", list) != 0)
+    json_object *desc = ad_plugin_describe(worker_plugin);
+    if (desc == NULL)
         worker_fail(rfd, "tool worker: out of memory");
     size_t len = 0;
     const char *text = json_object_to_json_string_length(
@@ -638,16 +618,18 @@ static void worker_describe(int rfd, const char *p, const char *end)
 
 int ad_isolate_worker_main(int argc, char **argv)
 {
-    /* The result channel leaves fd 3, where a plugin might write by accident. */
-    int rfd = fcntl(3, F_DUPFD_CLOEXEC, 64);
-    if (rfd < 0)
-        return 125;
-    close(3);
     /* Die with the host: a worker never outlives the process that waits
      * for it (the check covers a host that died before the prctl). */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (argc < 3 || strtol(argv[2], NULL, 10) != (long)getppid())
         _exit(125);
+    if (argc > 3 && strcmp(argv[3], AD_PLUGIN_WORKER_SERVE_ARG) == 0)
+        return ad_plugin_serve_main();
+    /* The result channel leaves fd 3, where a plugin might write by accident. */
+    int rfd = fcntl(3, F_DUPFD_CLOEXEC, 64);
+    if (rfd < 0)
+        return 125;
+    close(3);
     /* Faults must kill the worker so the host sees the signal (a sanitizer
      * runtime's handlers would otherwise turn them into exit statuses). */
     static const int faults[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGPIPE};
@@ -701,7 +683,7 @@ int ad_isolate_worker_main(int argc, char **argv)
     size_t max = argc > 3 ? (size_t)strtoull(argv[3], NULL, 10) : 0;
     if (max == 0)
         max = (size_t)1 << 20;
-    if ((worker_plugin = ad_plugin_open_worker(path, config, err, sizeof err)) == NULL)
+    if ((worker_plugin = ad_plugin_open_worker(path, config, NULL, NULL, err, sizeof err)) == NULL)
         worker_fail(rfd, "tool '%s' cannot run isolated: %s", name, err);
     if (ad_plugin_invoke(worker_plugin, name, args, (size_t)al, max, &worker_res) != AD_OK)
         worker_fail(rfd, "tool worker: out of memory running tool '%s'", name);

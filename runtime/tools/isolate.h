@@ -33,7 +33,10 @@
 typedef struct ad_isolate_opts {
     const char *exe;           /* the program a worker runs; NULL: this one (/proc/self/exe) */
     const char *scrub_env;     /* NULL, or a variable workers must not inherit (the API key's) */
-    double describe_timeout_s; /* bound of a describing worker; 0 = none */
+    double describe_timeout_s; /* bound of a describing worker, and of a worker's start; 0 = none */
+    /* Variables workers get beyond the short list of ad_plugin_worker_env()
+     * (NULL-terminated; may be NULL). */
+    const char *const *pass_env;
 } ad_isolate_opts;
 
 /* The isolation provider for the plugin at path (absolute) with its config

@@ -48,6 +48,9 @@ TEST_KEY_ENV = "AGENTD_TEST_KEY"
 # the real one. One temporary folder per test process; a test may pass its own.
 STATE_HOME = tempfile.mkdtemp(prefix="agentd-state-")
 atexit.register(shutil.rmtree, STATE_HOME, True)
+# ... and their tool cache (docs/plugins.md) under XDG_CACHE_HOME.
+CACHE_HOME = tempfile.mkdtemp(prefix="agentd-cache-")
+atexit.register(shutil.rmtree, CACHE_HOME, True)
 
 
 # ---- the mock server -------------------------------------------------------
@@ -175,6 +178,7 @@ def agentd_env(env=None):
     e = dict(os.environ)
     e[TEST_KEY_ENV] = "sk-test-dummy"
     e["XDG_STATE_HOME"] = STATE_HOME
+    e["XDG_CACHE_HOME"] = CACHE_HOME
     for k, v in (env or {}).items():
         if v is None:
             e.pop(k, None)

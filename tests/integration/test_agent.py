@@ -703,7 +703,10 @@ def a_timed_out_tool_that_is_not_thread_safe_does_not_stall_later_steps(tmp):
     again = [("s2", "slow_counter", '{"ms": 0}')]
     sc = S.script(S.tool_call_stream(slow), S.tool_call_stream(again), S.text_stream("done"))
     with mock(sc) as m:
-        cfg = setup(tmp, m, plugins=("serial",), agent={"tool_timeout_s": 0.5})
+        # In process: the abandoned call keeps its thread (a worker would be
+        # killed at the timeout, test_plugin_workers).
+        cfg = setup(tmp, m, plugins=("serial",),
+                    agent={"tool_timeout_s": 0.5, "isolation": "in-process"})
         # A stall would wait ten minutes: run_agentd's timeout catches it.
         r = run_json(cfg, timeout=30)
         reqs = chat_requests(m)
@@ -721,7 +724,8 @@ def a_tool_timeout_counts_only_its_own_running_time(tmp):
     calls = [("n", "nap", '{"ms": 1500}'), ("a", "add", ADD_ARGS)]
     sc = S.script(S.tool_call_stream(calls), S.text_stream("done"))
     with mock(sc) as m:
-        cfg = setup(tmp, m, plugins=("add", "nap"), raw_append="[tools.add]\ntimeout_s = 1\n")
+        cfg = setup(tmp, m, plugins=("add", "nap"), raw_append="[tools.add]\ntimeout_s = 1\n",
+                    agent={"isolation": "in-process"})
         r = run_json(cfg, env={"UV_THREADPOOL_SIZE": "1"})
     eq(r.rc, 0, "exit code (%s)" % r.stderr)
     eq([x["content"] for x in of_type(r, "tool_result")], ["slept 1500 ms", "5"], "results")
@@ -746,7 +750,8 @@ def calls_that_cannot_get_a_worker_thread_are_reported_as_not_started(tmp):
                   S.tool_call_stream([("a", "add", ADD_ARGS), ("m", "multiply", ADD_ARGS)]),
                   S.text_stream("done"))
     with mock(sc) as m:
-        cfg = setup(tmp, m, plugins=("add", "multiply", "gate"), raw_append=GATE_TIMEOUTS)
+        cfg = setup(tmp, m, plugins=("add", "multiply", "gate"), raw_append=GATE_TIMEOUTS,
+                    agent={"isolation": "in-process"})
         r = run_json(cfg, env={"UV_THREADPOOL_SIZE": "1"})
         reqs = chat_requests(m)
     eq(r.rc, 0, "exit code (%s)" % r.stderr)
@@ -767,7 +772,8 @@ def four_hung_calls_do_not_starve_later_ones(tmp):
                   S.tool_call_stream([("a", "add", ADD_ARGS), ("m", "multiply", ADD_ARGS)]),
                   S.text_stream("done"))
     with mock(sc) as m:
-        cfg = setup(tmp, m, plugins=("add", "multiply", "gate"), raw_append=GATE_TIMEOUTS)
+        cfg = setup(tmp, m, plugins=("add", "multiply", "gate"), raw_append=GATE_TIMEOUTS,
+                    agent={"isolation": "in-process"})
         r = run_json(cfg, env={"UV_THREADPOOL_SIZE": None})
     eq(r.rc, 0, "exit code (%s)" % r.stderr)
     res = [x["content"] for x in of_type(r, "tool_result")]
@@ -990,8 +996,8 @@ def check_config_refuses_what_a_run_refuses_and_lists_tools(tmp):
     state = os.path.join(tmp, "state")
     r = run_agentd(["--check-config", cfg], env={"XDG_STATE_HOME": state})
     eq(r.rc, 0, "exit code with the key (%s)" % r.stderr)
-    contains(r.stdout, "# tools:\n#   add (add.so, in-process)\n"
-             "#   multiply (multiply.so, process)\n", "loaded tools")
+    contains(r.stdout, "# tools:\n#   add (add.so, worker)\n"
+             "#   multiply (multiply.so, per-call)\n", "loaded tools")
     contains(r.stdout, "# sessions: %s/agentd/sessions.db\n" % state, "sessions path")
     ok("sk-test-dummy" not in r.stdout + r.stderr, "key not shown")
 

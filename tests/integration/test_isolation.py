@@ -4,8 +4,10 @@ The mock provider asks for a call of one misbehaving tool (tests/plugins/
 hostile.c, badutf8.c), then answers. Each case checks the tool message that
 agentd sent back in the second request (it must name what happened), the exit
 status (0: the run goes on), that stdout stays valid JSON Lines, and that the
-run ends promptly (timeouts are 1 s). Isolated calls run in worker processes
-(`isolation = "process"`); the in-process timeout case covers the default.
+run ends promptly (timeouts are 1 s). Isolated calls run each in a fresh
+worker process (`isolation = "process"`, also spelt "per-call"); the
+in-process timeout case covers `isolation = "in-process"`. The default,
+persistent workers, is test_plugin_workers.py's.
 """
 import os
 import time
@@ -219,11 +221,12 @@ def interrupted_run_leaves_no_worker(tmp):
 
 @case
 def in_process_timeout_does_not_wait(tmp):
-    # Default isolation: the thread-safe tool sleeps forever on a worker
-    # thread; the call becomes an error after 1 s and agentd finishes
-    # without waiting for it.
+    # isolation = "in-process": the thread-safe tool sleeps forever on a
+    # worker thread; the call becomes an error after 1 s and agentd
+    # finishes without waiting for it. (The default, a persistent worker,
+    # is killed instead: test_plugin_workers.)
     with mock(one_call("hang")) as m:
-        r = run(setup(tmp, m, tools={"hang": {"timeout_s": 1}}))
+        r = run(setup(tmp, m, tools={"hang": {"timeout_s": 1, "isolation": "in-process"}}))
         reqs = check_run(r, m)
     eq(tool_messages(reqs[1])[0]["content"],
        "tool 'hang' timed out after 1 s (its result will be ignored)", "tool message")

@@ -153,13 +153,18 @@ def stdio_initialize_list_call_and_errors(tmp):
         s.send(b'[{"jsonrpc": "2.0", "id": 7, "method": "ping"}]')
         r = s.recv()
         eq(r["error"]["code"], -32600, "a batch")
-        # A plugin that prints to stdout does not corrupt the protocol.
-        r, _ = s.request(8, "tools/call", {"name": "noisy", "arguments": {"say": "hello"}})
+        # A plugin that prints to stdout does not corrupt the protocol. In
+        # its worker (the default isolation) what a call prints is that
+        # call's output: a log message of the call.
+        r, before = s.request(8, "tools/call", {"name": "noisy", "arguments": {"say": "hello"}})
         eq(text_of(r), "done")
+        logs = [m["params"] for m in before if m.get("method") == "notifications/message"]
+        ok(any(m["data"] == "noisy: stdout from invoke" and m["logger"] == "noisy" for m in logs),
+           "the plugin's printf came as the call's log message: %r" % logs)
         eq(s.close(), 0, "EOF ends the server")
         eq(s.rest, b"", "nothing after the last answer")
         err = s.stderr()
-        contains(err, "noisy: stdout from invoke", "the plugin's printf went to stderr")
+        contains(err, "noisy: stdout from init", "init's printf went to stderr")
     finally:
         s.kill()
 

@@ -317,12 +317,13 @@ def isolated_plugins_never_run_init_in_agentd(tmp):
 @case
 def a_plugin_with_an_in_process_tool_is_loaded_into_agentd(tmp):
     # Isolation is per tool, init per plugin: noisy.so keeps in-process
-    # tools, so its code is loaded here too; the isolated tool still runs
-    # in a worker.
+    # tools (agent-wide, the default being worker), so its code is loaded
+    # here too; the isolated tool still runs in a worker.
     marker = os.path.join(tmp, "marker")
     sc = S.script(S.tool_call_stream([("p1", "pid", "{}")]), S.text_stream("done"))
     with mock(sc) as m:
-        cfg = setup(tmp, m, tools={"pid": {"isolation": "process"}},
+        cfg = setup(tmp, m, agent={"isolation": "in-process"},
+                    tools={"pid": {"isolation": "process"}},
                     plugin_config={"noisy": {"marker": marker}})
         p = spawn_agentd(["--config", cfg, "--json", "-p", "go"])
         out, err = p.communicate(timeout=60)
@@ -332,7 +333,7 @@ def a_plugin_with_an_in_process_tool_is_loaded_into_agentd(tmp):
     ok(int(tool_messages(reqs[1])[0]["content"]) != p.pid, "the isolated call ran elsewhere")
     r = run_agentd(["--check-config", cfg])
     eq(r.rc, 0, "check-config (%s)" % r.stderr)
-    contains(r.stdout, "#   pid (noisy.so, process; the plugin is loaded into agentd too)\n",
+    contains(r.stdout, "#   pid (noisy.so, per-call; the plugin is loaded into agentd too)\n",
              "check-config says so")
 
 

@@ -316,11 +316,26 @@ def ctrl_c_during_tool_abandons_it_with_one_result_per_call(tmp):
 
 @case
 def a_cancelled_serial_call_is_named_as_cancelled_later(tmp):
-    # Ctrl-C abandons gate_serial (not thread-safe) while it runs; the next
-    # turn's call of a tool of the same plugin that is not thread-safe (a
-    # second gate_serial, whose gate is open) is refused, and the reason
-    # given is the real one: cancelled, not timed out. The chain is the
-    # plugin's: counter (serial.so, not thread-safe either) runs.
+    # In process: Ctrl-C abandons gate_serial (not thread-safe) while it
+    # runs; the next turn's call of a tool of the same plugin that is not
+    # thread-safe (a second gate_serial, whose gate is open) is refused, and
+    # the reason given is the real one: cancelled, not timed out. The chain
+    # is the plugin's: counter (serial.so, not thread-safe either) runs.
+    # (In a worker, the default, the next call runs: see below.)
+    cancelled_serial_call(tmp, "in-process",
+                          "tool 'gate_serial' was not run: an earlier call of a tool that is not "
+                          "thread-safe was cancelled and is still running")
+
+
+@case
+def a_cancelled_call_in_a_worker_does_not_block_the_next_turn(tmp):
+    # The default: the cancelled gate_serial is asked to stop; gate.so (ABI
+    # 1.0) does not notice, so its worker is killed after the grace, and the
+    # next turn's gate_serial runs in a new worker.
+    cancelled_serial_call(tmp, "worker", "opened")
+
+
+def cancelled_serial_call(tmp, isolation, second):
     gate = os.path.join(tmp, "gate")
     opened = os.path.join(tmp, "open")
     with open(opened, "w"):
@@ -330,7 +345,7 @@ def a_cancelled_serial_call_is_named_as_cancelled_later(tmp):
                                       ("call_c", "counter", "{}")]),
                   S.text_stream("Done."))
     with mock(sc) as m:
-        t = start(tmp, setup(tmp, m, plugins=("gate", "serial")))
+        t = start(tmp, setup(tmp, m, plugins=("gate", "serial"), agent={"isolation": isolation}))
         try:
             t.line("one")
             wait_file(t, gate + ".started")
@@ -351,8 +366,7 @@ def a_cancelled_serial_call_is_named_as_cancelled_later(tmp):
     results = [x["content"] for x in msgs if x["role"] == "tool"]
     eq(results[0], "cancelled by user while it was running (its result will be ignored)",
        "gate_serial")
-    eq(results[1], "tool 'gate_serial' was not run: an earlier call of a tool that is not "
-       "thread-safe was cancelled and is still running", "the second gate_serial")
+    eq(results[1], second, "the second gate_serial")
     eq(results[2], "1", "counter of another plugin")
 
 

@@ -114,7 +114,7 @@ TEST(full_config)
     ad_config_tool(&c, "multiply", &t, &confirm, &iso);
     CHECK(t == 2.5);
     CHECK(!confirm);
-    CHECK_EQ(iso, AD_ISOLATION_NONE);
+    CHECK_EQ(iso, AD_ISOLATION_WORKER); /* the default: the plugin's persistent worker */
     ad_config_free(&c);
 }
 
@@ -151,7 +151,8 @@ TEST(wrong_types_name_the_expected_type)
     CHECK(fails_with(MIN "[plugins.config]\nadd = 1\n", "plugins.config.add must be a table, not integer"));
     CHECK(fails_with(MIN "[agent]\nconfirm_tools = \"add\"\n",
                      "agent.confirm_tools must be an array of tool names"));
-    CHECK(fails_with(MIN "[agent]\nisolation = \"vm\"\n", "agent.isolation must be \"in-process\" or \"process\""));
+    CHECK(fails_with(MIN "[agent]\nisolation = \"vm\"\n",
+                     "agent.isolation must be \"worker\", \"in-process\" or \"per-call\""));
     CHECK(fails_with(MIN "[tools.add]\nconfirm = 1\n", "tools.add.confirm must be a boolean"));
     CHECK(fails_with(MIN "[tools.add]\ntimeout = 1\n", "unknown key 'timeout' in [tools] (did you mean 'timeout_s'?)"));
     CHECK(fails_with(MIN "[tools]\nadd = 1\n", "tools.add must be a table"));

@@ -166,24 +166,24 @@ TEST(proc_start_failure)
 
 static uv_loop_t loop;
 
-static bool all_isolated(void *ud, const char *name)
+static int all_isolated(void *ud, const char *name)
 {
     (void)ud, (void)name;
-    return true;
+    return AD_TOOL_PER_CALL;
 }
 
 /* Every tool but "children": the plugin is loaded here too, and its other
  * tools' calls run in workers. */
-static bool all_but_children(void *ud, const char *name)
+static int all_but_children(void *ud, const char *name)
 {
     (void)ud;
-    return strcmp(name, "children") != 0;
+    return strcmp(name, "children") != 0 ? AD_TOOL_PER_CALL : AD_TOOL_IN_PROCESS;
 }
 
-static bool only_crash_in_process(void *ud, const char *name)
+static int only_crash_in_process(void *ud, const char *name)
 {
     (void)ud;
-    return strcmp(name, "crash") != 0;
+    return strcmp(name, "crash") != 0 ? AD_TOOL_PER_CALL : AD_TOOL_IN_PROCESS;
 }
 
 static char *plugin_path(const char *file)
@@ -202,12 +202,12 @@ static void free_host(ad_tool_host *h)
 
 /* A host with plugin file loaded, the tools iso says isolated; o may be
  * NULL. NULL with the error printed when it does not load. */
-static ad_tool_host *load_with(const char *file, ad_plugin_isolated_fn iso_fn,
+static ad_tool_host *load_with(const char *file, ad_plugin_mode_fn iso_fn,
                                const ad_isolate_opts *o)
 {
     char *path = plugin_path(file), err[512];
     ad_tool_host *t = ad_tool_host_new(&loop);
-    ad_plugin_opts po = {.isolated = iso_fn, .isolate = o};
+    ad_plugin_opts po = {.mode = iso_fn, .isolate = o};
     if (t && ad_plugin_load_file(t, path, NULL, &po, err, sizeof err) != AD_OK) {
         fprintf(stderr, "test_isolate: %s\n", err);
         free_host(t);
@@ -219,7 +219,7 @@ static ad_tool_host *load_with(const char *file, ad_plugin_isolated_fn iso_fn,
 
 static ad_tool_host *load(const char *file)
 {
-    static const ad_isolate_opts o = {NULL, NULL, 10};
+    static const ad_isolate_opts o = {NULL, NULL, 10, NULL};
     return load_with(file, all_but_children, &o);
 }
 
@@ -354,7 +354,11 @@ TEST(isolated_results)
 TEST(isolated_scrubs_the_key_and_repairs_text)
 {
     setenv("AGENTD_TEST_KEY", "sk-secret", 1);
-    static const ad_isolate_opts keep = {NULL, NULL, 10}, scrub = {NULL, "AGENTD_TEST_KEY", 10};
+    /* Workers get a short list of variables, and those passed on by name;
+     * never the key's, even when it is named. */
+    static const char *const pass[] = {"AGENTD_TEST_KEY", NULL};
+    static const ad_isolate_opts keep = {NULL, NULL, 10, pass},
+                                 scrub = {NULL, "AGENTD_TEST_KEY", 10, pass};
     ad_tool_host *t = load_with("hostile.so", all_but_children, &keep);
     ad_tool_host *u = load_with("hostile.so", all_but_children, &scrub);
     CHECK(t != NULL && u != NULL);
@@ -417,7 +421,7 @@ TEST(isolated_missing_worker_program)
         return;
     self[n] = '\0';
     CHECK_EQ(symlink(self, exe), 0);
-    ad_isolate_opts o = {exe, NULL, 10};
+    ad_isolate_opts o = {exe, NULL, 10, NULL};
     ad_tool_host *t = load_with("hostile.so", all_but_children, &o);
     unlink(exe);
     rmdir(dir);
@@ -439,7 +443,7 @@ TEST(isolated_missing_worker_program)
 
 TEST(described_plugins_are_not_loaded)
 {
-    static const ad_isolate_opts o = {NULL, NULL, 10};
+    static const ad_isolate_opts o = {NULL, NULL, 10, NULL};
     /* Earlier cases load it here; unloaded again unless under ASan, which
      * keeps every plugin mapped (plugin.c). */
     bool was_mapped = mapped("hostile.so");
@@ -487,8 +491,8 @@ TEST(described_plugin_failures_read_as_load_failures)
         {"no_init.so", "plugin no_init.so: not an agentd plugin (missing agentd_plugin_init_v1)"},
         {"dup_add.so", NULL},
     };
-    ad_isolate_opts o = {NULL, NULL, 10};
-    ad_plugin_opts po = {.isolated = all_isolated, .isolate = &o};
+    ad_isolate_opts o = {NULL, NULL, 10, NULL};
+    ad_plugin_opts po = {.mode = all_isolated, .isolate = &o};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *path = plugin_path(cases[i].file);
         char err[512] = "";
