@@ -1508,6 +1508,11 @@ bool ad_plugin_in_process(const ad_tool_provider *p)
     return p && p->vt == &plugin_vt && ((const agentd_plugin *)p)->handle != NULL;
 }
 
+ad_tool_provider *ad_plugin_worker_provider(const ad_tool_provider *p)
+{
+    return p && p->vt == &plugin_vt ? ((const agentd_plugin *)p)->wrk : NULL;
+}
+
 const char *ad_plugin_source(const ad_tool_provider *p)
 {
     return p && p->vt == &plugin_vt ? ((const agentd_plugin *)p)->source : NULL;

@@ -84,6 +84,9 @@ bool ad_plugin_in_process(const ad_tool_provider *p);
 /* Where the tools of plugin provider p came from: "loaded", "cache" or
  * "described" (NULL: not a plugin provider). */
 const char *ad_plugin_source(const ad_tool_provider *p);
+/* The worker provider (worker.h) that runs the worker-mode calls of
+ * plugin provider p, or NULL. */
+ad_tool_provider *ad_plugin_worker_provider(const ad_tool_provider *p);
 
 /* ---- for worker processes (isolate.c, serve.c) ------------------------------ */
 

@@ -169,6 +169,7 @@ typedef struct worker_thread {
     struct worker_thread *next_idle;
     pthread_cond_t cv;
     scall *job; /* assigned; NULL while idle */
+    char alt[ALT_STACK];
 } worker_thread;
 
 static pthread_mutex_t tmu = PTHREAD_MUTEX_INITIALIZER;
@@ -176,9 +177,11 @@ static worker_thread *idle;
 static scall *backlog_head, *backlog_tail; /* calls waiting for a thread */
 static int nthreads;
 
-static void alt_stack(void)
+/* The stack the fatal-signal handler runs on (mem: ALT_STACK bytes, kept
+ * where leak checkers see it). */
+static void alt_stack(void *mem)
 {
-    stack_t ss = {.ss_sp = malloc(ALT_STACK), .ss_size = ALT_STACK, .ss_flags = 0};
+    stack_t ss = {.ss_sp = mem, .ss_size = ALT_STACK, .ss_flags = 0};
     if (ss.ss_sp)
         sigaltstack(&ss, NULL);
 }
@@ -193,7 +196,7 @@ static void run_one(scall *s)
 static void *thread_main(void *arg)
 {
     worker_thread *t = arg;
-    alt_stack();
+    alt_stack(t->alt);
     pthread_mutex_lock(&tmu);
     for (;;) {
         scall *s = t->job;
@@ -410,7 +413,8 @@ int ad_plugin_serve_main(void)
     close_range((unsigned)ctl + 1, ~0u, 0);
 
     static const int fatal[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS, SIGTRAP};
-    alt_stack();
+    static char main_alt[ALT_STACK];
+    alt_stack(main_alt);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_fatal;

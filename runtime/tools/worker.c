@@ -39,7 +39,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -428,14 +431,16 @@ static void send_ready(wk *w)
             continue;
         }
         c->sent = true;
-        c->next = w->sent;
-        w->sent = c;
         if (c->serial)
             w->serial_busy = true;
-        /* Each thread-safe call gets some room for its output. */
-        wp->budget += OUTPUT_PER_CALL;
-        if (wp->budget > 4 * OUTPUT_PER_CALL)
+        /* Each call gets room for its output; calls side by side share
+         * theirs, up to a bound. */
+        if (count_running(w) == 0)
+            wp->budget = OUTPUT_PER_CALL;
+        else if ((wp->budget += OUTPUT_PER_CALL) > 4 * OUTPUT_PER_CALL)
             wp->budget = 4 * OUTPUT_PER_CALL;
+        c->next = w->sent;
+        w->sent = c;
         ad_tool_job_started(job);
         if (job->timeout_s > 0)
             c->deadline = after_s(job->timeout_s);
@@ -564,7 +569,7 @@ static void on_result(wproc *wp, ad_wire_frame *f)
         wp_kill(wp, KILL_PROTOCOL, NULL, "a malformed result frame");
         return;
     }
-    wcall *c = unlink_sent(w, f->id);
+    wcall *c = find_sent(w, f->id);
     if (c == NULL)
         return; /* a call it never got, or one already ended */
     /* The worker bounds what it keeps; room for the markers. */
@@ -572,18 +577,18 @@ static void on_result(wproc *wp, ad_wire_frame *f)
         char detail[128];
         snprintf(detail, sizeof detail, "a result of %zu bytes (the bound is %zu)", n,
                  w->result_max);
-        c->next = w->sent; /* it ends with the worker, named */
-        w->sent = c;
-        wp_kill(wp, KILL_PROTOCOL, c->job->tool->name, detail);
+        wp_kill(wp, KILL_PROTOCOL, c->job->tool->name, detail); /* it ends with the worker */
         return;
     }
+    /* What the call printed comes before its result, and is its own
+     * when it ran alone. */
+    out_drain(wp);
+    if (!c->cancelled && count_running(w) == 1)
+        out_flush(wp);
+    unlink_sent(w, f->id);
     if (c->serial)
         w->serial_busy = false;
     w->deaths = 0;
-    /* What the call printed comes before its result. */
-    out_drain(wp);
-    if (count_running(w) + (c->cancelled ? 0 : 1) == 1)
-        out_flush(wp);
     if (c->cancelled) {
         end_call(c, NULL);
     } else {
@@ -1108,6 +1113,66 @@ static bool wk_cancel(ad_tool_provider *bp, ad_tool_job *job)
     return false;
 }
 
+/* Workers let go of by a provider that closed, not reaped yet: process
+ * wide (hosts may live on several loops). */
+static pthread_mutex_t reap_mu = PTHREAD_MUTEX_INITIALIZER;
+static pid_t *reap_pids;
+static size_t reap_n, reap_cap;
+
+static void remember(long pid)
+{
+    if (pid <= 0)
+        return;
+    pthread_mutex_lock(&reap_mu);
+    if (reap_n == reap_cap) {
+        size_t cap = reap_cap ? reap_cap * 2 : 8;
+        pid_t *v = realloc(reap_pids, cap * sizeof *v);
+        if (v) {
+            reap_pids = v;
+            reap_cap = cap;
+        }
+    }
+    if (reap_n < reap_cap)
+        reap_pids[reap_n++] = (pid_t)pid;
+    pthread_mutex_unlock(&reap_mu);
+}
+
+size_t ad_plugin_worker_reap(double wait_s)
+{
+    uint64_t until = wait_s > 0 ? after_s(wait_s) : 0;
+    pthread_mutex_lock(&reap_mu);
+    for (;;) {
+        size_t k = 0;
+        for (size_t i = 0; i < reap_n; i++) {
+            pid_t r = waitpid(reap_pids[i], NULL, WNOHANG);
+            if (r == 0)
+                reap_pids[k++] = reap_pids[i]; /* still running */
+        }
+        reap_n = k;
+        if (reap_n == 0 || until == 0 || now_ns() >= until)
+            break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (until && reap_n) {
+        /* Out of time: they go now. */
+        for (size_t i = 0; i < reap_n; i++) {
+            kill(-reap_pids[i], SIGKILL);
+            kill(reap_pids[i], SIGKILL);
+            waitpid(reap_pids[i], NULL, 0);
+        }
+        reap_n = 0;
+    }
+    size_t left = reap_n;
+    if (left == 0) {
+        free(reap_pids);
+        reap_pids = NULL;
+        reap_cap = 0;
+    }
+    pthread_mutex_unlock(&reap_mu);
+    return left;
+}
+
 static void wk_free(wk *w)
 {
     for (size_t i = 0; w->env && w->env[i]; i++)
@@ -1146,16 +1211,20 @@ static void wk_close(ad_tool_provider *bp)
     if (wp) {
         /* The end of its input: an idle worker calls every destroy() and
          * exits by itself; one that still runs a call, or has not
-         * started, is killed. Nothing waits for it (the process handle
-         * closes now): it is reaped with agentd's end. */
+         * started, is killed. Nothing waits for it here (the process
+         * handle closes now): ad_plugin_worker_reap() collects it. */
         if (busy || !wp->ready)
             wp_kill(wp, KILL_CLOSE, NULL, NULL);
         wp->w = NULL;
         close_pipes(wp);
-        if (!uv_is_closing((uv_handle_t *)&wp->proc))
+        if (!uv_is_closing((uv_handle_t *)&wp->proc)) {
+            if (!wp->exited)
+                remember(wp->pid);
             uv_close((uv_handle_t *)&wp->proc, wp_closed);
+        }
         w->cur = NULL;
     }
+    ad_plugin_worker_reap(0);
     if (w->timer_ready)
         uv_close((uv_handle_t *)&w->timer, wk_timer_closed);
     else

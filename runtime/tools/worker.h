@@ -77,6 +77,12 @@ ad_tool_provider *ad_plugin_worker_new(const ad_plugin_worker_opts *o, const cha
  * array. NULL on ENOMEM. */
 char **ad_plugin_worker_env(const char *scrub, const char *const *pass);
 
+/* Reaps the workers of providers that closed (their processes end by
+ * themselves: an idle worker after its destroy() calls). With wait_s > 0,
+ * waits that long for them and then kills what is left. Returns how many
+ * are left. Any thread. */
+size_t ad_plugin_worker_reap(double wait_s);
+
 /* For tests: the pid of p's worker process (0: none runs). */
 long ad_plugin_worker_pid(const ad_tool_provider *p);
 
