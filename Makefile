@@ -26,18 +26,20 @@ SAN     ?=
 D       ?=
 
 # Linked: the core. Compiled against but loaded on first use with dlopen
-# (runtime/base/lazy.h): SQLite for sessions, libyaml for cassettes, libedit for
-# the REPL, hiredis for the Redis job queue, so a one-shot run does not pay for
-# them.
-PKGS      := libuv libcurl json-c
-LAZY_PKGS := yaml-0.1 libedit hiredis
+# (runtime/base/lazy.h): libyaml for cassettes, libedit for the REPL, hiredis for
+# the Redis job queue, so a one-shot run does not pay for them, and libcurl, so
+# that the plugin workers agentd starts from its own binary do not (SQLite is
+# linked statically).
+PKGS      := libuv json-c
+LAZY_PKGS := yaml-0.1 libedit hiredis libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) $(LAZY_PKGS) sqlite3 2>/dev/null)
 # SQLite is linked statically: the shared library is built with BIND_NOW, so
 # loading it resolves ~3000 relocations through every library in scope
 # (about 1 ms per start); linked in, its calls bind lazily and cost nothing
 # until sessions are used.
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -Wl,-Bstatic -lsqlite3 -Wl,-Bdynamic
-# Unit tests may call the optional libraries directly (to inspect a database).
+# Unit tests and benchmarks may call the optional libraries directly (to
+# inspect a database, to set up libcurl).
 TEST_LIBS  := $(shell pkg-config --libs $(LAZY_PKGS) 2>/dev/null)
 
 # llhttp, the HTTP parser of `agentd serve`: Debian's node-llhttp ships its
@@ -140,7 +142,7 @@ BENCH_PLUGINS := $(patsubst bench/plugins/%.c,$(D)build/bench/plugins/%.so,$(wil
 
 $(D)build/bench/%: $(OBJDIR)/bench/%.o $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(TEST_LIBS)
 
 $(D)build/bench/plugins/%.so: bench/plugins/%.c include/agentd/plugin.h
 	@mkdir -p $(@D) $(dir $(plugin_d))

@@ -3,6 +3,7 @@
  */
 #define AD_LAZY_NO_REDIRECT
 #define AD_LAZY_DECLARE(f) __typeof__(f) *ad_lazy_##f;
+#include "base/lazy_curl.h"
 #include "base/lazy_edit.h"
 #include "base/lazy_hiredis.h"
 #include "base/lazy_yaml.h"
@@ -24,6 +25,7 @@ typedef struct sym {
 static const sym yaml_syms[] = {AD_YAML_SYMBOLS(AD_LAZY_SYM)};
 static const sym edit_syms[] = {AD_EDIT_SYMBOLS(AD_LAZY_SYM)};
 static const sym hiredis_syms[] = {AD_HIREDIS_SYMBOLS(AD_LAZY_SYM)};
+static const sym curl_syms[] = {AD_CURL_SYMBOLS(AD_LAZY_SYM)};
 
 typedef struct lib {
     const char *soname;
@@ -42,6 +44,8 @@ static lib edit_lib = {"libedit.so.2", "libedit2", "the interactive REPL", edit_
 static lib hiredis_lib = {"libhiredis.so.0.14", "libhiredis0.14", "the Redis job queue",
                           hiredis_syms, sizeof hiredis_syms / sizeof hiredis_syms[0],
                           PTHREAD_MUTEX_INITIALIZER, false};
+static lib curl_lib = {"libcurl.so.4", "libcurl4", "HTTP", curl_syms,
+                       sizeof curl_syms / sizeof curl_syms[0], PTHREAD_MUTEX_INITIALIZER, false};
 
 /* Opens l and resolves its symbols, once. The library stays mapped for the
  * life of the process. */
@@ -91,4 +95,9 @@ int ad_lazy_edit(char *err, size_t errlen)
 int ad_lazy_hiredis(char *err, size_t errlen)
 {
     return load(&hiredis_lib, err, errlen);
+}
+
+int ad_lazy_curl(char *err, size_t errlen)
+{
+    return load(&curl_lib, err, errlen);
 }

@@ -6,7 +6,6 @@
  *   2 usage or config error (also a broken plugin); 3 max_steps reached;
  *   130 interrupted (SIGINT).
  */
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -31,6 +30,7 @@
 #include "provider/cassette.h"
 #include "base/config.h"
 #include "core/events.h"
+#include "base/lazy_curl.h"
 #include "provider/curl.h"
 #include "provider/record.h"
 #include "provider/replay.h"
@@ -47,9 +47,13 @@
 #include "tools/isolate.h"
 #include "tools/plugin.h"
 #include "tools/tcache.h"
+#include "tools/worker.h"
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2, EXIT_MAX_STEPS = 3, EXIT_INTERRUPTED = 130 };
 
+
+/* How long agentd waits for its plugin workers to end at exit. */
+#define WORKER_EXIT_WAIT_S 1.0
 static const char usage_text[] =
     "usage: agentd [--config FILE] -p PROMPT [options]\n"
     "       agentd [--config FILE] < prompt.txt\n"
@@ -796,6 +800,10 @@ int main(int argc, char **argv)
 
     exit_code = EXIT_RUNTIME;
     /* Before the tools: MCP servers over Streamable HTTP use libcurl. */
+    if (ad_lazy_curl(err, sizeof err) != AD_OK) {
+        fail(ev, EXIT_RUNTIME, "%s", err);
+        goto out_tools;
+    }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fail(ev, EXIT_RUNTIME, "cannot initialise libcurl");
         goto out_tools;
@@ -924,6 +932,10 @@ out_loop:
     ad_transport_close(transport);
     ad_tool_host_free(tools);
     tools = NULL;
+    /* Idle plugin workers saw the end of their input: their destroy()
+     * calls get a moment, and they are reaped (so their time counts as
+     * agentd's). */
+    ad_plugin_worker_reap(WORKER_EXIT_WAIT_S);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_walk(&loop, close_walk, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -934,6 +946,7 @@ out_loop:
     curl_ready = false;
 out_tools:
     ad_tool_host_free(tools);
+    ad_plugin_worker_reap(WORKER_EXIT_WAIT_S);
     if (have_loop) {
         /* MCP servers end here (stdio: they exit; HTTP: DELETE). */
         uv_run(&loop, UV_RUN_DEFAULT);

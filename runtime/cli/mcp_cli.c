@@ -11,7 +11,7 @@
 #include "cli/mcp_cli.h"
 #include "cli/mcp_serve.h"
 
-#include <curl/curl.h>
+#include "base/lazy_curl.h"
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -863,8 +863,12 @@ int ad_mcp_cli(int argc, char **argv)
 
     /* A server that exits while we write to it must not kill agentd. */
     signal(SIGPIPE, SIG_IGN);
-    /* Streamable HTTP servers are reached through libcurl. */
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* Streamable HTTP servers are reached through libcurl (without it
+     * their transport cannot be made, and they report so). */
+    char cerr[256];
+    bool http = ad_lazy_curl(cerr, sizeof cerr) == AD_OK;
+    if (http)
+        curl_global_init(CURL_GLOBAL_DEFAULT);
     uv_loop_init(&st.loop);
     uv_signal_init(&st.loop, &st.sigint);
     st.sigint.data = &st;
@@ -902,7 +906,8 @@ int ad_mcp_cli(int argc, char **argv)
     uv_walk(&st.loop, close_walk, NULL);
     uv_run(&st.loop, UV_RUN_DEFAULT);
     uv_loop_close(&st.loop);
-    curl_global_cleanup();
+    if (http)
+        curl_global_cleanup();
     for (size_t i = 0; i < st.n; i++)
         free(st.v[i].error);
     free(st.v);

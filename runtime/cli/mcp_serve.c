@@ -23,7 +23,6 @@
  */
 #include "cli/mcp_serve.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,6 +37,7 @@
 #include "base/buf.h"
 #include "base/config.h"
 #include "base/json.h"
+#include "base/lazy_curl.h"
 #include "mcp/provider.h"
 #include "mcp/server.h"
 #include "serve/http.h"
@@ -712,7 +712,11 @@ int ad_mcp_serve(const char *config, int argc, char **argv)
     if (st.cfg.api_key_env)
         unsetenv(st.cfg.api_key_env);
     signal(SIGPIPE, SIG_IGN);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    /* libcurl (loaded on first use) serves the MCP servers over HTTP. */
+    char cerr[256];
+    bool curl = ad_lazy_curl(cerr, sizeof cerr) == AD_OK;
+    if (curl)
+        curl_global_init(CURL_GLOBAL_DEFAULT);
     uv_loop_init(&st.loop);
     int code = EXIT_FAIL;
     st.host = ad_tool_host_new(&st.loop);
@@ -786,6 +790,7 @@ out:
     }
     ad_tool_host_free(st.host);
     uv_run(&st.loop, UV_RUN_DEFAULT);
+    ad_plugin_worker_reap(1.0); /* idle plugin workers end by themselves */
     uv_walk(&st.loop, close_walk, NULL);
     uv_run(&st.loop, UV_RUN_DEFAULT);
     uv_loop_close(&st.loop);
@@ -793,6 +798,7 @@ out:
         close(st.proto_fd);
     ad_buf_free(&st.buf);
     ad_config_free(&st.cfg);
-    curl_global_cleanup();
+    if (curl)
+        curl_global_cleanup();
     return code;
 }

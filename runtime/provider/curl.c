@@ -34,7 +34,7 @@
  */
 #include "provider/curl.h"
 
-#include <curl/curl.h>
+#include "base/lazy_curl.h"
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -629,6 +629,8 @@ static const ad_transport_vt curl_vt = {
 
 ad_transport *ad_curl_new(uv_loop_t *loop)
 {
+    if (ad_lazy_curl(NULL, 0) != AD_OK)
+        return NULL;
     ad_curl *h = calloc(1, sizeof *h);
     if (!h)
         return NULL;

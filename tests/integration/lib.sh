@@ -5,13 +5,16 @@
 #   check "what it shows" command args...
 #   finish test_name
 #
-# $tmp is a temporary folder, removed on exit. check() runs a command and
+# $tmp is a temporary folder, removed on exit; agentd's tool cache is in
+# it (XDG_CACHE_HOME). check() runs a command and
 # counts it as passed (exit 0) or failed, showing the end of its output;
 # finish() prints "<name>: N passed, M failed" (the line tests/run.sh
 # reads) and returns non-zero when something failed.
 passed=0 failed=0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# agentd's tool cache (docs/plugins.md) goes here, never into the real one.
+export XDG_CACHE_HOME="$tmp/cache"
 check() { # description, command...
     d=$1; shift
     if "$@" >"$tmp/out" 2>&1; then

@@ -11,6 +11,8 @@ shared=../shared
 passed=0 failed=0 skipped=0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# agentd's tool cache (docs/plugins.md) goes here, never into the real one.
+export XDG_CACHE_HOME="$tmp/cache"
 
 # Reads the last "N passed, M failed" line of a log into the totals.
 tally() { # name, log, rc
