@@ -159,6 +159,10 @@ def async_calls_report_progress_and_complete_later(tmp):
     eq(got[0].split()[:2], ["later", "s0_0"], "first async result (its call id)")
     eq(got[1].split()[:2], ["later", "s0_1"], "second async result")
     eq(got[2], "5", "add")
+    prog = [(e["id"], e["progress"], e.get("total"), e.get("message")) for e in r.events
+            if e.get("type") == "tool_progress"]
+    eq(sorted(prog), [("s0_0", 1, 2, "halfway"), ("s0_1", 1, 2, "halfway")],
+       "progress from the worker, as tool_progress events")
 
 
 @case
