@@ -60,6 +60,7 @@
 #include <unistd.h>
 
 #include "base/buf.h"
+#include "base/json.h"
 #include "base/text.h"
 #include "core/conv.h"
 #include "core/request.h"
@@ -76,6 +77,7 @@ typedef struct tool_call {
     size_t args_len;
     double timeout_s;      /* 0 = none */
     bool answered;         /* its result was decided here (approval, no tools) */
+    bool external;         /* a client tool: the caller gives its result */
     bool needs_approval;   /* waits for ad_agent_approve() */
     ad_tool_result result; /* when answered */
     size_t hi;             /* otherwise: its position in the host's batch */
@@ -94,6 +96,11 @@ struct ad_agent {
     ad_conv *conv;           /* owned: the conversation */
     json_object *tools_json; /* owned: the request's "tools", or NULL */
     uint64_t tools_gen;      /* the host's generation tools_json was built for */
+    char **offered;          /* owned: the host tools offered; NULL: all */
+    size_t noffered;
+    json_object *client_tools; /* owned: tools the caller answers, or NULL */
+    char **client_names;       /* owned: their names */
+    size_t nclient;
     char *url;               /* owned: {base_url}/chat/completions */
     char **headers;          /* owned "Name: value" strings */
     size_t nheaders;
@@ -226,15 +233,51 @@ static void calls_free(ad_agent *a)
 /* The request for the current conversation (ad_conv_request). Caller puts. */
 /* The request's tools follow the host's list: rebuilt when a provider's
  * list changed (or for the first request). Returns AD_ENOMEM or AD_OK. */
+static bool named(char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; name && i < n; i++)
+        if (strcmp(names[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* A host tool this agent offers. */
+static bool offered(const ad_agent *a, const char *name)
+{
+    return a->tools && ad_tool_host_find(a->tools, name) &&
+           (!a->offered || named(a->offered, a->noffered, name));
+}
+
 static int update_tools(ad_agent *a)
 {
-    if (!a->tools || ad_tool_host_generation(a->tools) == a->tools_gen)
+    if ((!a->tools || ad_tool_host_generation(a->tools) == a->tools_gen) && a->tools_gen)
         return AD_OK;
     json_object_put(a->tools_json);
-    a->tools_json = ad_tool_host_openai_json(a->tools);
-    if (!a->tools_json && ad_tool_host_count(a->tools) > 0)
+    a->tools_json = a->tools ? ad_tool_host_openai_json(a->tools) : NULL;
+    if (!a->tools_json && a->tools && ad_tool_host_count(a->tools) > 0)
         return AD_ENOMEM;
-    a->tools_gen = ad_tool_host_generation(a->tools);
+    if (a->tools_json && a->offered) {
+        json_object *kept = json_object_new_array();
+        for (size_t i = 0; kept && i < json_object_array_length(a->tools_json); i++) {
+            json_object *t = json_object_array_get_idx(a->tools_json, i);
+            if (named(a->offered, a->noffered, ad_json_str(ad_json_get(t, "function"), "name")))
+                json_object_array_add(kept, json_object_get(t));
+        }
+        json_object_put(a->tools_json);
+        a->tools_json = kept;
+    }
+    for (size_t i = 0; a->client_tools && i < json_object_array_length(a->client_tools); i++) {
+        if (!a->tools_json && !(a->tools_json = json_object_new_array()))
+            return AD_ENOMEM;
+        json_object_array_add(a->tools_json,
+                              json_object_get(json_object_array_get_idx(a->client_tools, i)));
+    }
+    if (a->tools_json && json_object_array_length(a->tools_json) == 0) {
+        json_object_put(a->tools_json);
+        a->tools_json = NULL;
+    }
+    /* 1 without a host: built once. */
+    a->tools_gen = a->tools ? ad_tool_host_generation(a->tools) : 1;
     return AD_OK;
 }
 
@@ -547,9 +590,13 @@ static void answer(tool_call *c, const char *fmt, ...)
 static void report_results(ad_agent *a)
 {
     /* Counted before the event: a sink that cancels the run from inside it
-     * makes the rest reported from in there. */
-    while (a->reported < a->ncalls && a->calls[a->reported].ready) {
+     * makes the rest reported from in there. A client tool's call is the
+     * caller's to report. */
+    while (a->reported < a->ncalls &&
+           (a->calls[a->reported].ready || a->calls[a->reported].external)) {
         const tool_call *c = &a->calls[a->reported++];
+        if (!c->ready)
+            continue;
         const ad_tool_result *r = c->out ? &c->out->result : &c->result;
         ad_events_tool_result(a->ev, a->step, c->id, c->name, r->content ? r->content : "",
                               r->content ? r->len : 0, r->is_error,
@@ -575,7 +622,7 @@ static bool ask_approvals(ad_agent *a)
         bool confirm;
         int iso;
         /* An unknown tool is answered by the host; nothing to approve. */
-        if (c->answered || !ad_tool_host_find(a->tools, c->name))
+        if (c->answered || c->external || !ad_tool_host_find(a->tools, c->name))
             continue;
         ad_config_tool(a->cfg, c->name, &c->timeout_s, &confirm, &iso);
         if (!confirm || a->yes)
@@ -607,8 +654,15 @@ static bool ask_approvals(ad_agent *a)
  * when none ran): one tool message per call, in call order. */
 static void finish_tools(ad_agent *a, const ad_call_outcome *o, size_t n)
 {
+    size_t external = 0;
     for (size_t i = 0; i < a->ncalls; i++) {
         tool_call *c = &a->calls[i];
+        if (c->external && !a->cancelled) {
+            external++;
+            continue;
+        }
+        if (c->external)
+            answer(c, "cancelled by user before it started; it was not run");
         if (!c->answered && o && c->hi < n) {
             c->out = &o[c->hi];
             c->ready = true;
@@ -620,6 +674,8 @@ static void finish_tools(ad_agent *a, const ad_call_outcome *o, size_t n)
     report_results(a);
     for (size_t i = 0; i < a->ncalls; i++) {
         tool_call *c = &a->calls[i];
+        if (c->external && !c->ready)
+            continue; /* the caller answers it */
         const ad_tool_result *r = c->out ? &c->out->result : &c->result;
         const char *text = r->content;
         size_t len = r->len;
@@ -629,6 +685,10 @@ static void finish_tools(ad_agent *a, const ad_call_outcome *o, size_t n)
     emit_step_finish(a);
     if (a->cancelled) {
         end_run(a, AD_RUN_CANCELLED);
+        return;
+    }
+    if (external) {
+        end_run(a, AD_RUN_CLIENT_TOOLS);
         return;
     }
     a->step++;
@@ -669,7 +729,7 @@ static void start_tools(ad_agent *a)
     }
     size_t m = 0;
     for (size_t i = 0; i < a->ncalls; i++)
-        m += !a->calls[i].answered;
+        m += !a->calls[i].answered && !a->calls[i].external;
     if (m == 0) {
         finish_tools(a, NULL, 0);
         return;
@@ -684,7 +744,7 @@ static void start_tools(ad_agent *a)
     }
     for (size_t i = 0, k = 0; i < a->ncalls; i++) {
         tool_call *c = &a->calls[i];
-        if (c->answered)
+        if (c->answered || c->external)
             continue;
         c->hi = k;
         a->hosted[k] = i;
@@ -710,9 +770,15 @@ static void run_tools(ad_agent *a)
         a->deferred = DEFER_TOOLS;
         return;
     }
-    if (!a->tools)
-        for (size_t i = 0; i < a->ncalls; i++)
-            answer(&a->calls[i], "unknown tool '%s': no tools are loaded", a->calls[i].name);
+    for (size_t i = 0; i < a->ncalls; i++) {
+        tool_call *c = &a->calls[i];
+        if (named(a->client_names, a->nclient, c->name))
+            c->external = true;
+        else if (!a->tools)
+            answer(c, "unknown tool '%s': no tools are loaded", c->name);
+        else if (a->offered && !offered(a, c->name))
+            answer(c, "unknown tool '%s': it is not offered here", c->name);
+    }
     if (ask_approvals(a))
         return;
     start_tools(a);
@@ -1130,6 +1196,13 @@ void ad_agent_free(ad_agent *a)
     free(a->model);
     ad_conv_free(a->conv);
     json_object_put(a->tools_json);
+    for (size_t i = 0; i < a->noffered; i++)
+        free(a->offered[i]);
+    free(a->offered);
+    json_object_put(a->client_tools);
+    for (size_t i = 0; i < a->nclient; i++)
+        free(a->client_names[i]);
+    free(a->client_names);
     free(a->url);
     for (size_t i = 0; i < a->nheaders; i++) {
         if (a->headers[i]) {
@@ -1163,7 +1236,7 @@ int ad_agent_run(ad_agent *a, const char *prompt, ad_agent_done_fn on_done, void
         return AD_EINVAL;
     a->step = 1;
     /* A last turn without an answer gets its gap marked (ad_conv_add_prompt). */
-    if (ad_conv_add_prompt(a->conv, prompt) != AD_OK)
+    if (prompt && ad_conv_add_prompt(a->conv, prompt) != AD_OK)
         return AD_ENOMEM;
     a->running = true;
     a->cancelled = false;
@@ -1301,6 +1374,65 @@ const char *ad_agent_id_prefix(const ad_agent *a)
 int ad_agent_set_id_prefix(ad_agent *a, const char *prefix)
 {
     return ad_conv_set_id_prefix(a->conv, prefix);
+}
+
+static void free_names(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+int ad_agent_offer_tools(ad_agent *a, const char *const *names, size_t n)
+{
+    char **v = NULL;
+    if (names) {
+        v = calloc(n ? n : 1, sizeof *v);
+        for (size_t i = 0; v && i < n; i++)
+            if (!(v[i] = ad_strdup(names[i]))) {
+                free_names(v, i);
+                v = NULL;
+            }
+        if (!v)
+            return AD_ENOMEM;
+    }
+    free_names(a->offered, a->noffered);
+    a->offered = v;
+    a->noffered = names ? n : 0;
+    a->tools_gen = 0; /* rebuilt for the next request */
+    return AD_OK;
+}
+
+int ad_agent_set_client_tools(ad_agent *a, json_object *tools)
+{
+    if (a->running) {
+        json_object_put(tools);
+        return AD_EINVAL;
+    }
+    size_t n = tools ? json_object_array_length(tools) : 0;
+    char **names = calloc(n ? n : 1, sizeof *names);
+    if (!names) {
+        json_object_put(tools);
+        return AD_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ad_json_str(ad_json_get(json_object_array_get_idx(tools, i), "function"),
+                                       "name");
+        if (!name || !(names[i] = ad_strdup(name))) {
+            free_names(names, i);
+            json_object_put(tools);
+            return name ? AD_ENOMEM : AD_EINVAL;
+        }
+    }
+    free_names(a->client_names, a->nclient);
+    json_object_put(a->client_tools);
+    a->client_names = names;
+    a->nclient = n;
+    a->client_tools = n ? tools : NULL;
+    if (!n)
+        json_object_put(tools);
+    a->tools_gen = 0;
+    return AD_OK;
 }
 
 int ad_agent_set_model(ad_agent *a, const char *model)

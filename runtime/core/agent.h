@@ -28,6 +28,8 @@ enum {
     AD_RUN_OK = 0,        /* the model answered */
     AD_RUN_FAILED = 1,    /* provider, network or protocol failure */
     AD_RUN_MAX_STEPS = 3, /* max_steps reached while the model still wanted tools */
+    AD_RUN_CLIENT_TOOLS = 4, /* the model called a tool the caller answers (see
+                                ad_agent_set_client_tools) */
     AD_RUN_CANCELLED = 130
 };
 
@@ -65,10 +67,27 @@ ad_agent *ad_agent_new(const ad_agent_opts *opts);
  * run the loop once more afterwards. */
 void ad_agent_free(ad_agent *a);
 
+/* The host's tools this agent offers (and runs): only those named in
+ * names[0..n); NULL for all of them (the default). A call of a tool not
+ * offered is answered as an unknown tool. Copied. Returns 0 or AD_ENOMEM. */
+int ad_agent_offer_tools(ad_agent *a, const char *const *names, size_t n);
+/* Tools the caller answers itself (the client-supplied functions of
+ * `agentd serve`): a JSON array of {"type":"function","function":{name,
+ * description, parameters}} offered besides the host's (taken; NULL:
+ * none). A step whose calls include one of them runs the others, appends
+ * their results, and ends the run with AD_RUN_CLIENT_TOOLS: the
+ * conversation then ends with the assistant message and the results of
+ * agentd's own calls; the caller appends one result per client call
+ * (ad_conv_add_tool_result) and continues with ad_agent_run(a, NULL, ...).
+ * Not during a run. Returns 0, AD_EINVAL (a tool without a name) or
+ * AD_ENOMEM. */
+int ad_agent_set_client_tools(ad_agent *a, json_object *tools);
+
 /* Starts a run with prompt as the next user message (after an assistant
  * message "[no answer: the turn ended before the model answered]" when the
- * conversation ends with a user message nobody answered). Returns 0, or a
- * negative AD_E* (a run is already in progress). on_done is called once, on
+ * conversation ends with a user message nobody answered); prompt NULL
+ * continues the conversation as it is (after the results of client tool
+ * calls). Returns 0, or a negative AD_E* (a run is already in progress). on_done is called once, on
  * the loop thread, when the run ended. */
 int ad_agent_run(ad_agent *a, const char *prompt, ad_agent_done_fn on_done, void *ud);
 /* Cancels the run in progress, if any; on_done reports AD_RUN_CANCELLED.
