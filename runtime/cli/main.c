@@ -38,6 +38,7 @@
 #include "cli/jobs_cli.h"
 #include "cli/mcp_cli.h"
 #include "cli/repl.h"
+#include "cli/serve_cli.h"
 #include "sinks/jsonl.h"
 #include "sinks/store.h"
 #include "sinks/text.h"
@@ -64,6 +65,7 @@ static const char usage_text[] =
     "       agentd [--config FILE] mcp list|tools|call|serve ...  (see agentd mcp --help)\n"
     "       agentd submit|jobs ...                   (a Redis job queue: see agentd submit\n"
     "                                                 --help, docs/workers.md)\n"
+    "       agentd serve [--config FILE] ...         (the agent over HTTP; agentd serve --help)\n"
     "\n"
     "Runs an agent: sends PROMPT to an OpenAI-compatible Chat Completions API,\n"
     "runs the tools the model asks for (plugins in [plugins] dir) and loops\n"
@@ -640,6 +642,21 @@ static int check_output(FILE *out, int exit_code)
     return exit_code == EXIT_OK || exit_code == EXIT_MAX_STEPS ? EXIT_RUNTIME : exit_code;
 }
 
+/* agentd serve loads its tools as a run does, MCP servers included. */
+static int serve_load_tools(const ad_config *cfg, ad_events *ev, bool quiet, uv_loop_t *loop,
+                            ad_tool_host **out)
+{
+    return load_tools(cfg, ev, quiet, true, loop, out);
+}
+
+/* agentd serve keeps the key as a run does. */
+static void protect_key(const ad_config *cfg)
+{
+    no_core_dumps();
+    if (cfg->api_key_env)
+        drop_env(cfg->api_key_env);
+}
+
 static void close_walk(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -656,6 +673,10 @@ int main(int argc, char **argv)
         return ad_session_cli(argc - 1, argv + 1);
     if (argc > 1 && (strcmp(argv[1], "submit") == 0 || strcmp(argv[1], "jobs") == 0))
         return ad_jobs_cli(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "serve") == 0) {
+        static const ad_serve_hooks hooks = {serve_load_tools, protect_key};
+        return ad_serve_cli(argc - 1, argv + 1, &hooks);
+    }
     if (ad_mcp_cli_wanted(argc, argv))
         return ad_mcp_cli(argc, argv);
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
