@@ -646,7 +646,7 @@ static int check_output(FILE *out, int exit_code)
 static int serve_load_tools(const ad_config *cfg, ad_events *ev, bool quiet, uv_loop_t *loop,
                             ad_tool_host **out)
 {
-    return load_tools(cfg, ev, quiet, true, loop, out);
+    return load_tools(cfg, ev, quiet, true, false, loop, out);
 }
 
 /* agentd serve keeps the key as a run does. */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "base/buf.h"
+#include "base/lazy_curl.h"
 #include "provider/curl.h"
 #include "serve/api.h"
 #include "serve/store.h"
@@ -339,6 +340,11 @@ int ad_serve_cli(int argc, char **argv, const ad_serve_hooks *hooks)
         goto out;
     }
     code = EXIT_RUNTIME;
+    char cerr[256];
+    if (ad_lazy_curl(cerr, sizeof cerr) != AD_OK) { /* libcurl is loaded on first use */
+        failf(ev, EXIT_RUNTIME, "%s", cerr);
+        goto out;
+    }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         failf(ev, EXIT_RUNTIME, "cannot initialise libcurl");
         goto out;

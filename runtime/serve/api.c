@@ -34,7 +34,7 @@
 #include "serve/http.h"
 #include "serve/input.h"
 #include "serve/respond.h"
-#include "serve/wire.h"
+#include "serve/jsonw.h"
 
 #define IDLE_EVICT_S 30.0
 #define SWEEP_MS 1000
@@ -313,7 +313,7 @@ static conv *conv_new(ad_serve *s, const profile *p, const char *id, bool stored
     if (id)
         snprintf(c->id, sizeof c->id, "%s", id);
     else
-        ad_wire_id(c->id, sizeof c->id, transient ? "chat" : "conv");
+        ad_jw_id(c->id, sizeof c->id, transient ? "chat" : "conv");
     c->hub = ad_events_new();
     if (!c->hub) {
         free(c);
@@ -739,7 +739,7 @@ static resp *resp_new(conv *c, int api, const char *model, const char *prev,
     r->stream = stream;
     r->store = store;
     double t = now_s();
-    ad_wire_id(r->id, sizeof r->id, api == API_CHAT ? "chatcmpl" : "resp");
+    ad_jw_id(r->id, sizeof r->id, api == API_CHAT ? "chatcmpl" : "resp");
     if (api == API_CHAT) {
         /* chatcmpl-HEX: the form clients show. */
         r->id[8] = '-';
@@ -1425,13 +1425,13 @@ static void handle_models(ad_serve *s, ad_http_req *req, const char *one)
             return;
         }
         ad_buf_puts(&b, "{\"id\":");
-        ad_wire_cstr(&b, p->name);
+        ad_jw_cstr(&b, p->name);
         ad_buf_puts(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"agentd\"}");
     } else {
         ad_buf_puts(&b, "{\"object\":\"list\",\"data\":[");
         for (size_t i = 0; i < s->nprofiles; i++) {
             ad_buf_puts(&b, i ? ",{\"id\":" : "{\"id\":");
-            ad_wire_cstr(&b, s->profiles[i].name);
+            ad_jw_cstr(&b, s->profiles[i].name);
             ad_buf_puts(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"agentd\"}");
         }
         ad_buf_puts(&b, "]}");

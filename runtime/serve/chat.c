@@ -12,7 +12,7 @@
 #include "base/buf.h"
 #include "base/json.h"
 #include "core/agent.h"
-#include "serve/wire.h"
+#include "serve/jsonw.h"
 
 typedef struct call {
     char *id, *name, *args;
@@ -55,7 +55,7 @@ static ad_buf *chunk_begin(ad_chat *c)
     ad_buf_reset(&c->b);
     ad_buf_printf(&c->b, "{\"id\":\"%s\",\"object\":\"chat.completion.chunk\",\"created\":%lld,\"model\":",
                   c->id, c->created);
-    ad_wire_cstr(&c->b, c->model);
+    ad_jw_cstr(&c->b, c->model);
     return &c->b;
 }
 
@@ -147,10 +147,10 @@ static void on_text(ad_chat *c, const char *text, size_t len)
         ad_buf t = AD_BUF_INIT;
         ad_buf_puts(&t, "\n\n");
         ad_buf_append(&t, text, len);
-        ad_wire_str(&d, t.data, t.len);
+        ad_jw_str(&d, t.data, t.len);
         ad_buf_free(&t);
     } else {
-        ad_wire_str(&d, text, len);
+        ad_jw_str(&d, text, len);
     }
     c->step_text = true;
     ad_buf_append(&c->text, text, len);
@@ -174,21 +174,21 @@ static void on_call(ad_chat *c, const ad_event *ev)
     ad_buf a = AD_BUF_INIT;
     if (k->client) {
         ad_buf_printf(&a, "\"tool_calls\":[{\"index\":%zu,\"id\":", c->nclient_calls++);
-        ad_wire_cstr(&a, k->id);
+        ad_jw_cstr(&a, k->id);
         ad_buf_puts(&a, ",\"type\":\"function\",\"function\":{\"name\":");
-        ad_wire_cstr(&a, k->name);
+        ad_jw_cstr(&a, k->name);
         ad_buf_puts(&a, ",\"arguments\":");
-        ad_wire_cstr(&a, k->args);
+        ad_jw_cstr(&a, k->args);
         ad_buf_puts(&a, "}}]");
         if (a.data)
             chunk(c, a.data, NULL, NULL);
     } else {
         ad_buf_puts(&a, "{\"type\":\"tool_call\",\"call_id\":");
-        ad_wire_cstr(&a, k->id);
+        ad_jw_cstr(&a, k->id);
         ad_buf_puts(&a, ",\"name\":");
-        ad_wire_cstr(&a, k->name);
+        ad_jw_cstr(&a, k->name);
         ad_buf_puts(&a, ",\"arguments\":");
-        ad_wire_cstr(&a, k->args);
+        ad_jw_cstr(&a, k->args);
         ad_buf_printf(&a, ",\"not_run\":%s}", ev->not_run ? "true" : "false");
         if (a.data)
             chunk(c, "", NULL, a.data);
@@ -206,11 +206,11 @@ static void on_result(ad_chat *c, const ad_event *ev)
         k->is_error = ev->is_error;
         ad_buf a = AD_BUF_INIT;
         ad_buf_puts(&a, "{\"type\":\"tool_result\",\"call_id\":");
-        ad_wire_cstr(&a, k->id);
+        ad_jw_cstr(&a, k->id);
         ad_buf_puts(&a, ",\"name\":");
-        ad_wire_cstr(&a, k->name);
+        ad_jw_cstr(&a, k->name);
         ad_buf_puts(&a, ",\"output\":");
-        ad_wire_str(&a, ev->text ? ev->text : "", ev->text ? ev->len : 0);
+        ad_jw_str(&a, ev->text ? ev->text : "", ev->text ? ev->len : 0);
         ad_buf_printf(&a, ",\"is_error\":%s}", ev->is_error ? "true" : "false");
         if (a.data)
             chunk(c, "", NULL, a.data);
@@ -303,7 +303,7 @@ void ad_chat_end(ad_chat *c, int run_status, const char *error)
     if (c->failed) {
         ad_buf_reset(&c->b);
         ad_buf_puts(&c->b, "{\"error\":{\"message\":");
-        ad_wire_cstr(&c->b, c->error);
+        ad_jw_cstr(&c->b, c->error);
         ad_buf_printf(&c->b, ",\"type\":\"server_error\",\"code\":\"%s\"}}",
                       run_status == AD_RUN_CANCELLED ? "cancelled" : "run_failed");
         chunk_send(c);
@@ -335,9 +335,9 @@ char *ad_chat_object(const ad_chat *c, size_t *len)
     ad_buf b = AD_BUF_INIT;
     ad_buf_printf(&b, "{\"id\":\"%s\",\"object\":\"chat.completion\",\"created\":%lld,\"model\":",
                   c->id, c->created);
-    ad_wire_cstr(&b, c->model);
+    ad_jw_cstr(&b, c->model);
     ad_buf_puts(&b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
-    ad_wire_str(&b, c->text.data ? c->text.data : "", c->text.len);
+    ad_jw_str(&b, c->text.data ? c->text.data : "", c->text.len);
     if (c->nclient_calls) {
         ad_buf_puts(&b, ",\"tool_calls\":[");
         bool first = true;
@@ -347,11 +347,11 @@ char *ad_chat_object(const ad_chat *c, size_t *len)
                 continue;
             ad_buf_puts(&b, first ? "{\"id\":" : ",{\"id\":");
             first = false;
-            ad_wire_cstr(&b, k->id);
+            ad_jw_cstr(&b, k->id);
             ad_buf_puts(&b, ",\"type\":\"function\",\"function\":{\"name\":");
-            ad_wire_cstr(&b, k->name);
+            ad_jw_cstr(&b, k->name);
             ad_buf_puts(&b, ",\"arguments\":");
-            ad_wire_cstr(&b, k->args);
+            ad_jw_cstr(&b, k->args);
             ad_buf_puts(&b, "}}");
         }
         ad_buf_putc(&b, ']');
@@ -367,13 +367,13 @@ char *ad_chat_object(const ad_chat *c, size_t *len)
             continue;
         ad_buf_puts(&b, first ? "{\"call_id\":" : ",{\"call_id\":");
         first = false;
-        ad_wire_cstr(&b, k->id);
+        ad_jw_cstr(&b, k->id);
         ad_buf_puts(&b, ",\"name\":");
-        ad_wire_cstr(&b, k->name);
+        ad_jw_cstr(&b, k->name);
         ad_buf_puts(&b, ",\"arguments\":");
-        ad_wire_cstr(&b, k->args);
+        ad_jw_cstr(&b, k->args);
         ad_buf_puts(&b, ",\"output\":");
-        ad_wire_cstr(&b, k->output);
+        ad_jw_cstr(&b, k->output);
         ad_buf_printf(&b, ",\"is_error\":%s}", k->is_error ? "true" : "false");
     }
     ad_buf_puts(&b, "]}}");

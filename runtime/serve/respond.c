@@ -17,7 +17,7 @@
 #include "base/buf.h"
 #include "base/json.h"
 #include "core/agent.h"
-#include "serve/wire.h"
+#include "serve/jsonw.h"
 
 enum { IT_MSG, IT_TOOL, IT_FN };
 enum { IS_PROGRESS, IS_COMPLETED, IS_INCOMPLETE };
@@ -112,7 +112,7 @@ static void put_item(ad_buf *b, const item *it)
                       it->id, status_name(it->status));
         if (it->status != IS_PROGRESS) {
             ad_buf_puts(b, "{\"type\":\"output_text\",\"text\":");
-            ad_wire_str(b, it->text.data ? it->text.data : "", it->text.len);
+            ad_jw_str(b, it->text.data ? it->text.data : "", it->text.len);
             ad_buf_puts(b, ",\"annotations\":[],\"logprobs\":[]}");
         }
         ad_buf_puts(b, "]}");
@@ -120,14 +120,14 @@ static void put_item(ad_buf *b, const item *it)
     case IT_TOOL:
         ad_buf_printf(b, "{\"id\":\"%s\",\"type\":\"agentd:tool_call\",\"status\":\"%s\",\"call_id\":",
                       it->id, status_name(it->status));
-        ad_wire_cstr(b, it->call_id);
+        ad_jw_cstr(b, it->call_id);
         ad_buf_puts(b, ",\"name\":");
-        ad_wire_cstr(b, it->name);
+        ad_jw_cstr(b, it->name);
         ad_buf_puts(b, ",\"arguments\":");
-        ad_wire_cstr(b, it->args ? it->args : "{}");
+        ad_jw_cstr(b, it->args ? it->args : "{}");
         ad_buf_puts(b, ",\"output\":");
         if (it->output)
-            ad_wire_str(b, it->output, it->output_len);
+            ad_jw_str(b, it->output, it->output_len);
         else
             ad_buf_puts(b, "null");
         ad_buf_printf(b, ",\"is_error\":%s}", it->is_error ? "true" : "false");
@@ -135,11 +135,11 @@ static void put_item(ad_buf *b, const item *it)
     default:
         ad_buf_printf(b, "{\"id\":\"%s\",\"type\":\"function_call\",\"status\":\"%s\",\"call_id\":",
                       it->id, status_name(it->status));
-        ad_wire_cstr(b, it->call_id);
+        ad_jw_cstr(b, it->call_id);
         ad_buf_puts(b, ",\"name\":");
-        ad_wire_cstr(b, it->name);
+        ad_jw_cstr(b, it->name);
         ad_buf_puts(b, ",\"arguments\":");
-        ad_wire_cstr(b, it->status == IS_PROGRESS ? "" : it->args ? it->args : "{}");
+        ad_jw_cstr(b, it->status == IS_PROGRESS ? "" : it->args ? it->args : "{}");
         ad_buf_puts(b, "}");
     }
 }
@@ -165,7 +165,7 @@ static void put_object(ad_buf *b, const ad_rsp *r, bool whole)
     if (r->error && (strcmp(r->status, "failed") == 0 || strcmp(r->status, "cancelled") == 0)) {
         ad_buf_printf(b, "{\"code\":\"%s\",\"message\":",
                       strcmp(r->status, "cancelled") == 0 ? "cancelled" : "server_error");
-        ad_wire_cstr(b, r->error);
+        ad_jw_cstr(b, r->error);
         ad_buf_puts(b, "}");
     } else {
         ad_buf_puts(b, "null");
@@ -176,9 +176,9 @@ static void put_object(ad_buf *b, const ad_rsp *r, bool whole)
     else
         ad_buf_puts(b, "null");
     ad_buf_puts(b, ",\"instructions\":");
-    ad_wire_cstr(b, r->instructions);
+    ad_jw_cstr(b, r->instructions);
     ad_buf_puts(b, ",\"max_output_tokens\":null,\"metadata\":{},\"model\":");
-    ad_wire_cstr(b, r->model);
+    ad_jw_cstr(b, r->model);
     ad_buf_puts(b, ",\"output\":[");
     bool first = true;
     for (size_t i = 0; i < r->nitems; i++) {
@@ -190,7 +190,7 @@ static void put_object(ad_buf *b, const ad_rsp *r, bool whole)
         put_item(b, &r->items[i]);
     }
     ad_buf_puts(b, "],\"parallel_tool_calls\":true,\"previous_response_id\":");
-    ad_wire_cstr(b, r->prev);
+    ad_jw_cstr(b, r->prev);
     ad_buf_printf(b, ",\"store\":%s,\"temperature\":null,\"text\":{\"format\":{\"type\":\"text\"}},"
                      "\"tool_choice\":\"auto\",\"tools\":[],\"top_p\":null,\"truncation\":\"disabled\","
                      "\"usage\":",
@@ -221,7 +221,7 @@ static ad_buf *ev_begin(ad_rsp *r, const char *type)
     ad_buf_puts(&r->ev, "{\"type\":\"");
     ad_buf_puts(&r->ev, type);
     ad_buf_puts(&r->ev, "\",\"sequence_number\":");
-    ad_wire_int(&r->ev, r->seq);
+    ad_jw_int(&r->ev, r->seq);
     return &r->ev;
 }
 
@@ -257,7 +257,7 @@ static void ev_part(ad_rsp *r, const char *type, size_t idx, bool with_text)
                      "\"part\":{\"type\":\"output_text\",\"text\":",
                   it->id, idx);
     if (with_text)
-        ad_wire_str(b, it->text.data ? it->text.data : "", it->text.len);
+        ad_jw_str(b, it->text.data ? it->text.data : "", it->text.len);
     else
         ad_buf_puts(b, "\"\"");
     ad_buf_puts(b, ",\"annotations\":[],\"logprobs\":[]}");
@@ -285,7 +285,7 @@ static void close_message(ad_rsp *r, int status)
     ad_buf *b = ev_begin(r, "response.output_text.done");
     ad_buf_printf(b, ",\"item_id\":\"%s\",\"output_index\":%zu,\"content_index\":0,\"text\":",
                   it->id, idx);
-    ad_wire_str(b, it->text.data ? it->text.data : "", it->text.len);
+    ad_jw_str(b, it->text.data ? it->text.data : "", it->text.len);
     ad_buf_puts(b, ",\"logprobs\":[]");
     ev_send(r, "response.output_text.done");
     ev_part(r, "response.content_part.done", idx, true);
@@ -306,9 +306,9 @@ static void on_text(ad_rsp *r, const char *text, size_t len)
     ad_buf_puts(b, ",\"item_id\":\"");
     ad_buf_puts(b, it->id);
     ad_buf_puts(b, "\",\"output_index\":");
-    ad_wire_int(b, r->open_msg);
+    ad_jw_int(b, r->open_msg);
     ad_buf_puts(b, ",\"content_index\":0,\"delta\":");
-    ad_wire_str(b, text, len);
+    ad_jw_str(b, text, len);
     ad_buf_puts(b, ",\"logprobs\":[]");
     ev_send(r, "response.output_text.delta");
 }
@@ -335,13 +335,13 @@ static void on_tool_call(ad_rsp *r, const ad_event *ev)
         }
         ad_buf *b = ev_begin(r, "response.function_call_arguments.delta");
         ad_buf_printf(b, ",\"item_id\":\"%s\",\"output_index\":%zu,\"delta\":", it->id, idx);
-        ad_wire_cstr(b, it->args);
+        ad_jw_cstr(b, it->args);
         ev_send(r, "response.function_call_arguments.delta");
         b = ev_begin(r, "response.function_call_arguments.done");
         ad_buf_printf(b, ",\"item_id\":\"%s\",\"output_index\":%zu,\"name\":", it->id, idx);
-        ad_wire_cstr(b, it->name);
+        ad_jw_cstr(b, it->name);
         ad_buf_puts(b, ",\"arguments\":");
-        ad_wire_cstr(b, it->args);
+        ad_jw_cstr(b, it->args);
         ev_send(r, "response.function_call_arguments.done");
         it->status = IS_COMPLETED;
         ev_item(r, "response.output_item.done", idx);
@@ -616,16 +616,16 @@ int ad_rsp_replay(const char *json, ad_rsp_emit_fn emit, void *ud)
             const char *text = ad_json_str(part, "text");
             ad_buf_reset(&rest);
             ad_buf_printf(&rest, "\"item_id\":");
-            ad_wire_cstr(&rest, id ? id : "");
+            ad_jw_cstr(&rest, id ? id : "");
             ad_buf_printf(&rest, ",\"output_index\":%zu,\"content_index\":0,\"delta\":", i);
-            ad_wire_cstr(&rest, text ? text : "");
+            ad_jw_cstr(&rest, text ? text : "");
             ad_buf_puts(&rest, ",\"logprobs\":[]");
             rp_send(&p, "response.output_text.delta", rest.data);
             ad_buf_reset(&rest);
             ad_buf_printf(&rest, "\"item_id\":");
-            ad_wire_cstr(&rest, id ? id : "");
+            ad_jw_cstr(&rest, id ? id : "");
             ad_buf_printf(&rest, ",\"output_index\":%zu,\"content_index\":0,\"text\":", i);
-            ad_wire_cstr(&rest, text ? text : "");
+            ad_jw_cstr(&rest, text ? text : "");
             ad_buf_puts(&rest, ",\"logprobs\":[]");
             rp_send(&p, "response.output_text.done", rest.data);
         }

@@ -2,7 +2,7 @@
  * test_respond.c -- what clients of agentd serve receive, built from a
  * run's events: the Responses API events and objects (serve/respond.c),
  * the Chat Completions chunks (serve/chat.c), the JSON writer
- * (serve/wire.c) and the request input (serve/input.c).
+ * (serve/jsonw.c) and the request input (serve/input.c).
  */
 #include <json-c/json.h>
 #include <stdlib.h>
@@ -15,7 +15,7 @@
 #include "serve/chat.h"
 #include "serve/input.h"
 #include "serve/respond.h"
-#include "serve/wire.h"
+#include "serve/jsonw.h"
 
 typedef struct seen {
     json_object *events; /* array of the parsed events */
@@ -370,17 +370,17 @@ TEST(chat_chunks)
 TEST(wire)
 {
     ad_buf b = AD_BUF_INIT;
-    ad_wire_str(&b, "a\"b\\c\n\x01\xc3\xa9\xff", 10);
+    ad_jw_str(&b, "a\"b\\c\n\x01\xc3\xa9\xff", 10);
     CHECK_STREQ(b.data, "\"a\\\"b\\\\c\\n\\u0001\xc3\xa9\xef\xbf\xbd\"");
     ad_buf_reset(&b);
-    ad_wire_cstr(&b, NULL);
-    ad_wire_int(&b, -42);
-    ad_wire_int(&b, 0);
+    ad_jw_cstr(&b, NULL);
+    ad_jw_int(&b, -42);
+    ad_jw_int(&b, 0);
     CHECK_STREQ(b.data, "null-420");
     ad_buf_free(&b);
     char a[64], c[64];
-    ad_wire_id(a, sizeof a, "resp");
-    ad_wire_id(c, sizeof c, "resp");
+    ad_jw_id(a, sizeof a, "resp");
+    ad_jw_id(c, sizeof c, "resp");
     CHECK_EQ(strlen(a), 37);
     CHECK(strncmp(a, "resp_", 5) == 0);
     CHECK(strcmp(a, c) != 0);

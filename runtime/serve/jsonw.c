@@ -1,7 +1,7 @@
 /*
- * wire.c -- JSON strings and ids for agentd serve (see wire.h).
+ * jsonw.c -- JSON strings and ids for agentd serve (see jsonw.h).
  */
-#include "serve/wire.h"
+#include "serve/jsonw.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -11,7 +11,7 @@
 
 #include "base/text.h"
 
-int ad_wire_str(ad_buf *b, const char *s, size_t len)
+int ad_jw_str(ad_buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     if (ad_buf_reserve(b, len + 2) != AD_OK)
@@ -60,12 +60,12 @@ int ad_wire_str(ad_buf *b, const char *s, size_t len)
     return rc == AD_OK ? ad_buf_putc(b, '"') : rc;
 }
 
-int ad_wire_cstr(ad_buf *b, const char *s)
+int ad_jw_cstr(ad_buf *b, const char *s)
 {
-    return s ? ad_wire_str(b, s, strlen(s)) : ad_buf_puts(b, "null");
+    return s ? ad_jw_str(b, s, strlen(s)) : ad_buf_puts(b, "null");
 }
 
-int ad_wire_int(ad_buf *b, long long x)
+int ad_jw_int(ad_buf *b, long long x)
 {
     char t[24];
     size_t n = sizeof t;
@@ -79,7 +79,7 @@ int ad_wire_int(ad_buf *b, long long x)
     return ad_buf_append(b, t + n, sizeof t - n);
 }
 
-void ad_wire_id(char *out, size_t outlen, const char *prefix)
+void ad_jw_id(char *out, size_t outlen, const char *prefix)
 {
     static const char hex[] = "0123456789abcdef";
     /* 10 hex digits of milliseconds, then 88 random bits: ids made close
