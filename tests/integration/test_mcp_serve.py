@@ -47,6 +47,7 @@ class Stdio:
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.buf = b""
         self.seen = []
+        self.err = b""
 
     def send(self, msg):
         data = msg if isinstance(msg, bytes) else json.dumps(msg).encode()
@@ -105,10 +106,23 @@ class Stdio:
         self.rest = self.p.stdout.read()
         return rc
 
+    def wait_stderr(self, text, timeout=20):
+        """Reads stderr while the server runs until text shows up."""
+        deadline = time.monotonic() + timeout * TIMEOUT_SCALE
+        while text.encode() not in self.err:
+            left = deadline - time.monotonic()
+            ok(left > 0, "%r on stderr within %ss (got %r)" % (text, timeout, self.err[-500:]))
+            r, _, _ = select.select([self.p.stderr], [], [], left)
+            if r:
+                chunk = os.read(self.p.stderr.fileno(), 65536)
+                ok(chunk, "stderr closed before %r: %r" % (text, self.err[-500:]))
+                self.err += chunk
+
     def stderr(self):
         if self.p.poll() is None:
             return ""
-        return self.p.stderr.read().decode("utf-8", "replace")
+        self.err += self.p.stderr.read()
+        return self.err.decode("utf-8", "replace")
 
     def kill(self):
         if self.p.poll() is None:
@@ -237,6 +251,36 @@ def stdio_logging_from_a_plugin_and_set_level(tmp):
         eq(schema["additionalProperties"], False)
         eq(schema["properties"]["address"], {"$ref": "#/$defs/address"})
         eq(s.close(), 0)
+    finally:
+        s.kill()
+
+
+@case
+def stdio_progress_and_cancellation_of_a_plugin_call(tmp):
+    s = Stdio(config(tmp, plugins=("mcpconf",)))
+    try:
+        s.start()
+        r, before = s.request(2, "tools/call", {"name": "test_tool_with_progress",
+                                                "_meta": {"progressToken": "p"}})
+        eq(text_of(r), "Progress reported three times")
+        prog = [m["params"] for m in before if m.get("method") == "notifications/progress"]
+        eq([(p["progressToken"], p["progress"], p["total"]) for p in prog],
+           [("p", 0, 100), ("p", 50, 100), ("p", 100, 100)])
+        r, before = s.request(3, "tools/call", {"name": "test_tool_with_progress"})
+        eq([m for m in before if m.get("method") == "notifications/progress"], [],
+           "no token, no progress")
+        # A call that runs until it is cancelled: cancelled when it said it runs.
+        s.send({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                "params": {"name": "wait_for_cancel", "_meta": {"progressToken": 7}}})
+        m, _ = s.until(lambda m: m.get("method") == "notifications/progress")
+        eq(m["params"]["message"], "waiting")
+        s.send({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                "params": {"requestId": 4}})
+        s.wait_stderr("stopped: cancelled after")  # the plugin saw it
+        r, before = s.request(5, "ping")
+        eq([m for m in before if m.get("id") == 4], [])
+        eq(s.close(), 0)
+        ok(not any(m.get("id") == 4 for m in s.seen), "no response to the cancelled call")
     finally:
         s.kill()
 
@@ -472,9 +516,7 @@ def suite():
     return b
 
 
-# Each scenario and its number of checks. tools-call-with-progress runs
-# against an MCP server's tool served through agentd (--mcp): a .so plugin
-# has no way to report progress (plugin ABI 1.0).
+# Each scenario and its number of checks (every tool is mcpconf.so's).
 SERVER_SCENARIOS = [("server-initialize", 1), ("ping", 1), ("tools-list", 1),
                     ("tools-call-simple-text", 1), ("tools-call-error", 1),
                     ("tools-call-with-logging", 1), ("tools-call-with-progress", 1),
@@ -485,10 +527,8 @@ SERVER_SCENARIOS = [("server-initialize", 1), ("ping", 1), ("tools-list", 1),
 @case
 def official_server_scenarios(tmp):
     b = suite()
-    cfg = config(tmp, plugins=("mcpconf",), mcp={"c": {
-        "command": sys.executable, "args": [FIXTURE, "--fault", "progress-tool"],
-        "tool_prefix": "", "enabled_tools": ["test_tool_with_progress"]}})
-    h = Http(cfg, ["--mcp"])
+    cfg = config(tmp, plugins=("mcpconf",))
+    h = Http(cfg)
     ansi = re.compile(r"\x1b\[[0-9;]*m")
     try:
         for scenario, checks in SERVER_SCENARIOS:

@@ -31,8 +31,6 @@ Faults, each selected with --fault NAME (repeatable):
                  lines on stdout
   garbage        every tools/call is answered with a line of invalid bytes,
                  then a response whose result is not an object
-  progress-tool  lists test_tool_with_progress (progress 0, 50, 100 of 100,
-                 150 ms apart, as the MCP server conformance scenario wants)
   grow           lists a tool `grow`: each call adds a tool grown_N, sends
                  list_changed and answers once the tools were listed again
 Options: --page-size N paginates tools/list (opaque cursors); --version V
@@ -176,10 +174,6 @@ class Server:
         if "list-changed" in self.faults and self.listings > 1:
             tools.append({"name": "added_later", "description": "Listed after list_changed.",
                           "inputSchema": {"type": "object"}})
-        if "progress-tool" in self.faults:
-            tools.append({"name": "test_tool_with_progress",
-                          "description": "Progress 0, 50 and 100 of 100, 150 ms apart.",
-                          "inputSchema": {"type": "object"}})
         if "grow" in self.faults:
             tools.append({"name": "grow", "description": "Adds a tool, then answers.",
                           "inputSchema": {"type": "object"}})
@@ -284,14 +278,6 @@ class Server:
                 "message": "Your name?", "requestedSchema": {"type": "object", "properties": {}}})
             self.result(id_, text(json.dumps({"ping": ping, "roots": roots, "sampling": sampling,
                                               "elicitation": elicitation}, sort_keys=True)))
-        elif name == "test_tool_with_progress":
-            for i, v in enumerate((0, 50, 100)):
-                if i:
-                    time.sleep(0.15)
-                if token is not None:
-                    self.send({"jsonrpc": "2.0", "method": "notifications/progress",
-                               "params": {"progressToken": token, "progress": v, "total": 100}})
-            self.result(id_, text("progress done"))
         elif name == "grow":
             # One more tool, list_changed, and the answer only once the
             # client has listed the tools again: its next request must

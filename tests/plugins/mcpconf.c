@@ -7,6 +7,14 @@
  *   json_schema_2020_12_tool a schema with $schema, $defs, $ref and
  *                            additionalProperties, which must be listed as
  *                            it is
+ *   test_tool_with_progress  (ABI 1.1) progress 0, 50 and 100 of 100, 150 ms
+ *                            apart (the host passes on one report per
+ *                            100 ms), then text
+ *   wait_for_cancel          (ABI 1.1) reports progress 0 ("waiting"), then
+ *                            polls api->cancelled() every 5 ms for up to
+ *                            30 s; when asked to stop it logs a
+ *                            warning "stopped: cancelled after N ms" and
+ *                            ends
  */
 #include <agentd/plugin.h>
 
@@ -27,6 +35,11 @@ static void nap_ms(long ms)
 static int put(agentd_result *out, const char *s)
 {
     return host->result_write(out, s, strlen(s));
+}
+
+static int put_err(agentd_result *out, const char *s)
+{
+    return host->result_error(out, s);
 }
 
 static int simple_text(void *d, const char *args, size_t len, agentd_result *out)
@@ -62,6 +75,34 @@ static int schema_tool(void *d, const char *args, size_t len, agentd_result *out
 {
     (void)d;
     return host->result_write(out, args, len);
+}
+
+static int with_progress(const agentd_host_api *api, agentd_call *call, void *d)
+{
+    (void)d;
+    for (int i = 0; i < 3; i++) {
+        if (i)
+            nap_ms(150);
+        api->progress(call, i * 50.0, 100, NULL);
+    }
+    const char *t = "Progress reported three times";
+    return api->result_write(api->result(call), t, strlen(t));
+}
+
+static int wait_for_cancel(const agentd_host_api *api, agentd_call *call, void *d)
+{
+    (void)d;
+    api->progress(call, 0, 0, "waiting");
+    for (int ms = 0; ms < 30000; ms += 5) {
+        if (api->cancelled(call)) {
+            char line[64];
+            snprintf(line, sizeof line, "stopped: cancelled after %d ms", ms);
+            api->call_log(call, AGENTD_LOG_WARN, line);
+            return put_err(api->result(call), line);
+        }
+        nap_ms(5);
+    }
+    return put(api->result(call), "never cancelled");
 }
 
 AGENTD_PLUGIN_EXPORT int agentd_plugin_init_v1(const agentd_host_api *api, agentd_plugin *self,
@@ -101,6 +142,21 @@ AGENTD_PLUGIN_EXPORT int agentd_plugin_init_v1(const agentd_host_api *api, agent
         int rc = api->register_tool(self, &tools[i]);
         if (rc != AGENTD_OK) {
             snprintf(err, errlen, "cannot register %s", tools[i].name);
+            return rc;
+        }
+    }
+    const agentd_call_tool calls[] = {
+        {.size = sizeof(agentd_call_tool), .name = "test_tool_with_progress",
+         .description = "Reports progress three times", .parameters = none,
+         .flags = AGENTD_TOOL_THREADSAFE, .call = with_progress},
+        {.size = sizeof(agentd_call_tool), .name = "wait_for_cancel",
+         .description = "Runs until it is cancelled", .parameters = none,
+         .flags = AGENTD_TOOL_THREADSAFE, .call = wait_for_cancel},
+    };
+    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+        int rc = api->register_call_tool(self, &calls[i]);
+        if (rc != AGENTD_OK) {
+            snprintf(err, errlen, "cannot register %s", calls[i].name);
             return rc;
         }
     }
