@@ -15,6 +15,7 @@ import re
 import signal
 import socket
 import sqlite3
+import subprocess
 import time
 
 import lib
@@ -270,6 +271,33 @@ def confirm_tools_are_denied_and_max_steps_is_incomplete(tmp):
             eq((last["call_id"], last["status"]), ("call_2", "incomplete"), "the call not run")
         finally:
             s.stop()
+
+
+@case
+def mcp_tools_over_http_serve_too(tmp):
+    # agentd serve offers MCP servers' tools as runs do (here over Streamable HTTP).
+    import sys
+    fixture = os.path.join(lib.HERE, "..", "mcp", "server.py")
+    fx = subprocess.Popen([sys.executable, fixture, "--http"], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE)
+    try:
+        line = fx.stdout.readline().decode()
+        ok(line.startswith("PORT "), "the fixture's port: %r" % line)
+        url = "http://127.0.0.1:%d/mcp" % int(line.split()[1])
+        sc = script.script(tool_round([("call_e", "web__echo", '{"text": "hi there"}')]),
+                           script.text_stream("Echoed."))
+        with lib.mock(sc) as m:
+            s = Serve(tmp, m.base_url, raw=lib.toml_table(
+                ["mcp", "servers", "web"], {"url": url, "required": True})).start()
+            try:
+                st, _, obj = s.call("POST", "/v1/responses", {"input": "echo it"})
+                eq(st, 200, "status")
+                eq(obj["agentd"]["tool_calls"][0]["output"], "hi there", "the MCP tool answered")
+            finally:
+                s.stop()
+    finally:
+        fx.stdin.close()
+        fx.wait(10)
 
 
 @case
