@@ -9,6 +9,7 @@ and --json stays valid JSON Lines.
 """
 import os
 import signal
+import subprocess
 import time
 
 from lib import (case, contains, eq, main, make_plugin_dir, mock, ok, run_agentd, script,
@@ -171,6 +172,36 @@ def greet_reads_its_argument_and_config(tmp):
         r = run(setup(tmp, m, plugins=("v11",), plugin_config={"v11": {"greeting": "Howdy"}}))
         reqs = check_run(r, m, 2)
     eq(results_of_step(reqs, 0)[0]["content"], "Howdy, Ada!", "greeting")
+
+
+SRC = os.environ.get("AGENTD_SRC") or os.path.abspath(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+
+@case
+def the_plugin_of_docs_plugins_md_builds_and_runs(tmp):
+    # The complete plugin of docs/plugins.md, as a third party would take it:
+    # built with warnings as errors against the public header alone.
+    with open(os.path.join(SRC, "docs", "plugins.md"), encoding="utf-8") as f:
+        doc = f.read()
+    start = doc.index("```c\n/* greet.c")
+    code = doc[start + len("```c\n"):doc.index("```", start + 4)]
+    src = os.path.join(tmp, "greet.c")
+    with open(src, "w") as f:
+        f.write(code)
+    pdir = os.path.join(tmp, "docplugins")
+    os.makedirs(pdir)
+    cc = subprocess.run(["cc", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
+                         "-I" + os.path.join(SRC, "include"), src, "-o",
+                         os.path.join(pdir, "greet.so")], capture_output=True, text=True)
+    eq(cc.returncode, 0, "cc: %s" % cc.stderr)
+    sc = steps([("greet", '{"name":"Ada"}')])
+    for conf, want in (({"greet": {"greeting": "Howdy"}}, "Howdy, Ada!"), (None, "Hello, Ada!")):
+        with mock(sc) as m:
+            cfg = write_config(tmp, m.base_url, plugins_dir="docplugins", plugin_config=conf)
+            r = run(cfg)
+            reqs = check_run(r, m, 2)
+        eq(results_of_step(reqs, 0)[0]["content"], want, "greet")
 
 
 @case
