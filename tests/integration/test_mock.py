@@ -336,6 +336,29 @@ def tool_call_stream_shapes():
 
 
 @case
+def by_turn_answers_by_the_conversation_not_a_counter():
+    script_ = {"by_turn": True, "responses": [
+        {"body": {"turn": 0, "args": "{\"tag\":\"%PROMPT%/c1\"}"}, "echo_prompt": True},
+        {"body": {"turn": 1}}]}
+    user = {"role": "user", "content": 'job "7"'}
+    with mock(script_) as m:
+        for _ in range(2):  # the same request twice: the same answer
+            _, b = post(m, {"messages": [user]})
+            eq(json.loads(json.loads(b)["args"]), {"tag": 'job "7"/c1'}, "turn 0")
+        tool_round = [user, {"role": "assistant", "content": None}, {"role": "tool", "content": "x"}]
+        _, b = post(m, {"messages": tool_round})
+        eq(json.loads(b), {"turn": 1}, "after one assistant message")
+        # A new prompt in the same conversation starts over.
+        _, b = post(m, {"messages": tool_round + [{"role": "assistant", "content": "a"},
+                                                 {"role": "user", "content": "next"}]})
+        eq(json.loads(json.loads(b)["args"]), {"tag": "next/c1"}, "turn 0 of the next prompt")
+        r, b = post(m, {"messages": tool_round + [{"role": "assistant", "content": "a"}]})
+        eq(r.status, 500, "past the script")
+        contains(b.decode(), "no scripted response for turn 2", "says so")
+        eq([x.get("turn") for x in m.requests], [0, 0, 1, 0, 2], "records carry the turn")
+
+
+@case
 def write_config_emits_valid_toml(tmp):
     import tomllib
     import lib

@@ -29,7 +29,15 @@ payload, generated in 64 KiB writes (huge lines without a huge script);
 "echo_key": true replaces every "%KEY%" in the payload with the bearer
 token of the request (a server that echoes the API key back).
 A script {"responses": [...], "cycle": true} serves its responses round and
-round instead of answering 500 after the last (soak runs). A script
+round instead of answering 500 after the last (soak runs). A script with
+"by_turn": true picks each response by the request's content instead of a
+counter: the number of assistant messages after the request's last user
+message (0 for a fresh prompt, 1 after one tool round, ...), so a request
+sent again (a worker that died and a job run again) gets the same answer,
+and many conversations share one script. "echo_prompt": true in a response
+replaces every %PROMPT% in the strings of its payload with the text of the
+request's last user message, JSON-escaped without quotes (right inside a
+JSON text such as tool-call arguments). A script
 {"routes": {KEY: [...], ...}} serves many conversations at once: a request
 whose first user message is KEY gets the next response of KEY's list.
 String bodies and {"raw": ...} events are encoded as UTF-8 with surrogateescape,
@@ -162,6 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
             auth = self.headers.get("Authorization", "")
             token = _text_bytes(auth.split(" ", 1)[1] if " " in auth else auth)
             pieces = [p.replace(b"%KEY%", token) for p in pieces]
+
         pad = int(r.get("pad_bytes", 0))
         ctype = r.get("content_type", ctype)
         framing = r.get("framing", framing)
@@ -271,9 +280,11 @@ class MockServer:
 
     def __init__(self, script=None, port=0, host="127.0.0.1", log_path=None, verbose=False):
         self.cycle = False
+        self.by_turn = False
         self.routes = None
         if isinstance(script, dict):
             self.cycle = bool(script.get("cycle"))
+            self.by_turn = bool(script.get("by_turn"))
             if "routes" in script:
                 self.routes = {k: list(v) for k, v in script["routes"].items()}
                 self._route_count = {}
@@ -362,13 +373,51 @@ class MockServer:
         self._chat_count += 1
         n = self._chat_count
         if self.routes is not None:
-            return self._route(parsed, rec)
+            return self._with_prompt(self._route(parsed, rec), parsed)
+        if self.by_turn:
+            return self._with_prompt(self._turn(self.responses, parsed, rec), parsed)
         if self.cycle and self.responses:
-            return self.responses[(n - 1) % len(self.responses)]
+            return self._with_prompt(self.responses[(n - 1) % len(self.responses)], parsed)
         if n > len(self.responses):
             return {"status": 500,
                     "body": _error_body("mock: no scripted response for request %d" % n)}
-        return self.responses[n - 1]
+        return self._with_prompt(self.responses[n - 1], parsed)
+
+    @staticmethod
+    def _messages(body):
+        ms = body.get("messages", []) if isinstance(body, dict) else []
+        return [m for m in ms if isinstance(m, dict)]
+
+    def _turn(self, script, body, rec):
+        """by_turn: the response for the request's turn, the number of
+        assistant messages after its last user message."""
+        ms = self._messages(body)
+        last_user = max([i for i, m in enumerate(ms) if m.get("role") == "user"], default=-1)
+        turn = sum(1 for m in ms[last_user + 1:] if m.get("role") == "assistant")
+        rec["turn"] = turn
+        if turn >= len(script):
+            return {"status": 500, "body": _error_body("mock: no scripted response for turn %d"
+                                                       % turn)}
+        return script[turn]
+
+    def _with_prompt(self, resp, body):
+        """The response, with the request's last user message attached for
+        echo_prompt (a copy: the script itself stays as it is)."""
+        if not isinstance(resp, dict) or not resp.get("echo_prompt"):
+            return resp
+        users = [m.get("content") for m in self._messages(body) if m.get("role") == "user"]
+        text = users[-1] if users and isinstance(users[-1], str) else ""
+        esc = json.dumps(text, ensure_ascii=False)[1:-1]
+
+        def sub(v):
+            if isinstance(v, str):
+                return v.replace("%PROMPT%", esc)
+            if isinstance(v, list):
+                return [sub(x) for x in v]
+            if isinstance(v, dict):
+                return {k: sub(x) for k, x in v.items()}
+            return v
+        return {k: (sub(v) if k in ("sse", "body") else v) for k, v in resp.items()}
 
     def _route(self, body, rec):
         """Routed scripts (called under the lock): many conversations share
@@ -387,6 +436,8 @@ class MockServer:
         self._route_count[key] = n
         rec["route"], rec["route_n"] = key, n
         script = self.routes[key]
+        if self.by_turn:
+            return self._turn(script, body, rec)
         if n > len(script):
             return {"status": 500, "body": _error_body(
                 "mock: no scripted response %d for route %r" % (n, key))}
