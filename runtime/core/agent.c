@@ -92,6 +92,7 @@ struct ad_agent {
     ad_tool_host *tools;
     ad_events *ev;
     char *model; /* owned */
+    char *conv_id; /* owned or NULL: the conversation's id for the tool host */
 
     ad_conv *conv;           /* owned: the conversation */
     json_object *tools_json; /* owned: the request's "tools", or NULL */
@@ -754,7 +755,8 @@ static void start_tools(ad_agent *a)
                                    .on_result = on_tool_result,
                                    .on_done = on_tools_done};
     /* The agent's id prefix names its conversation in the tools' log lines. */
-    a->tb = ad_tool_host_run(a->tools, ad_conv_id_prefix(a->conv), reqs, m, &cb, a);
+    a->tb = ad_tool_host_run(a->tools, a->conv_id ? a->conv_id : ad_conv_id_prefix(a->conv),
+                             reqs, m, &cb, a);
     free(reqs);
     if (!a->tb) {
         calls_free(a);
@@ -1194,6 +1196,7 @@ void ad_agent_free(ad_agent *a)
     a->req = NULL;
     ad_events_set_flow(a->ev, NULL, NULL);
     free(a->model);
+    free(a->conv_id);
     ad_conv_free(a->conv);
     json_object_put(a->tools_json);
     for (size_t i = 0; i < a->noffered; i++)
@@ -1432,6 +1435,16 @@ int ad_agent_set_client_tools(ad_agent *a, json_object *tools)
     if (!n)
         json_object_put(tools);
     a->tools_gen = 0;
+    return AD_OK;
+}
+
+int ad_agent_set_conv_id(ad_agent *a, const char *id)
+{
+    char *c = id ? ad_strdup(id) : NULL;
+    if (id && !c)
+        return AD_ENOMEM;
+    free(a->conv_id);
+    a->conv_id = c;
     return AD_OK;
 }
 

@@ -120,6 +120,11 @@ int ad_agent_load_messages(ad_agent *a, json_object *messages);
 json_object *ad_agent_messages(ad_agent *a);
 /* The conversation itself. Borrowed; lives as long as the agent. */
 ad_conv *ad_agent_conv(ad_agent *a);
+/* The conversation's id as the tool host and its providers see it (the
+ * calls' conv_id; the default is the id prefix). A worker gives its job's
+ * id: with the call's id it is the call's idempotency key. Copied; NULL
+ * restores the default. */
+int ad_agent_set_conv_id(ad_agent *a, const char *id);
 /* Replaces the model for later requests (copied). */
 int ad_agent_set_model(ad_agent *a, const char *model);
 
