@@ -53,7 +53,13 @@ enum {
 
 /* agentd_tool.flags */
 enum {
-    AGENTD_TOOL_THREADSAFE = 1u << 0 /* invoke() may run on any thread, concurrently */
+    AGENTD_TOOL_THREADSAFE = 1u << 0, /* invoke() may run on any thread, concurrently */
+    /* Running a call again does no more than running it once (it passes an
+     * idempotency key downstream, or its effect is naturally idempotent):
+     * agentd worker runs such a call again when a worker died while it ran,
+     * instead of answering "interrupted". Hosts that do not know the flag
+     * ignore it. */
+    AGENTD_TOOL_IDEMPOTENT = 1u << 1
 };
 
 /* Levels of api->log(). */

@@ -295,7 +295,8 @@ static int register_common(agentd_plugin *self, const reg *d)
     t->d.name = t->name;
     t->d.description = t->description;
     t->d.parameters = t->parameters;
-    t->d.flags = d->flags & AGENTD_TOOL_THREADSAFE ? AD_TOOL_THREADSAFE : 0;
+    t->d.flags = (d->flags & AGENTD_TOOL_THREADSAFE ? AD_TOOL_THREADSAFE : 0) |
+                 (d->flags & AGENTD_TOOL_IDEMPOTENT ? AD_TOOL_IDEMPOTENT : 0);
     t->d.origin = self->file;
     if (self->ntools == self->cap) {
         size_t cap = self->cap ? self->cap * 2 : 8;

@@ -38,9 +38,12 @@ typedef struct ad_tool_host ad_tool_host;
 typedef struct ad_tool_provider ad_tool_provider;
 typedef struct ad_tool_job ad_tool_job;
 
-/* Flags of a tool (the same bit as the plugin ABI's AGENTD_TOOL_THREADSAFE). */
+/* Flags of a tool (the same bits as the plugin ABI's AGENTD_TOOL_*). */
 enum {
     AD_TOOL_THREADSAFE = 1u << 0, /* calls may run concurrently (informational for the host) */
+    AD_TOOL_IDEMPOTENT = 1u << 1, /* a call may run again (agentd worker re-runs one whose
+                                     worker died, with the idempotency key JOB:CALL in
+                                     conv_id and call_id) */
 };
 
 /* One tool as a provider offers it. Borrowed from the provider; valid until
