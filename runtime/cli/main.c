@@ -39,6 +39,7 @@
 #include "cli/mcp_cli.h"
 #include "cli/repl.h"
 #include "cli/serve_cli.h"
+#include "cli/worker_cli.h"
 #include "sinks/jsonl.h"
 #include "sinks/store.h"
 #include "sinks/text.h"
@@ -63,7 +64,7 @@ static const char usage_text[] =
     "       agentd --init [FILE]                 (write a starter config)\n"
     "       agentd sessions list|show NAME|rm NAME|export NAME  (see agentd sessions --help)\n"
     "       agentd [--config FILE] mcp list|tools|call|serve ...  (see agentd mcp --help)\n"
-    "       agentd submit|jobs ...                   (a Redis job queue: see agentd submit\n"
+    "       agentd worker|submit|jobs ...            (a Redis job queue: see agentd worker\n"
     "                                                 --help, docs/workers.md)\n"
     "       agentd serve [--config FILE] ...         (the agent over HTTP; agentd serve --help)\n"
     "\n"
@@ -679,6 +680,11 @@ int main(int argc, char **argv)
     }
     if (ad_mcp_cli_wanted(argc, argv))
         return ad_mcp_cli(argc, argv);
+    /* agentd worker: its own options out, a run's (config, model) left. */
+    ad_worker_cli wk;
+    int wrc = ad_worker_cli_args(&wk, &argc, argv);
+    if (wrc >= 0)
+        return wrc;
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
         g_json |= strcmp(argv[i], "--json") == 0;
     /* Tool calls run on libuv's worker threads, and a call that timed out
@@ -719,6 +725,7 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     bool have_loop = false, curl_ready = false;
     ad_cassette *cassette = NULL;
+    ad_sink *store = NULL;
     char *stdin_prompt = NULL;
     char err[4096];
 
@@ -804,12 +811,12 @@ int main(int argc, char **argv)
 
     const char *prompt = o.prompt;
     /* A terminal on stdin and no prompt: a conversation. */
-    bool repl = o.repl || (!prompt && isatty(STDIN_FILENO));
+    bool repl = !wk.on && (o.repl || (!prompt && isatty(STDIN_FILENO)));
     if (repl && o.json) {
         usage_error("%s", "--json needs a prompt (-p or piped), not a conversation");
         goto out_tools;
     }
-    if (!prompt && !repl) {
+    if (!prompt && !repl && !wk.on) {
         stdin_prompt = read_stdin();
         if (!stdin_prompt || blank(stdin_prompt)) {
             usage_error("%s", stdin_prompt ? "the prompt read from standard input is empty"
@@ -851,6 +858,11 @@ int main(int argc, char **argv)
             ad_transport_close(transport);
         transport = rec;
     }
+    if (transport && wk.on) {
+        /* Each job gets its own agent (worker/run.h). */
+        exit_code = ad_worker_cli_run(&wk, &loop, transport, &cfg, tools);
+        goto out_loop;
+    }
     ad_agent *agent = NULL;
     if (transport) {
         ad_agent_opts ao = {&loop, transport, &cfg, tools, ev};
@@ -864,7 +876,6 @@ int main(int argc, char **argv)
     } else if (agent && o.record) {
         ad_cassette_set_id_prefix(cassette, ad_agent_id_prefix(agent));
     }
-    ad_sink *store = NULL;
     /* Conversations are stored: REPL sessions, --session/--continue runs,
      * and plain one-shot runs when [sessions] one_shot = true. A scripted
      * `agentd -p` is not recorded behind its caller's back, and does not

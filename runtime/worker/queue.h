@@ -72,6 +72,9 @@ const char *ad_q_ledger(char *buf, const char *prefix, const char *id);
 /* The conversation: P:session:S, or P:job:ID:conv without a session. */
 const char *ad_q_conv(char *buf, const char *prefix, const char *id, const char *session);
 
+/* A ledger field, "IDX:CALLID" (a call id longer than fits is cut). */
+#define AD_Q_FIELD_MAX 192
+
 /* Terminal states of a job. */
 bool ad_q_state_ended(const char *state);
 

@@ -500,7 +500,7 @@ static void on_put(void *ud, redisReply *r)
     ad_worker_job *j = q->j;
     int res = j->state == J_RUN ? reply_result(j, r, "writing the ledger") : AD_WORKER_LOST;
     bool created = res == AD_WORKER_OK && ad_redis_int(ad_redis_at(r, 1), 0) == 1;
-    if (!j->detached)
+    if (!j->detached && q->put_cb)
         q->put_cb(q->ud, res, created);
     if (res == AD_WORKER_LOST)
         job_lost(j, "its ledger write was refused");
@@ -523,13 +523,15 @@ void ad_worker_job_ledger_put(ad_worker_job *j, const char *field, const char *v
     arg(&a, nx ? "nx" : "set");
     jreq *q = jreq_new(j);
     if (!q) {
-        cb(ud, AD_WORKER_FAILED, false);
+        if (cb)
+            cb(ud, AD_WORKER_FAILED, false);
         return;
     }
     q->put_cb = cb;
     q->ud = ud;
     if (j->state != J_RUN || eval(w, AD_Q_LEDGER, AD_REDIS_RETRY, on_put, q, 2, &a) != AD_OK) {
-        cb(ud, AD_WORKER_FAILED, false);
+        if (cb)
+            cb(ud, AD_WORKER_FAILED, false);
         jreq_free(q);
     }
 }
@@ -599,7 +601,7 @@ void ad_worker_job_finish(ad_worker_job *j, const char *state, int status, const
     ad_worker *w = j->w;
     if (j->state != J_RUN)
         return;
-    ad_worker_stop_point("before_finish", j->id);
+    ad_worker_stop_point("before_ack", j->id);
     send_events(j, true);
     j->state = J_END;
     j->detached = true;

@@ -37,7 +37,7 @@
  * "agentd: worker: stopped at POINT (job JOB)" on stderr and stop itself
  * (SIGSTOP) when it reaches POINT (for that job): tests kill it there.
  * Points here: begun (the attempt is counted, nothing done yet),
- * before_finish (the result is known, not yet stored nor acknowledged).
+ * before_ack (the result is known, not yet stored nor acknowledged).
  */
 #ifndef AD_WORKER_WORKER_H
 #define AD_WORKER_WORKER_H
@@ -153,7 +153,7 @@ void ad_worker_job_append(ad_worker_job *j, const char *msg, size_t len,
  * object, the callback's), or NULL when there was no answer. */
 void ad_worker_job_ledger(ad_worker_job *j, void (*cb)(void *ud, json_object *ledger), void *ud);
 /* Writes a ledger field (lease-checked). nx: only when the field is not
- * there yet; *created (may be NULL) tells whether it was written. */
+ * there yet; cb (may be NULL) is told whether it was written. */
 void ad_worker_job_ledger_put(ad_worker_job *j, const char *field, const char *value, bool nx,
                               void (*cb)(void *ud, int result, bool created), void *ud);
 /* Checks the lease right now (right before a side effect). */
