@@ -32,6 +32,17 @@ def redis(aof=False):
     return RedisServer(aof=aof).start()
 
 
+_live = []
+
+
+def cleanup(r):
+    """Ends the case: workers still alive (a failed assertion) are killed,
+    Redis stops."""
+    while _live:
+        _live.pop().kill9()
+    r.stop()
+
+
 def submit(r, *args, **kw):
     return run_agentd(["submit", "--redis", r.url] + list(args), **kw)
 
@@ -59,7 +70,7 @@ def submit_is_idempotent_on_the_job_id():
         y = submit(r, "-p", "p")
         ok(x.stdout.strip() != y.stdout.strip() and len(x.stdout.strip()) == 16, "random ids")
     finally:
-        r.stop()
+        cleanup(r)
 
 
 @case
@@ -76,7 +87,7 @@ def prompt_from_stdin_and_sessions_queue_behind_each_other():
         eq(c.cmd("LRANGE", "agentd:session:s1:queue", 0, -1), ["b"], "behind a")
         eq(c.cmd("XLEN", "agentd:jobs"), 1, "only a is on the stream")
     finally:
-        r.stop()
+        cleanup(r)
 
 
 @case
@@ -100,7 +111,7 @@ def jobs_lists_the_queue_and_shows_a_job():
         eq(missing.rc, 2, "an unknown job")
         contains(missing.stderr, "no job nope", "says so")
     finally:
-        r.stop()
+        cleanup(r)
 
 
 @case
@@ -149,6 +160,7 @@ class Worker:
         self.lines, self.cv, self.log = [], threading.Condition(), log
         self.t = threading.Thread(target=self._read, daemon=True)
         self.t.start()
+        _live.append(self)
 
     def _read(self):
         for raw in self.p.stderr:
@@ -195,11 +207,20 @@ class Worker:
             pass
         self.p.wait()
         self.t.join()
+        if self in _live:
+            _live.remove(self)
+
+    def up(self):
+        """Connected to Redis (its signal handling is in place)."""
+        with self.cv:
+            return any(ln and "redis: connected" in ln for ln in self.lines)
 
     def term(self, timeout=60):
         self.p.send_signal(signal.SIGTERM)
         rc = self.p.wait(timeout=timeout * TIMEOUT_SCALE)
         self.t.join()
+        if self in _live:
+            _live.remove(self)
         return rc
 
     def stderr(self):
@@ -304,7 +325,7 @@ def worker_runs_jobs_as_conversations(tmp):
             contains(w.stderr(), "2 finished", "its summary")
             check_queue(c, ["a", "b"], fx)
     finally:
-        r.stop()
+        cleanup(r)
 
 
 @case
@@ -333,7 +354,7 @@ def sessions_continue_across_workers_one_job_at_a_time(tmp):
             w2.term()
             check_queue(c, ["t0", "t1", "t2"], fx)
     finally:
-        r.stop()
+        cleanup(r)
 
 
 def killed_at(tmp, point, tool="effect", hold=False):
@@ -363,7 +384,7 @@ def killed_at(tmp, point, tool="effect", hold=False):
             b.term()
             return evs, effects(fx), res.stdout, c.hgetall("agentd:job:k:ledger"), m.requests
     finally:
-        r.stop()
+        cleanup(r)
 
 
 def resumed(evs):
@@ -438,12 +459,13 @@ def sigstop_past_the_lease_the_stale_worker_is_refused(tmp):
             eq(res.rc, 0, "ended by the other worker (%s)" % res.stderr)
             c = r.client()
             evs_before = events_of(c, "s")
-            # Woken up, the stale worker runs the call it had started (its
-            # effect: the only one, the new owner answered "interrupted")
-            # and is refused when it reports it.
+            # Woken up, the stale worker may still run the call it had
+            # started (unless its heartbeat finds the job gone first): that
+            # is the only effect, the new owner answered "interrupted". Its
+            # report is refused either way.
             os.kill(a.p.pid, signal.SIGCONT)
             a.wait_line("lost its lease")
-            eq(effects(fx), ["effect job-s/c1"], "one effect")
+            ok(effects(fx) in ([], ["effect job-s/c1"]), "at most one effect: %r" % effects(fx))
             eq(events_of(c, "s"), evs_before, "nothing of the stale attempt was stored")
             eq(c.hgetall("agentd:job:s")["ended_by"].split("/")[1], "2", "ended by attempt 2")
             eq(a.term(), 0, "the stale worker goes on and stops cleanly")
@@ -451,7 +473,7 @@ def sigstop_past_the_lease_the_stale_worker_is_refused(tmp):
             b.term()
             check_queue(c, ["s"], fx)
     finally:
-        r.stop()
+        cleanup(r)
 
 
 @case
@@ -479,7 +501,7 @@ def sigterm_hands_running_jobs_back(tmp):
             b.term()
             check_queue(c, ["h"], fx)
     finally:
-        r.stop()
+        cleanup(r)
 
 
 @case
@@ -497,7 +519,7 @@ def sigterm_lets_running_jobs_finish_within_the_grace(tmp):
             eq((h["state"], h["handbacks"]), ("done", "0"), "finished, not handed back")
             check_queue(c, ["g"], fx)
     finally:
-        r.stop()
+        cleanup(r)
 
 
 @case
@@ -524,7 +546,7 @@ def job_whose_workers_keep_dying_is_dead_lettered(tmp):
             w.term()
             check_queue(c, ["d"], fx)
     finally:
-        r.stop()
+        cleanup(r)
 
 
 @case
@@ -551,7 +573,7 @@ def redis_restart_from_its_aof_loses_no_job(tmp):
             check_queue(r.client(), ids, fx)
             ok(any("reconnect" in w.stderr() for w in ws), "the workers said they reconnect")
     finally:
-        r.stop()
+        cleanup(r)
 
 
 @case
@@ -576,8 +598,15 @@ def kill_9_at_random_times_every_job_ends_exactly_once(tmp):
                 states = [c.hgetall("agentd:job:" + i).get("state") for i in ids]
                 if all(s in ("done", "failed", "dead") for s in states):
                     break
-                time.sleep(rnd.uniform(0.05, 0.3))
-                k = rnd.randrange(len(ws))
+                time.sleep(rnd.uniform(0.05, 0.3) * TIMEOUT_SCALE)
+                if kills >= 60:
+                    continue  # enough: the rest finishes in peace
+                # Only workers that came up are killed (each restart makes
+                # progress, also when starting is slow, as under valgrind).
+                up = [k for k, w in enumerate(ws) if w.up()]
+                if not up:
+                    continue
+                k = rnd.choice(up)
                 ws[k].kill9()
                 kills += 1
                 ws[k] = Worker(r, cfg, fx, *args, log=log, env=slow)
@@ -598,7 +627,7 @@ def kill_9_at_random_times_every_job_ends_exactly_once(tmp):
             check_queue(c, ids, fx)
             ok(n_fx <= 2 * len(ids), "at most one effect per (job, call)")
     finally:
-        r.stop()
+        cleanup(r)
 
 
 if __name__ == "__main__":
