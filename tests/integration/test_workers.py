@@ -249,9 +249,18 @@ def effect_script(calls=("c1",), tool="effect", delay_ms=0):
     return {"by_turn": True, "responses": [tc, text]}
 
 
-def setup(tmp, m):
+EFFECT_ENV = ["AGENTD_TEST_EFFECT_FILE", "AGENTD_TEST_EFFECT_HOLD", "AGENTD_TEST_EFFECT_MS"]
+
+
+def setup(tmp, m, isolation=None):
+    """The config: the effect plugin (in its persistent worker process, the
+    default, which gets the effect plugin's variables), or isolation
+    "in-process" (the tool dies with agentd)."""
     pd = make_plugin_dir(tmp, ["effect"])
-    return write_config(tmp, m.base_url, plugins_dir=pd), os.path.join(tmp, "effects.txt")
+    raw = "[plugins]\ndir = %s\npass_env = %s\n" % (json.dumps(pd), json.dumps(EFFECT_ENV))
+    agent = {"isolation": isolation} if isolation else None
+    return (write_config(tmp, m.base_url, agent=agent, raw_append=raw),
+            os.path.join(tmp, "effects.txt"))
 
 
 def effects(path):
@@ -364,7 +373,9 @@ def killed_at(tmp, point, tool="effect", hold=False):
     r = redis()
     try:
         with mock(effect_script(tool=tool)) as m:
-            cfg, fx = setup(tmp, m)
+            # hold: the tool stops the process it runs in; in agentd's own,
+            # so that the kill takes the running tool with it.
+            cfg, fx = setup(tmp, m, "in-process" if hold else None)
             env = {"AGENTD_TEST_EFFECT_HOLD": "job-k/"} if hold else \
                   {"AGENTD_WORKER_STOP_AT": point + "@k"}
             a = Worker(r, cfg, fx, "--lease", "1", env=env)
