@@ -455,6 +455,15 @@ def idempotent_tool_runs_again_after_a_kill(tmp):
 
 
 @case
+def idempotent_call_sees_the_same_key_each_time(tmp):
+    # An ABI 1.1 tool reads the key from its call context: the job's id as
+    # the conversation id, the call's id.
+    evs, fx, _, _, _ = killed_at(tmp, "tool_finished", tool="effect_key")
+    eq(fx, ["key k:c1 job-k/c1", "key k:c1 job-k/c1"], "two runs, one key: JOB:CALL")
+    eq(resumed(evs), [("c1", "rerun", False)], "run again")
+
+
+@case
 def sigstop_past_the_lease_the_stale_worker_is_refused(tmp):
     r = redis()
     try:

@@ -7,6 +7,9 @@
  *   effect_idem  {"tag": S}: appends "idem S\n", answers "did S"; declared
  *                idempotent (AGENTD_TOOL_IDEMPOTENT): a worker runs it again
  *                when the one running it died
+ *   effect_key   (ABI 1.1, idempotent) {"tag": S}: appends "key K S\n" with
+ *                K = the call's conversation id ":" its call id, the
+ *                idempotency key agentd worker gives it (JOB:CALL)
  *
  * When $AGENTD_TEST_EFFECT_HOLD is set and is part of S, the call stops the
  * process it runs in (SIGSTOP) right after its effect, before it answers: a
@@ -47,7 +50,7 @@ static size_t tag_of(const char *args, size_t len, char *out, size_t outlen)
 
 static int effect(const char *kind, const char *args, size_t len, agentd_result *out)
 {
-    char tag[512], line[600];
+    char tag[512], line[1200];
     tag_of(args, len, tag, sizeof tag);
     const char *path = getenv("AGENTD_TEST_EFFECT_FILE");
     if (!path || !path[0])
@@ -72,6 +75,16 @@ static int effect(const char *kind, const char *args, size_t len, agentd_result 
         raise(SIGSTOP);
     n = snprintf(line, sizeof line, "did %s", tag);
     return host->result_write(out, line, (size_t)n);
+}
+
+static int key_call(const agentd_host_api *api, agentd_call *call, void *tool_data)
+{
+    (void)tool_data;
+    char kind[600];
+    snprintf(kind, sizeof kind, "key %s:%s", api->conversation_id(call), api->call_id(call));
+    size_t len;
+    const char *args = api->args_json(call, &len);
+    return effect(kind, args, len, api->result(call));
 }
 
 static int effect_invoke(void *tool_data, const char *args, size_t len, agentd_result *out)
@@ -114,5 +127,16 @@ AGENTD_PLUGIN_EXPORT int agentd_plugin_init_v1(const agentd_host_api *api, agent
     t.description = "Do something that may safely happen again";
     t.flags = AGENTD_TOOL_THREADSAFE | AGENTD_TOOL_IDEMPOTENT;
     t.invoke = idem_invoke;
-    return api->register_tool(self, &t);
+    rc = api->register_tool(self, &t);
+    if (rc != AGENTD_OK || !AGENTD_API_HAS(api, register_call_tool))
+        return rc;
+    agentd_call_tool k = {
+        .size = sizeof k,
+        .name = "effect_key",
+        .description = "Do something once per idempotency key",
+        .parameters = schema,
+        .flags = AGENTD_TOOL_THREADSAFE | AGENTD_TOOL_IDEMPOTENT,
+        .call = key_call,
+    };
+    return api->register_call_tool(self, &k);
 }
