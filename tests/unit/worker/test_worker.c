@@ -221,6 +221,8 @@ typedef struct runner {
     int append_result;
 } runner;
 
+static void forget(runner *r, ad_worker_job *j);
+
 static void on_appended(void *ud, int result)
 {
     ad_worker_job *j = ud;
@@ -232,6 +234,8 @@ static void on_appended(void *ud, int result)
                         strlen("{\"type\":\"text_delta\",\"step\":1,\"text\":\"hi\""));
     char res[256];
     snprintf(res, sizeof res, "answer to %s", ad_worker_job_prompt(j));
+    /* The job is the worker's once finished: the runner lets go of it. */
+    forget(r, j);
     ad_worker_job_finish(j, "done", 0, res, "");
     r->signal = true;
 }
@@ -618,10 +622,13 @@ TEST(append_checks_length_and_lease)
     /* Someone else appended to the session behind the next job's back:
      * its append (expecting 1 message) is refused and the attempt lost. */
     submit("j7", "q", "sx");
-    r.nheld = 0;
     CHECK(signalled(&r, 2, 10));
+    /* j6 left the runner when it was finished: j7 is the one it holds,
+     * whether it started before the submission's reply or after. */
+    CHECK_EQ(r.nheld, 1);
     CALL("RPUSH", "agentd:session:sx", "{\"role\":\"user\",\"content\":\"intruder\"}");
     j = r.held[0];
+    CHECK_STREQ(ad_worker_job_id(j), "j7");
     ad_worker_job_append(j, "{\"role\":\"user\",\"content\":\"q\"}", 29, NULL, 0, on_appended, j);
     uint64_t end = uv_now(&loop) + 10000;
     while (r.lost == 0 && uv_now(&loop) < end) {
