@@ -1,8 +1,8 @@
 /*
  * serve.c -- a persistent plugin worker's side (see worker.h, wire.h).
  *
- * The main thread reads frames from the socket pair (fd 3, moved above the
- * range a plugin might write to by accident): INIT loads the plugin (its
+ * The main thread reads frames from the socket pair of calls (fd 3, moved
+ * above the range a plugin might write to by accident): INIT loads the plugin (its
  * init runs here) and answers HELLO; CALL makes the call and hands it to a
  * thread; CANCEL asks a call to stop; the end of input (the host closed its
  * end) ends the worker. Every call runs on a thread of the worker's own:
@@ -12,11 +12,13 @@
  * sends calls of tools that are not thread-safe one at a time, so nothing
  * here tells tools apart.
  *
- * Frames to the host are written whole under one mutex, from whichever
- * thread has something to say: RESULT (after the plugin's stdout is
- * flushed, so what a call printed reaches the host before its result),
- * LOG, PROGRESS. A write that fails means the host is gone: the worker
- * exits.
+ * Frames to the host go up a socket pair of their own (fd 5, moved up
+ * too), which no thread blocks on: when a plugin closes the worker's
+ * descriptors, the host sees that one end at once. They are written whole
+ * under one mutex, from whichever thread has something to say: RESULT
+ * (after the plugin's stdout is flushed, so what a call printed reaches
+ * the host before its result), LOG, PROGRESS. A write that fails means the
+ * host is gone (or the channel was closed): the worker exits.
  *
  * Last words: a fatal signal's handler (on an alternate stack, so that a
  * stack overflow is reported too) and an atexit handler note the current
@@ -48,7 +50,8 @@
 #define FRAME_MAX ((size_t)256 << 20) /* bytes of one frame from the host */
 #define ALT_STACK (64 * 1024)
 
-static int ctl = -1;
+static int ctl = -1; /* calls, from the host */
+static int up = -1;  /* frames, to the host */
 static pthread_mutex_t wmu = PTHREAD_MUTEX_INITIALIZER;
 static volatile ad_wire_last *last;
 static _Thread_local uint64_t tl_call; /* the call this thread runs; 0: none */
@@ -59,15 +62,30 @@ static size_t result_max;
 
 /* ---- frames out --------------------------------------------------------- */
 
+/* A descriptor of the channel is not open any more: a plugin closed it. The
+ * last words say so (the host fails the calls naming it), and the worker
+ * ends. */
+static void channel_closed(void)
+{
+    if (last && last->magic != AD_WIRE_LAST_MAGIC) {
+        last->kind = AD_WIRE_LAST_CHANNEL;
+        last->call = 0;
+        last->magic = AD_WIRE_LAST_MAGIC;
+    }
+    _exit(0);
+}
+
 static void send_frame(const ad_buf *b)
 {
     pthread_mutex_lock(&wmu);
     const char *p = b->data;
     size_t n = b->len;
     while (n > 0) {
-        ssize_t w = write(ctl, p, n);
+        ssize_t w = write(up, p, n);
         if (w < 0 && errno == EINTR)
             continue;
+        if (w < 0 && errno == EBADF)
+            channel_closed();
         if (w <= 0)
             _exit(0); /* the host is gone */
         p += w;
@@ -270,6 +288,8 @@ static int read_full(char *p, size_t n)
         ssize_t r = read(ctl, p, n);
         if (r < 0 && errno == EINTR)
             continue;
+        if (r < 0 && errno == EBADF)
+            channel_closed();
         if (r <= 0)
             return -1;
         p += r;
@@ -398,19 +418,20 @@ static void hello(bool ok, const char *text, size_t len)
 
 int ad_plugin_serve_main(void)
 {
-    /* The socket pair leaves fd 3, where a plugin might write by accident,
-     * and every descriptor the worker did not ask for is closed. */
+    /* The socket pairs leave fds 3 and 5, where a plugin might write by
+     * accident, and every descriptor the worker did not ask for is closed. */
     ctl = fcntl(AD_WIRE_CTL_FD, F_DUPFD_CLOEXEC, 64);
-    if (ctl < 0)
+    up = ctl < 0 ? -1 : fcntl(AD_WIRE_UP_FD, F_DUPFD_CLOEXEC, ctl + 1);
+    if (ctl < 0 || up < 0)
         return 125;
     void *page = mmap(NULL, sizeof(ad_wire_last), PROT_READ | PROT_WRITE, MAP_SHARED,
                       AD_WIRE_LAST_FD, 0);
     if (page != MAP_FAILED)
         last = page;
-    close(AD_WIRE_CTL_FD);
-    close(AD_WIRE_LAST_FD);
-    close_range(AD_WIRE_LAST_FD + 1, (unsigned)ctl - 1, 0);
-    close_range((unsigned)ctl + 1, ~0u, 0);
+    close_range(3, (unsigned)ctl - 1, 0);
+    if (up > ctl + 1)
+        close_range((unsigned)ctl + 1, (unsigned)up - 1, 0);
+    close_range((unsigned)up + 1, ~0u, 0);
 
     static const int fatal[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS, SIGTRAP};
     static char main_alt[ALT_STACK];

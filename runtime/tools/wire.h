@@ -5,6 +5,7 @@
  * A frame is a 16-byte header, then `len` bytes of payload:
  *   u32 len, u16 type, u16 zero, u64 id     (native byte order: both ends
  *                                            are this same program)
+ * The two directions go over two socket pairs (see AD_WIRE_CTL_FD).
  * `id` names a call (0: none). Payloads are sequences of fields: u8, u64,
  * f64, and strings (u32 length, then the bytes). Types and payloads:
  *   host -> worker
@@ -69,8 +70,9 @@ const char *ad_wire_get_str(ad_wire_frame *f, size_t *n);
 /* A worker's last words: a page of shared memory (a memfd the host made,
  * the worker's fd 4) where the worker notes, from its fatal-signal handler
  * or its atexit handler, which call's thread raised the signal or called
- * exit() (plain stores: safe in a signal handler; nothing to interleave
- * with frames). The host reads it once the worker is gone. */
+ * exit(), or that its channel was closed under it (plain stores: safe in a
+ * signal handler; nothing to interleave with frames). The host reads it
+ * once the worker is gone. */
 typedef struct ad_wire_last {
     uint32_t magic; /* AD_WIRE_LAST_MAGIC once written */
     uint32_t kind;  /* AD_WIRE_LAST_* */
@@ -79,8 +81,11 @@ typedef struct ad_wire_last {
     uint64_t call;  /* the call's id; 0: none (init, or a thread of the plugin's own) */
 } ad_wire_last;
 #define AD_WIRE_LAST_MAGIC 0x4c617374u
-enum { AD_WIRE_LAST_SIGNAL = 1, AD_WIRE_LAST_EXIT = 2 };
-#define AD_WIRE_CTL_FD 3  /* a worker's end of the socket pair */
+/* CHANNEL: a read or write of the frames found the descriptor closed (a
+ * plugin closed the worker's descriptors); the worker ended itself. */
+enum { AD_WIRE_LAST_SIGNAL = 1, AD_WIRE_LAST_EXIT = 2, AD_WIRE_LAST_CHANNEL = 3 };
+#define AD_WIRE_CTL_FD 3  /* a worker's end of the socket pair of calls (host -> worker) */
 #define AD_WIRE_LAST_FD 4 /* a worker's last-words page */
+#define AD_WIRE_UP_FD 5   /* a worker's end of the socket pair of its frames (worker -> host) */
 
 #endif /* AD_TOOLS_WIRE_H */

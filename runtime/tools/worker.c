@@ -3,10 +3,18 @@
  * the worker's side is serve.c, the frames wire.h).
  *
  * One provider (wk) per plugin file; at most one worker process (wproc)
- * at a time. A wproc owns three handles (the process, the socket pair,
- * the output pipe) and the last-words page; it is freed when all three
- * have closed, which may be after the provider has moved on to a new
- * process (or closed): `w` is then NULL.
+ * at a time. A wproc owns four handles (the process, the socket pair the
+ * calls go down, the one the worker's frames come up, the output pipe) and
+ * the last-words page; it is freed when all four have closed, which may be
+ * after the provider has moved on to a new process (or closed): `w` is
+ * then NULL.
+ *
+ * The worker's frames come up a socket pair of their own so that a plugin
+ * that closes the worker's descriptors is seen at once: the end of that
+ * stream while the process lives (its main thread, blocked reading the
+ * calls, keeps the other one open). The worker is given CHANNEL_GRACE_S to
+ * end by itself (a process that exits closes its descriptors before it is
+ * reaped), then killed, and its calls are failed naming the channel.
  *
  * Calls (wcall) wait in `queue` until the worker is ready (its HELLO) and,
  * for tools that are not thread-safe, until the previous such call has
@@ -53,6 +61,7 @@
 #define OUTPUT_LINE_MAX AD_TOOL_LOG_LINE_MAX
 #define DESC_MAX ((size_t)16 << 20) /* bytes of a HELLO */
 #define RESTART_MAX_S 5.0      /* the longest wait before a restart */
+#define CHANNEL_GRACE_S 1.0    /* a worker whose frames stopped: its time to end by itself */
 
 extern char **environ;
 
@@ -71,12 +80,12 @@ typedef struct wcall {
 } wcall;
 
 /* Why the provider killed a worker. */
-enum { KILL_NONE, KILL_TIMEOUT, KILL_CANCEL, KILL_START, KILL_PROTOCOL, KILL_CLOSE };
+enum { KILL_NONE, KILL_TIMEOUT, KILL_CANCEL, KILL_START, KILL_PROTOCOL, KILL_CLOSE, KILL_CHANNEL };
 
 struct wproc {
     wk *w; /* NULL once the provider let go of it */
     uv_process_t proc;
-    uv_pipe_t ctl, out;
+    uv_pipe_t ctl, up, out; /* calls down; frames up; stdout and stderr */
     int handles;
     int lastfd;
     long pid;
@@ -87,6 +96,7 @@ struct wproc {
     char *kill_tool;    /* the call's tool that made the provider kill it */
     char *kill_detail;  /* what was wrong (KILL_PROTOCOL) */
     uint64_t start_by;  /* uv_hrtime() by which HELLO must come (before ready) */
+    uint64_t chan_by;   /* its frames ended: uv_hrtime() by which it must have ended */
     ad_buf in;          /* socket-pair bytes not parsed yet */
     ad_buf line;        /* the output line being assembled */
     size_t line_cut;    /* bytes of that line beyond OUTPUT_LINE_MAX */
@@ -386,6 +396,8 @@ static void close_pipes(wproc *wp)
 {
     if (!uv_is_closing((uv_handle_t *)&wp->ctl))
         uv_close((uv_handle_t *)&wp->ctl, wp_closed);
+    if (!uv_is_closing((uv_handle_t *)&wp->up))
+        uv_close((uv_handle_t *)&wp->up, wp_closed);
     if (!uv_is_closing((uv_handle_t *)&wp->out))
         uv_close((uv_handle_t *)&wp->out, wp_closed);
 }
@@ -678,7 +690,7 @@ static void parse_in(wproc *wp)
     }
 }
 
-static void on_ctl_alloc(uv_handle_t *h, size_t want, uv_buf_t *b)
+static void on_up_alloc(uv_handle_t *h, size_t want, uv_buf_t *b)
 {
     (void)want;
     wproc *wp = h->data;
@@ -691,7 +703,7 @@ static void on_ctl_alloc(uv_handle_t *h, size_t want, uv_buf_t *b)
     b->len = wp->in.cap - wp->in.len - 1;
 }
 
-static void on_ctl_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     wproc *wp = s->data;
     (void)b;
@@ -701,16 +713,21 @@ static void on_ctl_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     } else if (n == UV_ENOBUFS) {
         wp_kill(wp, KILL_PROTOCOL, NULL, "more than agentd could hold (out of memory)");
     } else if (n < 0) {
-        /* The worker closed its end: it is ending (exit_cb tells how). */
+        /* The worker's end closed: it is ending (exit_cb tells how), or a
+         * plugin closed it; then it is killed after the grace. */
         uv_read_stop(s);
+        if (wp->w && !wp->exited && !wp->killed && !wp->chan_by) {
+            wp->chan_by = after_s(CHANNEL_GRACE_S);
+            arm(wp->w);
+        }
     }
 }
 
-/* Reads what the socket pair still holds (after the worker's end). */
-static void ctl_drain(wproc *wp)
+/* Reads what the worker's frames still hold (after the worker's end). */
+static void up_drain(wproc *wp)
 {
     int fd = -1;
-    if (uv_is_closing((uv_handle_t *)&wp->ctl) || uv_fileno((uv_handle_t *)&wp->ctl, &fd) != 0)
+    if (uv_is_closing((uv_handle_t *)&wp->up) || uv_fileno((uv_handle_t *)&wp->up, &fd) != 0)
         return;
     for (;;) {
         if (ad_buf_reserve(&wp->in, 65536) != 0)
@@ -764,7 +781,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
         return;
     }
     /* Whatever it wrote before its end. */
-    ctl_drain(wp);
+    up_drain(wp);
     out_drain(wp);
     if (wp->pid > 0)
         kill(-(pid_t)wp->pid, SIGKILL); /* what it started dies with it */
@@ -778,10 +795,15 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
     w->serial_busy = false;
     char sn[32], cause[300];
     const char *culprit = NULL;
+    /* Last words of no call: a thread of the plugin's own crashed or
+     * called exit(), or the channel was closed; no call is blamed. */
+    bool no_call = lw.magic == AD_WIRE_LAST_MAGIC && lw.call == 0;
+    bool channel = (wp->killed && wp->kill_why == KILL_CHANNEL) ||
+                   (no_call && lw.kind == AD_WIRE_LAST_CHANNEL);
     wcall *by = lw.call ? find_sent(w, lw.call) : NULL;
     if (by)
         culprit = by->job->tool->name;
-    else if (count_running(w) == 1)
+    else if (!no_call && !channel && count_running(w) == 1)
         for (wcall *c = w->sent; c; c = c->next)
             if (!c->cancelled)
                 by = c;
@@ -794,6 +816,8 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
             snprintf(why, sizeof why, "%s", wp->kill_detail);
         else if (wp->killed && wp->kill_why == KILL_START)
             snprintf(why, sizeof why, "init did not finish within %g s", w->start_timeout_s);
+        else if (channel)
+            snprintf(why, sizeof why, "init closed the worker's call channel");
         else if (wp->killed)
             snprintf(why, sizeof why, "it sent %s",
                      wp->kill_detail ? wp->kill_detail : "a malformed frame");
@@ -806,7 +830,11 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
         pump(w);
         return;
     }
-    if (wp->killed) {
+    if (channel) {
+        snprintf(cause, sizeof cause, "lost its call channel (a plugin closed the worker's "
+                                      "descriptors)");
+        by = NULL;
+    } else if (wp->killed) {
         const char *t = wp->kill_tool ? wp->kill_tool : "?";
         switch (wp->kill_why) {
         case KILL_TIMEOUT:
@@ -825,6 +853,13 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
             if (wp->kill_tool && wp->kill_why == KILL_PROTOCOL &&
                 strcmp(c->job->tool->name, wp->kill_tool) == 0)
                 by = c;
+    } else if (sig > 0 && no_call) {
+        snprintf(cause, sizeof cause, "crashed (%s on a thread of the plugin's own, not in a call)",
+                 sig_name(sig, sn, sizeof sn));
+    } else if (no_call && lw.kind == AD_WIRE_LAST_EXIT) {
+        snprintf(cause, sizeof cause,
+                 "exited with status %d (exit() on a thread of the plugin's own, not in a call)",
+                 (int)status);
     } else if (sig > 0) {
         if (culprit)
             snprintf(cause, sizeof cause, "crashed (%s in a call of '%s')",
@@ -837,7 +872,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
     } else {
         snprintf(cause, sizeof cause, "exited with status %d", (int)status);
     }
-    if (!wp->killed || wp->kill_why == KILL_PROTOCOL)
+    if (!wp->killed || wp->kill_why == KILL_PROTOCOL || channel)
         wlog(w, AGENTD_LOG_WARN, "its worker process %s; a new one starts with the next call",
              cause);
     w->deaths++;
@@ -878,13 +913,14 @@ static int spawn_worker(wk *w, char *err, size_t errlen)
         return AD_ERR;
     }
     uv_pipe_init(loop, &wp->ctl, 0);
+    uv_pipe_init(loop, &wp->up, 0);
     uv_pipe_init(loop, &wp->out, 0);
-    wp->ctl.data = wp->out.data = wp->proc.data = wp;
+    wp->ctl.data = wp->up.data = wp->out.data = wp->proc.data = wp;
     char ppid[32];
     snprintf(ppid, sizeof ppid, "%ld", (long)getpid());
     char *args[] = {w->exe, (char *)AD_ISOLATE_WORKER_FLAG, ppid, (char *)AD_PLUGIN_WORKER_SERVE_ARG,
                     w->file, NULL};
-    uv_stdio_container_t io[5];
+    uv_stdio_container_t io[6];
     io[0].flags = UV_IGNORE;
     io[1].flags = UV_INHERIT_FD;
     io[1].data.fd = outp[1];
@@ -894,6 +930,8 @@ static int spawn_worker(wk *w, char *err, size_t errlen)
     io[3].data.stream = (uv_stream_t *)&wp->ctl;
     io[4].flags = UV_INHERIT_FD;
     io[4].data.fd = wp->lastfd;
+    io[5].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    io[5].data.stream = (uv_stream_t *)&wp->up;
     uv_process_options_t po;
     memset(&po, 0, sizeof po);
     po.exit_cb = on_exit_cb;
@@ -901,13 +939,13 @@ static int spawn_worker(wk *w, char *err, size_t errlen)
     po.args = args;
     po.env = w->env;
     po.stdio = io;
-    po.stdio_count = 5;
+    po.stdio_count = 6;
     /* A session and process group of its own: a timeout kills whatever it
      * started, and a terminal's ^C reaches agentd, not its workers. */
     po.flags = UV_PROCESS_DETACHED;
     int rc = uv_spawn(loop, &wp->proc, &po);
     close(outp[1]);
-    wp->handles = 2; /* the pipes; the process handle counts once spawned */
+    wp->handles = 3; /* the pipes; the process handle counts once spawned */
     if (rc != 0) {
         close(outp[0]);
         ad_errf(err, errlen, "cannot start %s: %s", w->exe, uv_strerror(rc));
@@ -921,7 +959,7 @@ static int spawn_worker(wk *w, char *err, size_t errlen)
     wp->pid = wp->proc.pid;
     uv_pipe_open(&wp->out, outp[0]);
     uv_read_start((uv_stream_t *)&wp->out, on_out_alloc, on_out_read);
-    uv_read_start((uv_stream_t *)&wp->ctl, on_ctl_alloc, on_ctl_read);
+    uv_read_start((uv_stream_t *)&wp->up, on_up_alloc, on_up_read);
     wp->budget = OUTPUT_PER_CALL;
     wlog(w, AGENTD_LOG_DEBUG, "started its worker process (pid %ld)", wp->pid);
     ad_buf b = AD_BUF_INIT;
@@ -983,7 +1021,9 @@ static void on_timer(uv_timer_t *t)
     uint64_t now = now_ns();
     wproc *wp = w->cur;
     if (wp && !wp->killed) {
-        if (!wp->ready && wp->start_by && now >= wp->start_by) {
+        if (wp->chan_by && now >= wp->chan_by) {
+            wp_kill(wp, KILL_CHANNEL, NULL, NULL);
+        } else if (!wp->ready && wp->start_by && now >= wp->start_by) {
             wp_kill(wp, KILL_START, NULL, NULL);
         } else {
             for (wcall *c = w->sent; c; c = c->next) {
@@ -1010,6 +1050,7 @@ static void arm(wk *w)
 #define EARLIER(x) (at = (x) && (at == 0 || (x) < at) ? (x) : at)
     wproc *wp = w->cur;
     if (wp && !wp->killed) {
+        EARLIER(wp->chan_by);
         if (!wp->ready)
             EARLIER(wp->start_by);
         for (wcall *c = w->sent; c; c = c->next)

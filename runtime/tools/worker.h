@@ -7,7 +7,8 @@
  * reachable from that program's main()), with uv_spawn, a minimal
  * environment and a process group of its own. It loads the one plugin
  * (its init runs there, never in the host), says which tools it has, and
- * then runs calls as they come over a socket pair (framed, tools/wire.h):
+ * then runs calls as they come over a socket pair (framed, tools/wire.h;
+ * its frames go back over another):
  * calls of thread-safe tools several at a time, each on a thread of the
  * worker; calls of other tools one at a time (the provider sends the next
  * one when the last has ended). No pool thread of the host waits for a

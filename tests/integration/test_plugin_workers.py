@@ -253,6 +253,51 @@ def a_changed_plugin_file_is_described_again(tmp):
 
 
 @case
+def a_plugin_that_closes_the_call_channel_fails_its_calls_at_once(tmp):
+    # close_fds closes every descriptor of its worker and goes on for 30 s,
+    # alone, then beside a wait that cannot answer either. Each call fails
+    # at once, naming the channel, and the next step has a new worker.
+    long_ = '{"ms":30000}'
+    with mock(steps([("close_fds", long_)], [("close_fds", long_), ("wait", long_), ADD],
+                    [("wait", '{"ms":1}')])) as m:
+        r = run(setup(tmp, m, plugins=("unruly", "add"),
+                      tools={"close_fds": {"timeout_s": 60}, "wait": {"timeout_s": 60}}))
+        reqs = check_run(r, m, 4)
+    cause = ("its worker process (unruly.so) lost its call channel (a plugin closed the "
+             "worker's descriptors)")
+    eq([t["content"] for t in results_of_step(reqs, 0)],
+       ["tool 'close_fds' was interrupted: " + cause], "alone")
+    eq([t["content"] for t in results_of_step(reqs, 1)],
+       ["tool 'close_fds' was interrupted: " + cause, "tool 'wait' was interrupted: " + cause,
+        "5"], "beside another call")
+    eq(results_of_step(reqs, 2)[0]["content"], "waited 1 ms", "a new worker")
+    ok(r.secs < 20, "the calls did not wait for their end (%.1f s)" % r.secs)
+    contains(r.stderr, "agentd: plugin unruly.so: its worker process " + cause[31:],
+             "said on stderr")
+
+
+@case
+def a_crash_on_a_plugins_own_thread_is_the_workers(tmp):
+    # thread_crash's own thread crashes while the call waits: the worker
+    # crashed, no call did; every call in flight is interrupted, also when
+    # it runs alone.
+    long_ = '{"ms":30000}'
+    with mock(steps([("thread_crash", long_)], [("thread_crash", long_), ("wait", long_)],
+                    [("wait", '{"ms":1}')])) as m:
+        r = run(setup(tmp, m, plugins=("unruly",),
+                      tools={"thread_crash": {"timeout_s": 60}, "wait": {"timeout_s": 60}}))
+        reqs = check_run(r, m, 4)
+    cause = ("was interrupted: its worker process (unruly.so) crashed (SIGSEGV on a thread of "
+             "the plugin's own, not in a call)")
+    eq([t["content"] for t in results_of_step(reqs, 0)], ["tool 'thread_crash' " + cause],
+       "alone")
+    eq([t["content"] for t in results_of_step(reqs, 1)],
+       ["tool 'thread_crash' " + cause, "tool 'wait' " + cause], "beside another call")
+    eq(results_of_step(reqs, 2)[0]["content"], "waited 1 ms", "a new worker")
+    ok(r.secs < 20, "the calls did not wait for their end (%.1f s)" % r.secs)
+
+
+@case
 def a_plugin_that_crashes_at_every_start_is_disabled(tmp):
     # fragile.so's init crashes while the file its config names exists.
     flag = os.path.join(tmp, "break-init")
