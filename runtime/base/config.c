@@ -48,6 +48,7 @@ static const keydef keys[] = {
     {"provider", "allow_http", K_BOOL, OFF(allow_http), 0, 0},
     {"provider", "model", K_STRING, OFF(model), 0, 0},
     {"provider", "stream", K_BOOL, OFF(stream), 0, 0},
+    {"provider", "images", K_BOOL, OFF(images), 0, 0},
     {"provider", "timeout_s", K_NUMBER, OFF(timeout_s), 0, 86400},
     {"provider", "request_timeout_s", K_NUMBER, OFF(timeout_s), 0, 86400},
     {"provider", "connect_timeout_s", K_NUMBER, OFF(connect_timeout_s), 0, 3600},
@@ -80,6 +81,7 @@ static const keydef keys[] = {
     {"mcp", "startup_timeout_s", K_NUMBER, OFF(mcp_startup_timeout_s), 0, 86400},
     {"mcp", "tool_timeout_s", K_NUMBER, OFF(mcp_tool_timeout_s), 0, 86400},
     {"mcp", "max_result_bytes", K_LONG, OFF(mcp_max_result_bytes), 1024, 1 << 30},
+    {"mcp", "max_image_bytes", K_LONG, OFF(mcp_max_image_bytes), 1, 1 << 30},
     {"mcp", "servers", K_TABLE, 0, 0, 0},
     {"serve", "listen", K_STRING, OFF(serve.listen), 0, 0},
     {"serve", "token_file", K_STRING, OFF(serve.token_file), 0, 0},
@@ -125,6 +127,7 @@ void ad_config_init(ad_config *c)
     c->mcp_startup_timeout_s = 30;
     c->mcp_tool_timeout_s = 120;
     c->mcp_max_result_bytes = 128L << 10;
+    c->mcp_max_image_bytes = 5L << 20;
     c->serve.max_header_bytes = 16L << 10;
     c->serve.max_headers = 100;
     c->serve.max_body_bytes = 4L << 20;
@@ -1865,6 +1868,7 @@ static void print_mcp(const ad_config *c, FILE *out)
 {
     fprintf(out, "\n[mcp]\nstartup_timeout_s = %g\ntool_timeout_s = %g\nmax_result_bytes = %ld\n",
             c->mcp_startup_timeout_s, c->mcp_tool_timeout_s, c->mcp_max_result_bytes);
+    fprintf(out, "max_image_bytes = %ld\n", c->mcp_max_image_bytes);
     for (size_t i = 0; i < c->nmcp_servers; i++) {
         const ad_mcp_server_conf *s = &c->mcp_servers[i];
         fputs("\n[mcp.servers.", out);
@@ -1966,6 +1970,7 @@ void ad_config_print(const ad_config *c, FILE *out)
     print_str(out, "model", c->model ? c->model : "");
     fprintf(out, "stream = %s\ntimeout_s = %g\nconnect_timeout_s = %g\nidle_timeout_s = %g\n",
             c->stream ? "true" : "false", c->timeout_s, c->connect_timeout_s, c->idle_timeout_s);
+    fprintf(out, "images = %s\n", c->images ? "true" : "false");
     fprintf(out, "max_retries = %d\nmax_retry_wait_s = %g\n", c->max_retries, c->max_retry_wait_s);
     fprintf(out, "\n[provider.headers]\n");
     for (size_t i = 0; i < c->nheaders; i++) {

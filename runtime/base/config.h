@@ -130,6 +130,7 @@ typedef struct ad_config {
     bool allow_http;    /* plain http:// to hosts other than loopback */
     char *model;       /* owned */
     bool stream;
+    bool images;              /* the model takes images in user messages */
     double timeout_s;         /* whole request; 0 = none */
     double connect_timeout_s; /* connection set-up */
     double idle_timeout_s;    /* no byte for that long mid-response; 0 = none */
@@ -178,6 +179,7 @@ typedef struct ad_config {
     double mcp_startup_timeout_s; /* default 30 */
     double mcp_tool_timeout_s;    /* default 120; 0 = none */
     long mcp_max_result_bytes;    /* one result's text for the model (128 KiB) */
+    long mcp_max_image_bytes;     /* one image shown to the model, decoded (5 MiB) */
     ad_mcp_server_conf *mcp_servers; /* owned, in file order */
     size_t nmcp_servers;
 

@@ -651,8 +651,28 @@ static bool ask_approvals(ad_agent *a)
     return a->approvals > 0 && !a->cancelled;
 }
 
+/* The step's result parts (provider.images) as one user message. */
+static void add_tool_parts(ad_agent *a)
+{
+    const char **ids = calloc(a->ncalls, sizeof *ids), **names = calloc(a->ncalls, sizeof *names);
+    json_object **parts = calloc(a->ncalls, sizeof *parts);
+    if (ids && names && parts) {
+        for (size_t i = 0; i < a->ncalls; i++) {
+            const tool_call *c = &a->calls[i];
+            ids[i] = c->id;
+            names[i] = c->name;
+            parts[i] = (c->out ? &c->out->result : &c->result)->parts;
+        }
+        ad_conv_add_tool_parts(a->conv, a->ncalls, ids, names, parts);
+    }
+    free(ids);
+    free(names);
+    free(parts);
+}
+
 /* Every call has its result (o: the host's, for the calls it ran; NULL
- * when none ran): one tool message per call, in call order. */
+ * when none ran): one tool message per call, in call order, then the
+ * results' parts (add_tool_parts). */
 static void finish_tools(ad_agent *a, const ad_call_outcome *o, size_t n)
 {
     size_t external = 0;
@@ -673,6 +693,7 @@ static void finish_tools(ad_agent *a, const ad_call_outcome *o, size_t n)
         }
     }
     report_results(a);
+    bool parts = false;
     for (size_t i = 0; i < a->ncalls; i++) {
         tool_call *c = &a->calls[i];
         if (c->external && !c->ready)
@@ -681,7 +702,13 @@ static void finish_tools(ad_agent *a, const ad_call_outcome *o, size_t n)
         const char *text = r->content;
         size_t len = r->len;
         ad_conv_add_tool_result(a->conv, c->id, text ? text : "", text ? len : 0);
+        parts |= r->parts != NULL;
     }
+    /* Images for the model follow the tool messages, in a user message;
+     * the tool messages of client tools come later, so with them (or a
+     * cancelled turn) the results stay described only. */
+    if (parts && !external && !a->cancelled)
+        add_tool_parts(a);
     calls_free(a);
     emit_step_finish(a);
     if (a->cancelled) {

@@ -191,6 +191,70 @@ int ad_conv_add_tool_result(ad_conv *c, const char *id, const char *content, siz
     return ad_conv_append(c, m);
 }
 
+int ad_conv_add_tool_parts(ad_conv *c, size_t n, const char *const *ids,
+                           const char *const *names, json_object *const *parts)
+{
+    size_t ncalls = 0, nparts = 0, only = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = parts[i] && json_object_is_type(parts[i], json_type_array)
+                       ? json_object_array_length(parts[i])
+                       : 0;
+        if (k) {
+            ncalls++;
+            nparts += k;
+            only = i;
+        }
+    }
+    if (nparts == 0)
+        return AD_OK;
+    /* The tool messages say "[image: ...]": the text ties these to them. */
+    ad_buf b = AD_BUF_INIT;
+    if (ncalls == 1) {
+        size_t k = json_object_array_length(parts[only]);
+        if (k == 1)
+            ad_buf_puts(&b, "The image");
+        else
+            ad_buf_printf(&b, "The %zu images", k);
+        ad_buf_printf(&b, " returned by tool call %s (%s).", ids[only], names[only]);
+    } else {
+        ad_buf_puts(&b, "The images returned by tool calls");
+        const char *sep = " ";
+        for (size_t i = 0; i < n; i++) {
+            size_t k = parts[i] && json_object_is_type(parts[i], json_type_array)
+                           ? json_object_array_length(parts[i])
+                           : 0;
+            if (!k)
+                continue;
+            ad_buf_printf(&b, "%s%s (%s: %zu)", sep, ids[i], names[i], k);
+            sep = ", ";
+        }
+        ad_buf_puts(&b, ", in that order.");
+    }
+    json_object *m = json_object_new_object(), *content = json_object_new_array();
+    json_object *text = json_object_new_object();
+    if (!b.data || !m || !content || !text) {
+        ad_buf_free(&b);
+        json_object_put(m);
+        json_object_put(content);
+        json_object_put(text);
+        return AD_ENOMEM;
+    }
+    json_object_object_add(text, "type", json_object_new_string("text"));
+    json_object_object_add(text, "text", json_object_new_string_len(b.data, (int)b.len));
+    ad_buf_free(&b);
+    json_object_array_add(content, text);
+    for (size_t i = 0; i < n; i++) {
+        size_t k = parts[i] && json_object_is_type(parts[i], json_type_array)
+                       ? json_object_array_length(parts[i])
+                       : 0;
+        for (size_t j = 0; j < k; j++)
+            json_object_array_add(content, json_object_get(json_object_array_get_idx(parts[i], j)));
+    }
+    json_object_object_add(m, "role", json_object_new_string("user"));
+    json_object_object_add(m, "content", content);
+    return ad_conv_append(c, m);
+}
+
 int ad_conv_add_cut_answer(ad_conv *c, const char *text, size_t len)
 {
     ad_buf b = AD_BUF_INIT;

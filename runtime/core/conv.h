@@ -64,6 +64,15 @@ int ad_conv_add_prompt(ad_conv *c, const char *prompt);
 int ad_conv_add_answer(ad_conv *c, const ad_response *r, const char *const *ids);
 /* {"role": "tool", "tool_call_id": id, "content": content}. */
 int ad_conv_add_tool_result(ad_conv *c, const char *id, const char *content, size_t len);
+/* The content parts of a step's tool results (tools/provider.h: an MCP
+ * tool's images for a model that takes them), after the step's tool
+ * messages: one user message {"role":"user","content":[{"type":"text",
+ * "text":"The image returned by tool call ID (NAME)."}, parts...]} with
+ * the parts of every call in call order (ids[i], names[i] and parts[i],
+ * an array or NULL, for call i of n; the parts are shared, not copied).
+ * Nothing is appended when no call has any. */
+int ad_conv_add_tool_parts(ad_conv *c, size_t n, const char *const *ids,
+                           const char *const *names, json_object *const *parts);
 /* The turn was cancelled while the model answered: text (len bytes, may be
  * 0: nothing was said or it was taken back) stays as its answer, followed
  * by "[answer cut short: cancelled by the user]" on a line of its own.

@@ -193,6 +193,83 @@ static int render_block(ad_mcp_content *c, ad_buf *b, const json_object *blk)
     return AD_OK;
 }
 
+static int put_base64(ad_buf *b, const unsigned char *d, size_t n)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (ad_buf_reserve(b, (n + 2) / 3 * 4) != AD_OK)
+        return AD_ENOMEM;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)d[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)d[i + 1] << 8;
+        if (i + 2 < n)
+            v |= d[i + 2];
+        char q[4] = {abc[v >> 18 & 63], abc[v >> 12 & 63], i + 1 < n ? abc[v >> 6 & 63] : '=',
+                     i + 2 < n ? abc[v & 63] : '='};
+        ad_buf_append(b, q, 4); /* reserved */
+    }
+    return AD_OK;
+}
+
+/* image/SUBTYPE, nothing that could end the data URL's media type early. */
+static bool image_mime(const char *m)
+{
+    if (strncmp(m, "image/", 6) != 0 || !m[6])
+        return false;
+    for (const char *p = m + 6; *p; p++) {
+        bool ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                  *p == '+' || *p == '-' || *p == '.' || *p == '_';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* {"type":"image_url","image_url":{"url":"data:..."}} for m; NULL on ENOMEM. */
+static json_object *image_part(const ad_mcp_media *m)
+{
+    ad_buf url = AD_BUF_INIT;
+    json_object *part = NULL;
+    if (ad_buf_printf(&url, "data:%s;base64,", m->mime) == AD_OK &&
+        put_base64(&url, m->data, m->len) == AD_OK) {
+        json_object *iu = json_object_new_object();
+        json_object *u = json_object_new_string_len(url.data, (int)url.len);
+        part = json_object_new_object();
+        if (iu && u && part) {
+            json_object_object_add(iu, "url", u);
+            json_object_object_add(part, "type", json_object_new_string("image_url"));
+            json_object_object_add(part, "image_url", iu);
+        } else {
+            json_object_put(iu);
+            json_object_put(u);
+            json_object_put(part);
+            part = NULL;
+        }
+    }
+    ad_buf_free(&url);
+    return part;
+}
+
+json_object *ad_mcp_image_parts(const ad_mcp_content *c, size_t max_bytes)
+{
+    json_object *parts = NULL;
+    for (size_t i = 0; i < c->nmedia; i++) {
+        const ad_mcp_media *m = &c->media[i];
+        if (m->kind != AD_MCP_IMAGE || !image_mime(m->mime) || (max_bytes && m->len > max_bytes))
+            continue;
+        json_object *part = image_part(m);
+        if (!parts)
+            parts = json_object_new_array();
+        if (!part || !parts) {
+            json_object_put(part);
+            json_object_put(parts);
+            return NULL;
+        }
+        json_object_array_add(parts, part);
+    }
+    return parts;
+}
+
 size_t ad_mcp_cap(char *text, size_t *len, size_t max)
 {
     if (max < CAP_MIN)

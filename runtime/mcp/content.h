@@ -6,8 +6,8 @@
  * the Chat Completions API carries text only, so:
  *   text           its text
  *   image, audio   "[image: image/png, 1234 bytes]": the decoded bytes stay
- *                  in `media` for a front end that attaches them to a user
- *                  message (a model that takes images)
+ *                  in `media`; ad_mcp_image_parts() makes the images parts
+ *                  of a user message (for a model that takes images)
  *   resource       "[resource URI (MIME)]" and its text, or for a blob
  *                  "[resource URI: MIME, N bytes]"
  *   resource_link  "[resource link: URI (NAME, MIME): DESCRIPTION]"
@@ -58,6 +58,16 @@ typedef struct ad_mcp_content {
 int ad_mcp_content_render(const json_object *result, size_t max_bytes, ad_mcp_content *out,
                           char *err, size_t errlen);
 void ad_mcp_content_free(ad_mcp_content *c); /* accepts a zeroed struct */
+
+/* The images of c a model can be shown, in block order, as Chat
+ * Completions content parts
+ *   {"type":"image_url","image_url":{"url":"data:MIME;base64,DATA"}}
+ * (DATA in the standard alphabet, padded, whatever the server sent): the
+ * image blocks whose MIME type is image/SUBTYPE (SUBTYPE of letters,
+ * digits and "+-._") and whose decoded bytes are at most max_bytes (0: no
+ * limit). Other blocks stay described only. A new array, or NULL when no
+ * image qualifies (or on ENOMEM). */
+json_object *ad_mcp_image_parts(const ad_mcp_content *c, size_t max_bytes);
 
 /* Cuts text[0..*len) to at most max bytes (>= 64) with the marker, at a
  * UTF-8 boundary; returns the bytes cut (0: text unchanged). text must

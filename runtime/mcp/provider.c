@@ -315,6 +315,10 @@ static void on_call_done(void *ud, const ad_mcp_outcome *out)
             r.is_error = c.is_error;
             r.bounded = true; /* cut with the MCP marker already */
             c.text = NULL;
+            /* The text describes the images; a model that takes images
+             * is shown them too (a lack of memory leaves them described). */
+            if (p->cfg->images)
+                r.parts = ad_mcp_image_parts(&c, (size_t)p->cfg->mcp_max_image_bytes);
         }
         ad_mcp_content_free(&c);
     } else {

@@ -136,6 +136,16 @@ void ad_tool_result_free(ad_tool_result *r)
     free(r->content);
     r->content = NULL;
     r->len = 0;
+    json_object_put(r->parts);
+    r->parts = NULL;
+}
+
+/* r's text goes (its parts stay). */
+static void drop_content(ad_tool_result *r)
+{
+    free(r->content);
+    r->content = NULL;
+    r->len = 0;
 }
 
 /* The offset of a ' outside every string of the JSON text s, or n: json-c
@@ -225,7 +235,7 @@ static void normalize(const ad_tool_host *h, ad_tool_result *r)
         if ((size_t)ml > cut) {
             char *c = realloc(r->content, take + (size_t)ml + 1);
             if (c == NULL) {
-                ad_tool_result_free(r);
+                drop_content(r);
                 return;
             }
             r->content = c;
@@ -239,7 +249,7 @@ static void normalize(const ad_tool_host *h, ad_tool_result *r)
         return;
     ad_buf clean = AD_BUF_INIT;
     int rc = ad_utf8_repair(&clean, (const unsigned char *)r->content, r->len);
-    ad_tool_result_free(r);
+    drop_content(r);
     if (rc != AD_OK) {
         ad_buf_free(&clean);
         return;

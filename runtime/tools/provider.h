@@ -88,6 +88,11 @@ typedef struct ad_tool_result {
      * bounded its buffer while the tool wrote: the host does not cut again
      * (it still repairs the text). */
     bool bounded;
+    /* Owned or NULL: Chat Completions content parts ({"type":"image_url",
+     * ...}) that show the model what content only describes (an MCP
+     * tool's images, provider.images). The agent sends them in one user
+     * message after the step's tool messages. */
+    json_object *parts;
 } ad_tool_result;
 
 /* The marker after a result that was cut (printf format, the bytes cut). */

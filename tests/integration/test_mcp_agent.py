@@ -26,6 +26,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.abspath(os.path.join(HERE, "..", ".."))
 FIXTURE = os.path.join(SRC, "tests", "mcp", "server.py")
 PROMPT = "Use the tools."
+# The fixture's 1x1 PNG, base64.
+FIXTURE_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP4z8DwHwAFAAIBpeHNfgAAAABJ"
+               "RU5ErkJggg==")
 
 
 def fixture(tmp, name, *args, **keys):
@@ -36,14 +39,15 @@ def fixture(tmp, name, *args, **keys):
     return s
 
 
-def setup(tmp, m, servers, plugins=("add",), mcp=None, agent=None, name="agent.toml"):
+def setup(tmp, m, servers, plugins=("add",), mcp=None, agent=None, name="agent.toml",
+          provider=None):
     raw = toml_table(["mcp"], mcp) if mcp else ""
     for sname, s in servers.items():
         raw += toml_table(["mcp", "servers", sname], s)
     pdir = make_plugin_dir(tmp, plugins) if plugins else None
     a = {"max_steps": 10}
     a.update(agent or {})
-    return write_config(tmp, m.base_url, raw_append=raw, agent=a, name=name,
+    return write_config(tmp, m.base_url, raw_append=raw, agent=a, name=name, provider=provider,
                         plugins_dir=os.path.basename(pdir) if pdir else None)
 
 
@@ -184,6 +188,62 @@ def results_become_tool_messages(tmp):
     ok(len(big.encode("utf-8")) <= 4096, "capped: %d bytes" % len(big.encode("utf-8")))
     contains(big, "of 3000000 bytes cut: the limit is 4096]")
     eq(got["c7"]["is_error"], False)
+
+
+def image_calls():
+    return calls(("c1", "fx__image", {}), ("c2", "fx__echo", {"text": "no image"}),
+                 ("c3", "fx__image", {"mime": "image/jpeg"}),
+                 ("c4", "fx__image", {"mime": "application/pdf"}),
+                 ("c5", "fx__image", {"pad": 200}), ("c6", "fx__audio", {}))
+
+
+IMAGE_DESC = "before\n[image: image/png, 70 bytes]\nafter"
+
+
+@case
+def images_go_to_a_model_that_takes_them_in_a_user_message_after_the_tool_messages(tmp):
+    png = FIXTURE_PNG
+    sc = S.script(image_calls(), S.text_stream("seen"), S.text_stream("still seen"))
+    env = {"XDG_STATE_HOME": os.path.join(tmp, "state")}
+    with mock(sc) as m:
+        cfg = setup(tmp, m, {"fx": fixture(tmp, "fx")}, provider={"images": True},
+                    mcp={"max_image_bytes": 256})
+        r = run_agentd(["--config", cfg, "--json", "-p", PROMPT, "--session", "img"], env=env)
+        eq(r.rc, 0, "exit code %r" % r)
+        again = run_agentd(["--config", cfg, "-p", "and now?", "--session", "img"], env=env)
+        eq(again.rc, 0, "resumed %r" % again)
+        reqs = chats(m)
+    msgs = reqs[1]["messages"]
+    eq([x["role"] for x in msgs], ["user", "assistant"] + ["tool"] * 6 + ["user"],
+       "the tool messages right after their call, then one user message")
+    eq([x["tool_call_id"] for x in msgs[2:8]], ["c1", "c2", "c3", "c4", "c5", "c6"])
+    eq(msgs[2]["content"], IMAGE_DESC, "the tool message keeps the description")
+    contains(msgs[5]["content"], "[image: application/pdf, 70 bytes]")
+    contains(msgs[6]["content"], "[image: image/png, 270 bytes]")
+    contains(msgs[7]["content"], "[audio: audio/wav, 12 bytes]")
+    parts = msgs[8]["content"]
+    ok(isinstance(parts, list), "parts: %r" % (parts,))
+    eq([p["type"] for p in parts], ["text", "image_url", "image_url"],
+       "a text, then the images of c1 and c3 (not the PDF, the one over the cap, the audio)")
+    for call in ("c1", "c3", "fx__image"):
+        contains(parts[0]["text"], call)
+    ok("c5" not in parts[0]["text"] and "c2" not in parts[0]["text"], parts[0]["text"])
+    eq(parts[1]["image_url"], {"url": "data:image/png;base64," + png})
+    eq(parts[2]["image_url"], {"url": "data:image/jpeg;base64," + png})
+    eq(len(reqs), 3)
+    eq(reqs[2]["messages"][:9], msgs, "the resumed session sends it again")
+    eq(reqs[2]["messages"][-1], {"role": "user", "content": "and now?"})
+
+
+@case
+def images_stay_described_for_a_model_that_does_not_take_them(tmp):
+    sc = S.script(image_calls(), S.text_stream("described"))
+    with mock(sc) as m:
+        r = run(setup(tmp, m, {"fx": fixture(tmp, "fx")}))
+        eq(r.rc, 0, "exit code %r" % r)
+        msgs = chats(m)[1]["messages"]
+    eq([x["role"] for x in msgs], ["user", "assistant"] + ["tool"] * 6, "no user message")
+    eq(msgs[2]["content"], IMAGE_DESC)
 
 
 # ---- timeouts, cancellation, progress -----------------------------------------------

@@ -211,9 +211,12 @@ class Server:
             s = a.get("a", 0) + a.get("b", 0)
             self.result(id_, text(json.dumps({"sum": s}), structuredContent={"sum": s}))
         elif name == "image":
+            # The PNG (with "pad" zero bytes after it), as "mime".
+            data = PNG if not a.get("pad") else base64.b64encode(
+                base64.b64decode(PNG) + b"\0" * int(a["pad"])).decode()
             self.result(id_, {"content": [
                 {"type": "text", "text": "before"},
-                {"type": "image", "data": PNG, "mimeType": "image/png"},
+                {"type": "image", "data": data, "mimeType": a.get("mime", "image/png")},
                 {"type": "text", "text": "after"}]})
         elif name == "audio":
             self.result(id_, {"content": [{"type": "audio", "mimeType": "audio/wav",

@@ -585,6 +585,10 @@ TEST(mcp_server_errors)
                      "mcp.servers.a.startup_timeout_s must be a number from 0 to 86400"));
     CHECK(fails_with(MIN "[mcp]\nmax_result_bytes = 10\n",
                      "mcp.max_result_bytes must be between 1024"));
+    CHECK(fails_with(MIN "image = true\n", "unknown key 'image' in [provider] (did you mean 'images'?)"));
+    CHECK(fails_with(MIN "images = 1\n", "provider.images must be a boolean"));
+    CHECK(fails_with(MIN "[mcp]\nmax_image_byte = 10\n", "(did you mean 'max_image_bytes'?)"));
+    CHECK(fails_with(MIN "[mcp]\nmax_image_bytes = 0\n", "mcp.max_image_bytes must be between 1"));
     CHECK(fails_with(MIN "[mcp]\nservers = 3\n", "mcp.servers must be a table of servers"));
     CHECK(fails_with(MIN "[mcp.servers]\na = 3\n", "mcp.servers.a must be a table"));
 }

@@ -411,12 +411,65 @@ TEST(invalid_conversations)
     CHECK_EQ(ad_conv_check(NULL, err, sizeof err), AD_EINVAL);
 }
 
+TEST(tool_parts_message)
+{
+    ad_conv *c = ad_conv_new();
+    int seen = 0;
+    ad_conv_set_observer(c, count_append, &seen);
+    const char *ids[] = {"c1", "c2", "c3"}, *names[] = {"fx__shot", "add", "fx__two"};
+    json_object *none[] = {NULL, J("[]"), NULL};
+    /* No parts: no message. */
+    CHECK_EQ(ad_conv_add_tool_parts(c, 3, ids, names, none), AD_OK);
+    CHECK_EQ(json_object_array_length(ad_conv_messages(c)), 0);
+    json_object_put(none[1]);
+    json_object *one[] = {J("[{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,QQ==\"}}]"),
+                          NULL, NULL};
+    CHECK_EQ(ad_conv_add_tool_parts(c, 3, ids, names, one), AD_OK);
+    json_object *want = J("{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":"
+                          "\"The image returned by tool call c1 (fx__shot).\"},{\"type\":"
+                          "\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,QQ==\"}}]}");
+    CHECK(same_json(json_object_array_get_idx(ad_conv_messages(c), 0), want));
+    json_object_put(want);
+    /* Several calls: named with their counts, the parts in call order. */
+    json_object *two[] = {one[0], NULL,
+                          J("[{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/gif;base64,Rw==\"}},"
+                            "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/gif;base64,SA==\"}}]")};
+    CHECK_EQ(ad_conv_add_tool_parts(c, 3, ids, names, two), AD_OK);
+    json_object *m = json_object_array_get_idx(ad_conv_messages(c), 1);
+    json_object *content = json_object_object_get(m, "content");
+    CHECK_EQ(json_object_array_length(content), 4);
+    CHECK_STREQ(json_object_get_string(json_object_object_get(json_object_array_get_idx(content, 0), "text")),
+                "The images returned by tool calls c1 (fx__shot: 1), c3 (fx__two: 2), in that order.");
+    CHECK(same_json(json_object_array_get_idx(content, 1), json_object_array_get_idx(one[0], 0)));
+    CHECK(same_json(json_object_array_get_idx(content, 3), json_object_array_get_idx(two[2], 1)));
+    CHECK_EQ(seen, 2);
+    /* Only one call with several images. */
+    json_object *three[] = {NULL, NULL, two[2]};
+    CHECK_EQ(ad_conv_add_tool_parts(c, 3, ids, names, three), AD_OK);
+    m = json_object_array_get_idx(ad_conv_messages(c), 2);
+    CHECK_STREQ(json_object_get_string(json_object_object_get(
+                    json_object_array_get_idx(json_object_object_get(m, "content"), 0), "text")),
+                "The 2 images returned by tool call c3 (fx__two).");
+    /* What the request sends, and what a loaded history is checked for. */
+    char err[256];
+    CHECK_EQ(ad_conv_check(ad_conv_messages(c), err, sizeof err), AD_OK);
+    json_object_put(one[0]);
+    json_object_put(two[2]);
+    ad_config cfg = {0};
+    size_t len = 0;
+    char *body = ad_conv_request_body(c, &cfg, "m", NULL, &len);
+    CHECK(body && strstr(body, "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/gif;base64,SA==\"}}"));
+    free(body);
+    ad_conv_free(c);
+}
+
 int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
     RUN(history_cache_equals_a_fresh_serialisation);
     RUN(tool_call_ids);
     RUN(answers_and_markers);
+    RUN(tool_parts_message);
     RUN(assistant_messages);
     RUN(usage_sums);
     RUN(repair_of_dangling_tool_calls);

@@ -71,6 +71,56 @@ TEST(image_and_audio)
     ad_mcp_content_free(&c);
 }
 
+static const char *part_url(json_object *parts, size_t i)
+{
+    json_object *p = json_object_array_get_idx(parts, i), *iu = NULL, *u = NULL, *t = NULL;
+    if (!json_object_object_get_ex(p, "type", &t) || strcmp(json_object_get_string(t), "image_url"))
+        return NULL;
+    if (!json_object_object_get_ex(p, "image_url", &iu) || !json_object_object_get_ex(iu, "url", &u))
+        return NULL;
+    return json_object_get_string(u);
+}
+
+TEST(image_parts)
+{
+    ad_mcp_content c;
+    /* URL-safe base64 with whitespace and no padding comes out standard;
+     * PDF "images", audio and one over the cap stay described. */
+    render("{\"content\":[{\"type\":\"image\",\"data\":\"iVBO Rw0K\\nGgo\",\"mimeType\":\"image/png\"},"
+           "{\"type\":\"image\",\"data\":\"__-_\",\"mimeType\":\"image/svg+xml\"},"
+           "{\"type\":\"image\",\"data\":\"iVBORw0KGgo=\",\"mimeType\":\"application/pdf\"},"
+           "{\"type\":\"image\",\"data\":\"iVBORw0KGgo=\"},"
+           "{\"type\":\"image\",\"data\":\"iVBORw0KGgo=\",\"mimeType\":\"image/png;x,y\"},"
+           "{\"type\":\"image\",\"data\":\"iVBORw0KGgo=\",\"mimeType\":\"image/\"},"
+           "{\"type\":\"audio\",\"data\":\"UklGRg==\",\"mimeType\":\"image/wav\"},"
+           "{\"type\":\"image\",\"data\":\"AAAAAAAAAAAA\",\"mimeType\":\"image/gif\"},"
+           "{\"type\":\"image\",\"data\":\"QQ==\",\"mimeType\":\"image/x.a-b_c\"}]}",
+           1 << 20, &c, 0);
+    CHECK_EQ(c.nmedia, 9);
+    json_object *parts = ad_mcp_image_parts(&c, 8);
+    CHECK(parts != NULL);
+    CHECK_EQ(json_object_array_length(parts), 3);
+    CHECK_STREQ(part_url(parts, 0), "data:image/png;base64,iVBORw0KGgo=");
+    CHECK_STREQ(part_url(parts, 1), "data:image/svg+xml;base64,//+/");
+    CHECK_STREQ(part_url(parts, 2), "data:image/x.a-b_c;base64,QQ==");
+    json_object_put(parts);
+    /* No limit: the 9-byte GIF too. */
+    parts = ad_mcp_image_parts(&c, 0);
+    CHECK_EQ(json_object_array_length(parts), 4);
+    CHECK_STREQ(part_url(parts, 2), "data:image/gif;base64,AAAAAAAAAAAA");
+    json_object_put(parts);
+    parts = ad_mcp_image_parts(&c, 1); /* only the 1-byte one */
+    CHECK_EQ(json_object_array_length(parts), 1);
+    json_object_put(parts);
+    ad_mcp_content_free(&c);
+    /* Nothing to show: NULL. */
+    render("{\"content\":[{\"type\":\"text\",\"text\":\"no image\"},{\"type\":\"image\","
+           "\"data\":\"QQ==\",\"mimeType\":\"text/plain\"}]}",
+           1 << 20, &c, 0);
+    CHECK(ad_mcp_image_parts(&c, 0) == NULL);
+    ad_mcp_content_free(&c);
+}
+
 TEST(resources)
 {
     ad_mcp_content c;
@@ -182,6 +232,7 @@ int main(int argc, char **argv)
     RUN(text_blocks);
     RUN(is_error);
     RUN(image_and_audio);
+    RUN(image_parts);
     RUN(resources);
     RUN(structured_content);
     RUN(odd_results);

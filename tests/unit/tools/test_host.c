@@ -503,7 +503,7 @@ TEST(unknown_tools_and_bad_arguments_are_answered_without_the_provider)
 /* One raw call; its text (caller frees). */
 static char *raw_call(ad_tool_host *h, const char *content, size_t len, bool bounded)
 {
-    raw_result = (ad_tool_result){(char *)content, len, false, bounded};
+    raw_result = (ad_tool_result){(char *)content, len, false, bounded, NULL};
     rec r = {0};
     ad_call_req q = {"c1", "raw", "{}", 2, 0};
     run(h, "conv", &q, 1, &rec_cb, &r);

@@ -49,7 +49,7 @@ static const ad_tool_desc *rec_get(ad_tool_provider *p, size_t i)
 
 static void rec_end(ad_tool_job *job, const char *text)
 {
-    ad_tool_result r = {ad_strdup(text), strlen(text), false, false};
+    ad_tool_result r = {ad_strdup(text), strlen(text), false, false, NULL};
     ad_tool_job_done(job, &r);
 }
 
