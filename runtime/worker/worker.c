@@ -275,6 +275,37 @@ static int eval(ad_worker *w, int script, unsigned flags, ad_redis_reply_fn fn, 
     return ad_redis_eval(w->cmd, ad_q_scripts[script], flags, fn, ud, nkeys, a->n, a->v, a->l);
 }
 
+/* Sends request q (NULL: out of memory) about its job; false when it could
+ * not be sent, and q is freed. */
+static bool job_eval(jreq *q, int script, unsigned flags, ad_redis_reply_fn fn, int nkeys,
+                     args *a)
+{
+    if (!q)
+        return false;
+    if (eval(q->j->w, script, flags, fn, q, nkeys, a) != AD_OK) {
+        jreq_free(q);
+        return false;
+    }
+    return true;
+}
+
+/* The keys of a job's script (the stream, the job). */
+static void job_keys(args *a, const ad_worker_job *j)
+{
+    arg(a, j->w->k_stream);
+    arg(a, j->k_job);
+}
+
+/* The lease a script checks: the group, this worker, the entry, the
+ * attempt ("": none begun). */
+static void lease_args(args *a, const ad_worker_job *j, const char *attempt)
+{
+    arg(a, j->w->group);
+    arg(a, j->w->consumer);
+    arg(a, j->entry);
+    arg(a, attempt);
+}
+
 /* ---- events ------------------------------------------------------------- */
 
 static void send_events(ad_worker_job *j, bool force);
@@ -307,20 +338,13 @@ static void send_events(ad_worker_job *j, bool force)
     ad_worker *w = j->w;
     while (j->ev.n) {
         args a = {.n = 0};
-        arg(&a, w->k_stream);
-        arg(&a, j->k_job);
-        arg(&a, w->group);
-        arg(&a, w->consumer);
-        arg(&a, j->entry);
-        arg(&a, j->attempt_s);
+        job_keys(&a, j);
+        lease_args(&a, j, j->attempt_s);
         argi(&a, j->ev.first);
         size_t k = 0;
         while (k < j->ev.n && a.n < 64)
             argn(&a, j->ev.v[k], j->ev.lens[k]), k++;
-        jreq *q = jreq_new(j);
-        if (!q || eval(w, AD_Q_EVENTS, AD_REDIS_RETRY, on_events, q, 2, &a) != AD_OK) {
-            if (q)
-                jreq_free(q);
+        if (!job_eval(jreq_new(j), AD_Q_EVENTS, AD_REDIS_RETRY, on_events, 2, &a)) {
             logf_(w, AD_WORKER_ERROR, "job %s: cannot send its events", j->id);
             evq_clear(&j->ev);
             return;
@@ -427,14 +451,9 @@ void ad_worker_job_append(ad_worker_job *j, const char *msg, size_t len,
                           const char *const *fields, size_t nfields, ad_worker_done_fn cb,
                           void *ud)
 {
-    ad_worker *w = j->w;
     args a = {.n = 0};
-    arg(&a, w->k_stream);
-    arg(&a, j->k_job);
-    arg(&a, w->group);
-    arg(&a, w->consumer);
-    arg(&a, j->entry);
-    arg(&a, j->attempt_s);
+    job_keys(&a, j);
+    lease_args(&a, j, j->attempt_s);
     argi(&a, (long long)j->conv_next);
     argn(&a, msg, len);
     for (size_t i = 0; i < nfields && a.n < 64; i++)
@@ -448,11 +467,12 @@ void ad_worker_job_append(ad_worker_job *j, const char *msg, size_t len,
     q->cb = cb;
     q->ud = ud;
     j->conv_next++;
-    if (j->state != J_RUN || eval(w, AD_Q_APPEND, AD_REDIS_RETRY, on_append, q, 2, &a) != AD_OK) {
-        if (cb)
-            cb(ud, AD_WORKER_FAILED);
+    if (j->state != J_RUN) {
         jreq_free(q);
+        q = NULL;
     }
+    if (!job_eval(q, AD_Q_APPEND, AD_REDIS_RETRY, on_append, 2, &a) && cb)
+        cb(ud, AD_WORKER_FAILED);
 }
 
 static void on_ledger(void *ud, redisReply *r)
@@ -510,14 +530,9 @@ static void on_put(void *ud, redisReply *r)
 void ad_worker_job_ledger_put(ad_worker_job *j, const char *field, const char *value, bool nx,
                               void (*cb)(void *ud, int result, bool created), void *ud)
 {
-    ad_worker *w = j->w;
     args a = {.n = 0};
-    arg(&a, w->k_stream);
-    arg(&a, j->k_job);
-    arg(&a, w->group);
-    arg(&a, w->consumer);
-    arg(&a, j->entry);
-    arg(&a, j->attempt_s);
+    job_keys(&a, j);
+    lease_args(&a, j, j->attempt_s);
     arg(&a, field);
     arg(&a, value);
     arg(&a, nx ? "nx" : "set");
@@ -529,11 +544,12 @@ void ad_worker_job_ledger_put(ad_worker_job *j, const char *field, const char *v
     }
     q->put_cb = cb;
     q->ud = ud;
-    if (j->state != J_RUN || eval(w, AD_Q_LEDGER, AD_REDIS_RETRY, on_put, q, 2, &a) != AD_OK) {
-        if (cb)
-            cb(ud, AD_WORKER_FAILED, false);
+    if (j->state != J_RUN) {
         jreq_free(q);
+        q = NULL;
     }
+    if (!job_eval(q, AD_Q_LEDGER, AD_REDIS_RETRY, on_put, 2, &a) && cb)
+        cb(ud, AD_WORKER_FAILED, false);
 }
 
 static void on_check(void *ud, redisReply *r)
@@ -565,11 +581,13 @@ void ad_worker_job_check(ad_worker_job *j, ad_worker_done_fn cb, void *ud)
     }
     q->cb = cb;
     q->ud = ud;
-    /* Not sent again after a lost connection: a check must be fresh. */
-    if (j->state != J_RUN || eval(w, AD_Q_HEARTBEAT, 0, on_check, q, 1, &a) != AD_OK) {
-        cb(ud, AD_WORKER_FAILED);
+    if (j->state != J_RUN) {
         jreq_free(q);
+        q = NULL;
     }
+    /* Not sent again after a lost connection: a check must be fresh. */
+    if (!job_eval(q, AD_Q_HEARTBEAT, 0, on_check, 1, &a))
+        cb(ud, AD_WORKER_FAILED);
 }
 
 /* ---- ending an attempt -------------------------------------------------- */
@@ -606,13 +624,9 @@ void ad_worker_job_finish(ad_worker_job *j, const char *state, int status, const
     j->state = J_END;
     j->detached = true;
     args a = {.n = 0};
-    arg(&a, w->k_stream);
-    arg(&a, j->k_job);
+    job_keys(&a, j);
     arg(&a, w->prefix);
-    arg(&a, w->group);
-    arg(&a, w->consumer);
-    arg(&a, j->entry);
-    arg(&a, j->attempt_s);
+    lease_args(&a, j, j->attempt_s);
     arg(&a, state);
     argi(&a, status);
     arg(&a, result ? result : "");
@@ -620,12 +634,8 @@ void ad_worker_job_finish(ad_worker_job *j, const char *state, int status, const
     argi(&a, now_ms());
     argi(&a, w->keep_s);
     argi(&a, (long long)j->seq + 1);
-    jreq *q = jreq_new(j);
-    if (!q || eval(w, AD_Q_FINISH, AD_REDIS_RETRY, on_finish, q, 2, &a) != AD_OK) {
-        if (q)
-            jreq_free(q);
+    if (!job_eval(jreq_new(j), AD_Q_FINISH, AD_REDIS_RETRY, on_finish, 2, &a))
         logf_(w, AD_WORKER_ERROR, "job %s: cannot send its result", j->id);
-    }
     job_release(j);
 }
 
@@ -642,22 +652,14 @@ static void on_handback(void *ud, redisReply *r)
     maybe_drained(w);
 }
 
-static void send_handback(ad_worker *w, ad_worker_job *j, bool begun, const char *reason)
+static void send_handback(ad_worker_job *j, bool begun, const char *reason)
 {
     args a = {.n = 0};
-    arg(&a, w->k_stream);
-    arg(&a, j->k_job);
-    arg(&a, w->group);
-    arg(&a, w->consumer);
-    arg(&a, j->entry);
-    arg(&a, begun ? j->attempt_s : "");
+    job_keys(&a, j);
+    lease_args(&a, j, begun ? j->attempt_s : "");
     argi(&a, (long long)j->seq + 1);
     arg(&a, reason);
-    jreq *q = jreq_new(j);
-    if (!q || eval(w, AD_Q_HANDBACK, AD_REDIS_RETRY, on_handback, q, 2, &a) != AD_OK) {
-        if (q)
-            jreq_free(q);
-    }
+    job_eval(jreq_new(j), AD_Q_HANDBACK, AD_REDIS_RETRY, on_handback, 2, &a);
 }
 
 void ad_worker_job_handback(ad_worker_job *j, const char *reason)
@@ -667,7 +669,7 @@ void ad_worker_job_handback(ad_worker_job *j, const char *reason)
     send_events(j, true);
     j->state = J_END;
     j->detached = true;
-    send_handback(j->w, j, true, reason);
+    send_handback(j, true, reason);
     job_release(j);
 }
 
@@ -793,7 +795,7 @@ static void take(ad_worker *w, const char *entry, const char *id, bool taken_ove
     if (w->draining || !ad_q_valid_id(id)) {
         /* Not ours to run now: straight back to the stream (an entry with
          * a bad id is acknowledged and dropped by the script). */
-        send_handback(w, j, false, "the worker is stopping");
+        send_handback(j, false, "the worker is stopping");
         job_release(j);
         return;
     }
@@ -809,12 +811,8 @@ static void take(ad_worker *w, const char *entry, const char *id, bool taken_ove
     argi(&a, now_ms());
     argi(&a, w->max_deliveries);
     argi(&a, w->keep_s);
-    jreq *q = jreq_new(j);
-    if (!q || eval(w, AD_Q_BEGIN, AD_REDIS_RETRY, on_begin, q, 3, &a) != AD_OK) {
-        if (q)
-            jreq_free(q);
+    if (!job_eval(jreq_new(j), AD_Q_BEGIN, AD_REDIS_RETRY, on_begin, 3, &a))
         job_release(j);
-    }
 }
 
 /* Entries of a stream reply: [[id, [field, value, ...]], ...]. */
