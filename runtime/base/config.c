@@ -1088,6 +1088,31 @@ static bool conf_bool(diag *d, const ad_toml *v, const char *what, bool *out)
     return true;
 }
 
+/* The host of an http:// or https:// URL: *host, *hlen bytes (an IPv6
+ * address with its brackets). False when it names none. */
+static bool url_host(const char *url, bool https, const char **host, size_t *hlen)
+{
+    /* authority = [userinfo@]host[:port], up to the first / ? or # */
+    const char *auth = url + (https ? 8 : 7);
+    size_t alen = strcspn(auth, "/?#");
+    const char *h = auth;
+    for (size_t i = 0; i < alen; i++)
+        if (auth[i] == '@')
+            h = auth + i + 1;
+    size_t n = (size_t)(auth + alen - h);
+    if (n && h[0] == '[') {
+        const char *close = memchr(h, ']', n);
+        n = close ? (size_t)(close - h) + 1 : n;
+    } else {
+        const char *colon = memchr(h, ':', n);
+        if (colon)
+            n = (size_t)(colon - h);
+    }
+    *host = h;
+    *hlen = n;
+    return !(n == 0 || (n == 2 && h[0] == '['));
+}
+
 static bool mcp_url_ok(diag *d, const ad_toml *v, const char *what, const char *url)
 {
     bool https = strncmp(url, "https://", 8) == 0, http = strncmp(url, "http://", 7) == 0;
@@ -1095,22 +1120,9 @@ static bool mcp_url_ok(diag *d, const ad_toml *v, const char *what, const char *
         problem(d, v, "%s must start with http:// or https://, not '%.200s'", what, url);
         return false;
     }
-    const char *auth = url + (https ? 8 : 7);
-    size_t alen = strcspn(auth, "/?#");
-    const char *host = auth;
-    for (size_t i = 0; i < alen; i++)
-        if (auth[i] == '@')
-            host = auth + i + 1;
-    size_t hlen = (size_t)(auth + alen - host);
-    if (hlen && host[0] == '[') {
-        const char *close = memchr(host, ']', hlen);
-        hlen = close ? (size_t)(close - host) + 1 : hlen;
-    } else {
-        const char *colon = memchr(host, ':', hlen);
-        if (colon)
-            hlen = (size_t)(colon - host);
-    }
-    if (hlen == 0 || (hlen == 2 && host[0] == '[')) {
+    const char *host;
+    size_t hlen;
+    if (!url_host(url, https, &host, &hlen)) {
         problem(d, v, "%s '%.200s' has no host name", what, url);
         return false;
     }
@@ -1475,23 +1487,9 @@ int ad_config_check_url(const char *url, bool allow_http, char *err, size_t errl
                 url);
         return AD_EINVAL;
     }
-    /* authority = [userinfo@]host[:port], up to the first / ? or # */
-    const char *auth = url + (https ? 8 : 7);
-    size_t alen = strcspn(auth, "/?#");
-    const char *host = auth;
-    for (size_t i = 0; i < alen; i++)
-        if (auth[i] == '@')
-            host = auth + i + 1;
-    size_t hlen = (size_t)(auth + alen - host);
-    if (hlen && host[0] == '[') {
-        const char *close = memchr(host, ']', hlen);
-        hlen = close ? (size_t)(close - host) + 1 : hlen;
-    } else {
-        const char *colon = memchr(host, ':', hlen);
-        if (colon)
-            hlen = (size_t)(colon - host);
-    }
-    if (hlen == 0 || (hlen == 2 && host[0] == '[')) {
+    const char *host;
+    size_t hlen;
+    if (!url_host(url, https, &host, &hlen)) {
         ad_errf(err, errlen, "provider.base_url '%.200s' has no host name", url);
         return AD_EINVAL;
     }
