@@ -349,15 +349,13 @@ static int parse(int argc, char **argv, opts *o)
     return -1;
 }
 
-#define MAX_PROMPT (64u << 20)
-
-static char *read_stdin(void)
+char *ad_cli_read_prompt(void)
 {
     ad_buf b = AD_BUF_INIT;
     char chunk[65536];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) {
-        if (b.len + n > MAX_PROMPT || ad_buf_append(&b, chunk, n) != AD_OK) {
+        if (b.len + n > AD_CLI_PROMPT_MAX || ad_buf_append(&b, chunk, n) != AD_OK) {
             ad_buf_free(&b);
             return NULL;
         }
@@ -565,7 +563,7 @@ static int cmd_submit(opts *o, const ad_redis_url *u)
     if (!prompt) {
         if (isatty(STDIN_FILENO))
             return usage("submit", "give the prompt with -p PROMPT (or on standard input)");
-        stdin_prompt = read_stdin();
+        stdin_prompt = ad_cli_read_prompt();
         if (!stdin_prompt)
             return usage("submit", "the prompt on standard input is larger than 64 MiB");
         prompt = stdin_prompt;

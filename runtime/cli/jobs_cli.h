@@ -13,4 +13,10 @@
  *   jobs:   0 ok; 1 Redis failed; 2 usage error or an unknown job */
 int ad_jobs_cli(int argc, char **argv);
 
+/* A prompt given on standard input (agentd, agentd submit): all of it,
+ * trailing newlines dropped; NULL when it is larger than
+ * AD_CLI_PROMPT_MAX bytes (or on ENOMEM). Caller frees. */
+#define AD_CLI_PROMPT_MAX (64u << 20)
+char *ad_cli_read_prompt(void);
+
 #endif /* AD_JOBS_CLI_H */

@@ -384,26 +384,6 @@ static int init_config(ad_events *ev, const char *given)
     return fail(ev, rc == AD_EINVAL ? EXIT_USAGE : EXIT_RUNTIME, "--init: %s", err);
 }
 
-#define MAX_STDIN_PROMPT (64u << 20)
-
-/* The whole of standard input, trailing newlines dropped; NULL when it is
- * larger than MAX_STDIN_PROMPT (or on ENOMEM). Caller frees. */
-static char *read_stdin(void)
-{
-    ad_buf b = AD_BUF_INIT;
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0) {
-        if (b.len + n > MAX_STDIN_PROMPT || ad_buf_append(&b, chunk, n) != AD_OK) {
-            ad_buf_free(&b);
-            return NULL;
-        }
-    }
-    while (b.len && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r'))
-        b.data[--b.len] = '\0';
-    return ad_buf_steal(&b);
-}
-
 static const char *plugin_config(void *ud, const char *stem)
 {
     const ad_config *c = ud;
@@ -817,7 +797,7 @@ int main(int argc, char **argv)
         goto out_tools;
     }
     if (!prompt && !repl && !wk.on) {
-        stdin_prompt = read_stdin();
+        stdin_prompt = ad_cli_read_prompt();
         if (!stdin_prompt || blank(stdin_prompt)) {
             usage_error("%s", stdin_prompt ? "the prompt read from standard input is empty"
                                            : "the prompt on standard input is larger than 64 MiB");
