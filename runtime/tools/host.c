@@ -814,6 +814,25 @@ void ad_tool_job_progress(ad_tool_job *job, double done, double total, const cha
     b->cb.on_progress(b->ud, j->i, done, total, msg);
 }
 
+void ad_tool_result_verrorf(ad_tool_result *r, bool bounded, const char *fmt, va_list ap)
+{
+    ad_buf b = AD_BUF_INIT;
+    ad_buf_vprintf(&b, fmt, ap);
+    memset(r, 0, sizeof *r);
+    r->is_error = true;
+    r->bounded = bounded;
+    r->len = b.len;
+    r->content = ad_buf_steal(&b);
+}
+
+void ad_tool_result_errorf(ad_tool_result *r, bool bounded, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ad_tool_result_verrorf(r, bounded, fmt, ap);
+    va_end(ap);
+}
+
 void ad_tool_job_done(ad_tool_job *job, ad_tool_result *res)
 {
     hjob *j = (hjob *)job;

@@ -175,27 +175,13 @@ static size_t parse_result_header(const ad_buf *b, bool *is_error, size_t *len)
     return (size_t)(p + 1 - b->data);
 }
 
-static void set_text(ad_tool_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_text(ad_tool_result *r, const char *fmt, ...)
-{
-    ad_buf b = AD_BUF_INIT;
-    va_list ap;
-    va_start(ap, fmt);
-    ad_buf_vprintf(&b, fmt, ap);
-    va_end(ap);
-    memset(r, 0, sizeof *r);
-    r->is_error = true;
-    r->bounded = true;
-    r->len = b.len;
-    r->content = ad_buf_steal(&b);
-}
-
 /* Turns what the worker did into the call's result. */
 static void worker_result(const char *tool, double timeout_s, size_t limit, ad_proc_result *pr,
                           ad_tool_result *out)
 {
     if (pr->timed_out) {
-        set_text(out, "tool '%s' timed out after %g s and was killed", tool, timeout_s);
+        ad_tool_result_errorf(out, true, "tool '%s' timed out after %g s and was killed", tool,
+                              timeout_s);
         return;
     }
     bool is_error = false;
@@ -209,7 +195,7 @@ static void worker_result(const char *tool, double timeout_s, size_t limit, ad_p
             rc = ad_buf_printf(&raw, "\n[result larger than %zu bytes: cut]", limit);
         if (rc != 0 || (raw.data == NULL && ad_buf_putc(&raw, '\0') != 0)) {
             ad_buf_free(&raw);
-            set_text(out, "agentd: out of memory running tool '%s'", tool);
+            ad_tool_result_errorf(out, true, "agentd: out of memory running tool '%s'", tool);
             return;
         }
         memset(out, 0, sizeof *out);
@@ -224,15 +210,19 @@ static void worker_result(const char *tool, double timeout_s, size_t limit, ad_p
     if (pr->term_signal > 0) {
         const char *sn = ad_proc_signame(pr->term_signal);
         if (sn)
-            set_text(out, "tool '%s' was killed by signal %d (SIG%s)", tool, pr->term_signal, sn);
+            ad_tool_result_errorf(out, true, "tool '%s' was killed by signal %d (SIG%s)", tool,
+                                  pr->term_signal, sn);
         else
-            set_text(out, "tool '%s' was killed by signal %d", tool, pr->term_signal);
+            ad_tool_result_errorf(out, true, "tool '%s' was killed by signal %d", tool,
+                                  pr->term_signal);
         return;
     }
     if (pr->exit_status > 0 || pr->result.len == 0)
-        set_text(out, "tool '%s' exited with status %d without a result", tool, pr->exit_status);
+        ad_tool_result_errorf(out, true, "tool '%s' exited with status %d without a result", tool,
+                              pr->exit_status);
     else
-        set_text(out, "tool '%s' sent a malformed result (%zu bytes)", tool, pr->result.len);
+        ad_tool_result_errorf(out, true, "tool '%s' sent a malformed result (%zu bytes)", tool,
+                              pr->result.len);
 }
 
 /* ---- the provider ------------------------------------------------------- */
@@ -245,8 +235,10 @@ static void run_isolated(ad_pool_call *pc)
     ad_tool_job *job = pc->job;
     const char *name = job->tool->name;
     if (p->exe == NULL) {
-        set_text(&c->res, "tool '%s' cannot run isolated: the program's own path is unknown "
-                          "(/proc/self/exe)", name);
+        ad_tool_result_errorf(&c->res, true,
+                              "tool '%s' cannot run isolated: the program's own path is unknown "
+                              "(/proc/self/exe)",
+                              name);
         return;
     }
     ad_buf req = AD_BUF_INIT;
@@ -264,7 +256,7 @@ static void run_isolated(ad_pool_call *pc)
         ad_buf_puts(&req, name) != 0 || ad_buf_append(&req, job->args, job->args_len) != 0) {
         free(env);
         ad_buf_free(&req);
-        set_text(&c->res, "agentd: out of memory running tool '%s'", name);
+        ad_tool_result_errorf(&c->res, true, "agentd: out of memory running tool '%s'", name);
         return;
     }
     ad_proc_opts po = {
@@ -285,11 +277,12 @@ static void run_isolated(ad_pool_call *pc)
     free(env);
     ad_buf_free(&req);
     if (rc == AD_ENOMEM) {
-        set_text(&c->res, "agentd: out of memory running tool '%s'", name);
+        ad_tool_result_errorf(&c->res, true, "agentd: out of memory running tool '%s'", name);
         return;
     }
     if (rc != AD_OK) {
-        set_text(&c->res, "tool '%s' could not be started in a worker process: %s", name, err);
+        ad_tool_result_errorf(&c->res, true,
+                              "tool '%s' could not be started in a worker process: %s", name, err);
         return;
     }
     forward_output(job, NULL, NULL, &pr.output, pr.output_dropped);
@@ -362,7 +355,8 @@ static int iso_start(ad_tool_provider *bp, ad_tool_job *job)
         not_started(c);
     } else if (rc != AD_OK) {
         ad_tool_result r;
-        set_text(&r, "agentd: cannot start a worker for tool '%s'", job->tool->name);
+        ad_tool_result_errorf(&r, true, "agentd: cannot start a worker for tool '%s'",
+                              job->tool->name);
         end_call(c, &r);
     } else {
         p->running++;

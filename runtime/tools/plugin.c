@@ -1059,20 +1059,6 @@ struct pcall {
     pcall *next;
 };
 
-static void set_text(ad_tool_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_text(ad_tool_result *r, const char *fmt, ...)
-{
-    ad_buf b = AD_BUF_INIT;
-    va_list ap;
-    va_start(ap, fmt);
-    ad_buf_vprintf(&b, fmt, ap);
-    va_end(ap);
-    memset(r, 0, sizeof *r);
-    r->is_error = true;
-    r->len = b.len;
-    r->content = ad_buf_steal(&b);
-}
-
 static void chain_next(agentd_plugin *p);
 static void ip_wake(uv_async_t *a);
 
@@ -1295,7 +1281,8 @@ static void submit(pcall *c)
     }
     if (rc != AD_OK) {
         ad_tool_result r;
-        set_text(&r, "agentd: cannot start a worker for tool '%s'", c->tool->name);
+        ad_tool_result_errorf(&r, false, "agentd: cannot start a worker for tool '%s'",
+                              c->tool->name);
         end_job(c, &r);
         return;
     }
@@ -1317,10 +1304,11 @@ static void refuse_waiting(agentd_plugin *p, int why)
             p->wait_tail = NULL;
         w->waiting = false;
         ad_tool_result r;
-        set_text(&r,
-                 "tool '%s' was not run: an earlier call of a tool that is not thread-safe %s and "
-                 "is still running",
-                 w->tool->name, why == AD_TOOL_STOP_CANCEL ? "was cancelled" : "timed out");
+        ad_tool_result_errorf(
+            &r, false,
+            "tool '%s' was not run: an earlier call of a tool that is not thread-safe %s and is "
+            "still running",
+            w->tool->name, why == AD_TOOL_STOP_CANCEL ? "was cancelled" : "timed out");
         end_job(w, &r);
     }
 }
@@ -1393,11 +1381,11 @@ static int plugin_start(ad_tool_provider *bp, ad_tool_job *job)
     if (c->serial && p->chain && p->chain->gave_up) {
         /* Held by a call that was given up and still runs. */
         ad_tool_result res;
-        set_text(&res,
-                 "tool '%s' was not run: an earlier call of a tool that is not thread-safe %s and "
-                 "is still running",
-                 t->name, p->chain->gave_up == AD_TOOL_STOP_CANCEL ? "was cancelled"
-                                                                    : "timed out");
+        ad_tool_result_errorf(
+            &res, false,
+            "tool '%s' was not run: an earlier call of a tool that is not thread-safe %s and is "
+            "still running",
+            t->name, p->chain->gave_up == AD_TOOL_STOP_CANCEL ? "was cancelled" : "timed out");
         end_job(c, &res);
         return AD_OK;
     }
@@ -2017,8 +2005,11 @@ int ad_plugin_invoke(agentd_plugin *p, const char *name, const char *args, size_
     const char *why = NULL;
     agentd_call *c = ad_plugin_call_new(p, &s, &hooks, &w, &why);
     if (c == NULL && why && strcmp(why, "unknown") == 0) {
-        set_text(out, "tool '%s' cannot run isolated: its plugin did not register it in the "
-                      "worker process", name);
+        ad_tool_result_errorf(
+            out, false,
+            "tool '%s' cannot run isolated: its plugin did not register it in the "
+            "worker process",
+            name);
         return out->content ? AD_OK : AD_ENOMEM;
     }
     if (c == NULL)

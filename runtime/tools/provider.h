@@ -30,6 +30,7 @@
 #define AD_TOOLS_PROVIDER_H
 
 #include <json-c/json.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -94,6 +95,14 @@ typedef struct ad_tool_result {
      * message after the step's tool messages. */
     json_object *parts;
 } ad_tool_result;
+
+/* For providers: makes *r an error result of agentd's own words (printf
+ * format); bounded: the host does not cut it. Its content is NULL when out
+ * of memory (the host then says so). */
+void ad_tool_result_errorf(ad_tool_result *r, bool bounded, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void ad_tool_result_verrorf(ad_tool_result *r, bool bounded, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /* The marker after a result that was cut (printf format, the bytes cut). */
 #define AD_TOOL_CUT_MARK "\n[... %zu bytes cut]"

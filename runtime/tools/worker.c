@@ -146,21 +146,6 @@ static uint64_t after_s(double s)
     return now_ns() + (uint64_t)(s * 1e9);
 }
 
-static void set_text(ad_tool_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_text(ad_tool_result *r, const char *fmt, ...)
-{
-    ad_buf b = AD_BUF_INIT;
-    va_list ap;
-    va_start(ap, fmt);
-    ad_buf_vprintf(&b, fmt, ap);
-    va_end(ap);
-    memset(r, 0, sizeof *r);
-    r->is_error = true;
-    r->bounded = true;
-    r->len = b.len;
-    r->content = ad_buf_steal(&b);
-}
-
 static void wlog(wk *w, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void wlog(wk *w, int level, const char *fmt, ...)
 {
@@ -207,16 +192,11 @@ static void end_call_text(wcall *c, const char *fmt, ...)
         end_call(c, NULL);
         return;
     }
-    ad_buf b = AD_BUF_INIT;
+    ad_tool_result r;
     va_list ap;
     va_start(ap, fmt);
-    ad_buf_vprintf(&b, fmt, ap);
+    ad_tool_result_verrorf(&r, true, fmt, ap);
     va_end(ap);
-    ad_tool_result r = {0};
-    r.is_error = true;
-    r.bounded = true;
-    r.len = b.len;
-    r.content = ad_buf_steal(&b);
     end_call(c, &r);
 }
 
@@ -610,8 +590,8 @@ static void on_result(wproc *wp, ad_wire_frame *f)
         r.is_error = is_error != 0;
         r.bounded = true;
         if (r.content == NULL)
-            set_text(&r, "agentd: out of memory reading the result of tool '%s'",
-                     c->job->tool->name);
+            ad_tool_result_errorf(&r, true, "agentd: out of memory reading the result of tool '%s'",
+                                  c->job->tool->name);
         end_call(c, &r);
     }
     send_ready(w);
