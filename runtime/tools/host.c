@@ -525,20 +525,25 @@ static const ad_tool_desc *find_in(const entry *v, size_t n, const char *name, a
     return NULL;
 }
 
+static size_t prov_count(ad_tool_provider *p)
+{
+    return p->vt->count ? p->vt->count(p) : 0;
+}
+
 /* The merged list again, from every provider's current one. A name that
  * an earlier provider already offers is left out (and said so). */
 static int rebuild(ad_tool_host *h)
 {
     size_t total = 0;
     for (size_t i = 0; i < h->nprovs; i++)
-        total += h->provs[i]->vt->count(h->provs[i]);
+        total += prov_count(h->provs[i]);
     entry *v = calloc(total ? total : 1, sizeof *v);
     if (v == NULL)
         return AD_ENOMEM;
     size_t n = 0;
     for (size_t i = 0; i < h->nprovs; i++) {
         ad_tool_provider *p = h->provs[i];
-        size_t c = p->vt->count(p);
+        size_t c = prov_count(p);
         for (size_t k = 0; k < c; k++) {
             const ad_tool_desc *d = p->vt->get(p, k);
             ad_tool_provider *other = NULL;
@@ -568,7 +573,7 @@ static int rebuild(ad_tool_host *h)
 int ad_tool_host_add(ad_tool_host *h, ad_tool_provider *p, char *err, size_t errlen)
 {
     p->host = h;
-    size_t c = p->vt->count(p);
+    size_t c = prov_count(p);
     for (size_t i = 0; i < c; i++) {
         const ad_tool_desc *d = p->vt->get(p, i);
         ad_tool_provider *other = NULL;

@@ -322,18 +322,6 @@ static void after_isolated(ad_pool_call *pc, int how)
     }
 }
 
-static size_t iso_count(ad_tool_provider *bp)
-{
-    (void)bp;
-    return 0; /* its tools are listed by the plugin provider that hands it their calls */
-}
-
-static const ad_tool_desc *iso_get(ad_tool_provider *bp, size_t i)
-{
-    (void)bp, (void)i;
-    return NULL;
-}
-
 static int iso_start(ad_tool_provider *bp, ad_tool_job *job)
 {
     iso *p = (iso *)bp;
@@ -394,8 +382,8 @@ static void iso_close(ad_tool_provider *bp)
 
 static const ad_tool_provider_vt iso_vt = {
     .kind = "isolated",
-    .count = iso_count,
-    .get = iso_get,
+    /* No list: its tools are listed by the plugin provider that hands it
+     * their calls. */
     .start = iso_start,
     .cancel = iso_cancel,
     .busy = iso_busy,

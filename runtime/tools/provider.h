@@ -109,7 +109,8 @@ void ad_tool_result_verrorf(ad_tool_result *r, bool bounded, const char *fmt, va
 
 typedef struct ad_tool_provider_vt {
     const char *kind; /* "plugin", "isolated", "mcp" */
-    /* The tools offered now. */
+    /* The tools offered now. Both NULL: none (a provider that runs the
+     * calls another one lists). */
     size_t (*count)(ad_tool_provider *p);
     const ad_tool_desc *(*get)(ad_tool_provider *p, size_t i);
     /* Starts job. Returns 0: the job is the provider's until its

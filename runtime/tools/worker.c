@@ -1054,18 +1054,6 @@ static void arm(wk *w)
 
 /* ---- the provider ------------------------------------------------------- */
 
-static size_t wk_count(ad_tool_provider *bp)
-{
-    (void)bp;
-    return 0; /* its tools are listed by the plugin provider that hands it their calls */
-}
-
-static const ad_tool_desc *wk_get(ad_tool_provider *bp, size_t i)
-{
-    (void)bp, (void)i;
-    return NULL;
-}
-
 static int wk_start(ad_tool_provider *bp, ad_tool_job *job)
 {
     wk *w = (wk *)bp;
@@ -1254,8 +1242,8 @@ static void wk_close(ad_tool_provider *bp)
 
 static const ad_tool_provider_vt wk_vt = {
     .kind = "worker",
-    .count = wk_count,
-    .get = wk_get,
+    /* No list: its tools are listed by the plugin provider that hands it
+     * their calls. */
     .start = wk_start,
     .cancel = wk_cancel,
     .busy = NULL, /* nothing of a worker runs in this process */
