@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <uv.h>
 
 #include "base/buf.h"
@@ -35,7 +36,7 @@ typedef struct ad_record {
     ad_transport *inner; /* owned */
     ad_cassette *cassette;
     char *secret; /* owned; NULL: none */
-    rec_x *xs;    /* live exchanges */
+    LIST_HEAD(, rec_x) xs; /* live exchanges */
 } ad_record;
 
 struct rec_x {
@@ -54,8 +55,7 @@ struct rec_x {
     ad_buf resp_headers;      /* its header lines as received */
     ad_buf resp_body;         /* the body as delivered, cut at AD_CASSETTE_MAX_BODY */
     bool truncated;           /* resp_body was cut: nothing more is kept */
-    rec_x *next;
-    rec_x *prev;
+    LIST_ENTRY(rec_x) link;
 };
 
 /* ---- headers -------------------------------------------------------------- */
@@ -185,18 +185,6 @@ static char *status_text(const char *line, long code)
 
 /* ---- exchanges ------------------------------------------------------------ */
 
-static void x_unlink(rec_x *x)
-{
-    ad_record *r = x->rec;
-    if (x->prev)
-        x->prev->next = x->next;
-    else
-        r->xs = x->next;
-    if (x->next)
-        x->next->prev = x->prev;
-    x->next = x->prev = NULL;
-}
-
 static void x_free(rec_x *x)
 {
     free(x->url);
@@ -280,7 +268,7 @@ static void on_rec_done(void *ud, const ad_xfer_result *res)
     rec_x *x = ud;
     if (res->status)
         record(x, res);
-    x_unlink(x);
+    LIST_REMOVE(x, link);
     x->cb.on_done(x->ud, res);
     x_free(x);
 }
@@ -320,10 +308,7 @@ static ad_exchange *record_start(ad_transport *t, const ad_xfer_req *q, const ad
         x_free(x);
         return NULL;
     }
-    x->next = r->xs;
-    if (r->xs)
-        r->xs->prev = x;
-    r->xs = x;
+    LIST_INSERT_HEAD(&r->xs, x, link);
     return &x->base;
 }
 
@@ -336,16 +321,16 @@ static void record_cancel(ad_exchange *e)
 {
     rec_x *x = (rec_x *)e;
     ad_xfer_cancel(x->inner);
-    x_unlink(x);
+    LIST_REMOVE(x, link);
     x_free(x);
 }
 
 static void record_close(ad_transport *t)
 {
     ad_record *r = (ad_record *)t;
-    while (r->xs) {
-        rec_x *x = r->xs;
-        x_unlink(x);
+    while (!LIST_EMPTY(&r->xs)) {
+        rec_x *x = LIST_FIRST(&r->xs);
+        LIST_REMOVE(x, link);
         x_free(x);
     }
     ad_transport_close(r->inner); /* drops its exchanges without calling back */

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "base/buf.h"
 #include "base/text.h"
@@ -48,7 +49,7 @@ typedef struct ad_replay {
     uv_idle_t idle;   /* feeds the responses */
     uint32_t rng;     /* piece sizes */
     char *error;      /* owned: the first failure */
-    replay_x *xs;     /* live exchanges, oldest last */
+    LIST_HEAD(, replay_x) xs; /* live exchanges, oldest last */
     bool closing;
     /* the matcher */
     size_t cursor;
@@ -70,8 +71,7 @@ struct replay_x {
     size_t header;  /* header lines delivered: the status line, the
                      * recorded headers, the empty line */
     size_t off; /* body bytes delivered */
-    replay_x *next;
-    replay_x *prev;
+    LIST_ENTRY(replay_x) link;
 };
 
 static bool same_bytes(const char *a, size_t al, const char *b, size_t bl)
@@ -457,26 +457,6 @@ int ad_replay_next(ad_transport *t, const char *body, size_t len, const ad_inter
 
 /* ---- the transport -------------------------------------------------------- */
 
-static void x_link(ad_replay *r, replay_x *x)
-{
-    x->next = r->xs;
-    if (r->xs)
-        r->xs->prev = x;
-    r->xs = x;
-}
-
-static void x_unlink(replay_x *x)
-{
-    ad_replay *r = x->r;
-    if (x->prev)
-        x->prev->next = x->next;
-    else
-        r->xs = x->next;
-    if (x->next)
-        x->next->prev = x->prev;
-    x->next = x->prev = NULL;
-}
-
 static void x_free(replay_x *x)
 {
     free(x->fail_msg);
@@ -488,7 +468,8 @@ static void x_free(replay_x *x)
 static replay_x *next_ready(ad_replay *r)
 {
     replay_x *found = NULL;
-    for (replay_x *x = r->xs; x; x = x->next)
+    replay_x *x;
+    LIST_FOREACH(x, &r->xs, link)
         if (!x->paused)
             found = x;
     return found;
@@ -507,7 +488,7 @@ static void wake(ad_replay *r)
 static void x_finish(replay_x *x, int code, const char *error)
 {
     ad_replay *r = x->r;
-    x_unlink(x);
+    LIST_REMOVE(x, link);
     const ad_interaction *it = x->it;
     ad_xfer_result res = {
         .code = code,
@@ -615,7 +596,7 @@ static ad_exchange *replay_start(ad_transport *t, const ad_xfer_req *q, const ad
         x->content_type = ad_cassette_header_get(x->it->resp_headers, x->it->nresp_headers,
                                                  "Content-Type");
     }
-    x_link(r, x);
+    LIST_INSERT_HEAD(&r->xs, x, link);
     wake(r);
     return &x->base;
 }
@@ -631,7 +612,7 @@ static void replay_cancel(ad_exchange *e)
 {
     replay_x *x = (replay_x *)e;
     ad_replay *r = x->r;
-    x_unlink(x);
+    LIST_REMOVE(x, link);
     x_free(x);
     wake(r);
 }
@@ -652,9 +633,9 @@ static void replay_close(ad_transport *t)
 {
     ad_replay *r = (ad_replay *)t;
     r->closing = true;
-    while (r->xs) {
-        replay_x *x = r->xs;
-        x_unlink(x);
+    while (!LIST_EMPTY(&r->xs)) {
+        replay_x *x = LIST_FIRST(&r->xs);
+        LIST_REMOVE(x, link);
         x_free(x);
     }
     uv_idle_stop(&r->idle);
