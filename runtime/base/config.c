@@ -1677,6 +1677,26 @@ int ad_make_parents(const char *path, char *err, size_t errlen)
     return AD_OK;
 }
 
+int ad_make_private_file(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        int rc = ad_make_parents(path, err, errlen);
+        if (rc != AD_OK)
+            return rc;
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            ad_errf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+            return AD_ERR;
+        }
+        close(fd);
+    } else if (!S_ISREG(st.st_mode)) {
+        ad_errf(err, errlen, "%s: not a regular file", path);
+        return AD_EINVAL;
+    }
+    return AD_OK;
+}
+
 /* Puts where TABLE.KEY was written in front of the message in err. */
 static void locate_err(const ad_config *c, const char *table, const char *key, char *err,
                        size_t errlen)

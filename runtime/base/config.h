@@ -209,6 +209,13 @@ char *ad_state_path(const char *leaf);
  * negative AD_E* with err naming the folder and why. */
 int ad_make_parents(const char *path, char *err, size_t errlen);
 
+/* Makes sure path is a regular file: a missing one is created empty with
+ * mode 0600 (its folders with ad_make_parents), so that SQLite never
+ * creates a database with the umask's mode (its -wal and -shm files copy
+ * this one). Returns 0, AD_EINVAL (not a regular file) or another negative
+ * AD_E*, with err set. */
+int ad_make_private_file(const char *path, char *err, size_t errlen);
+
 /* Sets the defaults. */
 void ad_config_init(ad_config *c);
 

@@ -272,26 +272,13 @@ int ad_session_open(ad_session **out, const char *path, bool create, char *err, 
         return AD_EINVAL;
     }
     struct stat st;
-    if (stat(path, &st) != 0) {
-        if (!create) {
-            ad_errf(err, errlen, "%s: no session database yet", path);
-            return AD_SESSION_UNKNOWN;
-        }
-        int rc = ad_make_parents(path, err, errlen);
-        if (rc != AD_OK)
-            return rc;
-        /* Created here with 0600 so that SQLite never creates it with the
-         * umask's mode; its -wal and -shm files copy this mode. */
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            ad_errf(err, errlen, "cannot create %s: %s", path, strerror(errno));
-            return AD_ERR;
-        }
-        close(fd);
-    } else if (!S_ISREG(st.st_mode)) {
-        ad_errf(err, errlen, "%s: not a regular file", path);
-        return AD_EINVAL;
+    if (!create && stat(path, &st) != 0) {
+        ad_errf(err, errlen, "%s: no session database yet", path);
+        return AD_SESSION_UNKNOWN;
     }
+    int made = ad_make_private_file(path, err, errlen);
+    if (made != AD_OK)
+        return made;
     ad_session *s = calloc(1, sizeof *s);
     if (!s || !(s->path = ad_strdup(path))) {
         free(s);
