@@ -423,20 +423,62 @@ typedef struct wreq {
 } wreq;
 
 static void on_write(uv_write_t *w, int status);
+static void linger_start(conn *c);
 
+/* A stream keeps its output buffer between writes up to this size
+ * (beyond it, and for anything but a stream, the buffer is freed once
+ * written): most writes are one event of a stream. */
+#define OUT_KEEP 4096
+
+/* The client took everything queued so far (or the part in flight): the
+ * deadlines and the waiting writer hear of it. */
+static void written(conn *c)
+{
+    c->last_progress = uv_now(c->srv->loop);
+    if (c->close_after && queued(c) == 0) {
+        linger_start(c);
+        return;
+    }
+    if (c->full && queued(c) <= high_water(c->srv) / 2) {
+        c->full = false;
+        if (c->req.live && c->req.cb.on_drain)
+            c->req.cb.on_drain(c->req.ud, &c->req);
+    }
+}
+
+/* Hands c's output to the socket: written at once when the socket takes
+ * it all (the usual case, no allocation), else what is left is queued. */
 static void flush_conn(conn *c)
 {
     c->dirty = false;
     if (c->state == C_CLOSING || c->out.len == 0)
         return;
+    bool was_empty = c->tcp.write_queue_size == 0;
+    size_t off = 0;
+    if (was_empty) {
+        uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n < 0 && n != UV_EAGAIN) {
+            conn_close(c);
+            return;
+        }
+        off = n > 0 ? (size_t)n : 0;
+        if (off == c->out.len) {
+            if (c->out.cap > OUT_KEEP || c->state != C_SSE)
+                ad_buf_free(&c->out);
+            else
+                ad_buf_reset(&c->out);
+            written(c);
+            return;
+        }
+    }
     wreq *wr = malloc(sizeof *wr);
     if (!wr) {
         conn_close(c);
         return;
     }
-    bool was_empty = c->tcp.write_queue_size == 0;
     wr->data = c->out.data;
-    uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    uv_buf_t b = uv_buf_init(c->out.data + off, (unsigned)(c->out.len - off));
     c->out.data = NULL;
     c->out.len = c->out.cap = 0;
     wr->w.data = c;
@@ -482,8 +524,6 @@ static int put(conn *c, const char *data, size_t len)
     return AD_OK;
 }
 
-static void linger_start(conn *c);
-
 static void on_write(uv_write_t *w, int status)
 {
     wreq *wr = (wreq *)w;
@@ -496,16 +536,7 @@ static void on_write(uv_write_t *w, int status)
         conn_close(c);
         return;
     }
-    c->last_progress = uv_now(c->srv->loop);
-    if (c->close_after && queued(c) == 0) {
-        linger_start(c);
-        return;
-    }
-    if (c->full && queued(c) <= high_water(c->srv) / 2) {
-        c->full = false;
-        if (c->req.live && c->req.cb.on_drain)
-            c->req.cb.on_drain(c->req.ud, &c->req);
-    }
+    written(c);
 }
 
 static void on_shutdown(uv_shutdown_t *sh, int status)
