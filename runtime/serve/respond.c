@@ -74,6 +74,22 @@ static const char *status_name(int s)
     return s == IS_PROGRESS ? "in_progress" : s == IS_COMPLETED ? "completed" : "incomplete";
 }
 
+/* These write the fixed parts of events without printf (each event is
+ * built this way, several per text delta and tool call). */
+static void put3(ad_buf *b, const char *a, const char *x, const char *c)
+{
+    ad_buf_puts(b, a);
+    ad_buf_puts(b, x);
+    ad_buf_puts(b, c);
+}
+
+/* ,"item_id":"ID","output_index":IDX */
+static void put_item_ref(ad_buf *b, const char *id, size_t idx)
+{
+    put3(b, ",\"item_id\":\"", id, "\",\"output_index\":");
+    ad_jw_int(b, (long long)idx);
+}
+
 static item *add_item(ad_rsp *r, int type, const char *prefix)
 {
     if (r->nitems == r->cap) {
@@ -107,9 +123,8 @@ static void put_item(ad_buf *b, const item *it)
 {
     switch (it->type) {
     case IT_MSG:
-        ad_buf_printf(b, "{\"id\":\"%s\",\"type\":\"message\",\"status\":\"%s\",\"role\":\"assistant\","
-                         "\"content\":[",
-                      it->id, status_name(it->status));
+        put3(b, "{\"id\":\"", it->id, "\",\"type\":\"message\",\"status\":\"");
+        put3(b, status_name(it->status), "\",\"role\":\"assistant\",\"content\":[", "");
         if (it->status != IS_PROGRESS) {
             ad_buf_puts(b, "{\"type\":\"output_text\",\"text\":");
             ad_jw_str(b, it->text.data ? it->text.data : "", it->text.len);
@@ -118,8 +133,8 @@ static void put_item(ad_buf *b, const item *it)
         ad_buf_puts(b, "]}");
         break;
     case IT_TOOL:
-        ad_buf_printf(b, "{\"id\":\"%s\",\"type\":\"agentd:tool_call\",\"status\":\"%s\",\"call_id\":",
-                      it->id, status_name(it->status));
+        put3(b, "{\"id\":\"", it->id, "\",\"type\":\"agentd:tool_call\",\"status\":\"");
+        put3(b, status_name(it->status), "\",\"call_id\":", "");
         ad_jw_cstr(b, it->call_id);
         ad_buf_puts(b, ",\"name\":");
         ad_jw_cstr(b, it->name);
@@ -130,11 +145,11 @@ static void put_item(ad_buf *b, const item *it)
             ad_jw_str(b, it->output, it->output_len);
         else
             ad_buf_puts(b, "null");
-        ad_buf_printf(b, ",\"is_error\":%s}", it->is_error ? "true" : "false");
+        put3(b, ",\"is_error\":", it->is_error ? "true" : "false", "}");
         break;
     default:
-        ad_buf_printf(b, "{\"id\":\"%s\",\"type\":\"function_call\",\"status\":\"%s\",\"call_id\":",
-                      it->id, status_name(it->status));
+        put3(b, "{\"id\":\"", it->id, "\",\"type\":\"function_call\",\"status\":\"");
+        put3(b, status_name(it->status), "\",\"call_id\":", "");
         ad_jw_cstr(b, it->call_id);
         ad_buf_puts(b, ",\"name\":");
         ad_jw_cstr(b, it->name);
@@ -147,10 +162,13 @@ static void put_item(ad_buf *b, const item *it)
 static void put_usage(ad_buf *b, const ad_rsp *r)
 {
     int64_t tot = r->has_tot ? r->tot_tok : r->in_tok + r->out_tok;
-    ad_buf_printf(b, "{\"input_tokens\":%" PRId64 ",\"input_tokens_details\":{\"cached_tokens\":0},"
-                     "\"output_tokens\":%" PRId64 ",\"output_tokens_details\":{\"reasoning_tokens\":0},"
-                     "\"total_tokens\":%" PRId64 "}",
-                  r->in_tok, r->out_tok, tot);
+    ad_buf_puts(b, "{\"input_tokens\":");
+    ad_jw_int(b, r->in_tok);
+    ad_buf_puts(b, ",\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":");
+    ad_jw_int(b, r->out_tok);
+    ad_buf_puts(b, ",\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":");
+    ad_jw_int(b, tot);
+    ad_buf_putc(b, '}');
 }
 
 /* whole: the object on its own (POST without stream, GET): agentd's tool
@@ -159,9 +177,10 @@ static void put_usage(ad_buf *b, const ad_rsp *r)
  * the object carries them in output, where the events put them. */
 static void put_object(ad_buf *b, const ad_rsp *r, bool whole)
 {
-    ad_buf_printf(b, "{\"id\":\"%s\",\"object\":\"response\",\"created_at\":%lld,\"status\":\"%s\","
-                     "\"background\":%s,\"error\":",
-                  r->id, (long long)r->created_at, r->status, r->background ? "true" : "false");
+    put3(b, "{\"id\":\"", r->id, "\",\"object\":\"response\",\"created_at\":");
+    ad_jw_int(b, (long long)r->created_at);
+    put3(b, ",\"status\":\"", r->status, "\",\"background\":");
+    put3(b, r->background ? "true" : "false", ",\"error\":", "");
     if (r->error && (strcmp(r->status, "failed") == 0 || strcmp(r->status, "cancelled") == 0)) {
         ad_buf_printf(b, "{\"code\":\"%s\",\"message\":",
                       strcmp(r->status, "cancelled") == 0 ? "cancelled" : "server_error");
@@ -191,10 +210,9 @@ static void put_object(ad_buf *b, const ad_rsp *r, bool whole)
     }
     ad_buf_puts(b, "],\"parallel_tool_calls\":true,\"previous_response_id\":");
     ad_jw_cstr(b, r->prev);
-    ad_buf_printf(b, ",\"store\":%s,\"temperature\":null,\"text\":{\"format\":{\"type\":\"text\"}},"
-                     "\"tool_choice\":\"auto\",\"tools\":[],\"top_p\":null,\"truncation\":\"disabled\","
-                     "\"usage\":",
-                  r->store ? "true" : "false");
+    put3(b, ",\"store\":", r->store ? "true" : "false",
+         ",\"temperature\":null,\"text\":{\"format\":{\"type\":\"text\"}},\"tool_choice\":\"auto\","
+         "\"tools\":[],\"top_p\":null,\"truncation\":\"disabled\",\"usage\":");
     put_usage(b, r);
     ad_buf_puts(b, ",\"user\":null");
     if (whole) {
@@ -244,7 +262,9 @@ static void ev_object(ad_rsp *r, const char *type)
 static void ev_item(ad_rsp *r, const char *type, size_t idx)
 {
     ad_buf *b = ev_begin(r, type);
-    ad_buf_printf(b, ",\"output_index\":%zu,\"item\":", idx);
+    ad_buf_puts(b, ",\"output_index\":");
+    ad_jw_int(b, (long long)idx);
+    ad_buf_puts(b, ",\"item\":");
     put_item(b, &r->items[idx]);
     ev_send(r, type);
 }
@@ -253,9 +273,8 @@ static void ev_part(ad_rsp *r, const char *type, size_t idx, bool with_text)
 {
     const item *it = &r->items[idx];
     ad_buf *b = ev_begin(r, type);
-    ad_buf_printf(b, ",\"item_id\":\"%s\",\"output_index\":%zu,\"content_index\":0,"
-                     "\"part\":{\"type\":\"output_text\",\"text\":",
-                  it->id, idx);
+    put_item_ref(b, it->id, idx);
+    ad_buf_puts(b, ",\"content_index\":0,\"part\":{\"type\":\"output_text\",\"text\":");
     if (with_text)
         ad_jw_str(b, it->text.data ? it->text.data : "", it->text.len);
     else
@@ -283,8 +302,8 @@ static void close_message(ad_rsp *r, int status)
     r->open_msg = -1;
     it->status = status;
     ad_buf *b = ev_begin(r, "response.output_text.done");
-    ad_buf_printf(b, ",\"item_id\":\"%s\",\"output_index\":%zu,\"content_index\":0,\"text\":",
-                  it->id, idx);
+    put_item_ref(b, it->id, idx);
+    ad_buf_puts(b, ",\"content_index\":0,\"text\":");
     ad_jw_str(b, it->text.data ? it->text.data : "", it->text.len);
     ad_buf_puts(b, ",\"logprobs\":[]");
     ev_send(r, "response.output_text.done");
@@ -334,11 +353,13 @@ static void on_tool_call(ad_rsp *r, const ad_event *ev)
             r->fn_ids = ids;
         }
         ad_buf *b = ev_begin(r, "response.function_call_arguments.delta");
-        ad_buf_printf(b, ",\"item_id\":\"%s\",\"output_index\":%zu,\"delta\":", it->id, idx);
+        put_item_ref(b, it->id, idx);
+        ad_buf_puts(b, ",\"delta\":");
         ad_jw_cstr(b, it->args);
         ev_send(r, "response.function_call_arguments.delta");
         b = ev_begin(r, "response.function_call_arguments.done");
-        ad_buf_printf(b, ",\"item_id\":\"%s\",\"output_index\":%zu,\"name\":", it->id, idx);
+        put_item_ref(b, it->id, idx);
+        ad_buf_puts(b, ",\"name\":");
         ad_jw_cstr(b, it->name);
         ad_buf_puts(b, ",\"arguments\":");
         ad_jw_cstr(b, it->args);
