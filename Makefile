@@ -10,6 +10,7 @@
 #   make bench      build and run the micro-benchmarks in bench/ (BENCH_SECONDS)
 #   make bench-mcp  MCP tools/call round trips: agentd's client vs the TypeScript SDK's
 #   make bench-workers  agentd worker vs a process per job, recovery after kill -9
+#   make bench-serve  latency to the first token through agentd serve (shared mock)
 #
 # Required flags live in AD_CFLAGS so that `make CFLAGS=-O0` cannot drop them.
 # Everything is built into the tree rooted at $(D) (empty: this folder;
@@ -159,6 +160,13 @@ bench: $(BENCH_BINS) $(BENCH_PLUGINS)
 bench-mcp: $(D)build/bench/bench_mcp
 	@python3 bench/mcp_vs_ts.py --bench $(D)build/bench/bench_mcp; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 77 ]
 
+# Latency to the first token through agentd serve against the shared
+# benchmark's paced mock, N=100 and N=1000 (bench/README.md; needs
+# ../shared/bench, else skipped).
+bench-serve: all $(D)build/bench/ttft_client
+	@python3 bench/serve_ttft.py --agentd $(D)agentd --client $(D)build/bench/ttft_client $(SERVE_TTFT_ARGS); \
+	rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 77 ]
+
 # The worker against one process per job, and its recovery after kill -9
 # (bench/README.md, "Workers"): real processes, Redis, the mock; ~2.5 min.
 bench-workers: all
@@ -225,6 +233,6 @@ clean:
 # libFuzzer targets: make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS=fuzz_toml]
 include mk/fuzz.mk
 
-.PHONY: all bench bench-mcp bench-workers deps test sanitize valgrind run install format clean FORCE
+.PHONY: all bench bench-mcp bench-serve bench-workers deps test sanitize valgrind run install format clean FORCE
 .SECONDARY:
 -include $(shell find build -name '*.d' 2>/dev/null)

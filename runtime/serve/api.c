@@ -84,7 +84,6 @@ struct resp {
     bool ended, final;
     int status;
     size_t nmsg_end;
-    ad_buf frame;      /* the SSE frame being sent */
     ad_buf log;        /* background: every SSE frame sent */
     size_t *log_at;    /* where each event starts in log */
     size_t nlog;
@@ -138,6 +137,7 @@ struct ad_serve {
     void *drained_ud;
     int open_handles;
     bool freeing;
+    ad_buf frame; /* the SSE frame being sent (one at a time, for every response) */
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -459,12 +459,12 @@ static void write_subs(resp *r, const char *data, size_t len)
     }
 }
 
-/* One SSE frame, built in the response's own buffer (one event at a
- * time: no allocation per event). */
+/* One SSE frame, built in the server's buffer (frames are written one at
+ * a time: no allocation per event, and no buffer per response). */
 static void rsp_emit(void *ud, const char *type, const char *json, size_t len)
 {
     resp *r = ud;
-    ad_buf *f = &r->frame;
+    ad_buf *f = &r->c->srv->frame;
     ad_buf_reset(f);
     ad_buf_puts(f, "event: ");
     ad_buf_puts(f, type);
@@ -479,7 +479,7 @@ static void rsp_emit(void *ud, const char *type, const char *json, size_t len)
 static void chat_emit(void *ud, const char *data, size_t len)
 {
     resp *r = ud;
-    ad_buf *f = &r->frame;
+    ad_buf *f = &r->c->srv->frame;
     ad_buf_reset(f);
     ad_buf_puts(f, "data: ");
     ad_buf_append(f, data, len);
@@ -720,7 +720,6 @@ static void resp_free(resp *r)
     ad_rsp_free(r->rsp);
     ad_chat_free(r->chat);
     free(r->prev);
-    ad_buf_free(&r->frame);
     ad_buf_free(&r->log);
     free(r->log_at);
     free(r);
@@ -1701,6 +1700,7 @@ static void handle_closed(uv_handle_t *h)
 {
     ad_serve *s = h->data;
     if (--s->open_handles == 0) {
+        ad_buf_free(&s->frame);
         free(s->profiles);
         free(s);
     }

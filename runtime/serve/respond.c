@@ -547,6 +547,7 @@ void ad_rsp_emit_final(ad_rsp *r)
     ev_object(r, strcmp(st, "completed") == 0    ? "response.completed"
                  : strcmp(st, "incomplete") == 0 ? "response.incomplete"
                                                  : "response.failed");
+    ad_buf_free(&r->ev); /* the largest event is the last: not kept while the response is */
 }
 
 const char *ad_rsp_status(const ad_rsp *r)
