@@ -10,6 +10,7 @@
  */
 #include "base/buf.h"
 #include "../../harness.h"
+#include "tools_test.h"
 #include "tools/host.h"
 #include "tools/isolate.h"
 #include "tools/plugin.h"
@@ -26,43 +27,6 @@
 #include <unistd.h>
 
 extern char **environ;
-
-/* Processes whose parent is this one (any state). */
-static int count_children(void)
-{
-    long me = (long)getpid();
-    int kids = 0;
-    DIR *dir = opendir("/proc");
-    if (dir == NULL)
-        return -1;
-    struct dirent *de;
-    while ((de = readdir(dir)) != NULL) {
-        if (de->d_name[0] < '0' || de->d_name[0] > '9')
-            continue;
-        char path[300], st[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t got = fread(st, 1, sizeof st - 1, f);
-        fclose(f);
-        st[got] = '\0';
-        char *rp = strrchr(st, ')');
-        char state;
-        long ppid;
-        if (rp && sscanf(rp + 1, " %c %ld", &state, &ppid) == 2 && ppid == me)
-            kids++;
-    }
-    closedir(dir);
-    return kids;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Runs `sh -c script` with the given timeout and bounds. */
 static int sh(const char *script, const char *input, double timeout_s, size_t result_max,
@@ -184,14 +148,6 @@ static int only_crash_in_process(void *ud, const char *name)
 {
     (void)ud;
     return strcmp(name, "crash") != 0 ? AD_TOOL_PER_CALL : AD_TOOL_IN_PROCESS;
-}
-
-static char *plugin_path(const char *file)
-{
-    const char *root = getenv("AGENTD_DIR");
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/tests/plugins/%s", root && *root ? root : ".", file);
-    return ad_strdup(path);
 }
 
 static void free_host(ad_tool_host *h)

@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include "base/buf.h"
 #include "../../harness.h"
+#include "tools_test.h"
 #include "tools/host.h"
 #include "tools/isolate.h"
 #include "tools/plugin.h"
@@ -32,54 +33,10 @@
 
 static uv_loop_t loop;
 
-static int count_children(void)
-{
-    long me = (long)getpid();
-    int kids = 0;
-    DIR *dir = opendir("/proc");
-    if (dir == NULL)
-        return -1;
-    struct dirent *de;
-    while ((de = readdir(dir)) != NULL) {
-        if (de->d_name[0] < '0' || de->d_name[0] > '9')
-            continue;
-        char path[300], st[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t got = fread(st, 1, sizeof st - 1, f);
-        fclose(f);
-        st[got] = '\0';
-        char *rp = strrchr(st, ')');
-        char state;
-        long ppid;
-        if (rp && sscanf(rp + 1, " %c %ld", &state, &ppid) == 2 && ppid == me)
-            kids++;
-    }
-    closedir(dir);
-    return kids;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int all_worker(void *ud, const char *name)
 {
     (void)ud, (void)name;
     return AD_TOOL_WORKER;
-}
-
-static char *plugin_path(const char *file)
-{
-    const char *root = getenv("AGENTD_DIR");
-    char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/tests/plugins/%s", root && *root ? root : ".", file);
-    return ad_strdup(path);
 }
 
 static void free_host(ad_tool_host *h)
