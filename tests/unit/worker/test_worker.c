@@ -136,13 +136,7 @@ static void submit_nowait(const char *id, const char *prompt, const char *sessio
 
 static void submit(const char *id, const char *prompt, const char *session)
 {
-    char k_stream[AD_Q_KEY_MAX], k_job[AD_Q_KEY_MAX], k_index[AD_Q_KEY_MAX];
-    const char *argv[] = {ad_q_stream(k_stream, "agentd"), ad_q_job(k_job, "agentd", id),
-                          ad_q_index(k_index, "agentd"), "agentd", id, prompt,
-                          session ? session : "", "1000"};
-    got_free();
-    got_done = false;
-    ad_redis_eval(cli, ad_q_scripts[AD_Q_SUBMIT], AD_REDIS_RETRY, on_got, NULL, 3, 8, argv, NULL);
+    submit_nowait(id, prompt, session);
     run_until(&got_done, 10);
 }
 
