@@ -47,20 +47,16 @@ enum { API_RESPONSES, API_CHAT };
 typedef struct conv conv;
 typedef struct resp resp;
 
-typedef struct sub {
-    struct sub *next;
+/* A request following a response: streaming it (on the response's subs)
+ * or waiting for it whole (on its waiters). */
+typedef struct client {
+    struct client *next;
     ad_http_req *req;
     resp *r;
     bool owner; /* the request that started the run */
-    bool full;
-} sub;
-
-typedef struct waiter {
-    struct waiter *next;
-    ad_http_req *req;
-    resp *r;
-    bool owner;
-} waiter;
+    bool whole; /* a waiter */
+    bool full;  /* a stream told to wait (AD_HTTP_FULL) */
+} client;
 
 typedef struct out_sink {
     ad_sink base;
@@ -76,9 +72,9 @@ struct resp {
     ad_chat *chat;
     bool background, stream, store;
     char *prev; /* previous_response_id */
-    sub *subs;
+    client *subs;
     size_t nfull;
-    waiter *waiters; /* whole answers: the POST without stream, cancel calls */
+    client *waiters; /* whole answers: the POST without stream, cancel calls */
     bool running;    /* the run is in flight (until its END) */
     bool agent_done; /* the agent reported the end (its resources are free) */
     bool ended, final;
@@ -450,7 +446,7 @@ static void log_frame(resp *r, const char *data, size_t len)
 
 static void write_subs(resp *r, const char *data, size_t len)
 {
-    for (sub *u = r->subs; u; u = u->next) {
+    for (client *u = r->subs; u; u = u->next) {
         int rc = ad_http_sse_write(u->req, data, len);
         if (rc == AD_HTTP_FULL && !u->full) {
             u->full = true;
@@ -487,16 +483,18 @@ static void chat_emit(void *ud, const char *data, size_t len)
         write_subs(r, f->data, f->len);
 }
 
-static void sub_remove(resp *r, sub *u)
+static void client_unlink(client **list, client *u)
 {
-    for (sub **pp = &r->subs; *pp; pp = &(*pp)->next)
+    for (client **pp = list; *pp; pp = &(*pp)->next)
         if (*pp == u) {
             *pp = u->next;
             break;
         }
-    if (u->full)
-        r->nfull--;
-    free(u);
+}
+
+/* No stream of r waits for its client any more: its conversation goes on. */
+static void resume_if_drained(resp *r)
+{
     conv *c = r->c;
     if (r->nfull == 0 && c->paused && c->run == r) {
         c->paused = false;
@@ -504,13 +502,27 @@ static void sub_remove(resp *r, sub *u)
     }
 }
 
-static void on_sub_gone(void *ud, ad_http_req *req)
+static void client_remove(resp *r, client *u)
+{
+    if (u->whole) {
+        client_unlink(&r->waiters, u);
+        free(u);
+        return;
+    }
+    client_unlink(&r->subs, u);
+    if (u->full)
+        r->nfull--;
+    free(u);
+    resume_if_drained(r);
+}
+
+static void on_client_gone(void *ud, ad_http_req *req)
 {
     (void)req;
-    sub *u = ud;
+    client *u = ud;
     resp *r = u->r;
     bool cancel = u->owner && !r->background && r->running;
-    sub_remove(r, u);
+    client_remove(r, u);
     if (cancel) {
         note(r->c->srv, "%s: the client went away; cancelling its run", r->id);
         ad_agent_cancel(r->c->agent);
@@ -520,72 +532,33 @@ static void on_sub_gone(void *ud, ad_http_req *req)
 static void on_sub_drain(void *ud, ad_http_req *req)
 {
     (void)req;
-    sub *u = ud;
+    client *u = ud;
     resp *r = u->r;
     if (!u->full)
         return;
     u->full = false;
     r->nfull--;
-    conv *c = r->c;
-    if (r->nfull == 0 && c->paused && c->run == r) {
-        c->paused = false;
-        ad_events_resume(c->hub, &c->out.base);
-    }
+    resume_if_drained(r);
 }
 
-static const ad_http_req_cb sub_cb = {on_sub_gone, on_sub_drain};
+static const ad_http_req_cb sub_cb = {on_client_gone, on_sub_drain};
+static const ad_http_req_cb waiter_cb = {on_client_gone, NULL};
 
-static sub *sub_add(resp *r, ad_http_req *req, bool owner)
+/* req follows r: as a stream (whole false) or waiting for the whole answer. */
+static client *client_add(resp *r, ad_http_req *req, bool owner, bool whole)
 {
-    sub *u = calloc(1, sizeof *u);
+    client *u = calloc(1, sizeof *u);
     if (!u)
         return NULL;
     u->req = req;
     u->r = r;
     u->owner = owner;
-    u->next = r->subs;
-    r->subs = u;
-    ad_http_req_set_cb(req, &sub_cb, u);
+    u->whole = whole;
+    client **list = whole ? &r->waiters : &r->subs;
+    u->next = *list;
+    *list = u;
+    ad_http_req_set_cb(req, whole ? &waiter_cb : &sub_cb, u);
     return u;
-}
-
-static void waiter_remove(resp *r, waiter *w)
-{
-    for (waiter **pp = &r->waiters; *pp; pp = &(*pp)->next)
-        if (*pp == w) {
-            *pp = w->next;
-            break;
-        }
-    free(w);
-}
-
-static void on_waiter_gone(void *ud, ad_http_req *req)
-{
-    (void)req;
-    waiter *w = ud;
-    resp *r = w->r;
-    bool cancel = w->owner && !r->background && r->running;
-    waiter_remove(r, w);
-    if (cancel) {
-        note(r->c->srv, "%s: the client went away; cancelling its run", r->id);
-        ad_agent_cancel(r->c->agent);
-    }
-}
-
-static const ad_http_req_cb waiter_cb = {on_waiter_gone, NULL};
-
-static waiter *waiter_add(resp *r, ad_http_req *req, bool owner)
-{
-    waiter *w = calloc(1, sizeof *w);
-    if (!w)
-        return NULL;
-    w->req = req;
-    w->r = r;
-    w->owner = owner;
-    w->next = r->waiters;
-    r->waiters = w;
-    ad_http_req_set_cb(req, &waiter_cb, w);
-    return w;
 }
 
 static void answer_whole(resp *r, ad_http_req *req)
@@ -619,7 +592,7 @@ static void resp_final(resp *r)
     if (r->api == API_RESPONSES)
         ad_rsp_emit_final(r->rsp);
     while (r->subs) {
-        sub *u = r->subs;
+        client *u = r->subs;
         r->subs = u->next;
         ad_http_req_set_cb(u->req, NULL, NULL);
         ad_http_sse_end(u->req);
@@ -627,7 +600,7 @@ static void resp_final(resp *r)
     }
     r->nfull = 0;
     while (r->waiters) {
-        waiter *w = r->waiters;
+        client *w = r->waiters;
         r->waiters = w->next;
         ad_http_req_set_cb(w->req, NULL, NULL);
         answer_whole(r, w->req);
@@ -705,18 +678,15 @@ static void resp_free(resp *r)
     ad_serve *s = r->c->srv;
     if (s->store)
         ad_serve_store_forget(s->store, r);
-    while (r->subs) {
-        sub *u = r->subs;
-        r->subs = u->next;
-        ad_http_req_set_cb(u->req, NULL, NULL);
-        free(u);
-    }
-    while (r->waiters) {
-        waiter *w = r->waiters;
-        r->waiters = w->next;
-        ad_http_req_set_cb(w->req, NULL, NULL);
-        free(w);
-    }
+    client *lists[] = {r->subs, r->waiters};
+    for (size_t i = 0; i < 2; i++)
+        while (lists[i]) {
+            client *u = lists[i];
+            lists[i] = u->next;
+            ad_http_req_set_cb(u->req, NULL, NULL);
+            free(u);
+        }
+    r->subs = r->waiters = NULL;
     ad_rsp_free(r->rsp);
     ad_chat_free(r->chat);
     free(r->prev);
@@ -1015,9 +985,9 @@ static void start_run(resp *r, ad_http_req *req, const char *prompt, bool whole_
     s->running++;
     if (r->stream) {
         ad_http_sse_begin(req, NULL);
-        sub_add(r, req, true);
+        client_add(r, req, true, false);
     } else if (!whole_now) {
-        waiter_add(r, req, true);
+        client_add(r, req, true, true);
     }
     if (r->api == API_CHAT)
         ad_chat_start(r->chat);
@@ -1038,6 +1008,31 @@ static void start_run(resp *r, ad_http_req *req, const char *prompt, bool whole_
         r->agent_done = true;
         resp_on_end(r, AD_RUN_FAILED);
     }
+}
+
+/* The profile a request's model (a JSON string, or NULL: the first) names;
+ * NULL once req got the 404. */
+static const profile *model_profile(ad_serve *s, ad_http_req *req, json_object *model)
+{
+    const char *mname = model ? json_object_get_string(model) : NULL;
+    const profile *p = profile_of(s, mname);
+    if (!p)
+        error(req, 404, "invalid_request_error", "model_not_found",
+              "the model '%s' does not exist here (GET /v1/models lists them)", mname);
+    return p;
+}
+
+/* Whether the client's tools leave agentd's own names alone; false once
+ * req got the 400. */
+static bool client_tools_ok(ad_serve *s, ad_http_req *req, const ad_input *in)
+{
+    for (size_t i = 0; s->tools && i < in->ntools; i++)
+        if (ad_tool_host_find(s->tools, in->tool_names[i])) {
+            error(req, 400, "invalid_request_error", "tool_name_taken",
+                  "tools: '%s' is the name of one of agentd's own tools", in->tool_names[i]);
+            return false;
+        }
+    return true;
 }
 
 static void handle_responses(ad_serve *s, ad_http_req *req)
@@ -1068,11 +1063,8 @@ static void handle_responses(ad_serve *s, ad_http_req *req)
               "'conversation' is not supported: continue with previous_response_id");
         return;
     }
-    const char *mname = model ? json_object_get_string(model) : NULL;
-    const profile *p = profile_of(s, mname);
+    const profile *p = model_profile(s, req, model);
     if (!p) {
-        error(req, 404, "invalid_request_error", "model_not_found",
-              "the model '%s' does not exist here (GET /v1/models lists them)", mname);
         json_object_put(body);
         return;
     }
@@ -1095,14 +1087,11 @@ static void handle_responses(ad_serve *s, ad_http_req *req)
         error(req, 400, "invalid_request_error", "invalid_input", "%s", err);
         return;
     }
-    for (size_t i = 0; s->tools && i < in.ntools; i++)
-        if (ad_tool_host_find(s->tools, in.tool_names[i])) {
-            error(req, 400, "invalid_request_error", "tool_name_taken",
-                  "tools: '%s' is the name of one of agentd's own tools", in.tool_names[i]);
-            ad_input_free(&in);
-            json_object_put(body);
-            return;
-        }
+    if (!client_tools_ok(s, req, &in)) {
+        ad_input_free(&in);
+        json_object_put(body);
+        return;
+    }
     const char *prev = prevj ? json_object_get_string(prevj) : NULL;
     const char *instructions = instr ? json_object_get_string(instr) : NULL;
     conv *c = NULL;
@@ -1212,11 +1201,8 @@ static void handle_chat(ad_serve *s, ad_http_req *req)
               "stream must be a boolean and model a string");
         return;
     }
-    const char *mname = model ? json_object_get_string(model) : NULL;
-    const profile *p = profile_of(s, mname);
+    const profile *p = model_profile(s, req, model);
     if (!p) {
-        error(req, 404, "invalid_request_error", "model_not_found",
-              "the model '%s' does not exist here (GET /v1/models lists them)", mname);
         json_object_put(body);
         return;
     }
@@ -1227,14 +1213,11 @@ static void handle_chat(ad_serve *s, ad_http_req *req)
         error(req, 400, "invalid_request_error", "invalid_messages", "%s", err);
         return;
     }
-    for (size_t i = 0; s->tools && i < in.ntools; i++)
-        if (ad_tool_host_find(s->tools, in.tool_names[i])) {
-            error(req, 400, "invalid_request_error", "tool_name_taken",
-                  "tools: '%s' is the name of one of agentd's own tools", in.tool_names[i]);
-            ad_input_free(&in);
-            json_object_put(body);
-            return;
-        }
+    if (!client_tools_ok(s, req, &in)) {
+        ad_input_free(&in);
+        json_object_put(body);
+        return;
+    }
     size_t n = json_object_array_length(in.messages);
     const char *last = n ? ad_json_str(json_object_array_get_idx(in.messages, n - 1), "role") : NULL;
     if (!in.prompt && (!last || strcmp(last, "tool") != 0)) {
@@ -1362,7 +1345,7 @@ static void handle_get(ad_serve *s, ad_http_req *req, const char *id)
         if (r->final)
             ad_http_sse_end(req);
         else
-            sub_add(r, req, false);
+            client_add(r, req, false, false);
         return;
     }
     ad_stored_response sr;
@@ -1408,7 +1391,7 @@ static void handle_cancel(ad_serve *s, ad_http_req *req, const char *id)
               "response %s is not running: only a running response can be cancelled", id);
         return;
     }
-    waiter_add(r, req, false);
+    client_add(r, req, false, true);
     if (r->running)
         ad_agent_cancel(r->c->agent);
 }

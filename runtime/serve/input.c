@@ -203,8 +203,8 @@ static const char *norm_role(const char *role)
     return NULL;
 }
 
-int ad_input_responses(json_object *input, json_object *tools, ad_input *out, char *err,
-                       size_t errlen)
+/* Starts out: no messages yet, and the client's tools. */
+static int input_begin(json_object *tools, ad_input *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     out->messages = json_object_new_array();
@@ -212,7 +212,16 @@ int ad_input_responses(json_object *input, json_object *tools, ad_input *out, ch
         return AD_ENOMEM;
     int rc = tools_of(tools, out, err, errlen);
     if (rc != AD_OK)
-        goto fail;
+        ad_input_free(out);
+    return rc;
+}
+
+int ad_input_responses(json_object *input, json_object *tools, ad_input *out, char *err,
+                       size_t errlen)
+{
+    int rc = input_begin(tools, out, err, errlen);
+    if (rc != AD_OK)
+        return rc;
     if (ad_json_is(input, json_type_string)) {
         out->prompt = ad_strdup(json_object_get_string(input));
         return out->prompt ? AD_OK : AD_ENOMEM;
@@ -292,13 +301,9 @@ fail:
 int ad_input_chat(json_object *messages, json_object *tools, ad_input *out, char *err,
                   size_t errlen)
 {
-    memset(out, 0, sizeof *out);
-    out->messages = json_object_new_array();
-    if (!out->messages)
-        return AD_ENOMEM;
-    int rc = tools_of(tools, out, err, errlen);
+    int rc = input_begin(tools, out, err, errlen);
     if (rc != AD_OK)
-        goto fail;
+        return rc;
     if (!ad_json_is(messages, json_type_array) || json_object_array_length(messages) == 0) {
         ad_errf(err, errlen, "messages must be a non-empty array");
         rc = AD_EINVAL;

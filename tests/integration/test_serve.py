@@ -378,6 +378,30 @@ def bad_requests(tmp):
             s.stop()
 
 
+@case
+def client_tool_with_an_own_tools_name(tmp):
+    with lib.mock(script.script()) as m:
+        s = Serve(tmp, m.base_url, plugins=["add"]).start()
+        try:
+            tool = {"type": "function", "name": "add", "parameters": {"type": "object"}}
+            st, _, e = s.call("POST", "/v1/responses", {"input": "x", "tools": [tool]})
+            eq(st, 400, "responses: a client tool named like agentd's own")
+            eq(e["error"]["code"], "tool_name_taken", "code")
+            contains(e["error"]["message"], "'add'")
+            st, _, e = s.call("POST", "/v1/chat/completions",
+                              {"messages": [{"role": "user", "content": "x"}],
+                               "tools": [{"type": "function", "function": {"name": "add"}}]})
+            eq(st, 400, "chat: the same")
+            eq(e["error"]["code"], "tool_name_taken", "chat code")
+            st, _, e = s.call("POST", "/v1/chat/completions",
+                              {"model": "nope", "messages": [{"role": "user", "content": "x"}]})
+            eq(st, 404, "chat: unknown model")
+            eq(e["error"]["code"], "model_not_found", "chat 404 code")
+            eq(len(m.requests), 0, "nothing reached the provider")
+        finally:
+            s.stop()
+
+
 # ---- security and HTTP faults --------------------------------------------------
 
 @case
