@@ -9,6 +9,7 @@ else. The real servers of ../shared/mcp (filesystem, memory, everything)
 are used when `../shared/mcp/setup` installs them; otherwise those cases
 are skipped with the reason.
 """
+import base64
 import json
 import os
 import select
@@ -622,6 +623,32 @@ def real_everything_images_structure_progress_cancel_list_changed(tmp):
     eq(got["e4"]["is_error"], True)
     contains(got["e4"]["content"], "did not answer within 2s (the call was cancelled)")
     eq(got["e5"]["is_error"], True, "the server's validation: %r" % got["e5"])
+
+
+@case
+def real_images_shown_to_a_model_that_takes_them(tmp):
+    servers, root = real_servers(tmp)
+    del servers["memory"]
+    png = os.path.join(root, "pic.png")
+    with open(png, "wb") as f:
+        f.write(base64.b64decode(FIXTURE_PNG))
+    sc = S.script(calls(("f1", "fs__read_media_file", {"path": png}),
+                        ("e1", "everything__get-tiny-image", {})),
+                  S.text_stream("two pictures"))
+    with mock(sc) as m:
+        r = run(setup(tmp, m, servers, plugins=(), provider={"images": True}), timeout=180)
+        msgs = chats(m)[1]["messages"]
+    eq(r.rc, 0, "exit code %r" % r)
+    eq([x["role"] for x in msgs], ["user", "assistant", "tool", "tool", "user"])
+    contains(msgs[2]["content"], "[image: image/png, 70 bytes]")
+    contains(msgs[3]["content"], "[image: image/png, ")
+    parts = msgs[4]["content"]
+    eq([p["type"] for p in parts], ["text", "image_url", "image_url"])
+    eq(parts[0]["text"], "The images returned by tool calls f1 (fs__read_media_file: 1), "
+                         "e1 (everything__get-tiny-image: 1), in that order.")
+    eq(parts[1]["image_url"]["url"], "data:image/png;base64," + FIXTURE_PNG)
+    ok(parts[2]["image_url"]["url"].startswith("data:image/png;base64,iVBORw0KGgo"),
+       parts[2]["image_url"]["url"][:60])
 
 
 if __name__ == "__main__":
