@@ -2,7 +2,8 @@
  * redis_server.h -- a redis-server of the test's own, for the worker's unit
  * tests: on 127.0.0.1, a free port, a temporary folder, no RDB snapshots
  * (appendonly when asked). Started with its log on a pipe and ready when it
- * says so ("Ready to accept connections"), never after a fixed wait.
+ * says so ("Ready to accept connections"), never after a fixed wait. It is
+ * killed when the test program ends, even by a crash.
  *
  *   rsrv s; if (!rsrv_start(&s, false)) SKIP(rsrv_why);  ... rsrv_stop(&s);
  */
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -71,9 +73,15 @@ static bool rsrv_run(rsrv *s)
         return false;
     char port[16];
     snprintf(port, sizeof port, "%d", s->port);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
+        /* It dies with the test program, however that ends: a server left
+         * running would hold the test runner's output open for ever. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(127);
         dup2(p[1], 1);
+        dup2(p[1], 2);
         close(p[0]);
         close(p[1]);
         execlp("redis-server", "redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "",

@@ -417,6 +417,51 @@ TEST(close_from_inside_a_reply)
     rsrv_stop(&s);
 }
 
+/* ---- the test's own server ----------------------------------------------- */
+
+/* A test program that dies without stopping its redis-server (a crash, a
+ * failed CHECK that ends it) must not leave the server running: it would
+ * hold the test runner's output pipe open, and `make test` would wait for
+ * ever. A child process starts a server and exits at once; the server holds
+ * the write end of a pipe it inherited, so the read end sees EOF when it is
+ * gone too. */
+TEST(server_dies_with_the_test_that_started_it)
+{
+    if (!rsrv_have())
+        SKIP("redis-server is not installed (Debian: redis-server)");
+    int fds[2];
+    CHECK_EQ(pipe(fds), 0);
+    pid_t c = fork();
+    if (c == 0) {
+        close(fds[0]);
+        rsrv s;
+        if (!rsrv_start(&s, false))
+            _exit(77);
+        if (write(fds[1], &s, sizeof s) != (ssize_t)sizeof s)
+            _exit(1);
+        _exit(0); /* without rsrv_stop() */
+    }
+    close(fds[1]);
+    int st = 0;
+    CHECK_EQ(waitpid(c, &st, 0), c);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
+        close(fds[0]);
+        SKIP(rsrv_why);
+    }
+    rsrv s;
+    memset(&s, 0, sizeof s);
+    CHECK_EQ(read(fds[0], &s, sizeof s), (ssize_t)sizeof s);
+    struct pollfd pf = {.fd = fds[0], .events = POLLIN};
+    char b;
+    bool gone = poll(&pf, 1, 20000) == 1 && read(fds[0], &b, 1) == 0;
+    CHECK(gone);
+    close(fds[0]);
+    if (!gone && s.pid > 0)
+        kill(s.pid, SIGKILL); /* not a child of ours: nothing to wait for */
+    s.pid = 0;
+    rsrv_stop(&s); /* its folder */
+}
+
 int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
@@ -429,5 +474,6 @@ int main(int argc, char **argv)
     RUN(without_reconnect_everything_fails_once);
     RUN(server_that_stops_answering_is_dropped_and_the_request_sent_again);
     RUN(close_from_inside_a_reply);
+    RUN(server_dies_with_the_test_that_started_it);
     return harness_report("test_redis");
 }
