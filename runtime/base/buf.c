@@ -76,6 +76,15 @@ int ad_buf_printf(ad_buf *b, const char *fmt, ...)
     return rc;
 }
 
+int ad_buf_size(ad_buf *b, size_t n)
+{
+    if (n < 1024)
+        return ad_buf_printf(b, "%zu bytes", n);
+    if (n < 1024 * 1024)
+        return ad_buf_printf(b, "%.1f KiB", (double)n / 1024);
+    return ad_buf_printf(b, "%.1f MiB", (double)n / (1024 * 1024));
+}
+
 void ad_buf_reset(ad_buf *b)
 {
     b->len = 0;

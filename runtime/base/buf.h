@@ -37,6 +37,8 @@ int ad_buf_puts(ad_buf *b, const char *s);
 int ad_buf_putc(ad_buf *b, char c);
 int ad_buf_printf(ad_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int ad_buf_vprintf(ad_buf *b, const char *fmt, va_list ap);
+/* A size for people: "812 bytes", "12.5 KiB", "3.1 MiB". */
+int ad_buf_size(ad_buf *b, size_t n);
 void ad_buf_reset(ad_buf *b); /* len = 0, keeps the allocation */
 void ad_buf_free(ad_buf *b);  /* releases the allocation; b is reusable */
 /* Returns the content as a malloc'd NUL-terminated string and empties b;

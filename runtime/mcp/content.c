@@ -80,17 +80,6 @@ unsigned char *ad_mcp_base64_decode(const char *s, size_t n, size_t *len)
     return out;
 }
 
-/* A size for people: "812 bytes", "12.5 KiB", "3.1 MiB". */
-static void put_size(ad_buf *b, size_t n)
-{
-    if (n < 1024)
-        ad_buf_printf(b, "%zu bytes", n);
-    else if (n < 1024 * 1024)
-        ad_buf_printf(b, "%.1f KiB", (double)n / 1024);
-    else
-        ad_buf_printf(b, "%.1f MiB", (double)n / (1024 * 1024));
-}
-
 static int add_media(ad_mcp_content *c, ad_mcp_media_kind kind, const char *mime,
                      unsigned char *data, size_t len, const char *b64)
 {
@@ -139,7 +128,7 @@ static int render_block(ad_mcp_content *c, ad_buf *b, const json_object *blk)
             ad_buf_puts(b, "data missing or not base64]");
             return AD_OK;
         }
-        put_size(b, len);
+        ad_buf_size(b, len);
         ad_buf_putc(b, ']');
         int rc = add_media(c, image ? AD_MCP_IMAGE : AD_MCP_AUDIO, mime, data, len, b64);
         if (rc != AD_OK)
@@ -167,7 +156,7 @@ static int render_block(ad_mcp_content *c, ad_buf *b, const json_object *blk)
                                                        (size_t)json_object_get_string_len(blob), &len);
             ad_buf_printf(b, ": %s, ", mime ? mime : "no MIME type");
             if (data)
-                put_size(b, len);
+                ad_buf_size(b, len);
             else
                 ad_buf_puts(b, "not base64");
             ad_buf_putc(b, ']');

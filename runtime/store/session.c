@@ -939,6 +939,43 @@ static void put_block(FILE *out, const char *text)
         fputc('\n', out);
 }
 
+/* A message whose content is parts (a user message with the images of a
+ * step's tool results): its text parts as blocks, each image as one line
+ * "[image: MIME, SIZE]" (the size of the decoded bytes). */
+static void put_parts(FILE *out, json_object *m)
+{
+    json_object *parts = NULL;
+    if (!json_object_object_get_ex(m, "content", &parts) ||
+        !json_object_is_type(parts, json_type_array))
+        return;
+    for (size_t i = 0; i < json_object_array_length(parts); i++) {
+        json_object *p = json_object_array_get_idx(parts, i), *img = NULL;
+        const char *type = ad_json_str(p, "type");
+        if (type && strcmp(type, "text") == 0 && ad_json_str(p, "text")) {
+            put_block(out, ad_json_str(p, "text"));
+            continue;
+        }
+        json_object_object_get_ex(p, "image_url", &img);
+        const char *url = ad_json_str(img, "url");
+        const char *semi = url && strncmp(url, "data:", 5) == 0 ? strchr(url, ';') : NULL;
+        const char *data = semi && strncmp(semi, ";base64,", 8) == 0 ? semi + 8 : NULL;
+        ad_buf b = {0};
+        if (data) {
+            size_t n = strlen(data), pad = 0;
+            while (pad < 2 && pad < n && data[n - 1 - pad] == '=')
+                pad++;
+            ad_buf_printf(&b, "[image: %.*s, ", (int)(semi - url - 5), url + 5);
+            ad_buf_size(&b, n / 4 * 3 - pad);
+            ad_buf_putc(&b, ']');
+        } else {
+            ad_buf_printf(&b, "[%s]", type ? type : "part");
+        }
+        if (b.data)
+            fprintf(out, "%s\n", b.data);
+        ad_buf_free(&b);
+    }
+}
+
 int ad_session_show(ad_session *s, const char *name, FILE *out, char *err, size_t errlen)
 {
     sqlite3_int64 id;
@@ -988,6 +1025,8 @@ int ad_session_show(ad_session *s, const char *name, FILE *out, char *err, size_
         }
         if (content && content[0])
             put_block(out, content);
+        else
+            put_parts(out, m);
         json_object *calls = tool_calls_of(m);
         for (size_t i = 0; calls && i < json_object_array_length(calls); i++) {
             json_object *call = json_object_array_get_idx(calls, i), *fn = NULL;

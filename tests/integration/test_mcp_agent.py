@@ -214,6 +214,10 @@ def images_go_to_a_model_that_takes_them_in_a_user_message_after_the_tool_messag
         again = run_agentd(["--config", cfg, "-p", "and now?", "--session", "img"], env=env)
         eq(again.rc, 0, "resumed %r" % again)
         reqs = chats(m)
+    shown = run_agentd(["sessions", "show", "img"], env=env)
+    eq(shown.rc, 0, "sessions show %r" % shown)
+    contains(shown.stdout, "The images returned by tool calls c1")
+    contains(shown.stdout, "\n[image: image/png, 70 bytes]\n[image: image/jpeg, 70 bytes]\n")
     msgs = reqs[1]["messages"]
     eq([x["role"] for x in msgs], ["user", "assistant"] + ["tool"] * 6 + ["user"],
        "the tool messages right after their call, then one user message")
