@@ -9,16 +9,12 @@
  */
 #include "serve/store.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "base/buf.h"
 #include "base/config.h"
@@ -618,21 +614,9 @@ int ad_serve_store_open(ad_serve_store **out, uv_loop_t *loop, const char *path,
     *out = NULL;
     if (interrupted)
         *interrupted = 0;
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        int rc = ad_make_parents(path, err, errlen);
-        if (rc != AD_OK)
-            return rc;
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            ad_errf(err, errlen, "cannot create %s: %s", path, strerror(errno));
-            return AD_ERR;
-        }
-        close(fd);
-    } else if (!S_ISREG(st.st_mode)) {
-        ad_errf(err, errlen, "%s: not a regular file", path);
-        return AD_EINVAL;
-    }
+    int made = ad_make_private_file(path, err, errlen);
+    if (made != AD_OK)
+        return made;
     ad_serve_store *s = calloc(1, sizeof *s);
     if (!s)
         return AD_ENOMEM;
