@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/base64.h"
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/text.h"
@@ -28,56 +29,15 @@ void ad_mcp_content_free(ad_mcp_content *c)
     memset(c, 0, sizeof *c);
 }
 
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
 unsigned char *ad_mcp_base64_decode(const char *s, size_t n, size_t *len)
 {
-    unsigned char *out = malloc(n / 4 * 3 + 3);
-    if (!out)
-        return NULL;
-    size_t o = 0, pad = 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
-            continue;
-        if (c == '=') {
-            pad++;
-            continue;
-        }
-        int v = b64_value(c);
-        if (v < 0 || pad) { /* a character after padding is invalid too */
-            free(out);
-            return NULL;
-        }
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char)(acc >> bits);
-        }
-    }
-    /* 6 leftover bits cannot come from whole bytes; neither can > 2 pads. */
-    if (bits >= 6 || pad > 2) {
-        free(out);
+    ad_buf b = AD_BUF_INIT;
+    if (ad_base64_decode(&b, s, n) != AD_OK) {
+        ad_buf_free(&b);
         return NULL;
     }
-    *len = o;
-    return out;
+    *len = b.len;
+    return (unsigned char *)ad_buf_steal(&b);
 }
 
 static int add_media(ad_mcp_content *c, ad_mcp_media_kind kind, const char *mime,
@@ -182,24 +142,6 @@ static int render_block(ad_mcp_content *c, ad_buf *b, const json_object *blk)
     return AD_OK;
 }
 
-static int put_base64(ad_buf *b, const unsigned char *d, size_t n)
-{
-    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    if (ad_buf_reserve(b, (n + 2) / 3 * 4) != AD_OK)
-        return AD_ENOMEM;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)d[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)d[i + 1] << 8;
-        if (i + 2 < n)
-            v |= d[i + 2];
-        char q[4] = {abc[v >> 18 & 63], abc[v >> 12 & 63], i + 1 < n ? abc[v >> 6 & 63] : '=',
-                     i + 2 < n ? abc[v & 63] : '='};
-        ad_buf_append(b, q, 4); /* reserved */
-    }
-    return AD_OK;
-}
-
 /* image/SUBTYPE, nothing that could end the data URL's media type early. */
 static bool image_mime(const char *m)
 {
@@ -220,7 +162,7 @@ static json_object *image_part(const ad_mcp_media *m)
     ad_buf url = AD_BUF_INIT;
     json_object *part = NULL;
     if (ad_buf_printf(&url, "data:%s;base64,", m->mime) == AD_OK &&
-        put_base64(&url, m->data, m->len) == AD_OK) {
+        ad_base64_encode(&url, m->data, m->len) == AD_OK) {
         json_object *iu = json_object_new_object();
         json_object *u = json_object_new_string_len(url.data, (int)url.len);
         part = json_object_new_object();

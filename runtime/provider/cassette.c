@@ -37,6 +37,7 @@
 #include <unistd.h>
 #include "base/lazy_yaml.h"
 
+#include "base/base64.h"
 #include "base/buf.h"
 #include "base/text.h"
 #include "base/config.h"
@@ -323,61 +324,6 @@ static double parse_duration(const char *s)
     return total;
 }
 
-/* ---- base64 (for !!binary) --------------------------------------------- */
-
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int b64_encode(ad_buf *out, const unsigned char *p, size_t len)
-{
-    for (size_t i = 0; i < len; i += 3) {
-        unsigned v = (unsigned)p[i] << 16;
-        if (i + 1 < len)
-            v |= (unsigned)p[i + 1] << 8;
-        if (i + 2 < len)
-            v |= p[i + 2];
-        char q[4] = {b64[(v >> 18) & 63], b64[(v >> 12) & 63],
-                     i + 1 < len ? b64[(v >> 6) & 63] : '=', i + 2 < len ? b64[v & 63] : '='};
-        if (ad_buf_append(out, q, 4) != AD_OK)
-            return AD_ENOMEM;
-    }
-    return AD_OK;
-}
-
-static int b64_value(int c)
-{
-    const char *p = c ? strchr(b64, c) : NULL;
-    return p ? (int)(p - b64) : -1;
-}
-
-/* Decodes base64, skipping whitespace. Returns 0 or AD_EINVAL. */
-static int b64_decode(ad_buf *out, const char *s, size_t len)
-{
-    unsigned acc = 0;
-    int bits = 0;
-    bool pad = false;
-    for (size_t i = 0; i < len; i++) {
-        int c = (unsigned char)s[i];
-        if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
-            continue;
-        if (c == '=') {
-            pad = true;
-            continue;
-        }
-        int v = b64_value(c);
-        if (v < 0 || pad)
-            return AD_EINVAL;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            char byte = (char)((acc >> bits) & 0xff);
-            if (ad_buf_append(out, &byte, 1) != AD_OK)
-                return AD_ENOMEM;
-        }
-    }
-    return AD_OK;
-}
-
 /* ---- loading ----------------------------------------------------------- */
 
 typedef struct loader {
@@ -444,7 +390,7 @@ static int get_str(loader *l, yaml_node_t *n, char **out, size_t *len, const cha
     size_t vl = n->data.scalar.length;
     if (n->tag && strcmp((const char *)n->tag, BINARY_TAG) == 0) {
         ad_buf b = AD_BUF_INIT;
-        int rc = b64_decode(&b, v, vl);
+        int rc = ad_base64_decode(&b, v, vl);
         if (rc != AD_OK) {
             ad_buf_free(&b);
             char msg[128];
@@ -815,7 +761,7 @@ static void put_binary(emit_ctx *x, const char *s, size_t len)
     if (x->failed)
         return;
     ad_buf b = AD_BUF_INIT;
-    if (b64_encode(&b, (const unsigned char *)s, len) != AD_OK) {
+    if (ad_base64_encode(&b, s, len) != AD_OK) {
         ad_buf_free(&b);
         x->failed = true;
         return;

@@ -1,11 +1,12 @@
 /*
  * test_text.c -- redaction, UTF-8 checks and cuts, edit distance
- * (runtime/base/text.c).
+ * (runtime/base/text.c); base64 (runtime/base/base64.c).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../harness.h"
+#include "base/base64.h"
 #include "base/text.h"
 
 #define KEY "sk-secret-123"
@@ -105,6 +106,35 @@ TEST(edit_distance)
     CHECK(ad_edit_distance(longer, "a") == SIZE_MAX);
 }
 
+TEST(base64_both_ways)
+{
+    static const char *plain[] = {"", "h", "he", "hel", "hello", "\xff\x00\xfe"};
+    static const char *coded[] = {"", "aA==", "aGU=", "aGVs", "aGVsbG8=", "/wD+"};
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+        size_t n = i == 5 ? 3 : strlen(plain[i]);
+        ad_buf e = AD_BUF_INIT, d = AD_BUF_INIT;
+        CHECK_EQ(ad_base64_encode(&e, plain[i], n), AD_OK);
+        CHECK_EQ(e.len, strlen(coded[i]));
+        CHECK(e.len == 0 || memcmp(e.data, coded[i], e.len) == 0);
+        CHECK_EQ(ad_base64_decode(&d, coded[i], strlen(coded[i])), AD_OK);
+        CHECK_EQ(d.len, n);
+        CHECK(n == 0 || memcmp(d.data, plain[i], n) == 0);
+        ad_buf_free(&e);
+        ad_buf_free(&d);
+    }
+    ad_buf d = AD_BUF_INIT;
+    CHECK_EQ(ad_base64_decode(&d, "_wD-", 4), AD_OK); /* URL-safe alphabet */
+    CHECK(d.len == 3 && memcmp(d.data, "\xff\x00\xfe", 3) == 0);
+    ad_buf_reset(&d);
+    CHECK_EQ(ad_base64_decode(&d, "aGVs\nbG8", 8), AD_OK); /* whitespace, no padding */
+    CHECK(d.len == 5 && memcmp(d.data, "hello", 5) == 0);
+    CHECK_EQ(ad_base64_decode(&d, "a", 1), AD_EINVAL);        /* 6 dangling bits */
+    CHECK_EQ(ad_base64_decode(&d, "aGVs=bG8", 8), AD_EINVAL); /* after padding */
+    CHECK_EQ(ad_base64_decode(&d, "aG!s", 4), AD_EINVAL);
+    CHECK_EQ(ad_base64_decode(&d, "aA===", 5), AD_EINVAL);
+    ad_buf_free(&d);
+}
+
 int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
@@ -115,5 +145,6 @@ int main(int argc, char **argv)
     RUN(redact_json_strings_and_keys);
     RUN(utf8_checks_and_cuts);
     RUN(edit_distance);
+    RUN(base64_both_ways);
     return harness_report("test_text");
 }
