@@ -31,6 +31,8 @@ ca-certificates:glob:/etc/ssl/certs/ca-certificates.crt
 python3:cmd:python3
 openssl:cmd:openssl
 redis-server:cmd:redis-server
+nodejs:cmd:node
+npm:cmd:npm
 "
 # ca-certificates: agentd verifies TLS against the system's CA bundle;
 # without it no https:// provider can be reached.
@@ -42,6 +44,10 @@ redis-server:cmd:redis-server
 # libuv adapter (checked by that header: it is what the worker builds on).
 # redis-server: the worker tests start their own (7.0: XAUTOCLAIM); a test
 # run without it skips them, saying so.
+# nodejs, npm: test_clients runs the real npm clients (openai, ai,
+# @openai/agents) against agentd serve; `npm ci` fetches them, with the node
+# they need, into build/clients on first use. Without the npm registry they
+# are skipped, saying so. No test runs npx (docs name it for MCP servers).
 for group in "$@"; do
     case $group in
         valgrind) DEPS="$DEPS valgrind:cmd:valgrind" ;;

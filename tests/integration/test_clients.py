@@ -14,6 +14,7 @@ be reached, every case is skipped with the reason.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -56,8 +57,11 @@ def _install():
         except subprocess.TimeoutExpired:
             return "skip:npm ci timed out (is the npm registry reachable?)"
         if p.returncode != 0:
+            # npm 10 says "npm error", npm 9 (Debian 12's) "npm ERR!"; the
+            # code and errno lines say less than the one after them.
             lines = [x for x in p.stdout.decode("utf-8", "replace").splitlines()
-                     if x.startswith("npm error") and "complete log" not in x]
+                     if re.match(r"npm (error|ERR!) ", x) and "complete log" not in x
+                     and not re.match(r"npm (error|ERR!) (code|errno) ", x)]
             return ("skip:npm ci failed (the npm registry must be reachable once): "
                     + (lines[0] if lines else "exit %d" % p.returncode))
         with open(stamp, "wb") as f:
