@@ -1185,11 +1185,6 @@ ad_mcp_state ad_mcp_client_state(const ad_mcp_client *c)
     return c->state;
 }
 
-const char *ad_mcp_client_name(const ad_mcp_client *c)
-{
-    return c->name;
-}
-
 const char *ad_mcp_client_error(const ad_mcp_client *c)
 {
     return c->error;

@@ -118,7 +118,6 @@ void ad_mcp_client_start(ad_mcp_client *c);
 void ad_mcp_client_close(ad_mcp_client *c, void (*on_closed)(void *ud), void *ud);
 
 ad_mcp_state ad_mcp_client_state(const ad_mcp_client *c);
-const char *ad_mcp_client_name(const ad_mcp_client *c);
 /* Why the last attempt failed, or NULL. */
 const char *ad_mcp_client_error(const ad_mcp_client *c);
 /* What initialize said: the protocol version agreed, serverInfo (borrowed

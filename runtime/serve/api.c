@@ -1649,11 +1649,6 @@ int ad_serve_port(const ad_serve *s)
     return ad_http_server_port(s->http);
 }
 
-size_t ad_serve_running(const ad_serve *s)
-{
-    return s->running;
-}
-
 void ad_serve_cancel_all(ad_serve *s)
 {
     for (conv *c = s->convs; c; c = c->next)

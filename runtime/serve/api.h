@@ -54,8 +54,6 @@ ad_serve *ad_serve_new(const ad_serve_opts *o, char *err, size_t errlen);
 /* Listens on host:port (see ad_http_server_listen). */
 int ad_serve_listen(ad_serve *s, const char *host, int port, char *err, size_t errlen);
 int ad_serve_port(const ad_serve *s);
-/* Runs in flight now. */
-size_t ad_serve_running(const ad_serve *s);
 
 /* SIGTERM: stops taking requests (503), lets the runs in flight finish
  * and cancels those still running after serve.drain_timeout_s (again:

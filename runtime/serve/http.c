@@ -271,11 +271,6 @@ const char *ad_http_body(const ad_http_req *r, size_t *len)
     return r->body.data ? r->body.data : "";
 }
 
-const char *ad_http_peer(const ad_http_req *r)
-{
-    return r->c->peername;
-}
-
 const char *ad_http_header(const ad_http_req *r, const char *name)
 {
     const char *p = r->hdrs.data;

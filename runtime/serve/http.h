@@ -118,7 +118,6 @@ const char *ad_http_method(const ad_http_req *r); /* "GET" */
 const char *ad_http_path(const ad_http_req *r);   /* the target up to '?': "/v1/responses" */
 const char *ad_http_query(const ad_http_req *r);  /* after '?' ("" when none) */
 const char *ad_http_body(const ad_http_req *r, size_t *len); /* "" when none */
-const char *ad_http_peer(const ad_http_req *r);   /* "127.0.0.1:40000" */
 /* The first header called name (case-insensitive), value trimmed; NULL. */
 const char *ad_http_header(const ad_http_req *r, const char *name);
 /* The value of key in the query ("stream" in "stream=true&x=1"), percent-

@@ -1914,7 +1914,6 @@ int ad_plugin_load_dir(ad_tool_host *h, const char *dir, const ad_plugin_opts *o
     return rc;
 }
 
-
 /* ---- worker processes --------------------------------------------------- */
 
 agentd_plugin *ad_plugin_open_worker(const char *path, const char *config_json,
@@ -1936,16 +1935,6 @@ agentd_plugin *ad_plugin_open_worker(const char *path, const char *config_json,
 void ad_plugin_close_worker(agentd_plugin *p)
 {
     plugin_close(p ? &p->base : NULL);
-}
-
-size_t ad_plugin_tool_count(const agentd_plugin *p)
-{
-    return p ? p->ntools : 0;
-}
-
-const ad_tool_desc *ad_plugin_tool_at(const agentd_plugin *p, size_t i)
-{
-    return p && i < p->ntools ? &p->tools[i]->d : NULL;
 }
 
 json_object *ad_plugin_describe(const agentd_plugin *p)

@@ -102,8 +102,6 @@ typedef void (*ad_plugin_log_fn)(void *ud, int level, const char *text, size_t l
 agentd_plugin *ad_plugin_open_worker(const char *path, const char *config_json,
                                      ad_plugin_log_fn log, void *log_ud, char *err,
                                      size_t errlen);
-size_t ad_plugin_tool_count(const agentd_plugin *p);
-const ad_tool_desc *ad_plugin_tool_at(const agentd_plugin *p, size_t i);
 /* {"tools":[{"name","description","parameters","flags"}]} of p (caller
  * puts it); NULL on ENOMEM. */
 json_object *ad_plugin_describe(const agentd_plugin *p);

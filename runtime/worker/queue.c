@@ -330,15 +330,6 @@ const char *ad_q_ledger(char *buf, const char *prefix, const char *id)
     return buf;
 }
 
-const char *ad_q_conv(char *buf, const char *prefix, const char *id, const char *session)
-{
-    if (session && session[0])
-        snprintf(buf, AD_Q_KEY_MAX, "%s:session:%s", prefix, session);
-    else
-        snprintf(buf, AD_Q_KEY_MAX, "%s:job:%s:conv", prefix, id);
-    return buf;
-}
-
 bool ad_q_state_ended(const char *state)
 {
     return state && (strcmp(state, "done") == 0 || strcmp(state, "failed") == 0 ||

@@ -69,8 +69,6 @@ const char *ad_q_index(char *buf, const char *prefix);
 const char *ad_q_job(char *buf, const char *prefix, const char *id);
 const char *ad_q_events(char *buf, const char *prefix, const char *id);
 const char *ad_q_ledger(char *buf, const char *prefix, const char *id);
-/* The conversation: P:session:S, or P:job:ID:conv without a session. */
-const char *ad_q_conv(char *buf, const char *prefix, const char *id, const char *session);
 
 /* A ledger field, "IDX:CALLID" (a call id longer than fits is cut). */
 #define AD_Q_FIELD_MAX 192

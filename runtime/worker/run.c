@@ -862,11 +862,6 @@ ad_jobrunner *ad_jobrunner_new(const ad_jobrunner_opts *o)
     return R;
 }
 
-size_t ad_jobrunner_count(const ad_jobrunner *R)
-{
-    return R->n;
-}
-
 static void on_runner_closed(uv_handle_t *h)
 {
     ad_jobrunner *R = h->data;

@@ -65,8 +65,6 @@ typedef struct ad_jobrunner_opts {
 ad_jobrunner *ad_jobrunner_new(const ad_jobrunner_opts *o);
 /* The runner interface to give ad_worker_new(), with the runner as ud. */
 const ad_worker_runner *ad_jobrunner_vt(void);
-/* Jobs still held (running, or ended and not yet released). */
-size_t ad_jobrunner_count(const ad_jobrunner *r);
 /* Releases the runner once the worker is gone (ad_worker_free tells every
  * job lost first). Handles close on the loop: run it once more. */
 void ad_jobrunner_free(ad_jobrunner *r);

@@ -552,44 +552,6 @@ void ad_worker_job_ledger_put(ad_worker_job *j, const char *field, const char *v
         cb(ud, AD_WORKER_FAILED, false);
 }
 
-static void on_check(void *ud, redisReply *r)
-{
-    jreq *q = ud;
-    ad_worker_job *j = q->j;
-    int res = !r ? AD_WORKER_FAILED
-              : j->state == J_RUN && ad_redis_int(ad_redis_at(r, 0), 0) == 1 ? AD_WORKER_OK
-                                                                              : AD_WORKER_LOST;
-    if (!j->detached)
-        q->cb(q->ud, res);
-    if (res == AD_WORKER_LOST)
-        job_lost(j, "the check before a tool call found it gone");
-    jreq_free(q);
-}
-
-void ad_worker_job_check(ad_worker_job *j, ad_worker_done_fn cb, void *ud)
-{
-    ad_worker *w = j->w;
-    args a = {.n = 0};
-    arg(&a, w->k_stream);
-    arg(&a, w->group);
-    arg(&a, w->consumer);
-    arg(&a, j->entry);
-    jreq *q = jreq_new(j);
-    if (!q) {
-        cb(ud, AD_WORKER_FAILED);
-        return;
-    }
-    q->cb = cb;
-    q->ud = ud;
-    if (j->state != J_RUN) {
-        jreq_free(q);
-        q = NULL;
-    }
-    /* Not sent again after a lost connection: a check must be fresh. */
-    if (!job_eval(q, AD_Q_HEARTBEAT, 0, on_check, 1, &a))
-        cb(ud, AD_WORKER_FAILED);
-}
-
 /* ---- ending an attempt -------------------------------------------------- */
 
 static void on_finish(void *ud, redisReply *r)
@@ -1321,11 +1283,6 @@ const char *ad_worker_job_prompt(const ad_worker_job *j)
     return j->prompt ? j->prompt : "";
 }
 
-const char *ad_worker_job_session(const ad_worker_job *j)
-{
-    return j->session ? j->session : "";
-}
-
 json_object *ad_worker_job_messages(const ad_worker_job *j)
 {
     return j->messages;
@@ -1334,11 +1291,6 @@ json_object *ad_worker_job_messages(const ad_worker_job *j)
 size_t ad_worker_job_base(const ad_worker_job *j)
 {
     return j->base;
-}
-
-size_t ad_worker_job_length(const ad_worker_job *j)
-{
-    return j->conv_len;
 }
 
 void ad_worker_job_set_data(ad_worker_job *j, void *data)

@@ -117,14 +117,11 @@ void ad_worker_stop_point(const char *point, const char *job);
 const char *ad_worker_job_id(const ad_worker_job *j);
 int ad_worker_job_attempt(const ad_worker_job *j);
 const char *ad_worker_job_prompt(const ad_worker_job *j);
-const char *ad_worker_job_session(const ad_worker_job *j); /* "" without one */
 /* The conversation as Redis had it when the attempt began: every message
  * of the session (borrowed array), and where this job's own messages
  * start (its prompt, when an earlier attempt appended it). */
 json_object *ad_worker_job_messages(const ad_worker_job *j);
 size_t ad_worker_job_base(const ad_worker_job *j);
-/* Messages committed so far (the conversation's length in Redis). */
-size_t ad_worker_job_length(const ad_worker_job *j);
 /* The runner's own pointer. */
 void ad_worker_job_set_data(ad_worker_job *j, void *data);
 void *ad_worker_job_data(const ad_worker_job *j);
@@ -156,8 +153,6 @@ void ad_worker_job_ledger(ad_worker_job *j, void (*cb)(void *ud, json_object *le
  * there yet; cb (may be NULL) is told whether it was written. */
 void ad_worker_job_ledger_put(ad_worker_job *j, const char *field, const char *value, bool nx,
                               void (*cb)(void *ud, int result, bool created), void *ud);
-/* Checks the lease right now (right before a side effect). */
-void ad_worker_job_check(ad_worker_job *j, ad_worker_done_fn cb, void *ud);
 
 /* The attempt's outcome. state: "done" or "failed"; status: AD_RUN_*;
  * result: the final answer (may be ""); error: why it failed (may be "").
