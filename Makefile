@@ -11,6 +11,7 @@
 #   make bench-mcp  MCP tools/call round trips: agentd's client vs the TypeScript SDK's
 #   make bench-workers  agentd worker vs a process per job, recovery after kill -9
 #   make bench-serve  latency to the first token through agentd serve (shared mock)
+#   make bench-serve-floor  CPU and RSS per conversation of libcurl + json-c alone (shared mock)
 #
 # Required flags live in AD_CFLAGS so that `make CFLAGS=-O0` cannot drop them.
 # Everything is built into the tree rooted at $(D) (empty: this folder;
@@ -167,6 +168,18 @@ bench-serve: all $(D)build/bench/ttft_client
 	@python3 bench/serve_ttft.py --agentd $(D)agentd --client $(D)build/bench/ttft_client $(SERVE_TTFT_ARGS); \
 	rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 77 ]
 
+# What libcurl multi and json-c alone cost for the conversations of the
+# shared benchmark's concurrent scenario, the floor under agentd serve's
+# figures (bench/README.md; needs ../shared/bench, else skipped). The
+# client links those two libraries and nothing of agentd.
+$(D)build/bench/serve_floor: $(OBJDIR)/bench/serve_floor.o
+	@mkdir -p $(@D)
+	$(CC) $(SAN) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libcurl json-c 2>/dev/null)
+
+bench-serve-floor: $(D)build/bench/serve_floor
+	@python3 bench/serve_floor.py --client $(D)build/bench/serve_floor $(SERVE_FLOOR_ARGS); \
+	rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 77 ]
+
 # The worker against one process per job, and its recovery after kill -9
 # (bench/README.md, "Workers"): real processes, Redis, the mock; ~2.5 min.
 bench-workers: all
@@ -233,6 +246,6 @@ clean:
 # libFuzzer targets: make fuzz [FUZZ_SECONDS=600] [FUZZ_TARGETS=fuzz_toml]
 include mk/fuzz.mk
 
-.PHONY: all bench bench-mcp bench-serve bench-workers deps test sanitize valgrind run install format clean FORCE
+.PHONY: all bench bench-mcp bench-serve bench-serve-floor bench-workers deps test sanitize valgrind run install format clean FORCE
 .SECONDARY:
 -include $(shell find build -name '*.d' 2>/dev/null)
