@@ -267,6 +267,17 @@ static int update_tools(ad_agent *a)
         json_object_put(a->tools_json);
         a->tools_json = kept;
     }
+    if (a->client_tools && a->tools_json && !a->offered) {
+        /* The host's array is shared: the client's tools go in one of our
+         * own. */
+        json_object *own = json_object_new_array();
+        for (size_t i = 0; own && i < json_object_array_length(a->tools_json); i++)
+            json_object_array_add(own, json_object_get(json_object_array_get_idx(a->tools_json, i)));
+        json_object_put(a->tools_json);
+        a->tools_json = own;
+        if (!own)
+            return AD_ENOMEM;
+    }
     for (size_t i = 0; a->client_tools && i < json_object_array_length(a->client_tools); i++) {
         if (!a->tools_json && !(a->tools_json = json_object_new_array()))
             return AD_ENOMEM;

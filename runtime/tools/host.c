@@ -104,6 +104,8 @@ struct ad_tool_host {
     entry *tools;
     size_t ntools;
     uint64_t gen;
+    json_object *openai;  /* the "tools" array for generation openai_gen, or NULL */
+    uint64_t openai_gen;
     size_t result_max;
     ad_tool_log_fn log;
     void *log_ud;
@@ -504,6 +506,8 @@ void ad_tool_host_free(ad_tool_host *h)
     drain(h);
     free(h->provs);
     free(h->tools);
+    json_object_put(h->openai);
+    h->openai = NULL;
     h->provs = NULL;
     h->tools = NULL;
     h->nprovs = h->ntools = 0;
@@ -668,18 +672,16 @@ bool ad_tool_host_busy(const ad_tool_host *h)
     return false;
 }
 
-json_object *ad_tool_host_openai_json(const ad_tool_host *h)
+static json_object *build_openai_json(const ad_tool_host *h)
 {
-    if (h == NULL || h->ntools == 0)
-        return NULL;
     json_object *arr = json_object_new_array();
     if (arr == NULL)
         return NULL;
     for (size_t i = 0; i < h->ntools; i++) {
         const ad_tool_desc *d = h->tools[i].d;
         json_object *params = NULL;
-        /* A private copy: the caller may change it, and the provider's
-         * object must stay untouched. */
+        /* A copy of our own: the provider's object may go with its
+         * provider, on a thread of its own. */
         if (json_object_deep_copy((json_object *)d->parameters, &params, NULL) != 0)
             goto fail;
         json_object *fn = json_object_new_object();
@@ -710,6 +712,23 @@ json_object *ad_tool_host_openai_json(const ad_tool_host *h)
 fail:
     json_object_put(arr);
     return NULL;
+}
+
+json_object *ad_tool_host_openai_json(ad_tool_host *h)
+{
+    if (h == NULL || h->ntools == 0)
+        return NULL;
+    /* One array per list, shared by every agent on the loop: a
+     * conversation holds a reference, not a copy of the schemas. */
+    if (!h->openai || h->openai_gen != h->gen) {
+        json_object *arr = build_openai_json(h);
+        if (!arr)
+            return NULL;
+        json_object_put(h->openai);
+        h->openai = arr;
+        h->openai_gen = h->gen;
+    }
+    return json_object_get(h->openai);
 }
 
 char *ad_tool_host_names(const ad_tool_host *h)

@@ -62,9 +62,11 @@ ad_tool_provider *ad_tool_host_provider_at(const ad_tool_host *h, size_t i);
 uint64_t ad_tool_host_generation(const ad_tool_host *h);
 /* The request's "tools" array for the current list:
  * [{"type":"function","function":{name, description, parameters}}...]. A
- * new object (the caller may change it); NULL when there are no tools or
- * on ENOMEM. */
-json_object *ad_tool_host_openai_json(const ad_tool_host *h);
+ * new reference to an array the host keeps for this generation and hands
+ * to every caller: read it, never change it (build an array of your own
+ * that takes references to its elements). NULL when there are no tools or
+ * on ENOMEM. Loop thread. */
+json_object *ad_tool_host_openai_json(ad_tool_host *h);
 /* "add, multiply" (caller frees); NULL on ENOMEM. */
 char *ad_tool_host_names(const ad_tool_host *h);
 

@@ -204,6 +204,30 @@ def client_function_tools(tmp):
 
 
 @case
+def client_tools_stay_in_their_conversation(tmp):
+    # The server's own tools are one list for every conversation; the tools a
+    # client sends join it in that client's conversation only.
+    tools = [{"type": "function", "name": "lookup", "parameters": {"type": "object"}}]
+    sc = script.script(script.text_stream("one"), script.text_stream("two"),
+                       script.text_stream("three"))
+    with lib.mock(sc) as m:
+        s = Serve(tmp, m.base_url, plugins=["add", "multiply"]).start()
+        try:
+            st, _, obj = s.call("POST", "/v1/responses", {"input": "a", "tools": tools})
+            eq(st, 200, "with the client's tool")
+            st, _, _ = s.call("POST", "/v1/responses", {"input": "b"})
+            eq(st, 200, "without")
+            st, _, _ = s.call("POST", "/v1/responses",
+                              {"input": "c", "previous_response_id": obj["id"], "tools": tools})
+            eq(st, 200, "the first goes on")
+            offered = [[t["function"]["name"] for t in r["json"]["tools"]] for r in m.requests]
+            eq(offered, [["add", "multiply", "lookup"], ["add", "multiply"],
+                         ["add", "multiply", "lookup"]], "each conversation's tools")
+        finally:
+            s.stop()
+
+
+@case
 def own_and_client_calls_in_one_step_and_a_profile_tool_list(tmp):
     tools = [{"type": "function", "name": "lookup", "parameters": {"type": "object"}}]
     sc = script.script(

@@ -309,12 +309,30 @@ TEST(openai_json)
         "information for a location\",\"parameters\":{\"type\":\"object\",\"properties\":{"
         "\"location\":{\"type\":\"string\",\"description\":\"the city\"}},\"required\":["
         "\"location\"]}}}]");
-    /* The copy is the caller's: changing it leaves the registry intact. */
+    /* One array per list, shared by its callers; the schemas in it are
+     * the host's copies, not the plugin's own objects. */
+    json_object *again = ad_tool_host_openai_json(t);
+    CHECK(again == arr);
+    json_object_put(again);
     json_object *fn = json_object_object_get(json_object_array_get_idx(arr, 0), "function");
-    json_object_object_del(json_object_object_get(fn, "parameters"), "required");
+    CHECK(json_object_object_get(fn, "parameters") != NULL);
+    CHECK(json_object_object_get(fn, "parameters") !=
+          (json_object *)ad_tool_host_find(t, "add")->parameters);
+    /* A new list (another plugin): a new array; the old one, still held,
+     * is as it was. */
+    char *dir = make_dir();
+    CHECK(dir != NULL);
+    if (dir) {
+        CHECK_EQ(add_plugin(dir, "multiply.so", NULL), 0);
+        CHECK(ad_plugin_load_dir(t, dir, NULL, err, sizeof err) >= 0);
+        remove_dir(dir);
+    }
+    json_object *grown = ad_tool_host_openai_json(t);
+    CHECK(grown != NULL && grown != arr);
+    CHECK_EQ(json_object_array_length(grown), 3);
+    CHECK_EQ(json_object_array_length(arr), 2);
+    json_object_put(grown);
     json_object_put(arr);
-    CHECK(json_object_object_get_ex((json_object *)ad_tool_host_find(t, "add")->parameters,
-                                    "required", NULL));
     free_host(t);
 }
 
