@@ -573,7 +573,7 @@ static int attach_session(const cli *o, const ad_config *cfg, uv_loop_t *loop, a
     if (rc == AD_OK && sess) {
         if (o->cont && !o->json && !o->quiet)
             fprintf(stderr, "agentd: continuing session %s (%zu messages)\n",
-                    ad_session_name(sess), json_object_array_length(ad_agent_messages(agent)));
+                    ad_session_name(sess), ad_conv_count(ad_agent_conv(agent)));
         *store = ad_store_sink_new(loop, sess, err, sizeof err);
         if (*store) {
             ad_events_add(ev, *store);

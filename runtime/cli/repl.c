@@ -191,11 +191,14 @@ static void run_turn(repl *r, const char *prompt)
 
 static int save_conversation(repl *r, const char *path, char *err, size_t errlen)
 {
-    json_object *o = json_object_new_object();
-    if (!o)
+    json_object *msgs = ad_agent_messages(r->agent);
+    json_object *o = msgs ? json_object_new_object() : NULL;
+    if (!o) {
+        ad_errf(err, errlen, "out of memory");
         return AD_ENOMEM;
+    }
     json_object_object_add(o, "model", json_object_new_string(r->model));
-    json_object_object_add(o, "messages", json_object_get(ad_agent_messages(r->agent)));
+    json_object_object_add(o, "messages", json_object_get(msgs));
     size_t len = 0;
     const char *s = json_object_to_json_string_length(
         o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE,
@@ -449,7 +452,7 @@ static void cmd_tools(repl *r)
 static json_object *system_message(repl *r)
 {
     json_object *msgs = ad_agent_messages(r->agent);
-    json_object *m = json_object_array_length(msgs) ? json_object_array_get_idx(msgs, 0) : NULL;
+    json_object *m = msgs && json_object_array_length(msgs) ? json_object_array_get_idx(msgs, 0) : NULL;
     const char *role = m ? ad_json_str(m, "role") : NULL;
     return role && strcmp(role, "system") == 0 ? m : NULL;
 }
@@ -467,6 +470,10 @@ static void cmd_system(repl *r, const char *arg)
     }
     /* A new conversation: the system message first, then the others. */
     json_object *msgs = ad_agent_messages(r->agent);
+    if (!msgs) {
+        err_line(r, "out of memory");
+        return;
+    }
     json_object *next = json_object_new_array();
     json_object *m = json_object_new_object();
     json_object_object_add(m, "role", json_object_new_string("system"));
@@ -557,8 +564,7 @@ static bool run_command(repl *r, char *line)
         else if (save_conversation(r, arg, err, sizeof err) != AD_OK)
             err_line(r, "%s", err);
         else
-            note(r, "saved %zu messages to %s",
-                 json_object_array_length(ad_agent_messages(r->agent)), arg);
+            note(r, "saved %zu messages to %s", ad_conv_count(ad_agent_conv(r->agent)), arg);
     } else if (strcmp(cmd, "/load") == 0) {
         size_t n = 0;
         if (!arg[0]) {

@@ -66,6 +66,10 @@ int ad_session_attach(ad_session **out, const ad_config *cfg, const char *name, 
     } else {
         /* A new session starts with what the agent starts with. */
         json_object *first = ad_agent_messages(agent);
+        if (!first) {
+            rc = AD_ENOMEM;
+            ad_errf(err, errlen, "out of memory");
+        }
         for (size_t i = 0; rc == AD_OK && i < json_object_array_length(first); i++)
             rc = ad_session_append(s, json_object_array_get_idx(first, i), 0, err, errlen);
     }

@@ -1393,7 +1393,7 @@ int ad_agent_load_messages(ad_agent *a, json_object *messages)
         return AD_EINVAL;
     int rc = ad_conv_replace(a->conv, messages);
     if (rc == AD_OK)
-        ad_events_history(a->ev, ad_conv_messages(a->conv));
+        ad_events_history(a->ev, messages);
     return rc;
 }
 

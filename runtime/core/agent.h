@@ -116,7 +116,8 @@ int ad_agent_approve(ad_agent *a, const char *call_id, int decision);
  * Not during a run. */
 int ad_agent_load_messages(ad_agent *a, json_object *messages);
 
-/* The conversation's messages (ad_conv_messages). Borrowed. */
+/* The conversation's messages (ad_conv_messages). Borrowed; NULL on
+ * ENOMEM. */
 json_object *ad_agent_messages(ad_agent *a);
 /* The conversation itself. Borrowed; lives as long as the agent. */
 ad_conv *ad_agent_conv(ad_agent *a);

@@ -11,11 +11,21 @@
  * the new messages plus one copy of the text, not a walk over the whole
  * history. That copy is the body itself, in the print buffer of the request
  * object (request.h), which the transport sends without another copy; so at
- * its peak a step holds the conversation as the json-c tree, this text and
- * the body.
+ * its peak a step holds the conversation twice: this text and the body.
  *
- * Invariants: history holds exactly the first `cached` messages of the
- * array, serialised; a shorter array or ad_conv_replace() starts it over.
+ * The text is the conversation: a message appended is serialised into it
+ * at once and then dropped, so a conversation costs its JSON text, not a
+ * json-c tree (an object is some 700 bytes before its members). The tree
+ * exists only once somebody asks for it (ad_conv_messages(): parsed from
+ * the text, then kept and appended to); a history loaded with
+ * ad_conv_replace() becomes text too.
+ *
+ * Invariants: history holds exactly the first `cached` messages,
+ * serialised. Without a tree those are all the messages; with one, the
+ * tree holds all of them and the text catches up on the next request (a
+ * caller may append to the tree directly). A shorter tree or
+ * ad_conv_replace() starts the text over. last_user says whether the last
+ * message appended through ad_conv_append() was a user message.
  */
 #include "core/conv.h"
 
@@ -30,9 +40,10 @@
 #include "core/request.h"
 
 struct ad_conv {
-    json_object *messages; /* owned array */
+    json_object *messages; /* owned array, or NULL (see the invariants) */
     ad_buf history;        /* "[m1,m2,...": the first `cached` messages as JSON */
     size_t cached;
+    bool last_user;
     ad_conv_append_fn observer;
     void *observer_ud;
     uint64_t id_counter;
@@ -55,8 +66,7 @@ ad_conv *ad_conv_new(void)
     ad_conv *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    c->messages = json_object_new_array();
-    if (!c->messages) {
+    if (ad_buf_putc(&c->history, '[') != AD_OK) {
         free(c);
         return NULL;
     }
@@ -81,35 +91,107 @@ void ad_conv_set_observer(ad_conv *c, ad_conv_append_fn fn, void *ud)
 
 json_object *ad_conv_messages(ad_conv *c)
 {
-    return c->messages;
+    if (c->messages)
+        return c->messages;
+    /* The text is well-formed JSON: this program wrote it. */
+    if (ad_buf_putc(&c->history, ']') != AD_OK)
+        return NULL;
+    json_tokener *tok = json_tokener_new();
+    json_object *arr =
+        tok ? json_tokener_parse_ex(tok, c->history.data, (int)c->history.len) : NULL;
+    json_tokener_free(tok);
+    c->history.len--;
+    c->history.data[c->history.len] = '\0';
+    if (!json_object_is_type(arr, json_type_array)) {
+        json_object_put(arr);
+        return NULL;
+    }
+    c->messages = arr;
+    return arr;
+}
+
+
+static json_object *shallow_twin(json_object *o);
+
+/* m's text at the end of b, after a comma unless first; b is unchanged on
+ * failure. shared: m lives on after this. */
+static int put_message(ad_buf *b, json_object *m, bool first, bool shared)
+{
+    /* json-c keeps the text of an object it serialised inside that object,
+     * for as long as it lives: for a message that stays, one more copy of
+     * the conversation. A shallow twin that shares the message's members
+     * is serialised instead and takes that text with it. */
+    json_object *twin = shared ? shallow_twin(m) : NULL;
+    size_t len = 0, at = b->len;
+    const char *s = json_object_to_json_string_length(twin ? twin : m, AD_REQUEST_JSON_FLAGS, &len);
+    int rc = !s || (!first && ad_buf_putc(b, ',') != AD_OK) || ad_buf_append(b, s, len) != AD_OK
+                 ? AD_ENOMEM
+                 : AD_OK;
+    json_object_put(twin);
+    if (rc != AD_OK && b->data) {
+        b->len = at;
+        b->data[at] = '\0';
+    }
+    return rc;
 }
 
 int ad_conv_replace(ad_conv *c, json_object *messages)
 {
     if (!json_object_is_type(messages, json_type_array))
         return AD_EINVAL;
-    json_object *copy = NULL;
-    if (json_object_deep_copy(messages, &copy, NULL) != 0)
+    /* The text is the copy: nothing of the caller's is kept. */
+    ad_buf text = AD_BUF_INIT;
+    size_t n = json_object_array_length(messages);
+    int rc = ad_buf_putc(&text, '[');
+    for (size_t i = 0; rc == AD_OK && i < n; i++)
+        rc = put_message(&text, json_object_array_get_idx(messages, i), i == 0, true);
+    if (rc != AD_OK) {
+        ad_buf_free(&text);
         return AD_ENOMEM;
+    }
     json_object_put(c->messages);
-    c->messages = copy;
-    c->cached = 0;
+    c->messages = NULL;
     ad_buf_free(&c->history);
+    c->history = text;
+    c->cached = n;
+    const char *role = n ? ad_json_str(json_object_array_get_idx(messages, n - 1), "role") : NULL;
+    c->last_user = role && strcmp(role, "user") == 0;
     return AD_OK;
 }
 
+size_t ad_conv_count(const ad_conv *c)
+{
+    return c->messages ? json_object_array_length(c->messages) : c->cached;
+}
+
 /* ---- appending ---------------------------------------------------------- */
+
+/* msg's text at the end of the history (which holds every message before
+ * it). */
+static int append_text(ad_conv *c, json_object *msg)
+{
+    if (put_message(&c->history, msg, c->cached == 0, false) != AD_OK)
+        return AD_ENOMEM;
+    c->cached++;
+    return AD_OK;
+}
 
 int ad_conv_append(ad_conv *c, json_object *msg)
 {
     if (!msg)
         return AD_ENOMEM;
-    if (json_object_array_add(c->messages, msg) != 0) {
+    int rc = c->messages ? (json_object_array_add(c->messages, msg) == 0 ? AD_OK : AD_ENOMEM)
+                         : append_text(c, msg);
+    if (rc != AD_OK) {
         json_object_put(msg);
-        return AD_ENOMEM;
+        return rc;
     }
+    const char *role = ad_json_str(msg, "role");
+    c->last_user = role && strcmp(role, "user") == 0;
     if (c->observer)
         c->observer(c->observer_ud, msg);
+    if (!c->messages)
+        json_object_put(msg);
     return AD_OK;
 }
 
@@ -125,6 +207,8 @@ int ad_conv_add_text(ad_conv *c, const char *role, const char *text, size_t len)
 
 bool ad_conv_awaits_answer(ad_conv *c)
 {
+    if (!c->messages)
+        return c->last_user;
     size_t n = json_object_array_length(c->messages);
     const char *role = n ? ad_json_str(json_object_array_get_idx(c->messages, n - 1), "role") : NULL;
     return role && strcmp(role, "user") == 0;
@@ -351,6 +435,8 @@ static json_object *shallow_twin(json_object *o)
 
 static int update_history(ad_conv *c)
 {
+    if (!c->messages)
+        return AD_OK; /* the text is all of it */
     size_t n = json_object_array_length(c->messages);
     if (n < c->cached || !c->history.data) {
         ad_buf_reset(&c->history);
@@ -359,24 +445,11 @@ static int update_history(ad_conv *c)
             return AD_ENOMEM;
     }
     for (size_t i = c->cached; i < n; i++) {
-        /* json-c keeps the text of an object it serialised inside that
-         * object, for as long as it lives: for a message, one more copy of
-         * the conversation. A shallow twin that shares the message's
-         * members is serialised instead and takes that text with it. */
-        json_object *m = json_object_array_get_idx(c->messages, i);
-        json_object *twin = shallow_twin(m);
-        size_t mlen = 0;
-        const char *s = json_object_to_json_string_length(twin ? twin : m, AD_REQUEST_JSON_FLAGS,
-                                                          &mlen);
-        int rc = !s || (i > 0 && ad_buf_putc(&c->history, ',') != AD_OK) ||
-                         ad_buf_append(&c->history, s, mlen) != AD_OK
-                     ? AD_ENOMEM
-                     : AD_OK;
-        json_object_put(twin);
+        int rc = put_message(&c->history, json_object_array_get_idx(c->messages, i), i == 0, true);
         if (rc != AD_OK)
             return rc;
+        c->cached = i + 1;
     }
-    c->cached = n;
     return AD_OK;
 }
 

@@ -2,7 +2,7 @@
  * conv.h -- one conversation: its messages, the JSON text of its history,
  * tool-call ids, usage, and the rules a history keeps.
  *
- * An ad_conv holds the messages (a json-c array) and everything that
+ * An ad_conv holds the messages (as JSON text, see conv.c) and everything that
  * follows from them: the request body, built from a cached serialisation
  * in which each message is turned into JSON text once; the ids the model's
  * tool calls go back with; the markers a turn gets when it ends without an
@@ -41,15 +41,24 @@ ad_conv *ad_conv_new(void);
 void ad_conv_free(ad_conv *c);
 void ad_conv_set_observer(ad_conv *c, ad_conv_append_fn fn, void *ud);
 
-/* The messages. Borrowed (see the header comment on appending to it). */
+/* The messages. Borrowed (see the header comment on appending to it).
+ * A conversation keeps its messages as their JSON text: the array is
+ * parsed from it on the first call and kept from then on, so a
+ * conversation nobody asks for its messages costs only its text. NULL on
+ * ENOMEM. */
 json_object *ad_conv_messages(ad_conv *c);
-/* Replaces the conversation by a deep copy of messages (an array);
- * AD_EINVAL when it is not one, AD_ENOMEM. */
+/* How many messages it has. */
+size_t ad_conv_count(const ad_conv *c);
+/* Replaces the conversation by a copy of messages (an array; its text:
+ * nothing of the caller's is kept); AD_EINVAL when it is not one,
+ * AD_ENOMEM. */
 int ad_conv_replace(ad_conv *c, json_object *messages);
 
 /* ---- appending ---------------------------------------------------------- */
 
-/* Appends msg (stolen, also on failure). Returns 0 or AD_ENOMEM. */
+/* Appends msg (stolen, also on failure): the observer sees it, and
+ * without an array (see ad_conv_messages) it is then released, so an
+ * observer that keeps it takes a reference. Returns 0 or AD_ENOMEM. */
 int ad_conv_append(ad_conv *c, json_object *msg);
 /* {"role": role, "content": text} (len bytes). */
 int ad_conv_add_text(ad_conv *c, const char *role, const char *text, size_t len);

@@ -786,7 +786,12 @@ static bool in_list(json_object *ids, const char *id)
 static int append_input(conv *c, const ad_input *in, char *err, size_t errlen)
 {
     ad_conv *cv = ad_agent_conv(c->agent);
-    json_object *pend = pending_calls(ad_conv_messages(cv));
+    json_object *msgs = ad_conv_messages(cv);
+    if (!msgs) {
+        ad_errf(err, errlen, "out of memory");
+        return AD_ENOMEM;
+    }
+    json_object *pend = pending_calls(msgs);
     size_t n = json_object_array_length(in->messages);
     size_t answered = 0;
     for (size_t i = 0; i < n; i++) {
@@ -893,8 +898,8 @@ static conv *continued(ad_serve *s, ad_http_req *req, const char *prev, const pr
     json_object *msgs = NULL;
     bool fork = true;
     if (c) {
-        msgs = json_object_new_array();
         json_object *all = ad_agent_messages(c->agent);
+        msgs = all ? json_object_new_array() : NULL;
         for (size_t i = 0; msgs && i < nmsg && i < json_object_array_length(all); i++)
             json_object_array_add(msgs, json_object_get(json_object_array_get_idx(all, i)));
         if (!msgs) {
@@ -1116,8 +1121,12 @@ static void handle_responses(ad_serve *s, ad_http_req *req)
             return;
         }
         p = c->prof;
-        if (append_input(c, &in, err, sizeof err) != AD_OK) {
-            error(req, 400, "invalid_request_error", "invalid_input", "%s", err);
+        int arc = append_input(c, &in, err, sizeof err);
+        if (arc != AD_OK) {
+            if (arc == AD_ENOMEM)
+                error(req, 500, "server_error", "out_of_memory", "out of memory");
+            else
+                error(req, 400, "invalid_request_error", "invalid_input", "%s", err);
             ad_input_free(&in);
             json_object_put(body);
             return;

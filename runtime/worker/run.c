@@ -729,6 +729,10 @@ static void on_seeded(void *ud, int result)
         return;
     r->pi++;
     json_object *first = ad_agent_messages(r->agent);
+    if (!first) {
+        end_job(r, "failed", AD_RUN_FAILED, "", "out of memory");
+        return;
+    }
     if (r->pi < json_object_array_length(first)) {
         json_object *m = json_object_array_get_idx(first, r->pi);
         json_object *red = ad_redact_json(m, r->R->o.cfg->api_key);
@@ -790,6 +794,10 @@ static void r_start(void *ud, ad_worker_job *j)
      * goes first. */
     r->phase = P_SEED;
     json_object *first = ad_agent_messages(r->agent);
+    if (!first) {
+        end_job(r, "failed", AD_RUN_FAILED, "", "out of memory");
+        return;
+    }
     if (json_object_array_length(first) == 0) {
         begin(r);
         return;

@@ -10,6 +10,7 @@
 
 #include "../../harness.h"
 #include "base/buf.h"
+#include "base/json.h"
 #include "core/conv.h"
 #include "core/request.h"
 
@@ -98,6 +99,79 @@ TEST(history_cache_equals_a_fresh_serialisation)
     ad_buf_free(&call.args);
     ad_conv_free(c);
     json_object_put(tools);
+    ad_config_free(&cfg);
+}
+
+/* Until somebody asks for the messages, the conversation is its text: the
+ * markers that read the last role, the count and the body work from it,
+ * and the array parsed from it later is exactly what was appended. An
+ * observer that keeps a message keeps it valid. */
+static void keep_append(void *ud, json_object *msg)
+{
+    json_object_array_add(ud, json_object_get(msg));
+}
+
+TEST(text_only_until_asked)
+{
+    ad_config cfg;
+    ad_config_init(&cfg);
+    json_object *kept = json_object_new_array();
+    ad_conv *c = ad_conv_new();
+    ad_conv_set_observer(c, keep_append, kept);
+    CHECK_EQ(ad_conv_count(c), 0);
+    CHECK(!ad_conv_awaits_answer(c));
+    CHECK_EQ(ad_conv_add_text(c, "system", "be brief", 8), AD_OK);
+    CHECK(!ad_conv_awaits_answer(c));
+    CHECK_EQ(ad_conv_add_prompt(c, "one \"q\" \xc3\xa9"), AD_OK);
+    CHECK(ad_conv_awaits_answer(c));
+    CHECK_EQ(ad_conv_add_prompt(c, "two"), AD_OK); /* the gap is marked */
+    ad_response r;
+    memset(&r, 0, sizeof r);
+    ad_tool_call call = {.id = "functions.add:0", .name = "add"};
+    ad_buf_puts(&call.args, "{\"a\":1.50}");
+    r.calls = &call;
+    r.ncalls = 1;
+    r.has_reasoning = true;
+    ad_buf_puts(&r.reasoning, "think");
+    const char *ids[] = {"functions.add:0"};
+    CHECK_EQ(ad_conv_add_answer(c, &r, ids), AD_OK);
+    CHECK(!ad_conv_awaits_answer(c));
+    CHECK_EQ(ad_conv_add_tool_result(c, "functions.add:0", "2.5", 3), AD_OK);
+    CHECK_EQ(ad_conv_count(c), 6);
+    size_t len = 0;
+    char *body = ad_conv_request_body(c, &cfg, "m", NULL, &len);
+    CHECK(body != NULL);
+    json_object *want = J(
+        "[{\"role\":\"system\",\"content\":\"be brief\"},"
+        "{\"role\":\"user\",\"content\":\"one \\\"q\\\" \xc3\xa9\"},"
+        "{\"role\":\"assistant\",\"content\":\"[no answer: the turn ended before the model "
+        "answered]\"},"
+        "{\"role\":\"user\",\"content\":\"two\"},"
+        "{\"role\":\"assistant\",\"content\":null,\"reasoning\":\"think\",\"tool_calls\":"
+        "[{\"id\":\"functions.add:0\",\"type\":\"function\",\"function\":{\"name\":\"add\","
+        "\"arguments\":\"{\\\"a\\\":1.50}\"}}]},"
+        "{\"role\":\"tool\",\"tool_call_id\":\"functions.add:0\",\"content\":\"2.5\"}]");
+    CHECK(want != NULL);
+    json_object *sent = J(body);
+    CHECK(same_json(ad_json_get(sent, "messages"), want));
+    CHECK(same_json(kept, want)); /* the observer's references */
+    /* Asked: the array is the same messages, and it is kept. */
+    json_object *msgs = ad_conv_messages(c);
+    CHECK(same_json(msgs, want));
+    CHECK(ad_conv_messages(c) == msgs);
+    CHECK(body_is_fresh(c, &cfg, NULL));
+    /* From then on appends go to the array, and the text follows. */
+    CHECK_EQ(ad_conv_add_text(c, "assistant", "done", 4), AD_OK);
+    CHECK_EQ(json_object_array_length(msgs), 7);
+    CHECK_EQ(ad_conv_count(c), 7);
+    CHECK(body_is_fresh(c, &cfg, NULL));
+    json_object_put(sent);
+    json_object_put(want);
+    free(body);
+    ad_buf_free(&call.args);
+    ad_buf_free(&r.reasoning);
+    ad_conv_free(c);
+    json_object_put(kept);
     ad_config_free(&cfg);
 }
 
@@ -467,6 +541,7 @@ int main(int argc, char **argv)
 {
     HARNESS_INIT(argc, argv);
     RUN(history_cache_equals_a_fresh_serialisation);
+    RUN(text_only_until_asked);
     RUN(tool_call_ids);
     RUN(answers_and_markers);
     RUN(tool_parts_message);
