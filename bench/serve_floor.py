@@ -177,28 +177,33 @@ def main():
             med = lambda key: statistics.median(x[key] for x in runs)  # noqa: E731
             walls = [x["wall_s"] for x in runs]
             cells[n] = dict(runs=len(runs), wall=(med("wall_s"), min(walls), max(walls)), cpu=med("cpu_s"),
-                            user=med("user_s"), sys=med("sys_s"), peak=med("peak_mib"), load=(load0, loadavg()))
+                            user=med("user_s"), sys=med("sys_s"), peak=med("peak_mib"), load=(load0, loadavg()),
+                            p50=med("p50_s"), p99=med("p99_s"))
             c = cells[n]
-            print("bench serve_floor: N=%-6d cpu %.2f s (user %.2f, sys %.2f)  peak %.1f MiB  wall %.2f s  (%d run%s)"
-                  % (n, c["cpu"], c["user"], c["sys"], c["peak"], c["wall"][0], c["runs"], "" if c["runs"] == 1 else "s"))
+            print("bench serve_floor: N=%-6d cpu %.2f s (user %.2f, sys %.2f)  peak %.1f MiB  wall %.2f s  "
+                  "conversation p50 %.2f s p99 %.2f s  (%d run%s)"
+                  % (n, c["cpu"], c["user"], c["sys"], c["peak"], c["wall"][0], c["p50"], c["p99"], c["runs"],
+                     "" if c["runs"] == 1 else "s"))
             sys.stdout.flush()
 
         if 1 in cells:
             base = cells[1]
             print()
             print("| N | wall s (min-max) | cpu s (user+sys) | user / sys s | cpu ms / conversation | marginal cpu ms "
-                  "/ conversation | peak RSS MiB | peak RSS KiB / conversation above N=1 | load before/after |")
-            print("|---|---|---|---|---|---|---|---|---|")
+                  "/ conversation | peak RSS MiB | peak RSS KiB / conversation above N=1 | conversation s p50 / p99 "
+                  "(medians of the runs) | load before/after |")
+            print("|---|---|---|---|---|---|---|---|---|---|")
             for n in ns:
                 if n not in cells:
-                    print("| %d | FAIL |||||||| " % n)
+                    print("| %d | FAIL ||||||||| " % n)
                     continue
                 c = cells[n]
                 marginal = "-" if n == 1 else "%.2f" % (1000 * (c["cpu"] - base["cpu"]) / (n - 1))
                 above = "-" if n == 1 else "%.1f" % (1024 * (c["peak"] - base["peak"]) / n)
-                print("| %d | %.2f (%.2f-%.2f) | %.2f | %.2f / %.2f | %.2f | %s | %.1f | %s | %.1f/%.1f |"
+                print("| %d | %.2f (%.2f-%.2f) | %.2f | %.2f / %.2f | %.2f | %s | %.1f | %s | %.2f / %.2f | %.1f/%.1f |"
                       % (n, c["wall"][0], c["wall"][1], c["wall"][2], c["cpu"], c["user"], c["sys"],
-                         1000 * c["cpu"] / n, marginal, c["peak"], above, c["load"][0], c["load"][1]))
+                         1000 * c["cpu"] / n, marginal, c["peak"], above, c["p50"], c["p99"],
+                         c["load"][0], c["load"][1]))
         return 1 if failed or 1 not in cells else 0
     finally:
         if mock and mock.poll() is None:
