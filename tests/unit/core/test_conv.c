@@ -47,6 +47,16 @@ static bool body_is_fresh(ad_conv *c, const ad_config *cfg, json_object *tools)
     return same;
 }
 
+/* r: a response with one call of add (id functions.add:0) and args. */
+static void one_add_call(ad_response *r, ad_tool_call *call, const char *args)
+{
+    memset(r, 0, sizeof *r);
+    *call = (ad_tool_call){.id = "functions.add:0", .name = "add"};
+    ad_buf_puts(&call->args, args);
+    r->calls = call;
+    r->ncalls = 1;
+}
+
 TEST(history_cache_equals_a_fresh_serialisation)
 {
     ad_config cfg;
@@ -61,11 +71,8 @@ TEST(history_cache_equals_a_fresh_serialisation)
     CHECK(body_is_fresh(c, &cfg, tools));
     /* Appends of every kind, and one straight into the array. */
     ad_response r;
-    memset(&r, 0, sizeof r);
-    ad_tool_call call = {.id = "functions.add:0", .name = "add"};
-    ad_buf_puts(&call.args, "{\"a\":1}");
-    r.calls = &call;
-    r.ncalls = 1;
+    ad_tool_call call;
+    one_add_call(&r, &call, "{\"a\":1}");
     const char *ids[] = {"functions.add:0"};
     CHECK_EQ(ad_conv_add_answer(c, &r, ids), AD_OK);
     CHECK(body_is_fresh(c, &cfg, tools));
@@ -126,11 +133,8 @@ TEST(text_only_until_asked)
     CHECK(ad_conv_awaits_answer(c));
     CHECK_EQ(ad_conv_add_prompt(c, "two"), AD_OK); /* the gap is marked */
     ad_response r;
-    memset(&r, 0, sizeof r);
-    ad_tool_call call = {.id = "functions.add:0", .name = "add"};
-    ad_buf_puts(&call.args, "{\"a\":1.50}");
-    r.calls = &call;
-    r.ncalls = 1;
+    ad_tool_call call;
+    one_add_call(&r, &call, "{\"a\":1.50}");
     r.has_reasoning = true;
     ad_buf_puts(&r.reasoning, "think");
     const char *ids[] = {"functions.add:0"};
