@@ -21,6 +21,16 @@
  * start among them) are not counted. Per-call isolation runs fewer calls
  * (each is a process).
  *
+ * In flight: INFLIGHT calls started at once in the persistent worker, each
+ * a batch of its own (as that many conversations' calls would be), the
+ * loop run until every one has its result: the CPU time of this process's
+ * loop thread per call (CLOCK_THREAD_CPUTIME_ID, so the worker process
+ * and other load do not count) and the round's wall time. Once with
+ * stamp (thread-safe: all INFLIGHT are sent at once and answered side by
+ * side) and once with bench/plugins/tick.so (not thread-safe: one runs,
+ * the others wait in the provider's queue). BENCH_INFLIGHT_ROUNDS (default
+ * 15) rounds of each after 2 warm-up rounds; best and median round.
+ *
  * BENCH_WORKER_RUNS (default 2000) pairs; BENCH_PLUGIN_DIR as for the other
  * benchmarks.
  */
@@ -36,6 +46,7 @@
 #include "tools/worker.h"
 
 #define WARMUP 100
+#define INFLIGHT 1000
 #define TARGET_US 50.0
 
 static uv_loop_t loop;
@@ -98,6 +109,68 @@ static ad_tool_host *host_for(const char *path, ad_plugin_mode_fn mode)
     return h;
 }
 
+typedef struct fleet {
+    size_t left, bad;
+} fleet;
+
+static void fleet_done(void *ud, const ad_call_outcome *o, size_t n)
+{
+    fleet *f = ud;
+    f->left--;
+    if (!(n == 1 && o[0].state == AD_CALL_DONE && !o[0].result.is_error))
+        f->bad++;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One round of INFLIGHT calls of tool at once: the loop thread's CPU time
+ * in ns; *wall its wall time. */
+static uint64_t round_inflight(ad_tool_host *h, const char *tool, uint64_t *wall)
+{
+    static const ad_batch_cb cb = {.on_done = fleet_done};
+    static const char args[] = "{\"n\":42}";
+    ad_call_req q = {"call_1", tool, args, sizeof args - 1, 60};
+    fleet f = {INFLIGHT, 0};
+    uint64_t t0 = bench_now_ns(), c0 = thread_cpu_ns();
+    for (int i = 0; i < INFLIGHT; i++)
+        if (ad_tool_host_run(h, "bench", &q, 1, &cb, &f) == NULL)
+            bench_die("out of memory");
+    while (f.left)
+        uv_run(&loop, UV_RUN_ONCE);
+    uint64_t cpu = thread_cpu_ns() - c0;
+    *wall = bench_now_ns() - t0;
+    if (f.bad)
+        bench_die("a call in flight failed");
+    return cpu;
+}
+
+static void bench_inflight(ad_tool_host *h, const char *tool, const char *label, long rounds)
+{
+    uint64_t *cpu = calloc((size_t)rounds, sizeof(uint64_t));
+    uint64_t *wall = calloc((size_t)rounds, sizeof(uint64_t));
+    if (!cpu || !wall)
+        bench_die("out of memory");
+    uint64_t w;
+    for (int i = 0; i < 2; i++)
+        round_inflight(h, tool, &w);
+    for (long i = 0; i < rounds; i++)
+        cpu[i] = round_inflight(h, tool, &wall[i]);
+    qsort(cpu, (size_t)rounds, sizeof cpu[0], bench_cmp_u64);
+    qsort(wall, (size_t)rounds, sizeof wall[0], bench_cmp_u64);
+    printf("bench plugin_worker %d in flight, %s: loop CPU per call best %5.2f us  median %5.2f "
+           "us; round best %6.1f ms  median %6.1f ms  (%ld rounds)\n",
+           INFLIGHT, label, (double)cpu[0] / INFLIGHT / 1e3,
+           (double)cpu[rounds / 2] / INFLIGHT / 1e3, (double)wall[0] / 1e6,
+           (double)wall[rounds / 2] / 1e6, rounds);
+    free(cpu);
+    free(wall);
+}
+
 static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -124,12 +197,18 @@ int main(int argc, char **argv)
     if (runs < 10 || runs > 1000000)
         runs = 2000;
     long pc_runs = runs / 10 < 20 ? 20 : runs / 10;
+    e = getenv("BENCH_INFLIGHT_ROUNDS");
+    long if_rounds = e ? strtol(e, NULL, 10) : 15;
+    if (if_rounds < 1 || if_rounds > 100000)
+        if_rounds = 15;
     const char *dir = getenv("BENCH_PLUGIN_DIR");
     char path[4096];
     snprintf(path, sizeof path, "%s/stamp.so", dir && dir[0] ? dir : "build/bench/plugins");
+    char tick[4096];
+    snprintf(tick, sizeof tick, "%s/tick.so", dir && dir[0] ? dir : "build/bench/plugins");
     uv_loop_init(&loop);
     ad_tool_host *in = host_for(path, NULL), *wk = host_for(path, mode_worker),
-                 *pc = host_for(path, mode_per_call);
+                 *pc = host_for(path, mode_per_call), *tk = host_for(tick, mode_worker);
 
     uint64_t *in_round = calloc((size_t)runs, sizeof(uint64_t));
     uint64_t *in_entry = calloc((size_t)runs, sizeof(uint64_t));
@@ -180,9 +259,12 @@ int main(int argc, char **argv)
     printf("bench plugin_worker overhead  : worker - in-process, paired: median %6.1f us  p90 %6.1f us "
            "(%ld pairs in %.2f s); target median <= %.0f us: %s\n",
            d_med, d_p90, runs, secs, TARGET_US, d_med <= TARGET_US ? "met" : "NOT met");
+    bench_inflight(wk, "stamp", "stamp (thread-safe)", if_rounds);
+    bench_inflight(tk, "tick", "tick (one at a time)", if_rounds);
     ad_tool_host_free(in);
     ad_tool_host_free(wk);
     ad_tool_host_free(pc);
+    ad_tool_host_free(tk);
     uv_run(&loop, UV_RUN_DEFAULT);
     ad_plugin_worker_reap(5);
     uv_loop_close(&loop);

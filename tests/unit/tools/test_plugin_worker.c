@@ -386,6 +386,119 @@ TEST(a_cancelled_call_is_stopped_or_its_worker_killed)
     free_host(t);
 }
 
+/* Outcomes of a batch of up to MANY calls. */
+#define MANY 40
+
+typedef struct many {
+    bool done;
+    size_t n;
+    char *text[MANY];
+    ad_call_state state[MANY];
+    int progress[MANY];
+} many;
+
+static void m_done(void *ud, const ad_call_outcome *o, size_t n)
+{
+    many *m = ud;
+    m->done = true;
+    m->n = n;
+    for (size_t i = 0; i < n && i < MANY; i++) {
+        m->text[i] = ad_strndup(o[i].result.content, o[i].result.len);
+        m->state[i] = o[i].state;
+    }
+}
+
+static void m_progress(void *ud, size_t i, double done, double total, const char *msg)
+{
+    many *m = ud;
+    (void)done, (void)total, (void)msg;
+    if (i < MANY)
+        m->progress[i]++;
+}
+
+static const ad_batch_cb mcb = {.on_progress = m_progress, .on_done = m_done};
+
+static void free_many(many *m)
+{
+    for (size_t i = 0; i < m->n && i < MANY; i++)
+        free(m->text[i]);
+}
+
+TEST(many_calls_in_flight_each_get_their_own_result)
+{
+    ad_tool_host *t = load_with("v11.so", NULL);
+    if (t == NULL) {
+        CHECK(t != NULL);
+        return;
+    }
+    char *got = call1(t, "count", "{}", 30, NULL); /* the worker is up: what follows goes at once */
+    CHECK_STREQ(got, "1");
+    free(got);
+    /* One worker, every call in flight at once. a: later calls that answer
+     * in the reverse order of their sending, each with its progress, in
+     * two batches around the others; b: a call cancelled while it runs;
+     * c: calls of a tool that is not thread-safe, waiting behind each
+     * other and run in order; d: calls that never end by themselves,
+     * interrupted when e's timeout kills the worker (long after a's have
+     * answered). */
+    static char ids[MANY][16], args[MANY][32];
+    ad_call_req a[MANY];
+    for (int i = 0; i < MANY; i++) {
+        snprintf(ids[i], sizeof ids[i], "a%d", i);
+        snprintf(args[i], sizeof args[i], "{\"ms\":%d}", 20 + 5 * (MANY - i));
+        a[i] = (ad_call_req){ids[i], "later", args[i], strlen(args[i]), 30};
+    }
+    ad_call_req b = {"b0", "spin", "{\"ms\":60000}", 12, 0};
+    ad_call_req c[5];
+    static const char *const cids[] = {"c0", "c1", "c2", "c3", "c4"};
+    for (int i = 0; i < 5; i++)
+        c[i] = (ad_call_req){cids[i], "count", "{}", 2, 30};
+    ad_call_req d[2] = {{"d0", "later", "{\"ms\":60000}", 12, 0},
+                        {"d1", "later", "{\"ms\":60000}", 12, 0}};
+    ad_call_req e = {"e0", "later", "{\"ms\":60000}", 12, 2};
+    many ma = {0}, mb = {0}, mc = {0}, md = {0}, me = {0};
+    CHECK(ad_tool_host_run(t, "conv-a", a, 20, &mcb, &ma) != NULL);
+    ad_tool_batch *bb = ad_tool_host_run(t, "conv-b", &b, 1, &mcb, &mb);
+    CHECK(bb != NULL);
+    CHECK(ad_tool_host_run(t, "conv-c", c, 5, &mcb, &mc) != NULL);
+    CHECK(ad_tool_host_run(t, "conv-d", d, 2, &mcb, &md) != NULL);
+    CHECK(ad_tool_host_run(t, "conv-e", &e, 1, &mcb, &me) != NULL);
+    many ma2 = {0};
+    CHECK(ad_tool_host_run(t, "conv-a", a + 20, MANY - 20, &mcb, &ma2) != NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ad_tool_batch_cancel(bb);
+    while (!(ma.done && ma2.done && mb.done && mc.done && md.done && me.done))
+        uv_run(&loop, UV_RUN_ONCE);
+    CHECK_EQ(ma.n + ma2.n, MANY);
+    for (int i = 0; i < MANY; i++) {
+        many *m = i < 20 ? &ma : &ma2;
+        size_t k = (size_t)(i < 20 ? i : i - 20);
+        char want[64];
+        snprintf(want, sizeof want, "later a%d conv-a", i);
+        CHECK_EQ(m->state[k], AD_CALL_DONE);
+        CHECK_STREQ(m->text[k], want);
+        CHECK_EQ(m->progress[k], 1);
+    }
+    CHECK_EQ(mb.state[0], AD_CALL_CANCELLED);
+    static const char *const counts[] = {"2", "3", "4", "5", "6"};
+    for (int i = 0; i < 5; i++)
+        CHECK_STREQ(mc.text[i], counts[i]);
+    for (int i = 0; i < 2; i++)
+        CHECK_STREQ(md.text[i], "tool 'later' was interrupted: its worker process (v11.so) was "
+                                "killed because a call of 'later' timed out");
+    CHECK_STREQ(me.text[0], "tool 'later' timed out after 2 s and was killed");
+    free_many(&ma);
+    free_many(&ma2);
+    free_many(&mb);
+    free_many(&mc);
+    free_many(&md);
+    free_many(&me);
+    got = call1(t, "count", "{}", 30, NULL);
+    CHECK_STREQ(got, "1"); /* a new worker */
+    free(got);
+    free_host(t);
+}
+
 TEST(output_belongs_to_the_call_and_is_bounded)
 {
     ad_tool_host *t = load_with("hostile.so", NULL);
@@ -580,6 +693,7 @@ int main(int argc, char **argv)
     RUN(neighbours_of_a_crash_are_interrupted);
     RUN(calls_run_side_by_side_and_report_progress);
     RUN(a_cancelled_call_is_stopped_or_its_worker_killed);
+    RUN(many_calls_in_flight_each_get_their_own_result);
     RUN(output_belongs_to_the_call_and_is_bounded);
     RUN(starts_are_bounded_and_a_plugin_that_never_starts_is_disabled);
     RUN(what_a_fake_worker_sends_is_checked);
