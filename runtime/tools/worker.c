@@ -16,12 +16,25 @@
  * end by itself (a process that exits closes its descriptors before it is
  * reaped), then killed, and its calls are failed naming the channel.
  *
- * Calls (wcall) wait in `queue` until the worker is ready (its HELLO) and,
- * for tools that are not thread-safe, until the previous such call has
- * ended; then they are sent, reported started, and listed in `sent` until
- * their RESULT or the worker's end. Deadlines: one timer for the
- * provider, armed for the earliest of the sent calls' deadlines, the grace
- * of cancelled calls, the start's deadline and the earliest restart.
+ * Calls (wcall) wait until the worker is ready (its HELLO) and, for tools
+ * that are not thread-safe, until the previous such call has ended: in
+ * `queue` (thread-safe tools) or `serial_queue` (the others), each in
+ * arrival order, which ids follow; the oldest call of both that may go
+ * goes first. Then they are sent, reported started, and listed in `sent`
+ * (in send order, and in `byid`, a table by id, for the frames that name
+ * them) until their RESULT or the worker's end; `running` counts those
+ * not cancelled. What one call costs does not grow with the calls in
+ * flight; only a worker's start and end and the timer's firing walk them
+ * all (and a line of output, the cancelled calls still in flight).
+ *
+ * Deadlines: one timer for the provider, due no later than the earliest
+ * of the sent calls' deadlines, the grace of cancelled calls, the start's
+ * deadline, the channel's grace and the earliest restart. A new deadline
+ * only moves it earlier (arm_at); a call that ends leaves it as it is, so
+ * it may fire early: on_timer checks everything and arms it for the
+ * earliest moment again (arm, which walks every call in flight). With no
+ * call in flight arm() walks nothing, and it runs after every change
+ * then: an idle provider's timer is stopped.
  *
  * A worker's end (exit_cb) is the one place where calls in flight lose
  * their worker: the rest of the socket pair and of the output pipe is read
@@ -69,7 +82,7 @@ typedef struct wk wk;
 typedef struct wproc wproc;
 
 typedef struct wcall {
-    struct wcall *next;
+    struct wcall *prev, *next; /* in its list: a queue, or sent */
     ad_tool_job *job;
     uint64_t id;
     bool serial;
@@ -78,6 +91,11 @@ typedef struct wcall {
     uint64_t deadline;  /* uv_hrtime() of its timeout (sent calls); 0: none */
     uint64_t cancel_by; /* a cancelled call's end of grace */
 } wcall;
+
+/* Calls in the order they joined. */
+typedef struct wlist {
+    wcall *head, *tail;
+} wlist;
 
 /* Why the provider killed a worker. */
 enum { KILL_NONE, KILL_TIMEOUT, KILL_CANCEL, KILL_START, KILL_PROTOCOL, KILL_CLOSE, KILL_CHANNEL };
@@ -117,13 +135,17 @@ struct wk {
     ad_plugin_worker_described_fn described;
     void *described_ud;
     wproc *cur;
-    wcall *queue; /* not sent, in arrival order */
-    wcall *sent;  /* in flight in cur */
+    wlist queue;        /* not sent, of thread-safe tools, in arrival order */
+    wlist serial_queue; /* not sent, of the other tools, in arrival order */
+    wlist sent;         /* in flight in cur, in send order */
+    size_t running;     /* the calls in sent that are not cancelled */
+    wcall **byid;       /* the calls in sent, by id: open addressing, at most half full */
+    size_t byid_cap, byid_n;
     bool serial_busy;
     uint64_t next_id;
     uv_timer_t timer; /* made on the first call (the host's loop is known then) */
     bool timer_ready;
-    uint64_t timer_at;
+    uint64_t timer_at; /* when the timer is due; 0: stopped */
     int deaths;      /* workers lost to calls in a row, no call answered since */
     int start_fails; /* failed starts in a row */
     char *start_err; /* why the last start failed */
@@ -200,32 +222,153 @@ static void end_call_text(wcall *c, const char *fmt, ...)
     end_call(c, &r);
 }
 
-static wcall *unlink_sent(wk *w, uint64_t id)
+/* ---- the calls' lists ---------------------------------------------------- */
+
+static void list_push(wlist *l, wcall *c)
 {
-    for (wcall **pp = &w->sent; *pp; pp = &(*pp)->next)
-        if ((*pp)->id == id) {
-            wcall *c = *pp;
-            *pp = c->next;
-            c->next = NULL;
-            return c;
-        }
-    return NULL;
+    c->next = NULL;
+    c->prev = l->tail;
+    if (l->tail)
+        l->tail->next = c;
+    else
+        l->head = c;
+    l->tail = c;
 }
 
+static void list_unlink(wlist *l, wcall *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        l->tail = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static wlist *queue_of(wk *w, const wcall *c)
+{
+    return c->serial ? &w->serial_queue : &w->queue;
+}
+
+static bool queued(const wk *w)
+{
+    return w->queue.head || w->serial_queue.head;
+}
+
+/* The call waiting longest (with serial false: of thread-safe tools);
+ * NULL: none. */
+static wcall *queue_first(wk *w, bool serial)
+{
+    wcall *a = w->queue.head, *b = serial ? w->serial_queue.head : NULL;
+    return a && (b == NULL || a->id < b->id) ? a : b;
+}
+
+/* Takes the call waiting longest off its queue; NULL: none. */
+static wcall *queue_pop(wk *w)
+{
+    wcall *c = queue_first(w, true);
+    if (c)
+        list_unlink(queue_of(w, c), c);
+    return c;
+}
+
+static size_t byid_home(const wk *w, uint64_t id)
+{
+    return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 32) & (w->byid_cap - 1);
+}
+
+/* Room in byid for one more call: 0 or AD_ENOMEM. */
+static int byid_reserve(wk *w)
+{
+    if ((w->byid_n + 1) * 2 <= w->byid_cap)
+        return 0;
+    size_t cap = w->byid_cap ? w->byid_cap * 2 : 16, old_cap = w->byid_cap;
+    wcall **t = calloc(cap, sizeof *t), **old = w->byid;
+    if (t == NULL)
+        return AD_ENOMEM;
+    w->byid = t;
+    w->byid_cap = cap;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i]) {
+            size_t j = byid_home(w, old[i]->id);
+            while (t[j])
+                j = (j + 1) & (cap - 1);
+            t[j] = old[i];
+        }
+    free(old);
+    return 0;
+}
+
+/* The sent call of that id; NULL: none (never sent, or ended). */
 static wcall *find_sent(wk *w, uint64_t id)
 {
-    for (wcall *c = w->sent; c; c = c->next)
-        if (c->id == id)
-            return c;
-    return NULL;
+    if (w->byid_n == 0)
+        return NULL;
+    for (size_t i = byid_home(w, id);; i = (i + 1) & (w->byid_cap - 1))
+        if (w->byid[i] == NULL || w->byid[i]->id == id)
+            return w->byid[i];
 }
 
-static size_t count_running(const wk *w)
+/* c is sent (byid_reserve() made room for it). */
+static void sent_add(wk *w, wcall *c)
 {
-    size_t n = 0;
-    for (const wcall *c = w->sent; c; c = c->next)
-        n += !c->cancelled;
-    return n;
+    size_t i = byid_home(w, c->id);
+    while (w->byid[i])
+        i = (i + 1) & (w->byid_cap - 1);
+    w->byid[i] = c;
+    w->byid_n++;
+    c->sent = true;
+    list_push(&w->sent, c);
+    w->running += !c->cancelled;
+}
+
+/* c, a sent call, is no longer in flight. */
+static void sent_remove(wk *w, wcall *c)
+{
+    size_t mask = w->byid_cap - 1, i = byid_home(w, c->id);
+    while (w->byid[i] != c)
+        i = (i + 1) & mask;
+    /* The calls after it in its run move up when their home allows, so
+     * that a lookup stops at the first empty slot. */
+    for (size_t j = (i + 1) & mask; w->byid[j]; j = (j + 1) & mask) {
+        size_t h = byid_home(w, w->byid[j]->id);
+        bool stays = i < j ? (i < h && h <= j) : (i < h || h <= j);
+        if (!stays) {
+            w->byid[i] = w->byid[j];
+            i = j;
+        }
+    }
+    w->byid[i] = NULL;
+    w->byid_n--;
+    list_unlink(&w->sent, c);
+    w->running -= !c->cancelled;
+}
+
+/* Every call in flight leaves at once (its worker ended, or the provider
+ * closed): returns them, still linked in send order. */
+static wlist sent_take(wk *w)
+{
+    wlist l = w->sent;
+    w->sent.head = w->sent.tail = NULL;
+    w->running = 0;
+    if (w->byid_n)
+        memset(w->byid, 0, w->byid_cap * sizeof *w->byid);
+    w->byid_n = 0;
+    return l;
+}
+
+/* The running call when exactly one runs; NULL otherwise. */
+static wcall *only_running(wk *w)
+{
+    if (w->running != 1)
+        return NULL;
+    wcall *c = w->sent.head;
+    while (c->cancelled)
+        c = c->next;
+    return c;
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -236,14 +379,8 @@ static void out_emit(wproc *wp, const char *text, size_t len)
     wk *w = wp->w;
     if (w == NULL)
         return;
-    wcall *only = NULL;
-    size_t n = 0;
-    for (wcall *c = w->sent; c; c = c->next)
-        if (!c->cancelled) {
-            only = c;
-            n++;
-        }
-    if (n == 1)
+    wcall *only = only_running(w);
+    if (only)
         ad_tool_job_log(only->job, AD_TOOL_LOG_OUTPUT, text, len);
     else
         ad_tool_host_log(w->base.host, w->file, AD_TOOL_LOG_OUTPUT, text, len);
@@ -341,6 +478,7 @@ static void on_out_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 static void pump(wk *w);
 static void arm(wk *w);
+static void arm_at(wk *w, uint64_t at);
 
 static void wp_closed(uv_handle_t *h)
 {
@@ -390,18 +528,15 @@ static void send_ready(wk *w)
     wproc *wp = w->cur;
     if (wp == NULL || !wp->ready || wp->killed)
         return;
-    wcall **pp = &w->queue;
-    while (*pp) {
-        wcall *c = *pp;
-        if (c->serial && w->serial_busy) {
-            pp = &c->next;
-            continue;
-        }
-        *pp = c->next;
+    wcall *c;
+    while ((c = queue_first(w, !w->serial_busy)) != NULL) {
+        list_unlink(queue_of(w, c), c);
         ad_tool_job *job = c->job;
         ad_buf b = AD_BUF_INIT;
         const char *cid = job->call_id ? job->call_id : "", *conv = job->conv_id ? job->conv_id : "";
-        int rc = ad_wire_begin(&b, AD_WIRE_CALL, c->id);
+        int rc = byid_reserve(w);
+        if (rc == 0)
+            rc = ad_wire_begin(&b, AD_WIRE_CALL, c->id);
         if (rc == 0)
             rc = ad_wire_str(&b, job->tool->name, strlen(job->tool->name));
         if (rc == 0)
@@ -422,22 +557,21 @@ static void send_ready(wk *w)
                              "process", job->tool->name);
             continue;
         }
-        c->sent = true;
         if (c->serial)
             w->serial_busy = true;
         /* Each call gets room for its output; calls side by side share
          * theirs, up to a bound. */
-        if (count_running(w) == 0)
+        if (w->running == 0)
             wp->budget = OUTPUT_PER_CALL;
         else if ((wp->budget += OUTPUT_PER_CALL) > 4 * OUTPUT_PER_CALL)
             wp->budget = 4 * OUTPUT_PER_CALL;
-        c->next = w->sent;
-        w->sent = c;
+        sent_add(w, c);
         ad_tool_job_started(job);
-        if (job->timeout_s > 0)
+        if (job->timeout_s > 0) {
             c->deadline = after_s(job->timeout_s);
+            arm_at(w, c->deadline);
+        }
     }
-    arm(w);
 }
 
 static void on_written(uv_write_t *req, int status)
@@ -486,14 +620,12 @@ static void start_failed(wk *w, const char *why)
              "disabled: its worker process failed to start %d times in a row (last: %s); its "
              "tools answer with an error from now on",
              w->start_fails, why);
-        while (w->queue) {
-            wcall *c = w->queue;
-            w->queue = c->next;
+        wcall *c;
+        while ((c = queue_pop(w)) != NULL)
             end_call_text(c,
                           "tool '%s' is not available: its plugin %s failed to start %d times in "
                           "a row (last: %s)",
                           c->job->tool->name, w->file, w->start_fails, why);
-        }
         return;
     }
     wlog(w, AGENTD_LOG_WARN, "its worker process failed to start (%s); trying again", why);
@@ -549,6 +681,7 @@ static void on_hello(wproc *wp, ad_wire_frame *f)
         w->described(w->described_ud, desc);
     json_object_put(desc);
     send_ready(w);
+    arm(w); /* the start's deadline no longer counts */
 }
 
 static void on_result(wproc *wp, ad_wire_frame *f)
@@ -575,9 +708,9 @@ static void on_result(wproc *wp, ad_wire_frame *f)
     /* What the call printed comes before its result, and is its own
      * when it ran alone. */
     out_drain(wp);
-    if (!c->cancelled && count_running(w) == 1)
+    if (!c->cancelled && w->running == 1)
         out_flush(wp);
-    unlink_sent(w, f->id);
+    sent_remove(w, c);
     if (c->serial)
         w->serial_busy = false;
     w->deaths = 0;
@@ -595,6 +728,8 @@ static void on_result(wproc *wp, ad_wire_frame *f)
         end_call(c, &r);
     }
     send_ready(w);
+    if (w->sent.head == NULL)
+        arm(w);
 }
 
 static void on_frame(wproc *wp, ad_wire_frame *f)
@@ -698,7 +833,7 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         uv_read_stop(s);
         if (wp->w && !wp->exited && !wp->killed && !wp->chan_by) {
             wp->chan_by = after_s(CHANNEL_GRACE_S);
-            arm(wp->w);
+            arm_at(wp->w, wp->chan_by);
         }
     }
 }
@@ -783,10 +918,8 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
     wcall *by = lw.call ? find_sent(w, lw.call) : NULL;
     if (by)
         culprit = by->job->tool->name;
-    else if (!no_call && !channel && count_running(w) == 1)
-        for (wcall *c = w->sent; c; c = c->next)
-            if (!c->cancelled)
-                by = c;
+    else if (!no_call && !channel)
+        by = only_running(w);
     if (by && !culprit)
         culprit = by->job->tool->name;
     if (!wp->ready) {
@@ -829,7 +962,8 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
                      wp->kill_detail ? wp->kill_detail : "a malformed frame");
         }
         by = NULL;
-        for (wcall *c = w->sent; c; c = c->next)
+        /* The oldest call of that tool. */
+        for (wcall *c = w->sent.head; c && by == NULL; c = c->next)
             if (wp->kill_tool && wp->kill_why == KILL_PROTOCOL &&
                 strcmp(c->job->tool->name, wp->kill_tool) == 0)
                 by = c;
@@ -858,11 +992,11 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int sig)
     w->deaths++;
     double delay = w->deaths <= 1 ? 0 : 0.1 * (double)(1u << (w->deaths < 8 ? w->deaths - 2 : 6));
     w->not_before = after_s(delay < RESTART_MAX_S ? delay : RESTART_MAX_S);
-    wcall *lost = w->sent;
-    w->sent = NULL;
-    while (lost) {
-        wcall *c = lost;
-        lost = c->next;
+    wlist lost = sent_take(w);
+    /* The newest first. */
+    while (lost.tail) {
+        wcall *c = lost.tail;
+        lost.tail = c->prev;
         end_lost(w, wp, c, c == by, cause, (int)status, sig);
     }
     close_pipes(wp);
@@ -972,24 +1106,23 @@ static void pump(wk *w)
 {
     if (w->closing)
         return;
-    if (w->cur == NULL && w->queue && !w->disabled) {
+    if (w->cur == NULL && queued(w) && !w->disabled) {
         if (now_ns() < w->not_before) {
             arm(w);
             return;
         }
         char err[512];
         if (spawn_worker(w, err, sizeof err) != AD_OK) {
-            while (w->queue) {
-                wcall *c = w->queue;
-                w->queue = c->next;
+            wcall *c;
+            while ((c = queue_pop(w)) != NULL)
                 end_call_text(c, "tool '%s' could not be started in a worker process: %s",
                               c->job->tool->name, err);
-            }
             return;
         }
     }
     send_ready(w);
-    arm(w);
+    if (w->sent.head == NULL)
+        arm(w);
 }
 
 /* ---- deadlines ---------------------------------------------------------- */
@@ -1006,7 +1139,8 @@ static void on_timer(uv_timer_t *t)
         } else if (!wp->ready && wp->start_by && now >= wp->start_by) {
             wp_kill(wp, KILL_START, NULL, NULL);
         } else {
-            for (wcall *c = w->sent; c; c = c->next) {
+            /* The newest first. */
+            for (wcall *c = w->sent.tail; c; c = c->prev) {
                 if (!c->cancelled && c->deadline && now >= c->deadline) {
                     wp_kill(wp, KILL_TIMEOUT, c->job->tool->name, NULL);
                     break;
@@ -1019,26 +1153,12 @@ static void on_timer(uv_timer_t *t)
         }
     }
     pump(w);
+    arm(w);
 }
 
-/* Arms the timer for the earliest moment something is due. */
-static void arm(wk *w)
+/* Arms the timer for at (0: stops it). */
+static void timer_set(wk *w, uint64_t at)
 {
-    if (!w->timer_ready)
-        return;
-    uint64_t at = 0;
-#define EARLIER(x) (at = (x) && (at == 0 || (x) < at) ? (x) : at)
-    wproc *wp = w->cur;
-    if (wp && !wp->killed) {
-        EARLIER(wp->chan_by);
-        if (!wp->ready)
-            EARLIER(wp->start_by);
-        for (wcall *c = w->sent; c; c = c->next)
-            EARLIER(c->cancelled ? c->cancel_by : c->deadline);
-    }
-    if (wp == NULL && w->queue && !w->disabled)
-        EARLIER(w->not_before);
-#undef EARLIER
     if (at == 0) {
         if (w->timer_at)
             uv_timer_stop(&w->timer);
@@ -1050,6 +1170,36 @@ static void arm(wk *w)
     uint64_t now = now_ns();
     w->timer_at = at;
     uv_timer_start(&w->timer, on_timer, at > now ? (at - now + 999999) / 1000000 : 0, 0);
+}
+
+/* Arms the timer for the earliest moment something is due: a walk over
+ * the calls in flight. */
+static void arm(wk *w)
+{
+    if (!w->timer_ready)
+        return;
+    uint64_t at = 0;
+#define EARLIER(x) (at = (x) && (at == 0 || (x) < at) ? (x) : at)
+    wproc *wp = w->cur;
+    if (wp && !wp->killed) {
+        EARLIER(wp->chan_by);
+        if (!wp->ready)
+            EARLIER(wp->start_by);
+        for (wcall *c = w->sent.head; c; c = c->next)
+            EARLIER(c->cancelled ? c->cancel_by : c->deadline);
+    }
+    if (wp == NULL && queued(w) && !w->disabled)
+        EARLIER(w->not_before);
+#undef EARLIER
+    timer_set(w, at);
+}
+
+/* Makes the timer due at at (0: nothing) if it is due later or not at
+ * all: one new deadline, without the walk. */
+static void arm_at(wk *w, uint64_t at)
+{
+    if (w->timer_ready && at && (w->timer_at == 0 || at < w->timer_at))
+        timer_set(w, at);
 }
 
 /* ---- the provider ------------------------------------------------------- */
@@ -1081,10 +1231,7 @@ static int wk_start(ad_tool_provider *bp, ad_tool_job *job)
      * deadline is only a backstop, late enough not to race it. */
     if (job->timeout_s > 0)
         job->grace_s = TIMEOUT_GRACE_S;
-    wcall **pp = &w->queue;
-    while (*pp)
-        pp = &(*pp)->next;
-    *pp = c;
+    list_push(queue_of(w, c), c);
     pump(w);
     return AD_OK;
 }
@@ -1094,18 +1241,16 @@ static bool wk_cancel(ad_tool_provider *bp, ad_tool_job *job)
     wk *w = (wk *)bp;
     wcall *c = job->pdata;
     if (!c->sent) {
-        for (wcall **pp = &w->queue; *pp; pp = &(*pp)->next)
-            if (*pp == c) {
-                *pp = c->next;
-                break;
-            }
+        list_unlink(queue_of(w, c), c);
         end_call(c, NULL);
-        arm(w);
+        if (w->sent.head == NULL)
+            arm(w); /* a restart may no longer be due */
         return true;
     }
     if (c->cancelled)
         return false;
     c->cancelled = true;
+    w->running--;
     if (job->stop == AD_TOOL_STOP_TIMEOUT && w->cur && !w->cur->killed) {
         /* The host's backstop: the worker did not end it at its deadline. */
         wp_kill(w->cur, KILL_TIMEOUT, job->tool->name, NULL);
@@ -1118,7 +1263,8 @@ static bool wk_cancel(ad_tool_provider *bp, ad_tool_job *job)
         send_frame(w->cur, &b);
     }
     ad_buf_free(&b);
-    arm(w);
+    if (w->cur && !w->cur->killed)
+        arm_at(w, c->cancel_by);
     return false;
 }
 
@@ -1188,6 +1334,7 @@ static void wk_free(wk *w)
         free(w->env[i]);
     free(w->env);
     free(w->tools);
+    free(w->byid);
     free(w->exe);
     free(w->path);
     free(w->config);
@@ -1205,16 +1352,15 @@ static void wk_close(ad_tool_provider *bp)
 {
     wk *w = (wk *)bp;
     w->closing = true;
-    while (w->queue) {
-        wcall *c = w->queue;
-        w->queue = c->next;
+    wcall *c;
+    while ((c = queue_pop(w)) != NULL)
         end_call(c, NULL);
-    }
     wproc *wp = w->cur;
-    bool busy = w->sent != NULL;
-    while (w->sent) {
-        wcall *c = w->sent;
-        w->sent = c->next;
+    bool busy = w->sent.head != NULL;
+    wlist lost = sent_take(w);
+    while (lost.tail) {
+        c = lost.tail;
+        lost.tail = c->prev;
         end_call(c, NULL);
     }
     if (wp) {
