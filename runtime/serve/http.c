@@ -423,7 +423,7 @@ static void linger_start(conn *c);
 /* A stream keeps its output buffer between writes up to this size
  * (beyond it, and for anything but a stream, the buffer is freed once
  * written): most writes are one event of a stream. */
-#define OUT_KEEP 4096
+#define OUT_KEEP 1024
 
 /* The client took everything queued so far (or the part in flight): the
  * deadlines and the waiting writer hear of it. */
