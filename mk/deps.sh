@@ -33,6 +33,7 @@ openssl:cmd:openssl
 redis-server:cmd:redis-server
 nodejs:cmd:node
 npm:cmd:npm
+npm:cmd:npx
 "
 # ca-certificates: agentd verifies TLS against the system's CA bundle;
 # without it no https:// provider can be reached.
@@ -47,7 +48,9 @@ npm:cmd:npm
 # nodejs, npm: test_clients runs the real npm clients (openai, ai,
 # @openai/agents) against agentd serve; `npm ci` fetches them, with the node
 # they need, into build/clients on first use. Without the npm registry they
-# are skipped, saying so. No test runs npx (docs name it for MCP servers).
+# are skipped, saying so. npx (in Debian 12's npm package) is checked too:
+# no test runs it, but the docs' MCP examples and test_config's config name
+# it, so a machine that passed this step runs those examples as written.
 for group in "$@"; do
     case $group in
         valgrind) DEPS="$DEPS valgrind:cmd:valgrind" ;;
