@@ -39,8 +39,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
+
+from sharedmock import Mock, server_of, skip_reason
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -50,11 +50,6 @@ STEPS = 6
 
 def loadavg():
     return os.getloadavg()[0]
-
-
-def mock_stats(port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/stats" % port, timeout=30) as r:
-        return json.loads(r.read())
 
 
 def parse_summary(line):
@@ -68,15 +63,15 @@ def parse_summary(line):
         return None
 
 
-def one_run(a, port, reqdir, tag, n):
+def one_run(a, mock, reqdir, tag, n):
     """Runs the client once: (figures, None) or (None, why)."""
-    url = "http://127.0.0.1:%d/%s/concurrent/v1/chat/completions" % (port, tag)
+    url = "http://127.0.0.1:%d/%s/concurrent/v1/chat/completions" % (mock.port, tag)
     try:
         p = subprocess.run([a.client, url, reqdir, str(n)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=120 + 0.2 * n)
     except subprocess.TimeoutExpired:
         return None, "the client did not finish within %d s" % (120 + 0.2 * n)
-    st = mock_stats(port).get(tag + "/concurrent", {})
+    st = mock.stats().get(tag + "/concurrent", {})
     probs = []
     if p.returncode != 0:
         probs.append("client exit %d: %s" % (p.returncode, " / ".join(p.stderr.strip().splitlines()[:3])))
@@ -116,12 +111,9 @@ def main():
         print("serve_floor: N from 1 to 999999, --runs at least 1, --chunk-ms at least 0", file=sys.stderr)
         return 2
     ns = [1] + [n for n in dict.fromkeys(ns) if n != 1]
-    server = os.path.join(a.shared, "mock", "server.mjs")
-    if not os.path.isfile(server):
-        print("bench serve_floor: skipped: no shared benchmark at %s (--shared)" % a.shared)
-        return SKIP
-    if not shutil.which(a.node):
-        print("bench serve_floor: skipped: no node (%s) for the mock" % a.node)
+    why = skip_reason(a.shared, a.node)
+    if why:
+        print("bench serve_floor: skipped: %s" % why)
         return SKIP
     a.client = os.path.abspath(a.client)
     if not os.access(a.client, os.X_OK):
@@ -131,40 +123,29 @@ def main():
     tmp = tempfile.mkdtemp(prefix="agentd-floor.")
     mock = None
     try:
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")   # nothing written into the shared folder
-        gen = os.path.join(tmp, "gen")
-        subprocess.run([sys.executable, os.path.join(a.shared, "mock", "gen.py"), gen], check=True,
-                       stdout=subprocess.DEVNULL, env=env)
-        reqdir = os.path.join(gen, "req", "concurrent")
-        pf = os.path.join(tmp, "mock.port")
-        mlog = open(os.path.join(tmp, "mock.log"), "w")
-        mock = subprocess.Popen([a.node, server, "--port-file", pf, "--gen", gen, "--chunk-ms", str(a.chunk_ms)],
-                                stdin=subprocess.DEVNULL, stdout=mlog, stderr=mlog)
-        t = time.time()
-        while not (os.path.exists(pf) and open(pf).read().strip()):
-            if mock.poll() is not None or time.time() - t > 60:
-                print("serve_floor: the mock did not start: %s" % open(mlog.name).read().strip()[-300:],
-                      file=sys.stderr)
-                return 1
-            time.sleep(0.05)
-        port = int(open(pf).read())
+        try:
+            mock = Mock(a.shared, a.node, tmp, a.chunk_ms)
+        except RuntimeError as e:
+            print("serve_floor: %s" % e, file=sys.stderr)
+            return 1
+        reqdir = os.path.join(mock.gen, "req", "concurrent")
         curl_v = subprocess.run(["curl-config", "--version"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 text=True).stdout.strip() if shutil.which("curl-config") else "libcurl"
         jsonc_v = subprocess.run(["pkg-config", "--modversion", "json-c"], stdout=subprocess.PIPE,
                                  stderr=subprocess.DEVNULL, text=True).stdout.strip() if shutil.which("pkg-config") else "?"
         print("bench serve_floor: %s and json-c %s alone (%s); mock %s (node %s, chunks %d ms apart); %d run%s per N"
-              % (curl_v, jsonc_v or "?", os.path.relpath(a.client), server,
+              % (curl_v, jsonc_v or "?", os.path.relpath(a.client), server_of(a.shared),
                  subprocess.run([a.node, "--version"], stdout=subprocess.PIPE, text=True).stdout.strip(),
                  a.chunk_ms, a.runs, "" if a.runs == 1 else "s"))
         sys.stdout.flush()
         # warm-up, not counted: node compiles the mock's paths on their first use
-        one_run(a, port, reqdir, "floor-warm", 50)
+        one_run(a, mock, reqdir, "floor-warm", 50)
 
         cells, failed = {}, False
         for n in ns:
             load0, runs = loadavg(), []
             for k in range(a.runs):
-                r, why = one_run(a, port, reqdir, "floor-%d-%d" % (n, k), n)
+                r, why = one_run(a, mock, reqdir, "floor-%d-%d" % (n, k), n)
                 if why:
                     print("bench serve_floor: N=%d run %d FAILED: %s" % (n, k + 1, why))
                     failed = True
@@ -206,13 +187,8 @@ def main():
                          c["load"][0], c["load"][1]))
         return 1 if failed or 1 not in cells else 0
     finally:
-        if mock and mock.poll() is None:
-            mock.terminate()
-            try:
-                mock.wait(10)
-            except subprocess.TimeoutExpired:
-                mock.kill()
-                mock.wait()
+        if mock:
+            mock.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

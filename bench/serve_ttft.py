@@ -45,7 +45,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+from sharedmock import Mock, skip_reason
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -87,11 +88,6 @@ def phase(client, port, path, n, first, mode, template, timeout):
     return ok, errs
 
 
-def mock_stats(port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/stats" % port, timeout=10) as r:
-        return json.loads(r.read())
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", type=int, nargs="+", default=[100, 1000])
@@ -104,11 +100,9 @@ def main():
     ap.add_argument("--node", default=os.environ.get("MOCK_NODE", "node"))
     a = ap.parse_args()
     a.agentd, a.client = os.path.abspath(a.agentd), os.path.abspath(a.client)
-    if not os.path.isfile(os.path.join(a.shared, "mock", "server.mjs")):
-        print("bench serve_ttft: skipped: no shared benchmark at %s (--shared)" % a.shared)
-        return SKIP
-    if not shutil.which(a.node):
-        print("bench serve_ttft: skipped: no node (%s) for the mock" % a.node)
+    why = skip_reason(a.shared, a.node)
+    if why:
+        print("bench serve_ttft: skipped: %s" % why)
         return SKIP
     if any(n < 1 or n > 100000 for n in a.n) or a.runs < 1:
         print("serve_ttft: -n between 1 and 100000, -r at least 1", file=sys.stderr)
@@ -121,23 +115,14 @@ def main():
     import scenario as S  # the shared benchmark's scripted conversation
 
     tmp = tempfile.mkdtemp(prefix="agentd-ttft.")
-    procs = []
+    procs, mock = [], None
     try:
-        subprocess.run([sys.executable, os.path.join(a.shared, "mock", "gen.py"), os.path.join(tmp, "gen")],
-                       check=True, stdout=subprocess.DEVNULL)
-        pf = os.path.join(tmp, "mock.port")
-        mlog = open(os.path.join(tmp, "mock.log"), "w")
-        mock = subprocess.Popen([a.node, os.path.join(a.shared, "mock", "server.mjs"), "--port-file", pf,
-                                 "--gen", os.path.join(tmp, "gen"), "--chunk-ms", str(a.chunk_ms)],
-                                stdin=subprocess.DEVNULL, stdout=mlog, stderr=mlog)
-        procs.append(mock)
-        t = time.time()
-        while not (os.path.exists(pf) and open(pf).read().strip()):
-            if mock.poll() is not None or time.time() - t > 60:
-                print("serve_ttft: the mock did not start (%s)" % os.path.join(tmp, "mock.log"), file=sys.stderr)
-                return 1
-            time.sleep(0.05)
-        mport = int(open(pf).read())
+        try:
+            mock = Mock(a.shared, a.node, tmp, a.chunk_ms)
+        except RuntimeError as e:
+            print("serve_ttft: %s" % e, file=sys.stderr)
+            return 1
+        mport = mock.port
         cfg = os.path.join(tmp, "agent.toml")
         with open(cfg, "w") as f:
             f.write("[provider]\nbase_url = %s\napi_key_env = \"MOCK_API_KEY\"\nmodel = %s\n"
@@ -198,9 +183,9 @@ def main():
                         time.sleep(0.02)
                 # warm-up, not counted: a server runs for long; its first runs pay first uses
                 phase(a.client, sport, "/v1/responses", 10, take(10), "serve", t_serve, 60)
-                before = mock_stats(mport).get("ttft-serve/concurrent", {})
+                before = mock.stats().get("ttft-serve/concurrent", {})
                 ok, errs = phase(a.client, sport, "/v1/responses", n, take(n), "serve", t_serve, timeout)
-                after = mock_stats(mport).get("ttft-serve/concurrent", {})
+                after = mock.stats().get("ttft-serve/concurrent", {})
                 srv.send_signal(signal.SIGTERM)
                 try:
                     srv.wait(30)
@@ -233,6 +218,8 @@ def main():
                     p.wait(10)
                 except subprocess.TimeoutExpired:
                     p.kill()
+        if mock:
+            mock.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
