@@ -19,7 +19,6 @@
  */
 #include <agentd/plugin.h>
 
-#include <dirent.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +26,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "../proc_children.h"
 
 static const agentd_host_api *host;
 
@@ -112,33 +113,9 @@ static int grandchild_invoke(void *d, const char *a, size_t n, agentd_result *ou
 static int children_invoke(void *d, const char *a, size_t n, agentd_result *out)
 {
     (void)d, (void)a, (void)n;
-    long me = (long)getpid();
-    int kids = 0, zombies = 0;
-    DIR *dir = opendir("/proc");
-    if (dir == NULL)
+    int zombies = 0, kids = proc_children((long)getpid(), &zombies);
+    if (kids < 0)
         return host->result_error(out, "cannot read /proc");
-    struct dirent *de;
-    while ((de = readdir(dir)) != NULL) {
-        if (de->d_name[0] < '0' || de->d_name[0] > '9')
-            continue;
-        char path[300], stat[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t got = fread(stat, 1, sizeof stat - 1, f);
-        fclose(f);
-        stat[got] = '\0';
-        /* "pid (comm) S ppid ...": comm may hold spaces; start after the last ')'. */
-        char *rp = strrchr(stat, ')');
-        char state;
-        long ppid;
-        if (rp == NULL || sscanf(rp + 1, " %c %ld", &state, &ppid) != 2 || ppid != me)
-            continue;
-        kids++;
-        zombies += state == 'Z';
-    }
-    closedir(dir);
     char buf[64];
     int len = snprintf(buf, sizeof buf, "children: %d zombies: %d", kids, zombies);
     return host->result_write(out, buf, (size_t)len);

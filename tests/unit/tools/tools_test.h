@@ -11,7 +11,6 @@
 #ifndef TEST_TOOLS_TEST_H
 #define TEST_TOOLS_TEST_H
 
-#include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,35 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../proc_children.h"
 #include "base/buf.h"
 
 static int count_children(void)
 {
-    long me = (long)getpid();
-    int kids = 0;
-    DIR *dir = opendir("/proc");
-    if (dir == NULL)
-        return -1;
-    struct dirent *de;
-    while ((de = readdir(dir)) != NULL) {
-        if (de->d_name[0] < '0' || de->d_name[0] > '9')
-            continue;
-        char path[300], st[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t got = fread(st, 1, sizeof st - 1, f);
-        fclose(f);
-        st[got] = '\0';
-        char *rp = strrchr(st, ')');
-        char state;
-        long ppid;
-        if (rp && sscanf(rp + 1, " %c %ld", &state, &ppid) == 2 && ppid == me)
-            kids++;
-    }
-    closedir(dir);
-    return kids;
+    return proc_children((long)getpid(), NULL);
 }
 
 static double now_s(void)
