@@ -69,3 +69,11 @@ int ad_base64_decode(ad_buf *out, const char *s, size_t n)
     /* 6 leftover bits cannot come from whole bytes; neither can > 2 pads. */
     return bits >= 6 || pad > 2 ? AD_EINVAL : AD_OK;
 }
+
+size_t ad_base64_decoded_size(const char *s, size_t n)
+{
+    size_t digits = 0;
+    for (size_t i = 0; i < n; i++)
+        digits += value((unsigned char)s[i]) >= 0;
+    return digits / 4 * 3 + (digits % 4 ? digits % 4 - 1 : 0);
+}

@@ -18,4 +18,9 @@ int ad_base64_encode(ad_buf *out, const void *p, size_t n);
  * more than two pad characters or a dangling 6 bits; AD_ENOMEM. */
 int ad_base64_decode(ad_buf *out, const char *s, size_t n);
 
+/* How many bytes s[0..n) decodes to, without decoding it (whitespace and
+ * padding do not count); for well-formed text the length
+ * ad_base64_decode() gives. */
+size_t ad_base64_decoded_size(const char *s, size_t n);
+
 #endif /* AD_BASE64_H */

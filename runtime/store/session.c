@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/base64.h"
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/text.h"
@@ -961,11 +962,8 @@ static void put_parts(FILE *out, json_object *m)
         const char *data = semi && strncmp(semi, ";base64,", 8) == 0 ? semi + 8 : NULL;
         ad_buf b = {0};
         if (data) {
-            size_t n = strlen(data), pad = 0;
-            while (pad < 2 && pad < n && data[n - 1 - pad] == '=')
-                pad++;
             ad_buf_printf(&b, "[image: %.*s, ", (int)(semi - url - 5), url + 5);
-            ad_buf_size(&b, n / 4 * 3 - pad);
+            ad_buf_size(&b, ad_base64_decoded_size(data, strlen(data)));
             ad_buf_putc(&b, ']');
         } else {
             ad_buf_printf(&b, "[%s]", type ? type : "part");

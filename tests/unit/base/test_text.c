@@ -118,6 +118,7 @@ TEST(base64_both_ways)
         CHECK(e.len == 0 || memcmp(e.data, coded[i], e.len) == 0);
         CHECK_EQ(ad_base64_decode(&d, coded[i], strlen(coded[i])), AD_OK);
         CHECK_EQ(d.len, n);
+        CHECK_EQ(ad_base64_decoded_size(coded[i], strlen(coded[i])), n);
         CHECK(n == 0 || memcmp(d.data, plain[i], n) == 0);
         ad_buf_free(&e);
         ad_buf_free(&d);
@@ -128,6 +129,7 @@ TEST(base64_both_ways)
     ad_buf_reset(&d);
     CHECK_EQ(ad_base64_decode(&d, "aGVs\nbG8", 8), AD_OK); /* whitespace, no padding */
     CHECK(d.len == 5 && memcmp(d.data, "hello", 5) == 0);
+    CHECK_EQ(ad_base64_decoded_size("aGVs\nbG8", 8), 5);
     CHECK_EQ(ad_base64_decode(&d, "a", 1), AD_EINVAL);        /* 6 dangling bits */
     CHECK_EQ(ad_base64_decode(&d, "aGVs=bG8", 8), AD_EINVAL); /* after padding */
     CHECK_EQ(ad_base64_decode(&d, "aG!s", 4), AD_EINVAL);
