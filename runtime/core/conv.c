@@ -96,12 +96,8 @@ json_object *ad_conv_messages(ad_conv *c)
     /* The text is well-formed JSON: this program wrote it. */
     if (ad_buf_putc(&c->history, ']') != AD_OK)
         return NULL;
-    json_tokener *tok = json_tokener_new();
-    json_object *arr =
-        tok ? json_tokener_parse_ex(tok, c->history.data, (int)c->history.len) : NULL;
-    json_tokener_free(tok);
-    c->history.len--;
-    c->history.data[c->history.len] = '\0';
+    json_object *arr = json_tokener_parse(c->history.data);
+    c->history.data[--c->history.len] = '\0';
     if (!json_object_is_type(arr, json_type_array)) {
         json_object_put(arr);
         return NULL;
